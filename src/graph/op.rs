@@ -1,0 +1,217 @@
+//! The op enum: every forward and backward op the engine runs, as equals. Each variant documents its inputs
+//! (in order), output, layout and maths; the CPU reference (`reference`), the WGSL lowering (`kernels`) and the
+//! backward rules (`autodiff`) all follow these comments. Shapes are row-major, last dim contiguous.
+//!
+//! Every op has exactly one output. Ops that update state in place (`CacheWrite`, `AdamW`) return a value that
+//! aliases the mutated buffer, so later readers are ordered after the write.
+
+/// A scalar that is either fixed when the graph is built or supplied by name at each run (positions,
+/// lengths, the optimizer step): changing it never recompiles anything.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Const(u32),
+    /// A runtime value looked up by name in the run's scalar table.
+    Var(String),
+}
+
+impl Scalar {
+    pub fn var(name: &str) -> Self {
+        Scalar::Var(name.to_string())
+    }
+    /// Resolve against a scalar table.
+    pub fn resolve(&self, vars: &dyn Fn(&str) -> Option<u32>) -> Option<u32> {
+        match self {
+            Scalar::Const(c) => Some(*c),
+            Scalar::Var(n) => vars(n),
+        }
+    }
+}
+
+/// Pointwise activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Act {
+    Relu,
+    /// 0.5·x·(1 + erf(x/√2)).
+    GeluErf,
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    GeluTanh,
+    /// x·σ(x).
+    Silu,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    // ---- leaves -------------------------------------------------------------------------------------------
+    /// Fed at every run (token ids, targets, masks, activations).
+    Input { name: String },
+    /// A persistent, trainable weight (uploaded once; updated in place by `AdamW`).
+    Param { name: String },
+    /// Persistent, not trainable (KV cache, optimizer moments); starts as zeros unless set.
+    State { name: String },
+
+    // ---- elementwise --------------------------------------------------------------------------------------
+    /// (a, b) → a + b. b has a's shape, or b is 1-D [n] with a's last dim n (a bias, broadcast over rows).
+    Add,
+    /// (a, b) → a ⊙ b, same shapes.
+    Mul,
+    /// (a) → s·a.
+    Scale { s: f32 },
+    /// (x) → act(x).
+    Unary { act: Act },
+    /// (x, dy) → dy ⊙ act'(x).
+    UnaryBackward { act: Act },
+    /// (x [..., n]) → [n]: sum over all leading dims (bias and beta gradients).
+    SumRows,
+    /// (x) → x converted to the dtype `to` (f32 ↔ f16).
+    Cast { to: crate::tensor::DType },
+    /// (x) → same data, new shape (same element count); no copy.
+    Reshape { shape: Vec<usize> },
+    /// (x [a, b, c, d]) → [a, c, b, d]; its own inverse. Splits/merges heads: [B,T,H,D] ↔ [B,H,T,D].
+    Permute0213,
+
+    // ---- matmul -------------------------------------------------------------------------------------------
+    /// (a, b) → c = op(a)·op(b), op(x) = xᵀ (last two dims) when the flag is set.
+    /// a: [batch..., M, K] (or [batch..., K, M] if ta); b: [batch..., K, N] (or [batch..., N, K] if tb) with
+    /// the same batch dims, or b 2-D (a weight shared over the batch). c: [batch..., M, N].
+    /// `x·Wᵀ` with W [N, K] (the Linear layout of every checkpoint) is `MatMul { ta: false, tb: true }`.
+    MatMul { ta: bool, tb: bool },
+
+    // ---- norms --------------------------------------------------------------------------------------------
+    /// (x [..., C], gamma [C], beta [C]) → (x − mean)/√(var + eps)·gamma + beta, per row; var is biased.
+    LayerNorm { eps: f32 },
+    /// (x, gamma, dy) → dx of LayerNorm.
+    LayerNormGradX { eps: f32 },
+    /// (x [..., C], gamma [C]) → x/√(mean(x²) + eps)·gamma, per row.
+    RmsNorm { eps: f32 },
+    /// (x, gamma, dy) → dx of RmsNorm.
+    RmsNormGradX { eps: f32 },
+    /// (x [..., C], dy) → dgamma [C] = Σ_rows dy ⊙ x̂, x̂ the normalised x (of LayerNorm, or RmsNorm if `rms`).
+    NormGradGamma { eps: f32, rms: bool },
+
+    // ---- softmax ------------------------------------------------------------------------------------------
+    /// (x [..., T, S]) → softmax over the last dim. `causal`: row i (of T) sees columns j ≤ i + (S − T);
+    /// masked entries are 0 in the output.
+    Softmax { causal: bool },
+    /// (y, dy) → dx = y ⊙ (dy − Σ_j y·dy), y the softmax output.
+    SoftmaxBackward,
+
+    // ---- attention ----------------------------------------------------------------------------------------
+    /// (q [B, Hq, T, D], k [B, Hkv, S, D], v [B, Hkv, S, D] (+ mask [B, S] f32, 1 = keep, 0 = pad, if `mask`))
+    /// → o [B, Hq, T, D] = softmax(scale·q·kᵀ + masks)·v. Only keys j < kv_len are read (kv_len ≤ S; a KV
+    /// cache is allocated at S = max positions). `causal`: query i sits at position q_offset + i and sees keys
+    /// j ≤ q_offset + i. Grouped-query heads: query head h reads kv head h / (Hq / Hkv).
+    /// A query row that sees no key outputs zeros.
+    Attention(AttnSpec),
+    /// Same inputs → the attention probabilities [B, Hq, T, S] (0 where masked or j ≥ kv_len).
+    AttentionWeights(AttnSpec),
+    /// (q, k, v, [mask], do) → dq [B, Hq, T, D].
+    AttentionGradQ(AttnSpec),
+    /// (q, k, v, [mask], do) → dk [B, Hkv, S, D] (summed over the query heads of each group).
+    AttentionGradK(AttnSpec),
+    /// (q, k, v, [mask], do) → dv [B, Hkv, S, D].
+    AttentionGradV(AttnSpec),
+
+    // ---- positions ----------------------------------------------------------------------------------------
+    /// (x [B, H, T, D]) → rotary embedding, half-split pairs (x[i], x[i + D/2]) as in HF Llama, rotated by
+    /// angle (offset + t)·theta^(−2i/D). `inverse` rotates by the negative angle (the backward rule).
+    Rope { theta: f32, offset: Scalar, inverse: bool },
+    /// (x [B, T, C]) → x + PE, PE[pos, 2i] = sin(pos/10000^(2i/C)), PE[pos, 2i+1] = cos(same), pos = offset + t.
+    AddSinusoidal { offset: Scalar },
+
+    // ---- embedding ----------------------------------------------------------------------------------------
+    /// (table [V, C], ids [...] u32) → [..., C]: rows of the table. Ids ≥ V give zero rows.
+    Embedding,
+    /// (ids [...] u32, dy [..., C]) → dtable [V, C] = scatter-add of dy rows at ids (deterministic order).
+    EmbeddingBackward { vocab: usize },
+
+    // ---- loss ---------------------------------------------------------------------------------------------
+    /// (logits [N, V], targets [N] i32) → [1]: mean over rows whose target ≠ ignore_index of
+    /// −log softmax(logits)[target]; 0 if every row is ignored.
+    CrossEntropy { ignore_index: i32 },
+    /// (logits, targets, dloss [1]) → dlogits = (softmax − onehot)·dloss/count, zero rows where ignored.
+    CrossEntropyBackward { ignore_index: i32 },
+
+    // ---- state updates (in place) -------------------------------------------------------------------------
+    /// (cache [B, H, Smax, D] state, src [B, H, T, D]) → the cache, with rows offset..offset+T replaced by src.
+    CacheWrite { offset: Scalar },
+    /// (param, grad, m, v) → the param, updated in place with AdamW (decoupled weight decay):
+    /// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; m̂ = m/(1−β1^t); v̂ = v/(1−β2^t);
+    /// p = p − lr·(m̂/(√v̂ + eps) + wd·p), t = step (≥ 1). m and v are updated in place too.
+    AdamW(AdamWSpec),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttnSpec {
+    pub causal: bool,
+    /// Usually 1/√D.
+    pub scale: f32,
+    /// Whether a [B, S] key-padding mask input follows v.
+    pub mask: bool,
+    /// Position of the first query row (for the causal mask); Const(0) for a full sequence.
+    pub q_offset: Scalar,
+    /// Number of valid keys; Const(S) for a full sequence.
+    pub kv_len: Scalar,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWSpec {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step: Scalar,
+}
+
+impl Op {
+    /// A short name for errors, timings and pipeline keys.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::State { .. } => "state",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Scale { .. } => "scale",
+            Op::Unary { .. } => "unary",
+            Op::UnaryBackward { .. } => "unary_backward",
+            Op::SumRows => "sum_rows",
+            Op::Cast { .. } => "cast",
+            Op::Reshape { .. } => "reshape",
+            Op::Permute0213 => "permute0213",
+            Op::MatMul { .. } => "matmul",
+            Op::LayerNorm { .. } => "layernorm",
+            Op::LayerNormGradX { .. } => "layernorm_grad_x",
+            Op::RmsNorm { .. } => "rmsnorm",
+            Op::RmsNormGradX { .. } => "rmsnorm_grad_x",
+            Op::NormGradGamma { .. } => "norm_grad_gamma",
+            Op::Softmax { .. } => "softmax",
+            Op::SoftmaxBackward => "softmax_backward",
+            Op::Attention(_) => "attention",
+            Op::AttentionWeights(_) => "attention_weights",
+            Op::AttentionGradQ(_) => "attention_grad_q",
+            Op::AttentionGradK(_) => "attention_grad_k",
+            Op::AttentionGradV(_) => "attention_grad_v",
+            Op::Rope { .. } => "rope",
+            Op::AddSinusoidal { .. } => "add_sinusoidal",
+            Op::Embedding => "embedding",
+            Op::EmbeddingBackward { .. } => "embedding_backward",
+            Op::CrossEntropy { .. } => "cross_entropy",
+            Op::CrossEntropyBackward { .. } => "cross_entropy_backward",
+            Op::CacheWrite { .. } => "cache_write",
+            Op::AdamW(_) => "adamw",
+        }
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, Op::Input { .. } | Op::Param { .. } | Op::State { .. })
+    }
+
+    /// Ops whose output is the same buffer as one input (no new memory): Reshape, and the in-place updates.
+    pub fn aliases_input(&self) -> Option<usize> {
+        match self {
+            Op::Reshape { .. } | Op::CacheWrite { .. } | Op::AdamW(_) => Some(0),
+            _ => None,
+        }
+    }
+}

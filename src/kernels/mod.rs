@@ -1,0 +1,189 @@
+//! The Rust side of each WGSL kernel family: the shader source, entry points, the `Params` words, overrides
+//! and grid of every dispatch. `lower` turns one graph op (with its input shapes) into the dispatches that
+//! compute it; the executor (`exec`) runs them without knowing any kernel.
+//!
+//! Binding convention, for every shader: `@group(0) @binding(0) var<uniform> p: Params;` then bindings
+//! 1, 2, … in the order of `Dispatch::bindings` (inputs `var<storage, read>`, outputs and in-place buffers
+//! `var<storage, read_write>`). `Params` holds only 4-byte scalars (u32 or f32), named as in
+//! `Dispatch::params`; a test checks the two agree. Float buffers are `array<T>` with `T` set by the prelude
+//! (`alias T = f32;` or `enable f16; alias T = f16;`); accumulation is always in f32.
+
+use crate::error::{Error, Result};
+use crate::graph::{Op, Scalar};
+use crate::tensor::DType;
+
+/// One 4-byte word of a dispatch's Params, by name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Word {
+    U32(u32),
+    F32(f32),
+    /// A runtime scalar (`Scalar`), resolved at each run, plus a constant.
+    Var(Scalar, i64),
+}
+
+/// What a binding refers to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arg {
+    /// Input `i` of the op (its only shard).
+    Input(usize),
+    /// Shard `s` of input `i` (a tensor stored in several buffers, split by rows of its first dim).
+    InputShard(usize, usize),
+    /// The op's output.
+    Output,
+    /// Scratch buffer `i` of `Lowered::scratch`.
+    Scratch(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub arg: Arg,
+    /// Bound read_write (outputs, scratch written here, in-place inputs).
+    pub write: bool,
+}
+
+/// One compute dispatch.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    /// The family: the shader file's stem (`norm` for shaders/norm.wgsl).
+    pub family: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+    /// The float type `T` of the prelude.
+    pub dtype: DType,
+    /// Pipeline-overridable constants (`override NAME: u32 = …;`), part of the pipeline key.
+    pub overrides: Vec<(&'static str, f64)>,
+    /// Params words in struct order, with their WGSL member names.
+    pub params: Vec<(&'static str, Word)>,
+    pub bindings: Vec<Binding>,
+    /// Workgroups in x, y, z (each ≤ 65,535; `grid_1d` folds large counts into y).
+    pub grid: [u32; 3],
+}
+
+/// The dispatches of one op, in order, with any scratch buffers they share (sizes in bytes).
+#[derive(Clone, Debug, Default)]
+pub struct Lowered {
+    pub scratch: Vec<u64>,
+    pub dispatches: Vec<Dispatch>,
+}
+
+/// What lowering knows about an input: shape, dtype, and the row ranges of its shards (one range when the
+/// tensor fits one binding).
+#[derive(Clone, Debug)]
+pub struct ArgInfo {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub shards: Vec<(usize, usize)>,
+}
+
+/// Fold a 1-D workgroup count into an x·y grid (x ≤ 65,535). Shaders recover the flat index as
+/// `wid.x + wid.y * num_workgroups.x` and guard it.
+pub fn grid_1d(n: u32) -> [u32; 3] {
+    const MAX: u32 = 65_535;
+    if n <= MAX {
+        [n.max(1), 1, 1]
+    } else {
+        let y = n.div_ceil(MAX);
+        [n.div_ceil(y), y, 1]
+    }
+}
+
+pub fn ceil_div(a: usize, b: usize) -> u32 {
+    a.div_ceil(b) as u32
+}
+
+/// Error for an op whose kernels cannot address a sharded input.
+pub fn no_shards(op: &Op, ins: &[ArgInfo]) -> Result<()> {
+    if let Some(i) = ins.iter().position(|a| a.shards.len() > 1) {
+        return Err(Error::Unsupported {
+            op: op.name().into(),
+            detail: format!(
+                "input {i} {:?} is stored in {} shards (larger than one storage binding) and this op's kernel \
+                 cannot address shards",
+                ins[i].shape,
+                ins[i].shards.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn bind(arg: Arg, write: bool) -> Binding {
+    Binding { arg, write }
+}
+
+/// Every WGSL family with its source, for validation without a device.
+pub fn all_sources() -> Vec<(&'static str, &'static str)> {
+    FAMILIES.to_vec()
+}
+
+/// The WGSL prelude for a float dtype.
+pub fn prelude(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "enable f16;\nalias T = f16;\n",
+        _ => "alias T = f32;\n",
+    }
+}
+
+/// What the adapter can do, as far as kernel choice is concerned (no wgpu types here).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caps {
+    pub f16: bool,
+    pub subgroups: bool,
+    pub subgroup_min: u32,
+    pub subgroup_max: u32,
+}
+
+pub mod attention;
+pub mod elementwise;
+pub mod embedding;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod optim;
+pub mod position;
+pub mod softmax;
+
+/// Every WGSL family (file stem, source).
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("attention", attention::SOURCE),
+    ("elementwise", elementwise::SOURCE),
+    ("embedding", embedding::SOURCE),
+    ("loss", loss::SOURCE),
+    ("matmul", matmul::SOURCE),
+    ("norm", norm::SOURCE),
+    ("optim", optim::SOURCE),
+    ("position", position::SOURCE),
+    ("softmax", softmax::SOURCE),
+];
+
+/// Lower one op to its dispatches. `ins` describe the op's inputs, `out` its output (one shard).
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    match op {
+        Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Reshape { .. } => Ok(Lowered::default()),
+        Op::Add
+        | Op::Mul
+        | Op::Scale { .. }
+        | Op::Unary { .. }
+        | Op::UnaryBackward { .. }
+        | Op::SumRows
+        | Op::Cast { .. }
+        | Op::Permute0213
+        | Op::CacheWrite { .. } => elementwise::lower(op, ins, out, caps),
+        Op::MatMul { .. } => matmul::lower(op, ins, out, caps),
+        Op::LayerNorm { .. }
+        | Op::LayerNormGradX { .. }
+        | Op::RmsNorm { .. }
+        | Op::RmsNormGradX { .. }
+        | Op::NormGradGamma { .. } => norm::lower(op, ins, out, caps),
+        Op::Softmax { .. } | Op::SoftmaxBackward => softmax::lower(op, ins, out, caps),
+        Op::Attention(_)
+        | Op::AttentionWeights(_)
+        | Op::AttentionGradQ(_)
+        | Op::AttentionGradK(_)
+        | Op::AttentionGradV(_) => attention::lower(op, ins, out, caps),
+        Op::Rope { .. } | Op::AddSinusoidal { .. } => position::lower(op, ins, out, caps),
+        Op::Embedding | Op::EmbeddingBackward { .. } => embedding::lower(op, ins, out, caps),
+        Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::lower(op, ins, out, caps),
+        Op::AdamW(_) => optim::lower(op, ins, out, caps),
+    }
+}

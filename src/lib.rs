@@ -1,0 +1,18 @@
+//! wgpu-llm: a GPU compute-shader Transformer engine. WGSL kernels (shaders/) dispatched by a graph executor
+//! on wgpu, with autodiff, so the same code runs inference and training on Vulkan, Metal, DX12 or GL.
+//!
+//! Layers, bottom up: `gpu` (adapter, device, tiers, buffers, pipeline cache) → `kernels` (WGSL families and
+//! their lowering) → `exec` (Plan: memory plan, one command buffer per run) ← `graph` (ops, shapes, builder)
+//! ← `autodiff` (backward rules) — with `reference`, a plain CPU implementation of every op, beside them.
+
+pub mod autodiff;
+pub mod bench;
+pub mod error;
+pub mod exec;
+pub mod gpu;
+pub mod graph;
+pub mod kernels;
+pub mod reference;
+pub mod tensor;
+
+pub use error::{Error, Result};
