@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod bench;
+pub mod cli;
 pub mod error;
 pub mod exec;
 pub mod gpu;

@@ -34,7 +34,7 @@ pub enum Arg {
     Scratch(usize),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Binding {
     pub arg: Arg,
     /// Bound read_write (outputs, scratch written here, in-place inputs).

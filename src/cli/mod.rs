@@ -1,0 +1,105 @@
+//! Argument parsing (clap) and printing for the `wgpu-llm` binary; no logic of its own.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::Result;
+use crate::gpu::{list_adapters, Gpu, GpuOptions, Tier};
+
+#[derive(Parser)]
+#[command(name = "wgpu-llm", version, about = "A GPU compute-shader Transformer engine on wgpu")]
+struct Cli {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Which GPU to run on.
+#[derive(Args, Clone)]
+pub struct GpuArgs {
+    /// Adapter name substring (default: the most capable adapter).
+    #[arg(long, global = true, env = "WGPU_LLM_ADAPTER")]
+    adapter: Option<String>,
+    /// Backend: vulkan, metal, dx12 or gl.
+    #[arg(long, global = true, env = "WGPU_LLM_BACKEND")]
+    backend: Option<String>,
+    /// Force the capability tier down: f32, f16, subgroups, int8dot.
+    #[arg(long, global = true, env = "WGPU_LLM_TIER")]
+    tier: Option<String>,
+}
+
+impl GpuArgs {
+    pub fn options(&self) -> Result<GpuOptions> {
+        Ok(GpuOptions {
+            adapter: self.adapter.clone(),
+            backend: self.backend.clone(),
+            tier: self.tier.as_deref().map(Tier::parse).transpose()?,
+            max_binding: None,
+        })
+    }
+    pub fn open(&self) -> Result<Gpu> {
+        Gpu::new(&self.options()?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every adapter with its backend, type, driver, tier, limits and features.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Validate each kernel against the CPU reference, then time it.
+    Kernels {
+        #[arg(long)]
+        json: bool,
+        /// Only shapes whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Timed repetitions per shape.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Devices { json } => devices(&cli.gpu, json),
+        Cmd::Bench { what: BenchCmd::Kernels { json, filter, reps } } => {
+            let gpu = cli.gpu.open()?;
+            let rows = crate::bench::kernels(&gpu, filter.as_deref(), reps)?;
+            crate::bench::print(&gpu, &rows, json);
+            Ok(())
+        }
+    }
+}
+
+fn devices(args: &GpuArgs, json: bool) -> Result<()> {
+    let list = list_adapters(args.backend.as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no adapters found (on Linux without a GPU: apt-get install mesa-vulkan-drivers libvulkan1)");
+    }
+    for (i, a) in list.iter().enumerate() {
+        println!("[{i}] {} — {} {}, driver {} {}", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+        println!("    tier {} | f16 {} | subgroups {} (size {}–{}) | timestamps {} | immediates {}",
+            a.tier, a.f16, a.subgroups, a.subgroup_min_size, a.subgroup_max_size, a.timestamps, a.immediates);
+        println!("    max storage binding {} MiB | max buffer {} MiB | workgroup storage {} KiB | invocations/workgroup {}",
+            a.max_storage_buffer_binding_size >> 20, a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10, a.max_compute_invocations_per_workgroup);
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! The memory plan: persistent buffers for leaves (weights larger than one storage binding are split into
+//! row shards), and a pool of transient buffers reused greedily by liveness (best fit among the free ones).
+
+use std::collections::HashSet;
+
+use super::value_name;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Op, ValueId};
+use crate::kernels::ArgInfo;
+use crate::tensor::numel;
+
+pub enum Storage {
+    /// A persistent leaf: its buffers with the row range each holds.
+    Shards(Vec<(wgpu::Buffer, (usize, usize))>),
+    /// Transient: an index into the pool.
+    Pool(usize),
+    /// Same memory as another value.
+    Alias(ValueId),
+}
+
+pub struct MemoryPlan {
+    pub order: Vec<usize>,
+    storage: Vec<Option<Storage>>,
+    pool: Vec<wgpu::Buffer>,
+    scratch: Vec<wgpu::Buffer>,
+    pub persistent_bytes: u64,
+    pub transient_bytes: u64,
+}
+
+fn value_bytes(graph: &Graph, v: ValueId) -> u64 {
+    let n = graph.node(v);
+    (numel(&n.shape) * n.dtype.size()) as u64
+}
+
+impl MemoryPlan {
+    pub fn new(gpu: &Gpu, graph: &Graph, outputs: &[ValueId]) -> Result<Self> {
+        let n = graph.nodes.len();
+        // Which nodes are needed: the outputs, every in-place update, and what they read.
+        let mut needed = vec![false; n];
+        let mut stack: Vec<usize> = outputs.iter().map(|v| v.0).collect();
+        stack.extend((0..n).filter(|&i| matches!(graph.nodes[i].op, Op::AdamW(_) | Op::CacheWrite { .. })));
+        while let Some(i) = stack.pop() {
+            if i >= n {
+                return Err(Error::Graph(format!("output value {i} does not exist")));
+            }
+            if !std::mem::replace(&mut needed[i], true) {
+                stack.extend(graph.nodes[i].inputs.iter().map(|v| v.0));
+            }
+        }
+        let order: Vec<usize> = (0..n).filter(|&i| needed[i]).collect();
+
+        let root = |mut v: ValueId| {
+            while let Some(k) = graph.node(v).op.aliases_input() {
+                v = graph.node(v).inputs[k];
+            }
+            v
+        };
+        let outs: HashSet<usize> = outputs.iter().map(|&v| root(v).0).collect();
+        let mut last_use: Vec<usize> = (0..n).collect();
+        for &i in &order {
+            for v in &graph.nodes[i].inputs {
+                let r = root(*v).0;
+                last_use[r] = last_use[r].max(i);
+            }
+        }
+
+        let mut plan = MemoryPlan {
+            order: order.clone(),
+            storage: (0..n).map(|_| None).collect(),
+            pool: vec![],
+            scratch: vec![],
+            persistent_bytes: 0,
+            transient_bytes: 0,
+        };
+        let mut free: Vec<usize> = vec![];
+        for &i in &order {
+            let node = &graph.nodes[i];
+            let v = ValueId(i);
+            let bytes = value_bytes(graph, v);
+            if node.op.is_leaf() {
+                let shards = plan.leaf_shards(gpu, graph, v)?;
+                plan.persistent_bytes += bytes;
+                plan.storage[i] = Some(Storage::Shards(shards));
+                continue;
+            }
+            if let Some(k) = node.op.aliases_input() {
+                plan.storage[i] = Some(Storage::Alias(node.inputs[k]));
+            } else {
+                if bytes > gpu.max_binding {
+                    return Err(Error::TooLarge {
+                        tensor: value_name(graph, v),
+                        bytes,
+                        limit: gpu.max_binding,
+                        what: format!("max_storage_buffer_binding_size, activation {:?}", node.shape),
+                        hint: "; use a shorter sequence or smaller batch".into(),
+                    });
+                }
+                let need = bytes.max(4).next_multiple_of(256);
+                let best = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| plan.pool[b].size() >= need)
+                    .min_by_key(|(_, &b)| plan.pool[b].size())
+                    .map(|(k, _)| k);
+                let b = match best {
+                    Some(k) => free.swap_remove(k),
+                    None => {
+                        plan.transient_bytes += need;
+                        plan.pool.push(gpu.buffer(&format!("pool {}", plan.pool.len()), need)?);
+                        plan.pool.len() - 1
+                    }
+                };
+                plan.storage[i] = Some(Storage::Pool(b));
+            }
+            // Free the transient roots whose last reader is this op (after the output is placed, so an op
+            // never reads and writes one buffer).
+            let mut dead: Vec<usize> = node.inputs.iter().map(|&x| root(x).0).collect();
+            dead.push(root(v).0);
+            dead.sort_unstable();
+            dead.dedup();
+            for r in dead {
+                if last_use[r] <= i && !outs.contains(&r) {
+                    if let Some(Storage::Pool(b)) = plan.storage[r] {
+                        if !free.contains(&b) {
+                            free.push(b);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn leaf_shards(&self, gpu: &Gpu, graph: &Graph, v: ValueId) -> Result<Vec<(wgpu::Buffer, (usize, usize))>> {
+        let node = graph.node(v);
+        let name = value_name(graph, v);
+        let bytes = value_bytes(graph, v);
+        let rows = node.shape.first().copied().unwrap_or(1);
+        if bytes <= gpu.max_binding {
+            return Ok(vec![(gpu.buffer(&name, bytes)?, (0, rows))]);
+        }
+        let row_bytes = bytes / rows.max(1) as u64;
+        let too_large = |what: &str, hint: &str| Error::TooLarge {
+            tensor: name.clone(),
+            bytes,
+            limit: gpu.max_binding,
+            what: what.into(),
+            hint: hint.into(),
+        };
+        if !matches!(node.op, Op::Param { .. }) {
+            return Err(too_large("max_storage_buffer_binding_size", "; only weights are stored in shards"));
+        }
+        if row_bytes > gpu.max_binding || row_bytes % 4 != 0 {
+            return Err(too_large("max_storage_buffer_binding_size, per row", ""));
+        }
+        let per = (gpu.max_binding / row_bytes) as usize;
+        let mut shards = vec![];
+        let mut r = 0;
+        while r < rows {
+            let e = (r + per).min(rows);
+            let buf = gpu.buffer(&format!("{name} shard {}", shards.len()), (e - r) as u64 * row_bytes)?;
+            shards.push((buf, (r, e)));
+            r = e;
+        }
+        Ok(shards)
+    }
+
+    pub fn keep_scratch(&mut self, bufs: Vec<wgpu::Buffer>) {
+        self.transient_bytes += bufs.iter().map(|b| b.size()).sum::<u64>();
+        self.scratch.extend(bufs);
+    }
+
+    fn resolve(&self, graph: &Graph, mut v: ValueId) -> Result<&Storage> {
+        loop {
+            match self.storage.get(v.0).and_then(|s| s.as_ref()) {
+                Some(Storage::Alias(a)) => v = *a,
+                Some(s) => return Ok(s),
+                None => return Err(Error::Graph(format!("value {} is not part of this plan", value_name(graph, v)))),
+            }
+        }
+    }
+
+    /// The buffer holding shard `s` of a value.
+    pub fn buffer(&self, graph: &Graph, v: ValueId, s: usize) -> Result<&wgpu::Buffer> {
+        match self.resolve(graph, v)? {
+            Storage::Shards(sh) => sh.get(s).map(|x| &x.0).ok_or_else(|| Error::Graph(format!("{} has no shard {s}", value_name(graph, v)))),
+            Storage::Pool(b) if s == 0 => Ok(&self.pool[*b]),
+            _ => Err(Error::Graph(format!("{} has no shard {s}", value_name(graph, v)))),
+        }
+    }
+
+    pub fn bytes(&self, graph: &Graph, v: ValueId) -> u64 {
+        value_bytes(graph, v)
+    }
+
+    /// Shape, dtype and shard row ranges of a value, for lowering.
+    pub fn arg_info(&self, graph: &Graph, v: ValueId) -> ArgInfo {
+        let node = graph.node(v);
+        let rows = node.shape.first().copied().unwrap_or(1);
+        let shards = match self.resolve(graph, v) {
+            Ok(Storage::Shards(sh)) if node.shape.len() == graph.node(self.root(graph, v)).shape.len() => {
+                sh.iter().map(|x| x.1).collect()
+            }
+            _ => vec![(0, rows)],
+        };
+        ArgInfo { shape: node.shape.clone(), dtype: node.dtype, shards }
+    }
+
+    fn root(&self, graph: &Graph, mut v: ValueId) -> ValueId {
+        while let Some(Storage::Alias(a)) = self.storage.get(v.0).and_then(|s| s.as_ref()) {
+            v = *a;
+        }
+        let _ = graph;
+        v
+    }
+
+    /// Write a leaf's bytes, split over its shards.
+    pub fn upload(&self, gpu: &Gpu, graph: &Graph, v: ValueId, bytes: &[u8]) -> Result<()> {
+        match self.resolve(graph, v)? {
+            Storage::Shards(sh) => {
+                let rows = graph.node(v).shape.first().copied().unwrap_or(1).max(1);
+                let row_bytes = bytes.len() / rows;
+                for (buf, (a, b)) in sh {
+                    gpu.write(buf, 0, &bytes[a * row_bytes..b * row_bytes]);
+                }
+                Ok(())
+            }
+            _ => Err(Error::Run(format!("{} is not a leaf", value_name(graph, v)))),
+        }
+    }
+
+    /// Read a value's bytes back (all shards, in order).
+    pub fn download(&self, gpu: &Gpu, graph: &Graph, v: ValueId) -> Result<Vec<u8>> {
+        let total = value_bytes(graph, v);
+        match self.resolve(graph, v)? {
+            Storage::Shards(sh) => {
+                let mut out = vec![];
+                for (buf, _) in sh {
+                    let want = (total - out.len() as u64).min(buf.size());
+                    out.extend(gpu.read(buf, 0, want)?);
+                }
+                Ok(out)
+            }
+            Storage::Pool(b) => gpu.read(&self.pool[*b], 0, total),
+            Storage::Alias(_) => unreachable!("resolve follows aliases"),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Compile a Graph into a Plan, then replay it: op order, the memory plan (persistent leaves, liveness-based
+//! reuse of transient buffers), pipelines and bind groups are made once in `compile`; `run` uploads the
+//! inputs, rewrites only the Params words that depend on runtime scalars, records every dispatch into one
+//! command buffer and submits once.
+
+mod memory;
+mod profile;
+
+pub use profile::OpTiming;
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Pipeline};
+use crate::graph::{leaf_name, Graph, Op, Scalar, ValueId};
+use crate::kernels::{self, Arg, ArgInfo, Word};
+use crate::tensor::{DType, HostTensor};
+use memory::MemoryPlan;
+
+/// One recorded dispatch: pipeline, bind group, grid, and which op it belongs to.
+struct Step {
+    pipeline: std::sync::Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    /// Words that depend on runtime scalars: (word index, scalar, constant added).
+    vars: Vec<(usize, Scalar, i64)>,
+    words: Vec<u32>,
+    grid: [u32; 3],
+    node: usize,
+}
+
+/// A compiled graph, ready to run many times.
+pub struct Plan<'g> {
+    gpu: &'g Gpu,
+    graph: Graph,
+    mem: MemoryPlan,
+    steps: Vec<Step>,
+    outputs: Vec<ValueId>,
+    staging: Vec<wgpu::Buffer>,
+    last_vars: HashMap<String, u32>,
+}
+
+fn word_bits(w: &Word, vars: &dyn Fn(&str) -> Option<u32>) -> Result<u32> {
+    Ok(match w {
+        Word::U32(x) => *x,
+        Word::F32(x) => x.to_bits(),
+        Word::Var(s, add) => {
+            let v = s.resolve(vars).ok_or_else(|| Error::Run(format!("runtime scalar {s:?} was not set")))?;
+            let r = v as i64 + add;
+            if r < 0 || r > u32::MAX as i64 {
+                return Err(Error::Run(format!("runtime scalar {s:?} = {v} (+{add}) is out of range")));
+            }
+            r as u32
+        }
+    })
+}
+
+impl<'g> Plan<'g> {
+    /// Order the ops, plan memory, create pipelines and bind groups. `outputs` are read back by `run`.
+    pub fn compile(gpu: &'g Gpu, graph: &Graph, outputs: &[ValueId]) -> Result<Plan<'g>> {
+        let graph = graph.clone();
+        let mut mem = MemoryPlan::new(gpu, &graph, outputs)?;
+        let caps = gpu.caps();
+        let mut steps = vec![];
+        for i in mem.order.clone() {
+            let node = &graph.nodes[i];
+            if node.op.is_leaf() {
+                continue;
+            }
+            let ins: Vec<ArgInfo> = node.inputs.iter().map(|v| mem.arg_info(&graph, *v)).collect();
+            let out = ArgInfo { shape: node.shape.clone(), dtype: node.dtype, shards: vec![(0, node.shape.first().copied().unwrap_or(1))] };
+            let lowered = kernels::lower(&node.op, &ins, &out, &caps)?;
+            let scratch: Vec<wgpu::Buffer> = lowered
+                .scratch
+                .iter()
+                .enumerate()
+                .map(|(k, &b)| gpu.buffer(&format!("{}#{i} scratch {k}", node.op.name()), b))
+                .collect::<Result<_>>()?;
+            for d in &lowered.dispatches {
+                let pipeline = gpu.pipeline(d)?;
+                let no_vars = |_: &str| Some(0);
+                let mut words = vec![];
+                let mut vars = vec![];
+                for (k, (_, w)) in d.params.iter().enumerate() {
+                    words.push(word_bits(w, &no_vars)?);
+                    if let Word::Var(s @ Scalar::Var(_), add) = w {
+                        vars.push((k, s.clone(), *add));
+                    }
+                }
+                let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("{} params", pipeline.key)),
+                    size: (words.len().max(1) * 4).next_multiple_of(16) as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                gpu.write(&params, 0, bytemuck::cast_slice(&words));
+                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+                for (k, b) in d.bindings.iter().enumerate() {
+                    let buf = match b.arg {
+                        Arg::Input(j) => mem.buffer(&graph, node.inputs[j], 0)?,
+                        Arg::InputShard(j, s) => mem.buffer(&graph, node.inputs[j], s)?,
+                        Arg::Output => mem.buffer(&graph, ValueId(i), 0)?,
+                        Arg::Scratch(s) => scratch.get(s).ok_or_else(|| {
+                            Error::Graph(format!("op {} binds scratch {s}, which it did not declare", node.op.name()))
+                        })?,
+                    };
+                    entries.push(wgpu::BindGroupEntry { binding: k as u32 + 1, resource: buf.as_entire_binding() });
+                }
+                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&pipeline.key),
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                });
+                steps.push(Step { pipeline, bind_group, params, vars, words, grid: d.grid, node: i });
+            }
+            mem.keep_scratch(scratch);
+        }
+        let staging = outputs
+            .iter()
+            .map(|&o| {
+                let bytes = mem.bytes(&graph, o);
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("output staging"),
+                    size: bytes.max(4).next_multiple_of(4),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        Ok(Plan { gpu, graph, mem, steps, outputs: outputs.to_vec(), staging, last_vars: HashMap::new() })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    /// Number of dispatches one run records.
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.iter().filter(|s| s.grid.iter().all(|&g| g > 0)).count()
+    }
+    /// Bytes held by persistent leaves (weights, state, inputs) and by the transient pool.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.mem.persistent_bytes, self.mem.transient_bytes)
+    }
+
+    fn leaf(&self, name: &str) -> Result<ValueId> {
+        self.graph.find(name).ok_or_else(|| Error::Run(format!("the graph has no input, param or state named {name:?}")))
+    }
+
+    /// Upload a leaf's value (weights and state once; inputs also through `run`).
+    pub fn set(&mut self, name: &str, t: &HostTensor) -> Result<()> {
+        let v = self.leaf(name)?;
+        let node = self.graph.node(v);
+        if t.shape != node.shape {
+            return Err(Error::Run(format!("{name}: given shape {:?}, the graph says {:?}", t.shape, node.shape)));
+        }
+        let mut t = t.clone();
+        if t.dtype != node.dtype {
+            if !(t.dtype.is_float() && node.dtype.is_float()) {
+                return Err(Error::Run(format!("{name}: given {}, the graph says {}", t.dtype.name(), node.dtype.name())));
+            }
+            t.dtype = node.dtype;
+        }
+        self.mem.upload(self.gpu, &self.graph, v, &t.to_bytes())
+    }
+
+    /// Read a leaf back (e.g. updated weights, optimizer state, KV cache).
+    pub fn read(&self, name: &str) -> Result<HostTensor> {
+        let v = self.leaf(name)?;
+        self.read_value(v)
+    }
+
+    fn read_value(&self, v: ValueId) -> Result<HostTensor> {
+        let bytes = self.mem.download(self.gpu, &self.graph, v)?;
+        Ok(HostTensor::from_bytes(self.graph.shape(v), self.graph.dtype(v), &bytes))
+    }
+
+    /// Resolve runtime scalars and rewrite the Params words that changed.
+    fn apply_vars(&mut self, vars: &[(&str, u32)]) -> Result<()> {
+        let table: HashMap<&str, u32> = vars.iter().copied().collect();
+        let changed = vars.iter().any(|(k, v)| self.last_vars.get(*k) != Some(v));
+        if !changed && !self.last_vars.is_empty() {
+            return Ok(());
+        }
+        for s in &mut self.steps {
+            if s.vars.is_empty() {
+                continue;
+            }
+            for (k, sc, add) in &s.vars {
+                s.words[*k] = word_bits(&Word::Var(sc.clone(), *add), &|n| table.get(n).copied())?;
+            }
+            self.gpu.write(&s.params, 0, bytemuck::cast_slice(&s.words));
+        }
+        self.last_vars = vars.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        Ok(())
+    }
+
+    fn feed(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<()> {
+        for (name, t) in inputs {
+            self.set(name, t)?;
+        }
+        self.apply_vars(vars)
+    }
+
+    /// Record every dispatch into one compute pass, copy the outputs to staging, submit once, read back.
+    pub fn run(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<Vec<HostTensor>> {
+        self.feed(inputs, vars)?;
+        let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for s in &self.steps {
+                if s.grid.contains(&0) {
+                    continue;
+                }
+                pass.set_pipeline(&s.pipeline.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.grid[0], s.grid[1], s.grid[2]);
+            }
+        }
+        for (o, st) in self.outputs.iter().zip(&self.staging) {
+            let buf = self.mem.buffer(&self.graph, *o, 0)?;
+            enc.copy_buffer_to_buffer(buf, 0, st, 0, st.size());
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu { context: "plan run".into(), message: e.to_string() });
+        }
+        let mut outs = vec![];
+        for (o, st) in self.outputs.iter().zip(&self.staging) {
+            let bytes = self.gpu.map_read(st, self.mem.bytes(&self.graph, *o))?;
+            outs.push(HostTensor::from_bytes(self.graph.shape(*o), self.graph.dtype(*o), &bytes));
+        }
+        Ok(outs)
+    }
+
+    /// Run without reading anything back (benchmarks, training steps that only update weights).
+    pub fn run_no_readback(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<()> {
+        self.feed(inputs, vars)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for s in self.steps.iter().filter(|s| !s.grid.contains(&0)) {
+                pass.set_pipeline(&s.pipeline.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.grid[0], s.grid[1], s.grid[2]);
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.wait()
+    }
+}
+
+/// The leaf name of a value, for messages.
+pub fn value_name(graph: &Graph, v: ValueId) -> String {
+    let n = graph.node(v);
+    leaf_name(&n.op).map_or_else(|| format!("{}#{}", n.op.name(), v.0), str::to_string)
+}
+
+#[allow(dead_code)]
+fn _dtype_is_used(_: DType, _: &Op) {}

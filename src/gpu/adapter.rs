@@ -1,0 +1,135 @@
+//! Adapter choice and description: the most capable adapter by default, or one picked by name or backend.
+
+use serde::Serialize;
+
+use super::Tier;
+use crate::error::{Error, Result};
+
+fn backends(name: Option<&str>) -> Result<wgpu::Backends> {
+    Ok(match name.map(|s| s.to_ascii_lowercase()) {
+        None => wgpu::Backends::all(),
+        Some(s) => match s.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            _ => return Err(Error::Other(format!("unknown backend {s:?} (vulkan, metal, dx12, gl)"))),
+        },
+    })
+}
+
+fn instance(b: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = b;
+    wgpu::Instance::new(desc)
+}
+
+/// The best tier an adapter supports with the features we enabled.
+pub fn best_tier(adapter: &wgpu::Adapter, features: wgpu::Features) -> Tier {
+    if !features.contains(wgpu::Features::SHADER_F16) {
+        return Tier::F32;
+    }
+    if !features.contains(wgpu::Features::SUBGROUP) {
+        return Tier::F16;
+    }
+    let _ = adapter;
+    // dot4I8Packed is always available in WGSL (naga polyfills it); the int8 tier asks for the native
+    // instruction, which wgpu exposes as a WGSL language feature.
+    let inst = instance(wgpu::Backends::all());
+    if inst.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct) {
+        Tier::Int8Dot
+    } else {
+        Tier::Subgroups
+    }
+}
+
+/// Rank adapters: discrete > integrated > virtual > CPU > other, then the number of useful features.
+fn score(a: &wgpu::Adapter) -> (u32, u32) {
+    let t = match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 5,
+        wgpu::DeviceType::IntegratedGpu => 4,
+        wgpu::DeviceType::VirtualGpu => 3,
+        wgpu::DeviceType::Cpu => 2,
+        wgpu::DeviceType::Other => 1,
+    };
+    let f = a.features();
+    let n = [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY]
+        .iter()
+        .filter(|&&x| f.contains(x))
+        .count() as u32;
+    (t, n)
+}
+
+pub(super) fn choose(opts: &super::GpuOptions) -> Result<wgpu::Adapter> {
+    let inst = instance(backends(opts.backend.as_deref())?);
+    let mut all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    if let Some(name) = &opts.adapter {
+        let n = name.to_ascii_lowercase();
+        all.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&n));
+    }
+    all.sort_by_key(|a| std::cmp::Reverse(score(a)));
+    all.into_iter().next().ok_or_else(|| {
+        let mut what = String::new();
+        if let Some(b) = &opts.backend {
+            what += &format!(" for backend {b}");
+        }
+        if let Some(a) = &opts.adapter {
+            what += &format!(" matching {a:?}");
+        }
+        what += " (on Linux without a GPU, install the software Vulkan driver: apt-get install mesa-vulkan-drivers libvulkan1)";
+        Error::NoAdapter(what)
+    })
+}
+
+/// One adapter as `wgpu-llm devices` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub tier: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pub f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
+    pub immediates: bool,
+}
+
+/// Every adapter of the chosen backends.
+pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterReport>> {
+    let inst = instance(backends(backend)?);
+    let all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    Ok(all
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            let l = a.limits();
+            let f = a.features();
+            AdapterReport {
+                name: i.name.clone(),
+                backend: format!("{:?}", i.backend).to_lowercase(),
+                device_type: format!("{:?}", i.device_type),
+                driver: i.driver.clone(),
+                driver_info: i.driver_info.clone(),
+                tier: best_tier(a, f).name().into(),
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+                max_buffer_size: l.max_buffer_size,
+                max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                subgroup_min_size: i.subgroup_min_size,
+                subgroup_max_size: i.subgroup_max_size,
+                f16: f.contains(wgpu::Features::SHADER_F16),
+                subgroups: f.contains(wgpu::Features::SUBGROUP),
+                timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+                immediates: f.contains(wgpu::Features::IMMEDIATES),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,256 @@
+//! The GPU runtime: adapter choice, device with the adapter's real limits and the optional features the kernels
+//! use, the capability tier, buffers and readback, and the pipeline / bind-group-layout caches. Only `gpu`,
+//! `kernels` and `exec` name wgpu types.
+
+mod adapter;
+mod pipeline;
+
+pub use adapter::{list_adapters, AdapterReport};
+pub use pipeline::Pipeline;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernels::Caps;
+
+/// What the kernels may use, in increasing order; the running tier is the lower of what the adapter offers
+/// and what was asked for, so every lower tier is testable on any adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// f32 storage and arithmetic only.
+    F32,
+    /// + f16 storage (`SHADER_F16`).
+    F16,
+    /// + subgroup operations (`SUBGROUP`).
+    Subgroups,
+    /// + packed int8 dot products (`dot4I8Packed`, native).
+    Int8Dot,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::F32 => "f32",
+            Tier::F16 => "f16",
+            Tier::Subgroups => "subgroups",
+            Tier::Int8Dot => "int8dot",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Tier::F32),
+            "f16" => Ok(Tier::F16),
+            "subgroups" | "subgroup" => Ok(Tier::Subgroups),
+            "int8" | "int8dot" => Ok(Tier::Int8Dot),
+            _ => Err(Error::Other(format!("unknown tier {s:?} (f32, f16, subgroups, int8dot)"))),
+        }
+    }
+}
+
+/// How to pick and open the device. `Default` reads `WGPU_LLM_ADAPTER` and `WGPU_LLM_BACKEND`.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Case-insensitive substring of the adapter name.
+    pub adapter: Option<String>,
+    /// vulkan, metal, dx12 or gl.
+    pub backend: Option<String>,
+    /// Force the tier down.
+    pub tier: Option<Tier>,
+    /// Force the max storage binding size down (bytes), to exercise sharded tensors.
+    pub max_binding: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        GpuOptions {
+            adapter: env("WGPU_LLM_ADAPTER"),
+            backend: env("WGPU_LLM_BACKEND"),
+            tier: env("WGPU_LLM_TIER").and_then(|t| Tier::parse(&t).ok()),
+            max_binding: None,
+        }
+    }
+}
+
+/// An open device and everything cached on it.
+pub struct Gpu {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub tier: Tier,
+    /// The largest tensor one storage binding may hold (bytes, a multiple of 4).
+    pub max_binding: u64,
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    layouts: Mutex<HashMap<Vec<bool>, Arc<wgpu::BindGroupLayout>>>,
+}
+
+impl Gpu {
+    /// Open the chosen adapter with its real limits and the optional features the kernels use.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let adapter = adapter::choose(opts)?;
+        let info = adapter.get_info();
+        let avail = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::IMMEDIATES
+            | wgpu::Features::PIPELINE_CACHE;
+        let features = avail & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgpu-llm"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
+        let best = adapter::best_tier(&adapter, features);
+        let tier = opts.tier.map_or(best, |t| t.min(best));
+        let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_binding = opts.max_binding.map_or(hw_max, |m| m.min(hw_max)) & !3;
+        log::info!("adapter {} ({:?}), tier {}", info.name, info.backend, tier.name());
+        Ok(Gpu {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            tier,
+            max_binding,
+            pipelines: Mutex::default(),
+            layouts: Mutex::default(),
+        })
+    }
+
+    /// What the kernels may use at this tier.
+    pub fn caps(&self) -> Caps {
+        Caps {
+            f16: self.tier >= Tier::F16 && self.features.contains(wgpu::Features::SHADER_F16),
+            subgroups: self.tier >= Tier::Subgroups && self.features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min: self.info.subgroup_min_size,
+            subgroup_max: self.info.subgroup_max_size,
+        }
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// A storage buffer of `bytes` (rounded up to 4), usable as copy source and destination.
+    pub fn buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(4).next_multiple_of(4);
+        if size > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                tensor: label.into(),
+                bytes: size,
+                limit: self.limits.max_buffer_size,
+                what: "max_buffer_size".into(),
+                hint: String::new(),
+            });
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Upload bytes into a buffer at an offset (padded to 4 bytes).
+    pub fn write(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        if bytes.len() % 4 == 0 {
+            self.queue.write_buffer(buf, offset, bytes);
+        } else {
+            let mut v = bytes.to_vec();
+            v.resize(bytes.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(buf, offset, &v);
+        }
+    }
+
+    /// Copy `bytes` from a buffer back to the host (waits for the GPU).
+    pub fn read(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.next_multiple_of(4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        self.map_read(&staging, bytes)
+    }
+
+    /// Map a MAP_READ buffer and take its first `bytes`.
+    pub fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu { context: "readback".into(), message: e.to_string() })?
+            .map_err(|e| Error::Gpu { context: "readback".into(), message: e.to_string() })?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu { context: "readback".into(), message: e.to_string() })?[..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Block until the queue is idle.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map(|_| ())
+            .map_err(|e| Error::Gpu { context: "poll".into(), message: e.to_string() })
+    }
+
+    /// The explicit bind group layout for an access signature: binding 0 is the uniform Params, then one
+    /// storage binding per flag (true = read_write). Shared by every pipeline with the same signature.
+    pub fn layout(&self, writes: &[bool]) -> Arc<wgpu::BindGroupLayout> {
+        let mut cache = self.layouts.lock().unwrap();
+        cache
+            .entry(writes.to_vec())
+            .or_insert_with(|| {
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }];
+                for (i, &w) in writes.iter().enumerate() {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: i as u32 + 1,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: !w },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                Arc::new(self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("wgpu-llm layout"),
+                    entries: &entries,
+                }))
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,85 @@
+//! Compute pipelines, compiled once and cached by (family, entry point, dtype variant, override values).
+//! A WGSL compile or validation error is returned as an error naming the kernel, never a skipped op.
+
+use std::sync::Arc;
+
+use super::Gpu;
+use crate::error::{Error, Result};
+use crate::kernels::{prelude, Dispatch};
+
+/// A compiled pipeline and the bind group layout its bindings use.
+pub struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: Arc<wgpu::BindGroupLayout>,
+    pub key: String,
+}
+
+impl Gpu {
+    /// The cache key of a dispatch's pipeline.
+    pub fn pipeline_key(d: &Dispatch) -> String {
+        let mut k = format!("{}:{}:{}", d.family, d.entry, d.dtype.name());
+        for (n, v) in &d.overrides {
+            k += &format!(":{n}={v}");
+        }
+        let writes: Vec<&str> = d.bindings.iter().map(|b| if b.write { "w" } else { "r" }).collect();
+        k + ":" + &writes.concat()
+    }
+
+    /// The pipeline for a dispatch, compiling it on first use.
+    pub fn pipeline(&self, d: &Dispatch) -> Result<Arc<Pipeline>> {
+        let key = Self::pipeline_key(d);
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let variant = format!("{} variant, overrides {:?}", d.dtype.name(), d.overrides);
+        let compile_err = |message: String| Error::Compile {
+            kernel: d.family.into(),
+            entry: d.entry.into(),
+            variant: variant.clone(),
+            message,
+        };
+        if d.dtype == crate::tensor::DType::F16 && !self.caps().f16 {
+            return Err(compile_err("the f16 variant needs SHADER_F16, which this adapter/tier lacks".into()));
+        }
+        let source = format!("{}{}", prelude(d.dtype), d.source);
+        if std::env::var_os("WGPU_LLM_DUMP_WGSL").is_some() {
+            eprintln!("// ---- pipeline {key} ----\n{source}");
+        }
+        // Parse and validate with naga first: its messages carry line numbers and name the entry point.
+        let module = naga::front::wgsl::parse_str(&source).map_err(|e| compile_err(e.emit_to_string(&source)))?;
+        let writes: Vec<bool> = d.bindings.iter().map(|b| b.write).collect();
+        let layout = self.layout(&writes);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let shader = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&key),
+            source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module)),
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&key),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: Some(&pl),
+            module: &shader,
+            entry_point: Some(d.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &d.overrides.iter().map(|(n, v)| (*n, *v)).collect::<Vec<_>>(),
+                zero_initialize_workgroup_memory: true,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(compile_err(e.to_string()));
+        }
+        let p = Arc::new(Pipeline { pipeline, layout, key: key.clone() });
+        self.pipelines.lock().unwrap().insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// How many pipelines have been compiled (decode must not add any).
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().unwrap().len()
+    }
+}
