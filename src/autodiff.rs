@@ -1,1 +1,154 @@
-//! Reverse-mode autodiff inside the graph: backward rules append ordinary ops, so a training step is one Plan.
+//! Reverse-mode autodiff inside the graph: `backward` walks the ops from the loss back to the leaves and
+//! appends each op's backward rule as ordinary ops, so a training step (forward, backward, optimizer) is one
+//! Plan run by the same executor and memory planner. One table of rules, one arm per op.
+//!
+//! Convention: a value used several times receives the sum of its gradient contributions (`Add`), in the
+//! order the uses were visited (reverse op order), so results are deterministic.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::graph::{GraphBuilder, Op, ValueId};
+
+/// Append the gradient of the scalar `loss` ([1] or []) with respect to each of `wrt`. A value that does not
+/// influence the loss gets a zero gradient.
+pub fn backward(b: &mut GraphBuilder, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<ValueId>> {
+    if b.graph.node(loss).shape.iter().product::<usize>() != 1 {
+        return Err(Error::Graph(format!("backward needs a scalar loss, got shape {:?}", b.shape(loss))));
+    }
+    // Only ops on a path from a `wrt` value to the loss need a rule.
+    let n = loss.0 + 1;
+    let mut from_wrt = vec![false; n];
+    for w in wrt {
+        if w.0 < n {
+            from_wrt[w.0] = true;
+        }
+    }
+    for i in 0..n {
+        if b.graph.nodes[i].inputs.iter().any(|v| from_wrt[v.0]) {
+            from_wrt[i] = true;
+        }
+    }
+    let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
+    let seed = b.fill(&b.shape(loss).to_vec(), b.dtype(loss), 1.0)?;
+    grads.insert(loss, seed);
+    for i in (0..n).rev() {
+        let v = ValueId(i);
+        let Some(&dy) = grads.get(&v) else { continue };
+        if !from_wrt[i] || b.graph.nodes[i].op.is_leaf() {
+            continue;
+        }
+        let node = b.graph.nodes[i].clone();
+        for (k, g) in rule(b, v, &node.op, &node.inputs, dy)? {
+            let x = node.inputs[k];
+            if !from_wrt[x.0] {
+                continue;
+            }
+            let acc = match grads.get(&x) {
+                Some(&prev) => b.add(prev, g)?,
+                None => g,
+            };
+            grads.insert(x, acc);
+        }
+    }
+    wrt.iter()
+        .map(|w| match grads.get(w) {
+            Some(&g) => Ok(g),
+            None => b.fill(&b.shape(*w).to_vec(), b.dtype(*w), 0.0),
+        })
+        .collect()
+}
+
+/// The backward rule of one op: (input index, gradient contribution) for each differentiable input.
+fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId) -> Result<Vec<(usize, ValueId)>> {
+    let shape = |b: &GraphBuilder, v: ValueId| b.shape(v).to_vec();
+    Ok(match op {
+        Op::Add => {
+            let db = if shape(b, ins[0]) == shape(b, ins[1]) { dy } else { b.op(Op::SumRows, &[dy])? };
+            vec![(0, dy), (1, db)]
+        }
+        Op::Mul => vec![(0, b.mul(dy, ins[1])?), (1, b.mul(dy, ins[0])?)],
+        Op::Scale { s } => vec![(0, b.scale(dy, *s)?)],
+        Op::Unary { act } => vec![(0, b.op(Op::UnaryBackward { act: *act }, &[ins[0], dy])?)],
+        Op::SumRows => {
+            // Broadcast dy back over the rows: zeros of x's shape plus dy as a bias.
+            let z = b.fill(&shape(b, ins[0]), b.dtype(ins[0]), 0.0)?;
+            vec![(0, b.add(z, dy)?)]
+        }
+        Op::Cast { .. } => vec![(0, b.op(Op::Cast { to: b.dtype(ins[0]) }, &[dy])?)],
+        Op::Reshape { .. } => vec![(0, b.reshape(dy, &shape(b, ins[0]))?)],
+        Op::Permute0213 => vec![(0, b.op(Op::Permute0213, &[dy])?)],
+        Op::MatMul { ta, tb } => matmul_rule(b, ins[0], ins[1], *ta, *tb, dy)?,
+        Op::LayerNorm { eps } => vec![
+            (0, b.op(Op::LayerNormGradX { eps: *eps }, &[ins[0], ins[1], dy])?),
+            (1, b.op(Op::NormGradGamma { eps: *eps, rms: false }, &[ins[0], dy])?),
+            (2, b.op(Op::SumRows, &[dy])?),
+        ],
+        Op::RmsNorm { eps } => vec![
+            (0, b.op(Op::RmsNormGradX { eps: *eps }, &[ins[0], ins[1], dy])?),
+            (1, b.op(Op::NormGradGamma { eps: *eps, rms: true }, &[ins[0], dy])?),
+        ],
+        Op::Softmax { .. } => vec![(0, b.op(Op::SoftmaxBackward, &[y, dy])?)],
+        Op::Attention(spec) => {
+            let mut args = ins.to_vec();
+            args.push(dy);
+            vec![
+                (0, b.op(Op::AttentionGradQ(spec.clone()), &args)?),
+                (1, b.op(Op::AttentionGradK(spec.clone()), &args)?),
+                (2, b.op(Op::AttentionGradV(spec.clone()), &args)?),
+            ]
+        }
+        Op::Rope { theta, offset, inverse } => {
+            vec![(0, b.op(Op::Rope { theta: *theta, offset: offset.clone(), inverse: !inverse }, &[dy])?)]
+        }
+        Op::AddSinusoidal { .. } => vec![(0, dy)],
+        Op::Embedding => {
+            let vocab = shape(b, ins[0])[0];
+            vec![(0, b.op(Op::EmbeddingBackward { vocab }, &[ins[1], dy])?)]
+        }
+        Op::CrossEntropy { ignore_index } => {
+            vec![(0, b.op(Op::CrossEntropyBackward { ignore_index: *ignore_index }, &[ins[0], ins[1], dy])?)]
+        }
+        other => {
+            return Err(Error::Unsupported {
+                op: other.name().into(),
+                detail: "has no backward rule (it is itself a backward or update op)".into(),
+            })
+        }
+    })
+}
+
+/// c = op(a)·op(b). With b 2-D shared over a's batch, a's batch is flattened into rows so that db sums over
+/// the batch.
+fn matmul_rule(
+    b: &mut GraphBuilder,
+    a: ValueId,
+    w: ValueId,
+    ta: bool,
+    tb: bool,
+    dc: ValueId,
+) -> Result<Vec<(usize, ValueId)>> {
+    let (sa, sw) = (b.shape(a).to_vec(), b.shape(w).to_vec());
+    let broadcast = sw.len() == 2 && sa.len() > 2;
+    if broadcast && ta {
+        return Err(Error::Unsupported {
+            op: "matmul".into(),
+            detail: "backward of a transposed batched a times a shared 2-D b".into(),
+        });
+    }
+    let (a2, dc2) = if broadcast {
+        let k = sa[sa.len() - 1];
+        let rows = sa.iter().product::<usize>() / k;
+        let n = *b.shape(dc).last().unwrap_or(&1);
+        (b.reshape(a, &[rows, k])?, b.reshape(dc, &[rows, n])?)
+    } else {
+        (a, dc)
+    };
+    let (da, dw) = match (ta, tb) {
+        (false, false) => (b.matmul(dc, w, false, true)?, b.matmul(a2, dc2, true, false)?),
+        (false, true) => (b.matmul(dc, w, false, false)?, b.matmul(dc2, a2, true, false)?),
+        (true, false) => (b.matmul(w, dc, false, true)?, b.matmul(a, dc, false, false)?),
+        (true, true) => (b.matmul(w, dc, true, true)?, b.matmul(dc, a, true, true)?),
+    };
+    Ok(vec![(0, da), (1, dw)])
+}

@@ -5,8 +5,10 @@
 
 mod memory;
 mod profile;
+mod raw;
 
 pub use profile::OpTiming;
+pub use raw::RawKernel;
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Pipeline};
 use crate::graph::{leaf_name, Graph, Op, Scalar, ValueId};
 use crate::kernels::{self, Arg, ArgInfo, Word};
-use crate::tensor::{DType, HostTensor};
+use crate::tensor::HostTensor;
 use memory::MemoryPlan;
 
 /// One recorded dispatch: pipeline, bind group, grid, and which op it belongs to.
@@ -55,6 +57,42 @@ fn word_bits(w: &Word, vars: &dyn Fn(&str) -> Option<u32>) -> Result<u32> {
     })
 }
 
+/// Create the pipeline, Params buffer and bind group of one dispatch; `buf` finds the buffer of each binding.
+fn make_step<'b>(
+    gpu: &Gpu,
+    d: &kernels::Dispatch,
+    buf: &dyn Fn(Arg) -> Result<&'b wgpu::Buffer>,
+    node: usize,
+) -> Result<Step> {
+    let pipeline = gpu.pipeline(d)?;
+    let no_vars = |_: &str| Some(0);
+    let mut words = vec![];
+    let mut vars = vec![];
+    for (k, (_, w)) in d.params.iter().enumerate() {
+        words.push(word_bits(w, &no_vars)?);
+        if let Word::Var(s @ Scalar::Var(_), add) = w {
+            vars.push((k, s.clone(), *add));
+        }
+    }
+    let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&format!("{} params", pipeline.key)),
+        size: (words.len().max(1) * 4).next_multiple_of(16) as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.write(&params, 0, bytemuck::cast_slice(&words));
+    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+    for (k, b) in d.bindings.iter().enumerate() {
+        entries.push(wgpu::BindGroupEntry { binding: k as u32 + 1, resource: buf(b.arg)?.as_entire_binding() });
+    }
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&pipeline.key),
+        layout: &pipeline.layout,
+        entries: &entries,
+    });
+    Ok(Step { pipeline, bind_group, params, vars, words, grid: d.grid, node })
+}
+
 impl<'g> Plan<'g> {
     /// Order the ops, plan memory, create pipelines and bind groups. `outputs` are read back by `run`.
     pub fn compile(gpu: &'g Gpu, graph: &Graph, outputs: &[ValueId]) -> Result<Plan<'g>> {
@@ -77,43 +115,26 @@ impl<'g> Plan<'g> {
                 .map(|(k, &b)| gpu.buffer(&format!("{}#{i} scratch {k}", node.op.name()), b))
                 .collect::<Result<_>>()?;
             for d in &lowered.dispatches {
-                let pipeline = gpu.pipeline(d)?;
-                let no_vars = |_: &str| Some(0);
-                let mut words = vec![];
-                let mut vars = vec![];
-                for (k, (_, w)) in d.params.iter().enumerate() {
-                    words.push(word_bits(w, &no_vars)?);
-                    if let Word::Var(s @ Scalar::Var(_), add) = w {
-                        vars.push((k, s.clone(), *add));
-                    }
-                }
-                let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("{} params", pipeline.key)),
-                    size: (words.len().max(1) * 4).next_multiple_of(16) as u64,
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                gpu.write(&params, 0, bytemuck::cast_slice(&words));
-                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-                for (k, b) in d.bindings.iter().enumerate() {
-                    let buf = match b.arg {
-                        Arg::Input(j) => mem.buffer(&graph, node.inputs[j], 0)?,
-                        Arg::InputShard(j, s) => mem.buffer(&graph, node.inputs[j], s)?,
-                        Arg::Output => mem.buffer(&graph, ValueId(i), 0)?,
+                let buf = |arg: Arg| -> Result<&wgpu::Buffer> {
+                    match arg {
+                        Arg::Input(j) => mem.buffer(&graph, node.inputs[j], 0),
+                        Arg::InputShard(j, s) => mem.buffer(&graph, node.inputs[j], s),
+                        Arg::Output => mem.buffer(&graph, ValueId(i), 0),
                         Arg::Scratch(s) => scratch.get(s).ok_or_else(|| {
                             Error::Graph(format!("op {} binds scratch {s}, which it did not declare", node.op.name()))
-                        })?,
-                    };
-                    entries.push(wgpu::BindGroupEntry { binding: k as u32 + 1, resource: buf.as_entire_binding() });
-                }
-                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&pipeline.key),
-                    layout: &pipeline.layout,
-                    entries: &entries,
-                });
-                steps.push(Step { pipeline, bind_group, params, vars, words, grid: d.grid, node: i });
+                        }),
+                    }
+                };
+                steps.push(make_step(gpu, d, &buf, i)?);
             }
             mem.keep_scratch(scratch);
+        }
+        for &i in &mem.order {
+            if let Op::Fill { value } = graph.nodes[i].op {
+                let n = &graph.nodes[i];
+                let t = HostTensor { shape: n.shape.clone(), dtype: n.dtype, data: crate::tensor::HostData::F32(vec![value; crate::tensor::numel(&n.shape)]) };
+                mem.upload(gpu, &graph, ValueId(i), &t.to_bytes())?;
+            }
         }
         let staging = outputs
             .iter()
@@ -256,5 +277,3 @@ pub fn value_name(graph: &Graph, v: ValueId) -> String {
     leaf_name(&n.op).map_or_else(|| format!("{}#{}", n.op.name(), v.0), str::to_string)
 }
 
-#[allow(dead_code)]
-fn _dtype_is_used(_: DType, _: &Op) {}

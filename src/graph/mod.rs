@@ -5,6 +5,7 @@ mod op;
 mod shape;
 
 pub use op::{Act, AdamWSpec, AttnSpec, Op, Scalar};
+pub use shape::infer as infer_shape;
 
 use crate::error::{Error, Result};
 use crate::tensor::DType;
@@ -79,7 +80,7 @@ impl GraphBuilder {
 
     fn leaf(&mut self, op: Op, shape: &[usize], dtype: DType) -> Result<ValueId> {
         let name = leaf_name(&op).unwrap_or_default().to_string();
-        if self.graph.find(&name).is_some() {
+        if leaf_name(&op).is_some() && self.graph.find(&name).is_some() {
             return Err(Error::Graph(format!("a leaf named {name:?} exists already")));
         }
         self.graph.nodes.push(Node { op, inputs: vec![], shape: shape.to_vec(), dtype });
@@ -93,6 +94,11 @@ impl GraphBuilder {
     }
     pub fn state(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<ValueId> {
         self.leaf(Op::State { name: name.into() }, shape, dtype)
+    }
+
+    /// A constant tensor of one value.
+    pub fn fill(&mut self, shape: &[usize], dtype: DType, value: f32) -> Result<ValueId> {
+        self.leaf(Op::Fill { value }, shape, dtype)
     }
 
     /// Append any non-leaf op: shape and dtype are inferred (and checked) by `shape::infer`.

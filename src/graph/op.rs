@@ -48,6 +48,9 @@ pub enum Op {
     Param { name: String },
     /// Persistent, not trainable (KV cache, optimizer moments); starts as zeros unless set.
     State { name: String },
+    /// A constant tensor filled with one value (the gradient seed, zeros to broadcast into); uploaded when the
+    /// plan is compiled, so it needs no kernel.
+    Fill { value: f32 },
 
     // ---- elementwise --------------------------------------------------------------------------------------
     /// (a, b) → a + b. b has a's shape, or b is 1-D [n] with a's last dim n (a bias, broadcast over rows).
@@ -170,6 +173,7 @@ impl Op {
             Op::Input { .. } => "input",
             Op::Param { .. } => "param",
             Op::State { .. } => "state",
+            Op::Fill { .. } => "fill",
             Op::Add => "add",
             Op::Mul => "mul",
             Op::Scale { .. } => "scale",
@@ -204,7 +208,7 @@ impl Op {
     }
 
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input { .. } | Op::Param { .. } | Op::State { .. })
+        matches!(self, Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill { .. })
     }
 
     /// Ops whose output is the same buffer as one input (no new memory): Reshape, and the in-place updates.

@@ -70,7 +70,9 @@ fn last(s: &[usize]) -> usize {
 pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
     let out = |s: &[usize], d: DType| Ok((s.to_vec(), d));
     match op {
-        Op::Input { .. } | Op::Param { .. } | Op::State { .. } => Err(err(op, ins, "leaves take no inputs")),
+        Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill { .. } => {
+            Err(err(op, ins, "leaves take no inputs"))
+        }
         Op::Add => {
             want_inputs(op, ins, 2)?;
             let dt = want_float(op, ins, &[0, 1])?;

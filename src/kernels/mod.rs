@@ -159,7 +159,9 @@ pub const FAMILIES: &[(&str, &str)] = &[
 /// Lower one op to its dispatches. `ins` describe the op's inputs, `out` its output (one shard).
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     match op {
-        Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Reshape { .. } => Ok(Lowered::default()),
+        Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill { .. } | Op::Reshape { .. } => {
+            Ok(Lowered::default())
+        }
         Op::Add
         | Op::Mul
         | Op::Scale { .. }

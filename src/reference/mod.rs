@@ -84,7 +84,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::eval(op, ins, out_shape, vars),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::eval(op, ins, out_shape, vars),
         Op::AdamW(_) => Err(Error::Run("adamw is evaluated by the interpreter (it updates state)".into())),
-        Op::Input { .. } | Op::Param { .. } | Op::State { .. } => {
+        Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill { .. } => {
             Err(Error::Run("leaves are not evaluated".into()))
         }
     }
@@ -102,6 +102,11 @@ pub fn run_graph(
     let mut vals: Vec<Option<Val>> = vec![None; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
         let v = match &node.op {
+            Op::Fill { value } => Val {
+                shape: node.shape.clone(),
+                dtype: node.dtype,
+                data: vec![*value as f64; node.shape.iter().product()],
+            },
             Op::Input { name } | Op::Param { name } | Op::State { name } => match leaves.get(name) {
                 Some(t) => {
                     if t.shape != node.shape {

@@ -1,0 +1,133 @@
+//! Run a lowered kernel on its own, outside any graph: the benchmark's way to time one op (or a kernel
+//! variant that no op lowers to, such as the baseline matmul and the plain copy) on buffers it owns.
+
+use super::{make_step, Step};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::{Arg, Lowered};
+use crate::tensor::HostTensor;
+
+pub struct RawKernel<'g> {
+    gpu: &'g Gpu,
+    steps: Vec<Step>,
+    out: wgpu::Buffer,
+    out_shape: Vec<usize>,
+    out_dtype: crate::tensor::DType,
+    _bufs: (Vec<wgpu::Buffer>, Vec<wgpu::Buffer>),
+}
+
+impl<'g> RawKernel<'g> {
+    /// Upload `inputs`, allocate the output and scratch, build every dispatch of `lowered`. Runtime scalars
+    /// resolve through `vars`.
+    pub fn new(
+        gpu: &'g Gpu,
+        lowered: &Lowered,
+        inputs: &[HostTensor],
+        out_shape: &[usize],
+        out_dtype: crate::tensor::DType,
+        vars: &[(&str, u32)],
+    ) -> Result<Self> {
+        let ins: Vec<wgpu::Buffer> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let b = gpu.buffer(&format!("bench input {i}"), t.to_bytes().len() as u64)?;
+                gpu.write(&b, 0, &t.to_bytes());
+                Ok(b)
+            })
+            .collect::<Result<_>>()?;
+        let out_bytes = (out_shape.iter().product::<usize>() * out_dtype.size()) as u64;
+        let out = gpu.buffer("bench output", out_bytes)?;
+        let scratch: Vec<wgpu::Buffer> =
+            lowered.scratch.iter().map(|&b| gpu.buffer("bench scratch", b)).collect::<Result<_>>()?;
+        let mut steps = vec![];
+        for d in &lowered.dispatches {
+            let buf = |arg: Arg| -> Result<&wgpu::Buffer> {
+                match arg {
+                    Arg::Input(j) | Arg::InputShard(j, 0) => ins.get(j),
+                    Arg::Output => Some(&out),
+                    Arg::Scratch(s) => scratch.get(s),
+                    Arg::InputShard(..) => None,
+                }
+                .ok_or_else(|| Error::Run(format!("{}: binding {arg:?} has no buffer", d.entry)))
+            };
+            let mut step = make_step(gpu, d, &buf, 0)?;
+            if !step.vars.is_empty() {
+                let table: std::collections::HashMap<&str, u32> = vars.iter().copied().collect();
+                for (k, sc, add) in &step.vars {
+                    step.words[*k] = super::word_bits(&crate::kernels::Word::Var(sc.clone(), *add), &|n| table.get(n).copied())?;
+                }
+                gpu.write(&step.params, 0, bytemuck::cast_slice(&step.words));
+            }
+            steps.push(step);
+        }
+        Ok(RawKernel { gpu, steps, out, out_shape: out_shape.to_vec(), out_dtype, _bufs: (ins, scratch) })
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass) {
+        for s in self.steps.iter().filter(|s| !s.grid.contains(&0)) {
+            pass.set_pipeline(&s.pipeline.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.grid[0], s.grid[1], s.grid[2]);
+        }
+    }
+
+    /// Run once and read the output back.
+    pub fn run(&self) -> Result<HostTensor> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(&mut enc.begin_compute_pass(&Default::default()));
+        self.gpu.queue.submit([enc.finish()]);
+        let bytes = self.gpu.read(&self.out, 0, (self.out_shape.iter().product::<usize>() * self.out_dtype.size()) as u64)?;
+        Ok(HostTensor::from_bytes(&self.out_shape, self.out_dtype, &bytes))
+    }
+
+    /// Time `reps` runs (each all of the kernel's dispatches): GPU timestamps around each run where the
+    /// adapter has them, else the wall clock of a submit-and-wait. Returns (microseconds per run, clock).
+    pub fn time(&self, reps: usize) -> Result<(Vec<f64>, &'static str)> {
+        let gpu = self.gpu;
+        if !gpu.has_timestamps() {
+            let mut out = vec![];
+            for _ in 0..reps {
+                let t0 = std::time::Instant::now();
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                self.record(&mut enc.begin_compute_pass(&Default::default()));
+                gpu.queue.submit([enc.finish()]);
+                gpu.wait()?;
+                out.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+            return Ok((out, "wall"));
+        }
+        let n = (2 * reps) as u32;
+        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: n });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: n as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: n as u64 * 8,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for r in 0..reps as u32 {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &qs,
+                    beginning_of_pass_write_index: Some(2 * r),
+                    end_of_pass_write_index: Some(2 * r + 1),
+                }),
+            });
+            self.record(&mut pass);
+        }
+        enc.resolve_query_set(&qs, 0..n, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, n as u64 * 8);
+        gpu.queue.submit([enc.finish()]);
+        let ts: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.map_read(&staging, n as u64 * 8)?);
+        let period = gpu.queue.get_timestamp_period() as f64;
+        Ok(((0..reps).map(|r| ts[2 * r + 1].saturating_sub(ts[2 * r]) as f64 * period / 1e3).collect(), "timestamp"))
+    }
+}

@@ -1,0 +1,190 @@
+//! Autodiff of a small transformer block (attention + MLP + norms + loss): the reference interpreter's
+//! gradients against central finite differences of its own loss, the GPU's gradients against the reference's,
+//! and AdamW training steps on the GPU against the reference update.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use std::collections::HashMap;
+
+use common::{assert_close, gpu, Rng, Tol};
+use wgpu_llm::autodiff::backward;
+use wgpu_llm::exec::Plan;
+use wgpu_llm::graph::{Act, AdamWSpec, AttnSpec, Graph, GraphBuilder, Op, Scalar, ValueId};
+use wgpu_llm::reference::run_graph;
+use wgpu_llm::tensor::{DType, HostTensor};
+
+const B: usize = 2;
+const T: usize = 5;
+const C: usize = 8;
+const H: usize = 2;
+const HKV: usize = 1;
+const D: usize = C / H;
+const F: usize = 12;
+const V: usize = 11;
+
+struct Block {
+    graph: Graph,
+    loss: ValueId,
+    params: Vec<ValueId>,
+    grads: Vec<ValueId>,
+}
+
+fn heads(b: &mut GraphBuilder, x: ValueId, h: usize) -> ValueId {
+    let r = b.reshape(x, &[B, T, h, D]).unwrap();
+    b.op(Op::Permute0213, &[r]).unwrap()
+}
+
+/// x → LN → causal GQA attention with rotary q/k → +x → RMSNorm → GELU MLP → +h → head → cross-entropy.
+fn block(train: Option<AdamWSpec>) -> Block {
+    let mut b = GraphBuilder::new();
+    let f = DType::F32;
+    let x = b.input("x", &[B, T, C], f).unwrap();
+    let tgt = b.input("targets", &[B * T], DType::I32).unwrap();
+    let p = |b: &mut GraphBuilder, n: &str, s: &[usize]| b.param(n, s, f).unwrap();
+    let (ln_g, ln_b) = (p(&mut b, "ln.g", &[C]), p(&mut b, "ln.b", &[C]));
+    let wq = p(&mut b, "wq", &[C, C]);
+    let wk = p(&mut b, "wk", &[HKV * D, C]);
+    let wv = p(&mut b, "wv", &[HKV * D, C]);
+    let wo = p(&mut b, "wo", &[C, C]);
+    let bo = p(&mut b, "bo", &[C]);
+    let rms_g = p(&mut b, "rms.g", &[C]);
+    let w1 = p(&mut b, "w1", &[F, C]);
+    let w2 = p(&mut b, "w2", &[C, F]);
+    let head = p(&mut b, "head", &[V, C]);
+
+    let h0 = b.layernorm(x, ln_g, ln_b, 1e-5).unwrap();
+    let q = b.linear(h0, wq, None).unwrap();
+    let k = b.linear(h0, wk, None).unwrap();
+    let v = b.linear(h0, wv, None).unwrap();
+    let (q, k, v) = (heads(&mut b, q, H), heads(&mut b, k, HKV), heads(&mut b, v, HKV));
+    let rope = Op::Rope { theta: 10000.0, offset: Scalar::Const(0), inverse: false };
+    let q = b.op(rope.clone(), &[q]).unwrap();
+    let k = b.op(rope, &[k]).unwrap();
+    let spec = AttnSpec {
+        causal: true,
+        scale: 1.0 / (D as f32).sqrt(),
+        mask: false,
+        q_offset: Scalar::Const(0),
+        kv_len: Scalar::Const(T as u32),
+    };
+    let o = b.op(Op::Attention(spec), &[q, k, v]).unwrap();
+    let o = b.op(Op::Permute0213, &[o]).unwrap();
+    let o = b.reshape(o, &[B, T, C]).unwrap();
+    let o = b.linear(o, wo, Some(bo)).unwrap();
+    let h1 = b.add(x, o).unwrap();
+    let n = b.rmsnorm(h1, rms_g, 1e-5).unwrap();
+    let u = b.linear(n, w1, None).unwrap();
+    let u = b.act(u, Act::GeluTanh).unwrap();
+    let u = b.linear(u, w2, None).unwrap();
+    let h2 = b.add(h1, u).unwrap();
+    let logits = b.linear(h2, head, None).unwrap();
+    let logits = b.reshape(logits, &[B * T, V]).unwrap();
+    let loss = b.cross_entropy(logits, tgt).unwrap();
+
+    let params = b.graph.params();
+    let grads = backward(&mut b, loss, &params).unwrap();
+    if let Some(spec) = train {
+        wgpu_llm::optim::adamw(&mut b, &params, &grads, &spec).unwrap();
+    }
+    Block { graph: b.finish(), loss, params, grads }
+}
+
+fn leaves(g: &Graph, seed: u64) -> HashMap<String, HostTensor> {
+    let mut rng = Rng::new(seed);
+    let mut env = HashMap::new();
+    for node in &g.nodes {
+        match &node.op {
+            Op::Param { name } | Op::Input { name } if name != "targets" => {
+                let scale = if name.ends_with(".g") { 1.0 } else { 0.5 };
+                let mut t = rng.tensor(&node.shape, DType::F32);
+                if name.ends_with(".g") {
+                    t = HostTensor::f32(&node.shape, t.to_f32().iter().map(|x| 1.0 + 0.3 * x).collect()).unwrap();
+                }
+                let _ = scale;
+                env.insert(name.clone(), t);
+            }
+            _ => {}
+        }
+    }
+    let mut tg: Vec<i32> = (0..B * T).map(|_| (rng.next_u32() % V as u32) as i32).collect();
+    tg[3] = -100; // an ignored position
+    env.insert("targets".into(), HostTensor::i32(&[B * T], tg).unwrap());
+    env
+}
+
+fn name(g: &Graph, v: ValueId) -> String {
+    wgpu_llm::graph::leaf_name(&g.node(v).op).unwrap().to_string()
+}
+
+#[test]
+fn reference_gradients_match_finite_differences() {
+    let blk = block(None);
+    let env = leaves(&blk.graph, 1);
+    let vars = HashMap::new();
+    let mut outs = vec![blk.loss];
+    outs.extend(&blk.grads);
+    let res = run_graph(&blk.graph, &mut env.clone(), &vars, &outs).unwrap();
+    let mut rng = Rng::new(7);
+    let h = 1e-2f32;
+    for (i, &p) in blk.params.iter().enumerate() {
+        let pname = name(&blk.graph, p);
+        let g = res[i + 1].to_f32();
+        for _ in 0..3 {
+            let j = rng.next_u32() as usize % g.len();
+            let loss_at = |delta: f32| {
+                let mut e = env.clone();
+                let mut v = e[&pname].to_f32();
+                v[j] += delta;
+                e.insert(pname.clone(), HostTensor::f32(&e[&pname].shape.clone(), v).unwrap());
+                run_graph(&blk.graph, &mut e, &vars, &[blk.loss]).unwrap()[0].to_f32()[0] as f64
+            };
+            let fd = (loss_at(h) - loss_at(-h)) / (2.0 * h as f64);
+            let err = (fd - g[j] as f64).abs();
+            assert!(err <= 2e-3 + 3e-2 * fd.abs(), "d loss / d {pname}[{j}]: autodiff {} vs finite difference {fd}", g[j]);
+        }
+    }
+}
+
+#[test]
+fn gpu_gradients_equal_the_reference() {
+    let blk = block(None);
+    let env = leaves(&blk.graph, 2);
+    let mut outs = vec![blk.loss];
+    outs.extend(&blk.grads);
+    let want = run_graph(&blk.graph, &mut env.clone(), &HashMap::new(), &outs).unwrap();
+    let mut plan = Plan::compile(gpu(), &blk.graph, &outs).unwrap();
+    for (n, t) in &env {
+        plan.set(n, t).unwrap();
+    }
+    let got = plan.run(&[], &[]).unwrap();
+    let tol = Tol { abs: 1e-4, rel: 2e-3 };
+    assert_close("loss", &got[0], &want[0], tol);
+    for (i, &p) in blk.params.iter().enumerate() {
+        assert_close(&format!("grad {}", name(&blk.graph, p)), &got[i + 1], &want[i + 1], tol);
+    }
+}
+
+#[test]
+fn adamw_steps_on_the_gpu_follow_the_reference_and_lower_the_loss() {
+    let spec = AdamWSpec { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
+    let blk = block(Some(spec));
+    let mut env = leaves(&blk.graph, 3);
+    let mut plan = Plan::compile(gpu(), &blk.graph, &[blk.loss]).unwrap();
+    for (n, t) in &env {
+        plan.set(n, t).unwrap();
+    }
+    let mut losses = vec![];
+    for step in 1..=12u32 {
+        let vars: HashMap<String, u32> = [("step".to_string(), step)].into();
+        let want = run_graph(&blk.graph, &mut env, &vars, &[blk.loss]).unwrap();
+        let got = plan.run(&[], &[("step", step)]).unwrap();
+        assert_close(&format!("loss at step {step}"), &got[0], &want[0], Tol { abs: 1e-4, rel: 2e-3 });
+        losses.push(got[0].to_f32()[0]);
+    }
+    for &p in &blk.params {
+        let n = name(&blk.graph, p);
+        assert_close(&format!("{n} after 12 steps"), &plan.read(&n).unwrap(), &env[&n], Tol { abs: 2e-4, rel: 5e-3 });
+    }
+    assert!(losses[11] < 0.8 * losses[0], "loss did not fall: {losses:?}");
+}
