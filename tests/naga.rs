@@ -44,6 +44,7 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     let m = b.state("m", &[5, 8], f).unwrap();
     let v = b.state("v", &[5, 8], f).unwrap();
     let x1 = b.input("x1", &[1, 8], f).unwrap();
+    let sq = b.input("sq", &[8, 8], f).unwrap();
     let spec = AttnSpec { causal: true, scale: 0.3, mask: true, q_offset: Scalar::var("pos"), kv_len: Scalar::Const(6) };
     let mut outs = vec![];
     let mut add = |b: &mut GraphBuilder, op: Op, ins: &[ValueId]| outs.push(b.op(op, ins).unwrap());
@@ -60,7 +61,7 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::Permute0213, &[q]);
     add(&mut b, Op::CacheWrite { offset: Scalar::var("pos") }, &[cache, k]);
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-        add(&mut b, Op::MatMul { ta, tb }, &[w, w]);
+        add(&mut b, Op::MatMul { ta, tb }, &[sq, sq]);
     }
     add(&mut b, Op::MatMul { ta: false, tb: true }, &[x, w]);
     add(&mut b, Op::MatMul { ta: false, tb: true }, &[x1, w]);
