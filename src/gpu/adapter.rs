@@ -61,8 +61,13 @@ fn score(a: &wgpu::Adapter) -> (u32, u32) {
 }
 
 pub(super) fn choose(opts: &super::GpuOptions) -> Result<wgpu::Adapter> {
-    let inst = instance(backends(opts.backend.as_deref())?);
+    // Without a backend asked for, the primary backends (Vulkan, Metal, DX12) come first; GL only if none.
+    let b = backends(opts.backend.as_deref())?;
+    let inst = instance(if opts.backend.is_none() { wgpu::Backends::PRIMARY } else { b });
     let mut all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    if all.is_empty() && opts.backend.is_none() {
+        all = pollster::block_on(instance(b).enumerate_adapters(wgpu::Backends::all()));
+    }
     if let Some(name) = &opts.adapter {
         let n = name.to_ascii_lowercase();
         all.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&n));
