@@ -1,0 +1,227 @@
+// Elementwise family: one invocation per output element (copy: four), flat index folded into a 2-D grid
+// (i = (wid.x + wid.y · num_workgroups.x) · 256 + lid.x), every index guarded by p.n.
+//
+//   add          y[i] = a[i] + b[i]                            a, b, y: (n)
+//   add_bias     y[i] = a[i] + b[i % cols]                      a, y: (rows, cols), b: (cols)
+//   mul          y[i] = a[i] · b[i]
+//   scale        y[i] = s · a[i]
+//   unary        y[i] = act(a[i])                               override ACT: 0 relu, 1 gelu_erf, 2 gelu_tanh, 3 silu
+//   unary_backward y[i] = b[i] · act'(a[i])                     a = x, b = dy
+//   sum_rows     y[j] = Σ_r a[r · cols + j], r in order         a: (rows, cols), y: (cols); one invocation per column
+//   cast_to_half   yh[i] = T(xf[i])                             xf: array<f32>, yh: array<T> (T = f16 prelude)
+//   cast_to_float  yf[i] = f32(a[i])                            a: array<T> (f16), yf: array<f32>
+//   permute0213  y[i0, i2, i1, i3] = a[i0, i1, i2, i3]          a: (d0, d1, d2, d3), y: (d0, d2, d1, d3); n = numel
+//   cache_write  cache[h, offset + r, :] = a[h, r, :]            a: (bh, d1 = t, d3), cache: (bh, d2 = smax, d3),
+//                                                              in place (cache bound read_write); n = numel(a)
+//   copy / copy_vec4  y = a (vec4 when n % 4 == 0; n counts vec4s there) — the benchmark's bandwidth ceiling.
+//
+// Bindings: 0 params; 1 a (read); 2 b (read) or the output; 3 the output when there are two inputs.
+// Casts use the f16 prelude (T = f16) and name the f32 side explicitly, so the file validates under both
+// preludes (under the f32 prelude the casts are copies). Maths in f32 whatever T is.
+// erf: Numerical Recipes' Chebyshev fit of erfc (erfcc, fractional error < 1.2e-7 for all x), and GELU for
+// x < 0 uses erfc directly so the left tail keeps its relative accuracy. tanh's argument is clamped to ±15
+// (tanh = ±1 in f32 there) because some drivers compute tanh via exp and overflow to NaN.
+// CPU reference: reference::elementwise (add_forward, mul_forward, unary_forward, unary_backward, sum_rows,
+// permute0213, cache_write).
+
+struct Params {
+    n: u32,
+    cols: u32,
+    s: f32,
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(2) var<storage, read_write> y2: array<T>;
+@group(0) @binding(3) var<storage, read_write> y3: array<T>;
+@group(0) @binding(1) var<storage, read_write> cache: array<T>;
+@group(0) @binding(2) var<storage, read> src: array<T>;
+@group(0) @binding(1) var<storage, read> xf: array<f32>;
+@group(0) @binding(2) var<storage, read_write> yh: array<T>;
+@group(0) @binding(2) var<storage, read_write> yf: array<f32>;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<T>>;
+
+override ACT: u32 = 0u;
+
+const WG: u32 = 256u;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid.x;
+}
+
+// erfc(z) for z ≥ 0, fractional error < 1.2e-7 (Numerical Recipes, erfcc).
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(r);
+}
+
+// Φ(x)·2 = 1 + erf(x/√2), accurate in both tails.
+fn one_plus_erf(x: f32) -> f32 {
+    let c = erfc_pos(abs(x) * 0.70710678118654752);
+    return select(c, 2.0 - c, x >= 0.0);
+}
+
+const SQRT_2_OVER_PI: f32 = 0.79788456080286536;
+const GELU_C: f32 = 0.044715;
+
+fn act(x: f32) -> f32 {
+    switch ACT {
+        case 0u: { return max(x, 0.0); }
+        case 1u: { return 0.5 * x * one_plus_erf(x); }
+        case 2u: {
+            let u = clamp(SQRT_2_OVER_PI * (x + GELU_C * x * x * x), -15.0, 15.0);
+            return 0.5 * x * (1.0 + tanh(u));
+        }
+        default: { return x / (1.0 + exp(-x)); }
+    }
+}
+
+fn act_grad(x: f32) -> f32 {
+    switch ACT {
+        case 0u: { return select(0.0, 1.0, x > 0.0); }
+        case 1u: {
+            let pdf = exp(-0.5 * x * x) * 0.39894228040143268;
+            return 0.5 * one_plus_erf(x) + x * pdf;
+        }
+        case 2u: {
+            let u = clamp(SQRT_2_OVER_PI * (x + GELU_C * x * x * x), -15.0, 15.0);
+            let t = tanh(u);
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+        }
+        default: {
+            let s = 1.0 / (1.0 + exp(-x));
+            return s * (1.0 + x * (1.0 - s));
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y3[i] = T(f32(a[i]) + f32(b[i]));
+}
+
+@compute @workgroup_size(256)
+fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y3[i] = T(f32(a[i]) + f32(b[i % p.cols]));
+}
+
+@compute @workgroup_size(256)
+fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y3[i] = T(f32(a[i]) * f32(b[i]));
+}
+
+@compute @workgroup_size(256)
+fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y2[i] = T(p.s * f32(a[i]));
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y2[i] = T(act(f32(a[i])));
+}
+
+@compute @workgroup_size(256)
+fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y3[i] = T(f32(b[i]) * act_grad(f32(a[i])));
+}
+
+// One invocation per column, rows summed in order (deterministic); n = rows.
+@compute @workgroup_size(256)
+fn sum_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_id) lid: vec3<u32>) {
+    let j = flat(wid, nwg, lid);
+    if (j >= p.cols) { return; }
+    var acc = 0.0;
+    for (var r = 0u; r < p.n; r++) {
+        acc += f32(a[r * p.cols + j]);
+    }
+    y2[j] = T(acc);
+}
+
+@compute @workgroup_size(256)
+fn cast_to_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    yh[i] = T(xf[i]);
+}
+
+@compute @workgroup_size(256)
+fn cast_to_float(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    yf[i] = f32(a[i]);
+}
+
+// One invocation per output element y (d0, d2, d1, d3).
+@compute @workgroup_size(256)
+fn permute0213(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let i3 = i % p.d3;
+    var r = i / p.d3;
+    let i1 = r % p.d1;
+    r = r / p.d1;
+    let i2 = r % p.d2;
+    let i0 = r / p.d2;
+    y2[i] = a[((i0 * p.d1 + i1) * p.d2 + i2) * p.d3 + i3];
+}
+
+// One invocation per src element; rows that would land past smax are dropped.
+@compute @workgroup_size(256)
+fn cache_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let c = i % p.d3;
+    let r = (i / p.d3) % p.d1;
+    let h = i / (p.d3 * p.d1);
+    let row = p.offset + r;
+    if (row >= p.d2) { return; }
+    cache[(h * p.d2 + row) * p.d3 + c] = src[i];
+}
+
+@compute @workgroup_size(256)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y2[i] = a[i];
+}
+
+@compute @workgroup_size(256)
+fn copy_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y4[i] = a4[i];
+}

@@ -1,0 +1,216 @@
+// norm.wgsl — LayerNorm and RMSNorm over the last dim, forward and backward.
+//
+// Maths (per row r of x [rows, c]; x̂ the normalised row):
+//   layernorm_forward:    mean = Σx/c, var = Σ(x − mean)²/c (biased), rstd = 1/√(var + eps),
+//                         x̂ = (x − mean)·rstd,  y = x̂·gamma + beta
+//   rmsnorm_forward:      rstd = 1/√(Σx²/c + eps), x̂ = x·rstd, y = x̂·gamma
+//   layernorm_backward_x: g = dy·gamma, dx = rstd·(g − mean(g) − x̂·mean(g·x̂))
+//   rmsnorm_backward_x:   g = dy·gamma, dx = rstd·(g − x̂·mean(g·x̂))
+//   norm_row_stats:       stats[r] = (mean, rstd) (mean = 0 when RMS), for norm_grad_gamma
+//   norm_grad_gamma:      dgamma[j] = Σ_r dy[r, j]·x̂[r, j]
+//
+// Bindings (group 0; each entry point uses its own subset, numbered in Dispatch::bindings order):
+//   0 p: Params (uniform)                   rows, c, eps
+//   layernorm_forward:    1 x [rows, c]  2 gamma [c]  3 beta [c]  4 y [rows, c] (rw)
+//   rmsnorm_forward:      1 x [rows, c]  2 gamma [c]  3 y3 [rows, c] (rw)
+//   *_backward_x:         1 x [rows, c]  2 gamma [c]  3 dy [rows, c]  4 dx [rows, c] (rw)
+//   norm_row_stats:       1 x [rows, c]  2 stats_w [rows, 2] f32 (rw, scratch)
+//   norm_grad_gamma:      1 x [rows, c]  2 dy2 [rows, c]  3 stats [rows, 2] f32  4 dgamma [c] (rw)
+//
+// Overrides: WG (workgroup size, a power of two ≤ 256, default 64); RMS (norm_row_stats: RMSNorm stats).
+// Dispatch: one workgroup per row (grid_1d(rows), row = wid.x + wid.y·nwg.x) for every entry except
+//   norm_grad_gamma: one invocation per column, grid_1d(ceil(c / WG)).
+// Numerics: every sum is f32, in a fixed tree order (deterministic), even for f16 storage; squares are
+//   taken as f32(x)·f32(x) so activations near 22,500 do not overflow f16. LayerNorm variance is two-pass
+//   (Σ(x − mean)²), not E[x²] − mean², to avoid cancellation. norm_grad_gamma sums rows in order 0..rows.
+// CPU reference: reference::norm::{layernorm_forward, layernorm_backward_x, rmsnorm_forward,
+//   rmsnorm_backward_x, norm_grad_gamma}.
+
+struct Params {
+    rows: u32,
+    c: u32,
+    eps: f32,
+}
+
+override WG: u32 = 64u;
+override RMS: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> gamma: array<T>;
+@group(0) @binding(3) var<storage, read> beta: array<T>;
+@group(0) @binding(4) var<storage, read_write> y: array<T>;
+@group(0) @binding(3) var<storage, read_write> y3: array<T>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read_write> dx: array<T>;
+@group(0) @binding(2) var<storage, read_write> stats_w: array<f32>;
+@group(0) @binding(2) var<storage, read> dy2: array<T>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dgamma: array<T>;
+
+var<workgroup> red: array<f32, 256>;
+var<workgroup> red2: array<f32, 256>;
+
+// Tree sum of one value per invocation; every invocation gets the total. Call in uniform control flow.
+fn wg_sum(lid: u32, a: f32) -> f32 {
+    red[lid] = a;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+// Two tree sums at once.
+fn wg_sum2(lid: u32, a: f32, b: f32) -> vec2<f32> {
+    red[lid] = a;
+    red2[lid] = b;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+            red2[lid] += red2[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<f32>(red[0], red2[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// (mean, rstd) of the row starting at `base`; mean = 0 for RMSNorm.
+fn row_stats(lid: u32, base: u32, rms: bool) -> vec2<f32> {
+    let c = p.c;
+    let cf = f32(c);
+    if (rms) {
+        var ss = 0.0;
+        for (var j = lid; j < c; j += WG) {
+            let v = f32(x[base + j]);
+            ss += v * v;
+        }
+        let tot = wg_sum(lid, ss);
+        return vec2<f32>(0.0, inverseSqrt(tot / cf + p.eps));
+    }
+    var s = 0.0;
+    for (var j = lid; j < c; j += WG) {
+        s += f32(x[base + j]);
+    }
+    let mean = wg_sum(lid, s) / cf;
+    var sq = 0.0;
+    for (var j = lid; j < c; j += WG) {
+        let d = f32(x[base + j]) - mean;
+        sq += d * d;
+    }
+    let var_ = wg_sum(lid, sq) / cf;
+    return vec2<f32>(mean, inverseSqrt(var_ + p.eps));
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.c;
+    let st = row_stats(lid, base, false);
+    for (var j = lid; j < p.c; j += WG) {
+        let xh = (f32(x[base + j]) - st.x) * st.y;
+        y[base + j] = T(xh * f32(gamma[j]) + f32(beta[j]));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn rmsnorm_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.c;
+    let st = row_stats(lid, base, true);
+    for (var j = lid; j < p.c; j += WG) {
+        y3[base + j] = T(f32(x[base + j]) * st.y * f32(gamma[j]));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_backward_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.c;
+    let st = row_stats(lid, base, false);
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var j = lid; j < p.c; j += WG) {
+        let g = f32(dy[base + j]) * f32(gamma[j]);
+        let xh = (f32(x[base + j]) - st.x) * st.y;
+        sg += g;
+        sgx += g * xh;
+    }
+    let sums = wg_sum2(lid, sg, sgx) / f32(p.c);
+    for (var j = lid; j < p.c; j += WG) {
+        let g = f32(dy[base + j]) * f32(gamma[j]);
+        let xh = (f32(x[base + j]) - st.x) * st.y;
+        dx[base + j] = T(st.y * (g - sums.x - xh * sums.y));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn rmsnorm_backward_x(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.c;
+    let st = row_stats(lid, base, true);
+    var sgx = 0.0;
+    for (var j = lid; j < p.c; j += WG) {
+        let g = f32(dy[base + j]) * f32(gamma[j]);
+        sgx += g * f32(x[base + j]) * st.y;
+    }
+    let mgx = wg_sum(lid, sgx) / f32(p.c);
+    for (var j = lid; j < p.c; j += WG) {
+        let g = f32(dy[base + j]) * f32(gamma[j]);
+        let xh = f32(x[base + j]) * st.y;
+        dx[base + j] = T(st.y * (g - xh * mgx));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn norm_row_stats(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let st = row_stats(lid, row * p.c, RMS);
+    if (lid == 0u) {
+        stats_w[2u * row] = st.x;
+        stats_w[2u * row + 1u] = st.y;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn norm_grad_gamma(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (j >= p.c) {
+        return;
+    }
+    var acc = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let i = r * p.c + j;
+        acc += f32(dy2[i]) * (f32(x[i]) - stats[2u * r]) * stats[2u * r + 1u];
+    }
+    dgamma[j] = T(acc);
+}

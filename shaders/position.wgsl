@@ -1,0 +1,80 @@
+// position.wgsl — positional encodings: rotary (RoPE) and additive sinusoidal.
+//
+// Maths:
+//   rope_forward (x [B, H, T, D], D even, half = D/2; one invocation per pair (x[i], x[i + half])):
+//     t = row mod T, angle = (offset + t)·theta^(−2i/D)  (inverse: −angle), c = cos, s = sin,
+//     y[i] = x[i]·c − x[i + half]·s,   y[i + half] = x[i + half]·c + x[i]·s      (HF Llama, half-split pairs).
+//     The inverse rotation is the transpose, hence the backward of Rope is Rope{inverse: !inverse}.
+//   add_sinusoidal (x [B, T, C]; one invocation per element):
+//     pos = offset + t, k = column − column mod 2, angle = pos / 10000^(k/C),
+//     y = x + sin(angle) on even columns, x + cos(angle) on odd ones (odd C: the last column is a sin).
+//
+// Bindings (group 0):
+//   0 p: Params (uniform)  n (invocations: pairs B·H·T·D/2, or elements B·T·C), t (T), d (D or C),
+//                          theta (rope base; 10000 for sinusoidal), offset (runtime position), inverse (0/1)
+//   rope_forward, add_sinusoidal:  1 x (read)  2 y (rw), same shape as x.
+//
+// Overrides: WG (workgroup size, default 256).
+// Dispatch: grid_1d(ceil(n / WG)); index = (wid.x + wid.y·nwg.x)·WG + lid, guarded by n.
+// Numerics: frequencies and angles are f32 as in HF (inv_freq = 1/theta^(2i/D), angle = pos·inv_freq), the
+//   rotation in f32. Large positions lose angle precision exactly as the f32 reference implementations do.
+// CPU reference: reference::position::{rope_forward, add_sinusoidal}.
+
+struct Params {
+    n: u32,
+    t: u32,
+    d: u32,
+    theta: f32,
+    offset: u32,
+    inverse: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+@compute @workgroup_size(WG)
+fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (idx >= p.n) {
+        return;
+    }
+    let half_d = p.d / 2u;
+    let row = idx / half_d;
+    let i = idx % half_d;
+    let t = row % p.t;
+    let inv_freq = 1.0 / pow(p.theta, f32(2u * i) / f32(p.d));
+    var angle = f32(p.offset + t) * inv_freq;
+    if (p.inverse != 0u) {
+        angle = -angle;
+    }
+    let c = cos(angle);
+    let s = sin(angle);
+    let a = row * p.d + i;
+    let x0 = f32(x[a]);
+    let x1 = f32(x[a + half_d]);
+    y[a] = T(x0 * c - x1 * s);
+    y[a + half_d] = T(x1 * c + x0 * s);
+}
+
+@compute @workgroup_size(WG)
+fn add_sinusoidal(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (idx >= p.n) {
+        return;
+    }
+    let col = idx % p.d;
+    let t = (idx / p.d) % p.t;
+    let k = col - col % 2u;
+    let inv_freq = 1.0 / pow(p.theta, f32(k) / f32(p.d));
+    let angle = f32(p.offset + t) * inv_freq;
+    var pe = sin(angle);
+    if (col % 2u == 1u) {
+        pe = cos(angle);
+    }
+    y[idx] = T(f32(x[idx]) + pe);
+}

@@ -1,0 +1,101 @@
+//! Lowering of the attention family (shaders/attention.wgsl): fused scaled dot-product attention (online
+//! softmax), its probabilities, and dq / dk / dv by recomputation from per-row (lse, Σ P·dP) statistics.
+
+use super::{bind, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use crate::error::{Error, Result};
+use crate::graph::{AttnSpec, Op};
+use crate::tensor::DType;
+
+pub const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
+
+/// Workgroup size; each invocation owns up to `MAXC` output dims (the shader's constant).
+const WG: usize = 64;
+const MAXC: usize = 8;
+
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+    no_shards(op, ins)?;
+    let spec: &AttnSpec = match op {
+        Op::Attention(a)
+        | Op::AttentionWeights(a)
+        | Op::AttentionGradQ(a)
+        | Op::AttentionGradK(a)
+        | Op::AttentionGradV(a) => a,
+        _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not an attention op".into() }),
+    };
+    let (q, k) = (&ins[0].shape, &ins[1].shape);
+    let (b, hq, t, d) = (q[0], q[1], q[2], q[3]);
+    let (hkv, s) = (k[1], k[2]);
+    if d > WG * MAXC {
+        return Err(Error::Unsupported {
+            op: op.name().into(),
+            detail: format!("head_dim {d} is larger than the kernel's {} (WG·MAXC)", WG * MAXC),
+        });
+    }
+    let mask_kind = if !spec.mask {
+        0
+    } else if ins[3].dtype == DType::F16 {
+        2
+    } else {
+        1
+    };
+    let params = vec![
+        ("b", Word::U32(b as u32)),
+        ("hq", Word::U32(hq as u32)),
+        ("hkv", Word::U32(hkv as u32)),
+        ("t", Word::U32(t as u32)),
+        ("s", Word::U32(s as u32)),
+        ("d", Word::U32(d as u32)),
+        ("scale", Word::F32(spec.scale)),
+        ("causal", Word::U32(spec.causal as u32)),
+        ("mask_kind", Word::U32(mask_kind)),
+        ("q_offset", super::position::scalar_word(&spec.q_offset)),
+        ("kv_len", super::position::scalar_word(&spec.kv_len)),
+    ];
+    let r = |i| bind(Arg::Input(i), false);
+    // Without a mask, k stands in for binding 4 (never read).
+    let mask = if spec.mask { 3 } else { 1 };
+    let d_o = if spec.mask { 4 } else { 3 };
+    let q_rows = (b * hq * t) as u32;
+    let k_rows = (b * hkv * s) as u32;
+    let dt = out.dtype;
+    let mk = |entry, grad_v: Option<bool>, bindings, grid| {
+        let mut overrides = vec![("WG", WG as f64)];
+        if let Some(g) = grad_v {
+            overrides.push(("GRAD_V", g as u32 as f64));
+        }
+        Dispatch {
+            family: "attention",
+            source: SOURCE,
+            entry,
+            dtype: dt,
+            overrides,
+            params: params.clone(),
+            bindings,
+            grid,
+        }
+    };
+    let fwd = |entry| Lowered {
+        scratch: vec![],
+        dispatches: vec![mk(entry, None, vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)], grid_1d(q_rows))],
+    };
+    if matches!(op, Op::Attention(_)) {
+        return Ok(fwd("attention_forward"));
+    }
+    if matches!(op, Op::AttentionWeights(_)) {
+        return Ok(fwd("attention_weights"));
+    }
+    // Backward: row statistics (lse, Dsum) into scratch, then the gradient kernel.
+    let stats = mk(
+        "attention_row_stats",
+        None,
+        vec![r(0), r(1), r(2), r(mask), r(d_o), bind(Arg::Scratch(0), true)],
+        grid_1d(q_rows),
+    );
+    let gb = vec![r(0), r(1), r(2), r(mask), r(d_o), bind(Arg::Scratch(0), false), bind(Arg::Output, true)];
+    let grad = match op {
+        Op::AttentionGradQ(_) => mk("attention_grad_q", None, gb, grid_1d(q_rows)),
+        Op::AttentionGradK(_) => mk("attention_grad_kv", Some(false), gb, grid_1d(k_rows)),
+        _ => mk("attention_grad_kv", Some(true), gb, grid_1d(k_rows)),
+    };
+    Ok(Lowered { scratch: vec![(q_rows.max(1) as u64) * 2 * 4], dispatches: vec![stats, grad] })
+}

@@ -1,0 +1,164 @@
+//! Lowering of the elementwise family (shaders/elementwise.wgsl): add/bias, mul, scale, activations and their
+//! derivatives, sum over rows, casts, permute, KV-cache write, and the plain copy the benchmark times.
+
+use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use crate::error::{Error, Result};
+use crate::graph::{Act, Op, Scalar};
+use crate::tensor::{numel, DType};
+
+pub const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
+
+const WG: usize = 256;
+
+/// Params words in struct order: n, cols, s, d0..d3, offset.
+fn params(n: usize, cols: usize, s: f32, d: [usize; 4], offset: Word) -> Vec<(&'static str, Word)> {
+    vec![
+        ("n", Word::U32(n as u32)),
+        ("cols", Word::U32(cols as u32)),
+        ("s", Word::F32(s)),
+        ("d0", Word::U32(d[0] as u32)),
+        ("d1", Word::U32(d[1] as u32)),
+        ("d2", Word::U32(d[2] as u32)),
+        ("d3", Word::U32(d[3] as u32)),
+        ("offset", offset),
+    ]
+}
+
+fn act_id(act: Act) -> f64 {
+    match act {
+        Act::Relu => 0.0,
+        Act::GeluErf => 1.0,
+        Act::GeluTanh => 2.0,
+        Act::Silu => 3.0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    entry: &'static str,
+    dtype: DType,
+    overrides: Vec<(&'static str, f64)>,
+    params: Vec<(&'static str, Word)>,
+    bindings: Vec<super::Binding>,
+    threads: usize,
+) -> Dispatch {
+    Dispatch {
+        family: "elementwise",
+        source: SOURCE,
+        entry,
+        dtype,
+        overrides,
+        params,
+        bindings,
+        grid: grid_1d(ceil_div(threads, WG)),
+    }
+}
+
+/// A plain buffer copy of `n_elems` elements of `dtype` (binding 1 read, binding 2 write): vec4 when
+/// `n_elems % 4 == 0`. The benchmark's bandwidth ceiling.
+pub fn copy_dispatch(n_elems: usize, dtype: DType) -> Dispatch {
+    let (entry, n) = if n_elems % 4 == 0 { ("copy_vec4", n_elems / 4) } else { ("copy", n_elems) };
+    let dtype = if dtype == DType::F16 { DType::F16 } else { DType::F32 };
+    dispatch(
+        entry,
+        dtype,
+        vec![],
+        params(n, 0, 0.0, [0; 4], Word::U32(0)),
+        vec![bind(Arg::Input(0), false), bind(Arg::Output, true)],
+        n,
+    )
+}
+
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+    no_shards(op, ins)?;
+    let n = numel(&out.shape);
+    let dt = out.dtype;
+    let zero = || Word::U32(0);
+    let unary_bindings = || vec![bind(Arg::Input(0), false), bind(Arg::Output, true)];
+    let binary_bindings =
+        || vec![bind(Arg::Input(0), false), bind(Arg::Input(1), false), bind(Arg::Output, true)];
+    let d = match op {
+        Op::Add => {
+            let bias = ins[1].shape != ins[0].shape;
+            let cols = *ins[1].shape.last().unwrap_or(&1);
+            let entry = if bias { "add_bias" } else { "add" };
+            dispatch(entry, dt, vec![], params(n, cols, 0.0, [0; 4], zero()), binary_bindings(), n)
+        }
+        Op::Mul => dispatch("mul", dt, vec![], params(n, 0, 0.0, [0; 4], zero()), binary_bindings(), n),
+        Op::Scale { s } => dispatch("scale", dt, vec![], params(n, 0, *s, [0; 4], zero()), unary_bindings(), n),
+        Op::Unary { act } => dispatch(
+            "unary",
+            dt,
+            vec![("ACT", act_id(*act))],
+            params(n, 0, 0.0, [0; 4], zero()),
+            unary_bindings(),
+            n,
+        ),
+        Op::UnaryBackward { act } => dispatch(
+            "unary_backward",
+            dt,
+            vec![("ACT", act_id(*act))],
+            params(n, 0, 0.0, [0; 4], zero()),
+            binary_bindings(),
+            n,
+        ),
+        Op::SumRows => {
+            let cols = n;
+            let rows = numel(&ins[0].shape) / cols.max(1);
+            dispatch("sum_rows", dt, vec![], params(rows, cols, 0.0, [0; 4], zero()), unary_bindings(), cols)
+        }
+        Op::Cast { to } => {
+            let (from, to) = (ins[0].dtype, *to);
+            let entry = match (from, to) {
+                (DType::F32, DType::F16) => "cast_to_half",
+                (DType::F16, DType::F32) => "cast_to_float",
+                (a, b) if a == b && a.is_float() => {
+                    return Ok(Lowered { scratch: vec![], dispatches: vec![copy_dispatch(n, a)] });
+                }
+                _ => {
+                    return Err(Error::DType {
+                        op: op.name().into(),
+                        detail: format!("cannot cast {} to {}", from.name(), to.name()),
+                    })
+                }
+            };
+            // The f16 prelude makes T = f16; the f32 side is spelled out in the shader.
+            dispatch(entry, DType::F16, vec![], params(n, 0, 0.0, [0; 4], zero()), unary_bindings(), n)
+        }
+        Op::Permute0213 => {
+            let s = &ins[0].shape;
+            dispatch(
+                "permute0213",
+                dt,
+                vec![],
+                params(n, 0, 0.0, [s[0], s[1], s[2], s[3]], zero()),
+                unary_bindings(),
+                n,
+            )
+        }
+        Op::CacheWrite { offset } => {
+            let (c, s) = (&ins[0].shape, &ins[1].shape);
+            let n_src = numel(s);
+            let off = match offset {
+                Scalar::Const(v) => Word::U32(*v),
+                var => Word::Var(var.clone(), 0),
+            };
+            // In place: the cache (input 0) is bound read_write; the output aliases it.
+            dispatch(
+                "cache_write",
+                dt,
+                vec![],
+                params(n_src, 0, 0.0, [c[0] * c[1], s[2], c[2], c[3]], off),
+                vec![bind(Arg::Input(0), true), bind(Arg::Input(1), false)],
+                n_src,
+            )
+        }
+        _ => {
+            return Err(Error::Unsupported {
+                op: op.name().into(),
+                detail: "not an elementwise-family op".into(),
+            })
+        }
+    };
+    Ok(Lowered { scratch: vec![], dispatches: vec![d] })
+}

@@ -1,0 +1,176 @@
+//! Lowering of MatMul (shaders/matmul.wgsl): the tiled GEMM, the decode GEMV (m = 1) and the plain 4×4
+//! baseline the benchmark compares against; batching, transposes and row-sharded weights.
+//!
+//! A weight b (2-D) stored in several shards (split by rows of its first dim) runs as one dispatch per shard:
+//! with `tb` (W [N, K]) a shard's rows are output columns, so each dispatch writes its own column range of c;
+//! without `tb` (W [K, N]) a shard's rows are a slice of the reduction, so every dispatch reads the matching
+//! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
+
+use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::tensor::DType;
+
+pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+
+/// Which matmul kernel to use; `Auto` is what `lower` picks (gemv for single-row products, else tiled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Auto,
+    Tiled,
+    Gemv,
+    Baseline,
+}
+
+/// One dispatch's sub-problem (see the Params comment in the shader).
+#[derive(Clone, Copy, Debug, Default)]
+struct Geom {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    lda: usize,
+    ldb: usize,
+    ldc: usize,
+    stride_a: usize,
+    stride_b: usize,
+    stride_c: usize,
+    k_off: usize,
+    n_off: usize,
+    accumulate: bool,
+}
+
+impl Geom {
+    fn params(&self) -> Vec<(&'static str, Word)> {
+        let u = |x: usize| Word::U32(x as u32);
+        vec![
+            ("batch", u(self.batch)),
+            ("m", u(self.m)),
+            ("n", u(self.n)),
+            ("k", u(self.k)),
+            ("lda", u(self.lda)),
+            ("ldb", u(self.ldb)),
+            ("ldc", u(self.ldc)),
+            ("stride_a", u(self.stride_a)),
+            ("stride_b", u(self.stride_b)),
+            ("stride_c", u(self.stride_c)),
+            ("k_off", u(self.k_off)),
+            ("n_off", u(self.n_off)),
+            ("accumulate", u(self.accumulate as usize)),
+        ]
+    }
+}
+
+fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: Arg) -> Dispatch {
+    let (entry, grid) = match kernel {
+        Kernel::Gemv => {
+            let vec4 = g.stride_a % 4 == 0
+                && g.k_off % 4 == 0
+                && g.stride_b % 4 == 0
+                && g.ldb % 4 == 0
+                && if tb { g.k % 4 == 0 } else { g.n % 4 == 0 };
+            let groups = if tb { ceil_div(g.n, 4) } else { ceil_div(g.n, 64) };
+            let mut grid = grid_1d(groups);
+            grid[2] = g.batch as u32;
+            (if vec4 { "gemv_vec4" } else { "gemv" }, grid)
+        }
+        Kernel::Baseline => ("matmul_baseline", [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32]),
+        _ => ("matmul_tiled", [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32]),
+    };
+    Dispatch {
+        family: "matmul",
+        source: SOURCE,
+        entry,
+        dtype,
+        overrides: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)],
+        params: g.params(),
+        bindings: vec![bind(Arg::Input(0), false), bind(b_arg, false), bind(Arg::Output, true)],
+        grid,
+    }
+}
+
+/// The plain 4×4 register-blocked kernel for c [m, n] = op(a)·op(b), unbatched (a binding 1, b binding 2,
+/// c binding 3): the benchmark's point of comparison.
+pub fn baseline_dispatch(m: usize, k: usize, n: usize, ta: bool, tb: bool, dtype: DType) -> Dispatch {
+    let g = Geom {
+        batch: 1,
+        m,
+        n,
+        k,
+        lda: if ta { m } else { k },
+        ldb: if tb { k } else { n },
+        ldc: n,
+        ..Geom::default()
+    };
+    dispatch(&g, Kernel::Baseline, ta, tb, dtype, Arg::Input(1))
+}
+
+/// `WGPU_LLM_MATMUL=tiled|gemv|baseline` forces a kernel (a debug and benchmarking aid; gemv falls back to
+/// tiled where it does not apply).
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+    let kernel = match std::env::var("WGPU_LLM_MATMUL").as_deref() {
+        Ok("tiled") => Kernel::Tiled,
+        Ok("gemv") => Kernel::Gemv,
+        Ok("baseline") => Kernel::Baseline,
+        _ => Kernel::Auto,
+    };
+    lower_kernel(op, ins, out, kernel)
+}
+
+/// `lower` with the kernel chosen by the caller (the benchmark compares them on one shape).
+pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel) -> Result<Lowered> {
+    let Op::MatMul { ta, tb } = *op else {
+        return Err(Error::Unsupported { op: op.name().into(), detail: "not a matmul".into() });
+    };
+    no_shards(op, &ins[..1])?;
+    let (a, b) = (&ins[0].shape, &ins[1].shape);
+    let (ra, rb) = (a.len(), b.len());
+    let (m, k) = if ta { (a[ra - 1], a[ra - 2]) } else { (a[ra - 2], a[ra - 1]) };
+    let n = if tb { b[rb - 2] } else { b[rb - 1] };
+    let a_batch: usize = a[..ra - 2].iter().product();
+    let shards = &ins[1].shards;
+    if shards.len() > 1 && (ta || rb != 2) {
+        no_shards(op, ins)?;
+    }
+    let mut g = Geom { batch: a_batch, m, n, k, lda: if ta { m } else { k }, ldb: if tb { k } else { n }, ldc: n, ..Geom::default() };
+    if rb == 2 && !ta {
+        // One weight for every batch: fold the batch into the rows.
+        g.batch = 1;
+        g.m = a_batch * m;
+    } else {
+        g.stride_a = m * k;
+        g.stride_b = if rb == 2 { 0 } else { k * n };
+        g.stride_c = m * n;
+    }
+    if g.batch > 65_535 || g.m.div_ceil(64) > 65_535 || n.div_ceil(64) > 65_535 {
+        return Err(Error::Unsupported {
+            op: op.name().into(),
+            detail: format!("shapes {a:?} × {b:?} need more workgroups than one dispatch allows"),
+        });
+    }
+    let kernel = match kernel {
+        Kernel::Auto if g.m == 1 && !ta => Kernel::Gemv,
+        Kernel::Gemv if ta || g.m != 1 => Kernel::Tiled,
+        Kernel::Auto => Kernel::Tiled,
+        other => other,
+    };
+    let dtype = out.dtype;
+    let mut dispatches = vec![];
+    if shards.len() <= 1 {
+        dispatches.push(dispatch(&g, kernel, ta, tb, dtype, Arg::Input(1)));
+    } else {
+        for (s, &(r0, r1)) in shards.iter().enumerate() {
+            let mut gs = g;
+            if tb {
+                gs.n_off = r0;
+                gs.n = r1 - r0;
+            } else {
+                gs.k_off = r0;
+                gs.k = r1 - r0;
+                gs.accumulate = s > 0;
+            }
+            dispatches.push(dispatch(&gs, kernel, ta, tb, dtype, Arg::InputShard(1, s)));
+        }
+    }
+    Ok(Lowered { scratch: vec![], dispatches })
+}

@@ -1,0 +1,49 @@
+//! CPU reference of the optimizer family: one AdamW step (decoupled weight decay, bias-corrected moments).
+
+use super::{Val, Vars};
+use crate::error::{Error, Result};
+use crate::graph::{AdamWSpec, Op};
+
+/// One AdamW step at `step` (≥ 1) on p, g, m, v (all (n)); returns the new (p, m, v).
+pub fn adamw(spec: &AdamWSpec, step: u32, p: &[f64], g: &[f64], m: &[f64], v: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (b1, b2) = (spec.beta1 as f64, spec.beta2 as f64);
+    let (lr, eps, wd) = (spec.lr as f64, spec.eps as f64, spec.weight_decay as f64);
+    let t = step.max(1) as i32;
+    let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+    let n = p.len();
+    let (mut po, mut mo, mut vo) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    for i in 0..n {
+        mo[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        vo[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        let mh = mo[i] / c1;
+        let vh = vo[i] / c2;
+        po[i] = p[i] - lr * (mh / (vh.sqrt() + eps) + wd * p[i]);
+    }
+    (po, mo, vo)
+}
+
+/// AdamW is evaluated by the interpreter (`run_graph`), which writes m and v back; this only computes p.
+pub fn eval(op: &Op, ins: &[&Val], _out_shape: &[usize], vars: &Vars) -> Result<Vec<f64>> {
+    match op {
+        Op::AdamW(spec) => {
+            let step = super::scalar(&spec.step, vars, op)?;
+            Ok(adamw(spec, step, &ins[0].data, &ins[1].data, &ins[2].data, &ins[3].data).0)
+        }
+        _ => Err(Error::Run(format!("op {} is not in the optim family", op.name()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Scalar;
+
+    #[test]
+    fn first_step_moves_by_lr_times_sign() {
+        // At t = 1 with zero moments, m̂ = g and v̂ = g², so the step is lr·g/(|g| + eps) ≈ lr·sign(g).
+        let spec = AdamWSpec { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: Scalar::Const(1) };
+        let (p, m, v) = adamw(&spec, 1, &[1.0, -2.0], &[0.5, -3.0], &[0.0, 0.0], &[0.0, 0.0]);
+        assert!((p[0] - 0.9).abs() < 1e-7 && (p[1] + 1.9).abs() < 1e-7, "{p:?}");
+        assert!((m[0] - 0.05).abs() < 1e-6 && (v[1] - 0.009).abs() < 1e-6, "{m:?} {v:?}");
+    }
+}

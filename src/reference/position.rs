@@ -1,0 +1,111 @@
+//! CPU reference of the position family: rotary embedding (half-split pairs, HF Llama) and additive
+//! sinusoidal encodings. Angles are rounded to f32 as the kernels (and HF) compute them; the rotation
+//! itself is f64.
+
+use super::{scalar, Val, Vars};
+use crate::error::{Error, Result};
+use crate::graph::Op;
+
+/// The f32 angle pos·base^(−k/dim) (k even), as the kernel computes it.
+fn angle_f32(pos: usize, base: f32, k: usize, dim: usize) -> f64 {
+    let inv_freq = 1.0f32 / base.powf(k as f32 / dim as f32);
+    (pos as f32 * inv_freq) as f64
+}
+
+/// out = RoPE(x): x, out (b, h, t, d), d even; pair (x[i], x[i + d/2]) of position offset + t rotated by
+/// angle (offset + t)·theta^(−2i/d), or by its negative if `inverse` (the transpose: the backward).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_forward(out: &mut [f64], x: &[f64], b: usize, h: usize, t: usize, d: usize, theta: f32, offset: usize, inverse: bool) {
+    let half = d / 2;
+    for row in 0..b * h * t {
+        let pos = offset + row % t;
+        for i in 0..half {
+            let mut ang = angle_f32(pos, theta, 2 * i, d);
+            if inverse {
+                ang = -ang;
+            }
+            let (s, c) = ang.sin_cos();
+            let (x0, x1) = (x[row * d + i], x[row * d + i + half]);
+            out[row * d + i] = x0 * c - x1 * s;
+            out[row * d + i + half] = x1 * c + x0 * s;
+        }
+    }
+}
+
+/// out = x + PE: x, out (b, t, c); PE[pos, 2i] = sin(pos/10000^(2i/c)), PE[pos, 2i+1] = cos(same),
+/// pos = offset + t.
+pub fn add_sinusoidal(out: &mut [f64], x: &[f64], b: usize, t: usize, c: usize, offset: usize) {
+    for bt in 0..b * t {
+        let pos = offset + bt % t;
+        for col in 0..c {
+            let ang = angle_f32(pos, 10000.0, col - col % 2, c);
+            let pe = if col % 2 == 0 { ang.sin() } else { ang.cos() };
+            out[bt * c + col] = x[bt * c + col] + pe;
+        }
+    }
+}
+
+pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<Vec<f64>> {
+    let s = &ins[0].shape;
+    let mut out = vec![0.0; out_shape.iter().product()];
+    match op {
+        Op::Rope { theta, offset, inverse } => {
+            let off = scalar(offset, vars, op)? as usize;
+            rope_forward(&mut out, &ins[0].data, s[0], s[1], s[2], s[3], *theta, off, *inverse)
+        }
+        Op::AddSinusoidal { offset } => {
+            let off = scalar(offset, vars, op)? as usize;
+            add_sinusoidal(&mut out, &ins[0].data, s[0], s[1], s[2], off)
+        }
+        _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not a position op".into() }),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::norm::tests::{assert_close, fd, rand_vec};
+
+    #[test]
+    fn rope_backward_is_the_inverse_rotation() {
+        let (b, h, t, d, theta, off) = (2, 3, 5, 6, 10000.0, 7);
+        let n = b * h * t * d;
+        let x = rand_vec(21, n);
+        let dy = rand_vec(22, n);
+        for inverse in [false, true] {
+            let f = |x: &[f64]| {
+                let mut y = vec![0.0; n];
+                rope_forward(&mut y, x, b, h, t, d, theta, off, inverse);
+                y.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>()
+            };
+            // The backward rule: dx = Rope{inverse: !inverse}(dy).
+            let mut dx = vec![0.0; n];
+            rope_forward(&mut dx, &dy, b, h, t, d, theta, off, !inverse);
+            assert_close("rope dx", &dx, &fd(&x, f), 1e-8);
+        }
+        // Forward then inverse is the identity.
+        let (mut y, mut z) = (vec![0.0; n], vec![0.0; n]);
+        rope_forward(&mut y, &x, b, h, t, d, theta, off, false);
+        rope_forward(&mut z, &y, b, h, t, d, theta, off, true);
+        assert_close("rope roundtrip", &z, &x, 1e-12);
+    }
+
+    #[test]
+    fn sinusoidal_backward_is_identity() {
+        let (b, t, c, off) = (2, 3, 5, 4);
+        let n = b * t * c;
+        let x = rand_vec(23, n);
+        let dy = rand_vec(24, n);
+        let f = |x: &[f64]| {
+            let mut y = vec![0.0; n];
+            add_sinusoidal(&mut y, x, b, t, c, off);
+            y.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>()
+        };
+        assert_close("sinusoidal dx", &dy, &fd(&x, f), 1e-8);
+        let mut y = vec![0.0; n];
+        add_sinusoidal(&mut y, &vec![0.0; n], b, t, c, 0);
+        // pos 0: sin 0 = 0 on even columns, cos 0 = 1 on odd ones (including the lone last even column).
+        assert_eq!(&y[..5], &[0.0, 1.0, 0.0, 1.0, 0.0]);
+    }
+}

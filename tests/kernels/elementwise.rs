@@ -1,0 +1,121 @@
+//! Elementwise family on the GPU against the CPU reference: f32 and f16, awkward sizes, the f32 tier.
+
+use wgpu_llm::graph::{Act, GraphBuilder, Op, Scalar};
+use wgpu_llm::tensor::{DType, HostTensor};
+
+use crate::common::{self, check_op, check_op_on, Rng, EXACT, F16, F32};
+
+fn dtypes() -> Vec<(DType, common::Tol)> {
+    let mut v = vec![(DType::F32, F32)];
+    if common::has_f16() {
+        v.push((DType::F16, F16));
+    }
+    v
+}
+
+const SHAPES: &[&[usize]] = &[&[1], &[7], &[13, 61], &[3, 5, 257]];
+
+#[test]
+fn add_mul_scale() {
+    let mut r = Rng::new(1);
+    for (dt, tol) in dtypes() {
+        for s in SHAPES {
+            let (a, b) = (r.tensor(s, dt), r.tensor(s, dt));
+            check_op(&format!("add {s:?} {dt:?}"), Op::Add, &[a.clone(), b.clone()], &[], tol);
+            check_op(&format!("mul {s:?} {dt:?}"), Op::Mul, &[a.clone(), b], &[], tol);
+            check_op(&format!("scale {s:?} {dt:?}"), Op::Scale { s: -1.7 }, &[a.clone()], &[], tol);
+            let bias = r.tensor(&[*s.last().unwrap()], dt);
+            check_op(&format!("add bias {s:?} {dt:?}"), Op::Add, &[a, bias], &[], tol);
+        }
+    }
+}
+
+/// Values across both tails of every activation, plus random ones.
+fn act_inputs(r: &mut Rng, dt: DType) -> HostTensor {
+    let mut v: Vec<f32> = (0..401).map(|i| -10.0 + i as f32 * 0.05).collect();
+    v.extend(r.vec(210, -3.0, 3.0));
+    match dt {
+        DType::F16 => HostTensor::f16(&[v.len()], v).unwrap(),
+        _ => HostTensor::f32(&[v.len()], v).unwrap(),
+    }
+}
+
+#[test]
+fn activations_and_their_derivatives() {
+    let mut r = Rng::new(2);
+    for (dt, tol) in dtypes() {
+        for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu] {
+            let x = act_inputs(&mut r, dt);
+            let dy = r.tensor(&x.shape, dt);
+            check_op(&format!("{act:?} {dt:?}"), Op::Unary { act }, &[x.clone()], &[], tol);
+            check_op(&format!("{act:?}' {dt:?}"), Op::UnaryBackward { act }, &[x, dy], &[], tol);
+        }
+    }
+}
+
+#[test]
+fn sum_rows_cast_permute() {
+    let mut r = Rng::new(3);
+    for (dt, tol) in dtypes() {
+        for s in [&[37usize, 61][..], &[2, 3, 5], &[1, 1], &[300, 3]] {
+            let x = r.tensor(s, dt);
+            let t = if dt == DType::F32 { common::F32_REDUCE } else { tol };
+            check_op(&format!("sum_rows {s:?} {dt:?}"), Op::SumRows, &[x], &[], t);
+        }
+        for s in [&[2usize, 3, 5, 7][..], &[1, 1, 1, 1], &[3, 1, 13, 4]] {
+            check_op(&format!("permute0213 {s:?} {dt:?}"), Op::Permute0213, &[r.tensor(s, dt)], &[], EXACT);
+        }
+    }
+    if common::has_f16() {
+        for n in [1usize, 7, 1000] {
+            check_op(&format!("cast to f16 [{n}]"), Op::Cast { to: DType::F16 }, &[r.tensor(&[n], DType::F32)], &[], F16);
+            check_op(&format!("cast to f32 [{n}]"), Op::Cast { to: DType::F32 }, &[r.tensor(&[n], DType::F16)], &[], EXACT);
+        }
+    }
+    check_op("cast f32 to f32", Op::Cast { to: DType::F32 }, &[r.tensor(&[13], DType::F32)], &[], EXACT);
+}
+
+#[test]
+fn cache_write_at_a_runtime_offset() {
+    let mut r = Rng::new(4);
+    for (dt, _) in dtypes() {
+        let cache = r.tensor(&[2, 3, 16, 8], dt);
+        for (t, off) in [(5usize, 7u32), (1, 0), (1, 15), (16, 0)] {
+            let src = r.tensor(&[2, 3, t, 8], dt);
+            let op = Op::CacheWrite { offset: Scalar::var("pos") };
+            check_op(&format!("cache_write t={t} at {off} {dt:?}"), op, &[cache.clone(), src], &[("pos", off)], EXACT);
+        }
+        let src = r.tensor(&[2, 3, 3, 8], dt);
+        check_op("cache_write const", Op::CacheWrite { offset: Scalar::Const(2) }, &[cache.clone(), src], &[], EXACT);
+    }
+}
+
+#[test]
+fn f32_tier() {
+    let gpu = common::gpu_f32_tier();
+    let mut r = Rng::new(5);
+    let (a, b) = (r.tensor(&[13, 61], DType::F32), r.tensor(&[61], DType::F32));
+    check_op_on(gpu, "tier add bias", Op::Add, &[a.clone(), b], &[], F32);
+    check_op_on(gpu, "tier gelu", Op::Unary { act: Act::GeluErf }, &[act_inputs(&mut r, DType::F32)], &[], F32);
+    check_op_on(gpu, "tier sum_rows", Op::SumRows, &[a], &[], common::F32_REDUCE);
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[3, 4], DType::F32).unwrap();
+    let y = b.input("y", &[3, 5], DType::F32).unwrap();
+    let e = b.op(Op::Add, &[x, y]).unwrap_err().to_string();
+    assert!(e.contains("add") && e.contains("[3, 5]"), "{e}");
+    let e = b.op(Op::Mul, &[x, y]).unwrap_err().to_string();
+    assert!(e.contains("mul"), "{e}");
+}
+
+#[test]
+fn copy_dispatch_uses_vec4_when_it_can() {
+    use wgpu_llm::kernels::elementwise::copy_dispatch;
+    let d = copy_dispatch(1 << 20, DType::F32);
+    assert_eq!(d.entry, "copy_vec4");
+    assert_eq!(d.params[0].1, wgpu_llm::kernels::Word::U32(1 << 18));
+    assert_eq!(copy_dispatch(7, DType::F16).entry, "copy");
+}

@@ -1,0 +1,195 @@
+//! MatMul on the GPU against the CPU reference: every transpose, batched and shared weights, the gemv path,
+//! sharded weights, f32 and f16, awkward sizes. `matmul_speed` (ignored) prints the kernel figures.
+
+use wgpu_llm::graph::{GraphBuilder, Op};
+use wgpu_llm::tensor::DType;
+
+use crate::common::{self, check_op, check_op_on, Rng, F16, F32_REDUCE};
+
+fn dtypes() -> Vec<(DType, common::Tol)> {
+    let mut v = vec![(DType::F32, F32_REDUCE)];
+    if common::has_f16() {
+        v.push((DType::F16, F16));
+    }
+    v
+}
+
+/// Shapes of a and b for c [batch.., m, n] with the given transposes.
+fn shapes(batch: &[usize], m: usize, k: usize, n: usize, ta: bool, tb: bool, b2d: bool) -> (Vec<usize>, Vec<usize>) {
+    let mut a = batch.to_vec();
+    a.extend(if ta { [k, m] } else { [m, k] });
+    let mut b = if b2d { vec![] } else { batch.to_vec() };
+    b.extend(if tb { [n, k] } else { [k, n] });
+    (a, b)
+}
+
+fn check(r: &mut Rng, batch: &[usize], (m, k, n): (usize, usize, usize), b2d: bool) {
+    for (dt, tol) in dtypes() {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let (sa, sb) = shapes(batch, m, k, n, ta, tb, b2d);
+                let case = format!("matmul {sa:?}·{sb:?} ta={ta} tb={tb} {dt:?}");
+                check_op(&case, Op::MatMul { ta, tb }, &[r.tensor(&sa, dt), r.tensor(&sb, dt)], &[], tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn edge_shapes() {
+    let mut r = Rng::new(11);
+    for mkn in [(1, 1, 1), (7, 13, 61), (64, 64, 64), (65, 33, 17), (2, 128, 3), (128, 96, 80)] {
+        check(&mut r, &[], mkn, true);
+    }
+}
+
+#[test]
+fn batched_and_shared_weights() {
+    let mut r = Rng::new(12);
+    check(&mut r, &[2, 3], (7, 13, 5), false);
+    check(&mut r, &[3], (9, 16, 70), true);
+    check(&mut r, &[4], (1, 64, 20), false); // batched gemv
+}
+
+#[test]
+fn gemv_rows() {
+    let mut r = Rng::new(13);
+    for (k, n) in [(61, 37), (128, 96), (256, 1), (4, 300), (1000, 7)] {
+        check(&mut r, &[], (1, k, n), true);
+        check(&mut r, &[1], (1, k, n), true);
+    }
+}
+
+#[test]
+fn random_awkward_shapes() {
+    let mut r = Rng::new(14);
+    for _ in 0..3 {
+        let mkn = (1 + r.next_u32() as usize % 100, 1 + r.next_u32() as usize % 100, 1 + r.next_u32() as usize % 100);
+        check(&mut r, &[], mkn, true);
+    }
+}
+
+/// Like `check_op_on`, but input `w` is a Param (only weights are stored in shards), set once before the run.
+/// Returns the plan's dispatch count.
+pub fn check_with_param(gpu: &wgpu_llm::gpu::Gpu, case: &str, op: Op, ins: &[wgpu_llm::tensor::HostTensor], w: usize, tol: common::Tol) -> usize {
+    use std::collections::HashMap;
+    use wgpu_llm::{exec::Plan, reference};
+    let mut b = GraphBuilder::new();
+    let leaves: Vec<_> = ins
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let name = format!("in{i}");
+            if i == w { b.param(&name, &t.shape, t.dtype) } else { b.input(&name, &t.shape, t.dtype) }.unwrap()
+        })
+        .collect();
+    let out = b.op(op, &leaves).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let graph = b.finish();
+    let mut plan = Plan::compile(gpu, &graph, &[out]).unwrap_or_else(|e| panic!("{case}: compile: {e}"));
+    let names: Vec<String> = (0..ins.len()).map(|i| format!("in{i}")).collect();
+    plan.set(&names[w], &ins[w]).unwrap_or_else(|e| panic!("{case}: set: {e}"));
+    let feeds: Vec<(&str, &wgpu_llm::tensor::HostTensor)> =
+        (0..ins.len()).filter(|&i| i != w).map(|i| (names[i].as_str(), &ins[i])).collect();
+    let got = plan.run(&feeds, &[]).unwrap_or_else(|e| panic!("{case}: run: {e}"));
+    let mut env: HashMap<_, _> = names.iter().cloned().zip(ins.iter().cloned()).collect();
+    let want = reference::run_graph(&graph, &mut env, &HashMap::new(), &[out]).unwrap();
+    common::assert_close(case, &got[0], &want[0], tol);
+    plan.dispatch_count()
+}
+
+#[test]
+fn sharded_weights() {
+    // 4 KiB bindings: the weights below (7.5 KiB and more) arrive in shards, a and c fit one binding.
+    let gpu = common::gpu_small_binding(4096);
+    let mut r = Rng::new(15);
+    for (batch, m, k, n) in [(vec![], 3, 48, 40), (vec![], 1, 48, 40), (vec![2], 1, 36, 60), (vec![], 5, 61, 37)] {
+        for tb in [false, true] {
+            let (sa, sb) = shapes(&batch, m, k, n, false, tb, true);
+            let case = format!("sharded matmul {sa:?}·{sb:?} tb={tb}");
+            let (a, b) = (r.tensor(&sa, DType::F32), r.tensor(&sb, DType::F32));
+            let d = check_with_param(&gpu, &case, Op::MatMul { ta: false, tb }, &[a, b], 1, F32_REDUCE);
+            assert!(d >= 2, "{case}: expected one dispatch per shard, got {d}");
+        }
+    }
+}
+
+#[test]
+fn f32_tier() {
+    let gpu = common::gpu_f32_tier();
+    let mut r = Rng::new(16);
+    for (m, k, n) in [(7, 13, 61), (1, 64, 33)] {
+        let (a, b) = (r.tensor(&[m, k], DType::F32), r.tensor(&[n, k], DType::F32));
+        check_op_on(gpu, &format!("tier matmul {m}x{k}x{n}"), Op::MatMul { ta: false, tb: true }, &[a, b], &[], F32_REDUCE);
+    }
+}
+
+#[test]
+fn bad_shapes_are_typed_errors() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[3, 4], DType::F32).unwrap();
+    let w = b.input("w", &[5, 6], DType::F32).unwrap();
+    let e = b.matmul(x, w, false, false).unwrap_err().to_string();
+    assert!(e.contains("matmul") && e.contains("inner dims"), "{e}");
+    let y = b.input("y", &[2, 3, 4], DType::F32).unwrap();
+    let z = b.input("z", &[3, 4, 5], DType::F32).unwrap();
+    let e = b.matmul(y, z, false, false).unwrap_err().to_string();
+    assert!(e.contains("matmul") && e.contains("batch"), "{e}");
+}
+
+/// `cargo test --release --test kernels matmul_speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn matmul_speed() {
+    use std::time::Instant;
+    use wgpu_llm::exec::Plan;
+    use wgpu_llm::tensor::HostTensor;
+    let gpu = common::gpu();
+    let mut r = Rng::new(17);
+    let time = |kernel: &str, (m, k, n): (usize, usize, usize), tb: bool, r: &mut Rng| {
+        std::env::set_var("WGPU_LLM_MATMUL", kernel);
+        let mut b = GraphBuilder::new();
+        let x = b.input("a", &[m, k], DType::F32).unwrap();
+        let w = b.param("b", &if tb { [n, k] } else { [k, n] }, DType::F32).unwrap();
+        let c = b.matmul(x, w, false, tb).unwrap();
+        let g = b.finish();
+        let mut plan = Plan::compile(gpu, &g, &[c]).unwrap();
+        let (ta_, tb_) = (r.tensor(&[m, k], DType::F32), r.tensor(&if tb { [n, k] } else { [k, n] }, DType::F32));
+        plan.set("b", &tb_).unwrap();
+        let feeds: Vec<(&str, &HostTensor)> = vec![("a", &ta_)];
+        plan.run(&feeds, &[]).unwrap();
+        let reps = if m == 1 { 20 } else { 2 };
+        let t = Instant::now();
+        for _ in 0..reps {
+            plan.run_no_readback(&feeds, &[]).unwrap();
+        }
+        gpu.wait().unwrap();
+        let s = t.elapsed().as_secs_f64() / reps as f64;
+        let gflops = 2.0 * (m * k * n) as f64 / s / 1e9;
+        let gbs = 4.0 * (m * k + k * n + m * n) as f64 / s / 1e9;
+        println!("{kernel:9} {m}x{k}x{n} tb={tb}: {:.2} ms, {gflops:.2} GFLOP/s, {gbs:.2} GB/s ", s * 1e3);
+    };
+    // The copy kernel (Cast f32 → f32 lowers to it) as the bandwidth ceiling: 2 × 64 MiB moved.
+    {
+        let mut b = GraphBuilder::new();
+        let x = b.param("x", &[1 << 24], DType::F32).unwrap();
+        let y = b.op(Op::Cast { to: DType::F32 }, &[x]).unwrap();
+        let g = b.finish();
+        let mut plan = Plan::compile(gpu, &g, &[y]).unwrap();
+        plan.set("x", &r.tensor(&[1 << 24], DType::F32)).unwrap();
+        plan.run_no_readback(&[], &[]).unwrap();
+        gpu.wait().unwrap();
+        let t = Instant::now();
+        for _ in 0..5 {
+            plan.run_no_readback(&[], &[]).unwrap();
+        }
+        gpu.wait().unwrap();
+        let s = t.elapsed().as_secs_f64() / 5.0;
+        println!("copy 64 MiB: {:.2} ms, {:.2} GB/s", s * 1e3, 8.0 * (1 << 24) as f64 / s / 1e9);
+    }
+    for tb in [false, true] {
+        time("baseline", (1024, 1024, 1024), tb, &mut r);
+        time("tiled", (1024, 1024, 1024), tb, &mut r);
+        time("gemv", (1, 4096, 4096), tb, &mut r);
+    }
+    std::env::remove_var("WGPU_LLM_MATMUL");
+}
