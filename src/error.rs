@@ -41,6 +41,8 @@ pub enum Error {
     Run(String),
     #[error("GPU error in {context}: {message}")]
     Gpu { context: String, message: String },
+    #[error("model file {file}: {detail}")]
+    Format { file: String, detail: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]

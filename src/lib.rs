@@ -13,6 +13,7 @@ pub mod exec;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod loader;
 pub mod optim;
 pub mod reference;
 pub mod tensor;

@@ -49,6 +49,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Describe a model file or folder: format, metadata, tensors with shapes and stored types, parameters.
+    Inspect {
+        /// A .gguf or .safetensors file, or a Hugging Face model folder.
+        model: std::path::PathBuf,
+        /// Also list every tensor.
+        #[arg(long)]
+        tensors: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -75,6 +83,7 @@ pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Devices { json } => devices(&cli.gpu, json),
+        Cmd::Inspect { model, tensors } => inspect(&model, tensors),
         Cmd::Bench { what: BenchCmd::Kernels { json, filter, reps } } => {
             let gpu = cli.gpu.open()?;
             let rows = crate::bench::kernels(&gpu, filter.as_deref(), reps)?;
@@ -100,6 +109,36 @@ fn devices(args: &GpuArgs, json: bool) -> Result<()> {
         println!("    max storage binding {} MiB | max buffer {} MiB | workgroup storage {} KiB | invocations/workgroup {}",
             a.max_storage_buffer_binding_size >> 20, a.max_buffer_size >> 20,
             a.max_compute_workgroup_storage_size >> 10, a.max_compute_invocations_per_workgroup);
+    }
+    Ok(())
+}
+
+fn inspect(path: &std::path::Path, tensors: bool) -> Result<()> {
+    use crate::loader::MetaValue;
+    let store = crate::loader::open(path)?;
+    println!("{}: {:?}, {} tensors", path.display(), store.format(), store.len());
+    for (k, v) in store.metadata() {
+        let shown = match v {
+            MetaValue::Array(a) => format!("[{} × {}]", a.len(), a.first().map_or("?", |x| x.type_name())),
+            MetaValue::Str(s) if s.len() > 120 => format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(100)], s.len()),
+            v => format!("{v:?}"),
+        };
+        println!("  {k} = {shown}");
+    }
+    let mut params = 0usize;
+    let mut by_type: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for e in store.entries() {
+        params += e.numel();
+        let t = by_type.entry(e.dtype.name()).or_default();
+        t.0 += 1;
+        t.1 += e.numel();
+        if tensors {
+            println!("  tensor {} {:?} {}", e.name, e.shape, e.dtype.name());
+        }
+    }
+    println!("parameters: {params} ({:.1} M)", params as f64 / 1e6);
+    for (t, (n, p)) in by_type {
+        println!("  {t}: {n} tensors, {p} values");
     }
     Ok(())
 }
