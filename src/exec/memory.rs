@@ -1,7 +1,8 @@
 //! The memory plan: persistent buffers for leaves (weights larger than one storage binding are split into
 //! row shards), and a pool of transient buffers reused greedily by liveness (best fit among the free ones).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use super::value_name;
 use crate::error::{Error, Result};
@@ -19,6 +20,23 @@ pub enum Storage {
     Alias(ValueId),
 }
 
+/// Weights and state shared by several plans (a prefill plan and a decode plan over one set of weights and
+/// one KV cache): params and state leaves are looked up here by name before anything is allocated.
+#[derive(Default)]
+pub struct SharedLeaves {
+    map: Mutex<HashMap<String, Vec<(wgpu::Buffer, (usize, usize))>>>,
+}
+
+impl SharedLeaves {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.map.lock().unwrap().values().flat_map(|v| v.iter().map(|b| b.0.size())).sum()
+    }
+}
+
 pub struct MemoryPlan {
     pub order: Vec<usize>,
     storage: Vec<Option<Storage>>,
@@ -34,7 +52,7 @@ fn value_bytes(graph: &Graph, v: ValueId) -> u64 {
 }
 
 impl MemoryPlan {
-    pub fn new(gpu: &Gpu, graph: &Graph, outputs: &[ValueId]) -> Result<Self> {
+    pub fn new(gpu: &Gpu, graph: &Graph, outputs: &[ValueId], shared: Option<&SharedLeaves>) -> Result<Self> {
         let n = graph.nodes.len();
         // Which nodes are needed: the outputs, every in-place update, and what they read.
         let mut needed = vec![false; n];
@@ -79,7 +97,32 @@ impl MemoryPlan {
             let v = ValueId(i);
             let bytes = value_bytes(graph, v);
             if node.op.is_leaf() {
-                let shards = plan.leaf_shards(gpu, graph, v)?;
+                let key = match (&node.op, shared) {
+                    (Op::Param { name } | Op::State { name }, Some(sh)) => Some((name.clone(), sh)),
+                    _ => None,
+                };
+                let shards = match key {
+                    Some((name, sh)) => {
+                        let mut map = sh.map.lock().unwrap();
+                        match map.get(&name) {
+                            Some(s) => {
+                                let have: u64 = s.iter().map(|b| b.0.size()).sum();
+                                if have < bytes {
+                                    return Err(Error::Graph(format!(
+                                        "shared leaf {name} holds {have} bytes, this graph needs {bytes}"
+                                    )));
+                                }
+                                s.clone()
+                            }
+                            None => {
+                                let s = plan.leaf_shards(gpu, graph, v)?;
+                                map.insert(name, s.clone());
+                                s
+                            }
+                        }
+                    }
+                    None => plan.leaf_shards(gpu, graph, v)?,
+                };
                 plan.persistent_bytes += bytes;
                 plan.storage[i] = Some(Storage::Shards(shards));
                 continue;

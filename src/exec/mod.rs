@@ -18,6 +18,7 @@ use crate::graph::{leaf_name, Graph, Op, Scalar, ValueId};
 use crate::kernels::{self, Arg, ArgInfo, Word};
 use crate::tensor::HostTensor;
 use memory::MemoryPlan;
+pub use memory::SharedLeaves;
 
 /// One recorded dispatch: pipeline, bind group, grid, and which op it belongs to.
 struct Step {
@@ -96,8 +97,19 @@ fn make_step<'b>(
 impl<'g> Plan<'g> {
     /// Order the ops, plan memory, create pipelines and bind groups. `outputs` are read back by `run`.
     pub fn compile(gpu: &'g Gpu, graph: &Graph, outputs: &[ValueId]) -> Result<Plan<'g>> {
+        Self::compile_shared(gpu, graph, outputs, None)
+    }
+
+    /// `compile`, taking params and state from (and adding new ones to) `shared`, so that several plans run
+    /// over one copy of the weights and one KV cache.
+    pub fn compile_shared(
+        gpu: &'g Gpu,
+        graph: &Graph,
+        outputs: &[ValueId],
+        shared: Option<&SharedLeaves>,
+    ) -> Result<Plan<'g>> {
         let graph = graph.clone();
-        let mut mem = MemoryPlan::new(gpu, &graph, outputs)?;
+        let mut mem = MemoryPlan::new(gpu, &graph, outputs, shared)?;
         let caps = gpu.caps();
         let mut steps = vec![];
         for i in mem.order.clone() {

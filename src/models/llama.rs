@@ -1,0 +1,229 @@
+//! Llama-family decoders: Llama 2/3, TinyLlama, SmolLM2, Mistral-style configs, and Qwen2 (q/k/v biases).
+//! Paper: "LLaMA: Open and Efficient Foundation Language Models" (Touvron et al., 2023); reference
+//! implementation: transformers' `modeling_llama.py` / `modeling_qwen2.py`. RMSNorm, rotary embeddings
+//! (half-split pairs), SwiGLU MLP, grouped-query attention, optional tied embeddings.
+//!
+//! One graph serves prefill and decode: `t` new tokens at runtime position `pos`, written into a KV cache of
+//! `max_seq` positions (state leaves `cache.{layer}.k` / `.v`), attending over the first `pos + t` keys.
+//! Only the last position's logits leave the GPU.
+
+use super::{ConfigSource, Linear};
+use crate::error::{Error, Result};
+use crate::graph::{AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::loader::WeightStore;
+use crate::tensor::{DType, HostTensor};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub arch: String,
+    pub hidden: usize,
+    pub n_layers: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+    pub tie_embeddings: bool,
+    pub qkv_bias: bool,
+    pub max_pos: usize,
+}
+
+impl Config {
+    pub fn from_source(src: &ConfigSource, store: &WeightStore) -> Result<Self> {
+        let arch = src.architecture()?;
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "mistral") {
+            return Err(Error::Unsupported { op: "model".into(), detail: format!("unknown architecture {arch:?}") });
+        }
+        if let ConfigSource::Json(v) = src {
+            if let Some(s) = v.get("rope_scaling").filter(|s| !s.is_null()) {
+                return Err(Error::Unsupported { op: "rope".into(), detail: format!("rope_scaling {s} is not supported yet") });
+            }
+        }
+        let hidden = src.req("hidden_size", "embedding_length")?;
+        let n_head = src.req("num_attention_heads", "attention.head_count")?;
+        let n_kv_head = src.num("num_key_value_heads", "attention.head_count_kv").map_or(n_head, |x| x as usize);
+        let head_dim = src.num("head_dim", "attention.key_length").map_or(hidden / n_head, |x| x as usize);
+        let vocab = match src.num("vocab_size", "vocab_size") {
+            Some(v) => v as usize,
+            None => store.entry("token_embd.weight")?.shape[0],
+        };
+        let gguf = matches!(src, ConfigSource::Gguf(_));
+        let tie_embeddings = if gguf {
+            !store.contains("output.weight")
+        } else {
+            match src {
+                ConfigSource::Json(v) => v["tie_word_embeddings"].as_bool().unwrap_or(!store.contains("lm_head.weight")),
+                _ => false,
+            }
+        };
+        let qkv_bias = store.contains("model.layers.0.self_attn.q_proj.bias") || store.contains("blk.0.attn_q.bias");
+        Ok(Config {
+            arch,
+            hidden,
+            n_layers: src.req("num_hidden_layers", "block_count")?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            intermediate: src.req("intermediate_size", "feed_forward_length")?,
+            vocab,
+            rms_eps: src.num("rms_norm_eps", "attention.layer_norm_rms_epsilon").unwrap_or(1e-6) as f32,
+            rope_theta: src.num("rope_theta", "rope.freq_base").unwrap_or(10000.0) as f32,
+            tie_embeddings,
+            qkv_bias,
+            max_pos: src.num("max_position_embeddings", "context_length").unwrap_or(2048.0) as usize,
+        })
+    }
+}
+
+/// The graph of one forward step over `t` tokens, with the values a session needs.
+pub struct StepGraph {
+    pub graph: crate::graph::Graph,
+    pub logits: ValueId,
+}
+
+struct Layer {
+    attn_norm: ValueId,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: ValueId,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// Build the step graph. Inputs: `ids` [1, t] (u32), `last` [1] (u32, = t − 1). Runtime scalars: `pos` (the
+/// position of the first new token) and `len` (= pos + t).
+pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<StepGraph> {
+    let mut g = GraphBuilder::new();
+    let (c, hd) = (cfg.hidden, cfg.head_dim);
+    let ids = g.input("ids", &[1, t], DType::U32)?;
+    let last = g.input("last", &[1], DType::U32)?;
+    let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
+    let mut x = g.op(Op::Embedding, &[embed, ids])?;
+    let pos = Scalar::var("pos");
+    for l in 0..cfg.n_layers {
+        let p = format!("model.layers.{l}");
+        let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| Linear::new(g, &format!("{p}.{n}"), o, i, b, dt);
+        let ly = Layer {
+            attn_norm: g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?,
+            q: lin(&mut g, "self_attn.q_proj", cfg.n_head * hd, c, cfg.qkv_bias)?,
+            k: lin(&mut g, "self_attn.k_proj", cfg.n_kv_head * hd, c, cfg.qkv_bias)?,
+            v: lin(&mut g, "self_attn.v_proj", cfg.n_kv_head * hd, c, cfg.qkv_bias)?,
+            o: lin(&mut g, "self_attn.o_proj", c, cfg.n_head * hd, false)?,
+            mlp_norm: g.param(&format!("{p}.post_attention_layernorm.weight"), &[c], dt)?,
+            gate: lin(&mut g, "mlp.gate_proj", cfg.intermediate, c, false)?,
+            up: lin(&mut g, "mlp.up_proj", cfg.intermediate, c, false)?,
+            down: lin(&mut g, "mlp.down_proj", c, cfg.intermediate, false)?,
+        };
+        let h = g.rmsnorm(x, ly.attn_norm, cfg.rms_eps)?;
+        let heads = |g: &mut GraphBuilder, y: ValueId, n: usize| -> Result<ValueId> {
+            let r = g.reshape(y, &[1, t, n, hd])?;
+            g.op(Op::Permute0213, &[r])
+        };
+        let q = ly.q.forward(&mut g, h)?;
+        let k = ly.k.forward(&mut g, h)?;
+        let v = ly.v.forward(&mut g, h)?;
+        let (q, k, v) = (heads(&mut g, q, cfg.n_head)?, heads(&mut g, k, cfg.n_kv_head)?, heads(&mut g, v, cfg.n_kv_head)?);
+        let rope = Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false };
+        let q = g.op(rope.clone(), &[q])?;
+        let k = g.op(rope, &[k])?;
+        let kc = g.state(&format!("cache.{l}.k"), &[1, cfg.n_kv_head, max_seq, hd], dt)?;
+        let vc = g.state(&format!("cache.{l}.v"), &[1, cfg.n_kv_head, max_seq, hd], dt)?;
+        let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
+        let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
+        let spec = AttnSpec {
+            causal: true,
+            scale: 1.0 / (hd as f32).sqrt(),
+            mask: false,
+            q_offset: pos.clone(),
+            kv_len: Scalar::var("len"),
+        };
+        let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
+        let a = g.op(Op::Permute0213, &[a])?;
+        let a = g.reshape(a, &[1, t, cfg.n_head * hd])?;
+        let a = ly.o.forward(&mut g, a)?;
+        x = g.add(x, a)?;
+        let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;
+        let gate = ly.gate.forward(&mut g, h)?;
+        let gate = g.act(gate, crate::graph::Act::Silu)?;
+        let up = ly.up.forward(&mut g, h)?;
+        let m = g.mul(gate, up)?;
+        let m = ly.down.forward(&mut g, m)?;
+        x = g.add(x, m)?;
+    }
+    let norm = g.param("model.norm.weight", &[c], dt)?;
+    // Only the last position goes through the head: gather its row (the embedding kernel on activations).
+    let x = g.reshape(x, &[t, c])?;
+    let x = g.op(Op::Embedding, &[x, last])?;
+    let x = g.rmsnorm(x, norm, cfg.rms_eps)?;
+    let head = if cfg.tie_embeddings { embed } else { g.param("lm_head.weight", &[cfg.vocab, c], dt)? };
+    let logits = g.linear(x, head, None)?;
+    let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
+    Ok(StepGraph { graph: g.finish(), logits })
+}
+
+/// The GGUF name of a Hugging Face Llama tensor name.
+pub fn gguf_name(hf: &str) -> String {
+    let map = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ];
+    if let Some((_, g)) = map.iter().find(|(h, _)| *h == hf) {
+        return g.to_string();
+    }
+    let parts = [
+        ("input_layernorm", "attn_norm"),
+        ("self_attn.q_proj", "attn_q"),
+        ("self_attn.k_proj", "attn_k"),
+        ("self_attn.v_proj", "attn_v"),
+        ("self_attn.o_proj", "attn_output"),
+        ("post_attention_layernorm", "ffn_norm"),
+        ("mlp.gate_proj", "ffn_gate"),
+        ("mlp.up_proj", "ffn_up"),
+        ("mlp.down_proj", "ffn_down"),
+    ];
+    if let Some(rest) = hf.strip_prefix("model.layers.") {
+        if let Some((l, tail)) = rest.split_once('.') {
+            for (h, g) in parts {
+                if let Some(suffix) = tail.strip_prefix(h) {
+                    return format!("blk.{l}.{g}{suffix}");
+                }
+            }
+        }
+    }
+    hf.to_string()
+}
+
+/// The value of one param from the store, as f32, undoing llama.cpp's q/k row permutation for GGUF files.
+pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    let gguf = store.contains(&gguf_name(name)) && !store.contains(name);
+    let src = if gguf { gguf_name(name) } else { name.to_string() };
+    let e = store.entry(&src)?;
+    if e.shape != shape {
+        return Err(Error::Shape {
+            op: format!("load {src}"),
+            detail: format!("the file has {:?}, the model needs {shape:?}", e.shape),
+            shapes: vec![e.shape.clone(), shape.to_vec()],
+        });
+    }
+    let mut data = store.to_f32(&src)?;
+    if gguf {
+        let heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
+            Some(cfg.n_head)
+        } else if name.ends_with("k_proj.weight") || name.ends_with("k_proj.bias") {
+            Some(cfg.n_kv_head)
+        } else {
+            None
+        };
+        if let Some(h) = heads {
+            let cols = if shape.len() == 2 { shape[1] } else { 1 };
+            data = crate::loader::unpermute_qk(&data, h, shape[0], cols)?;
+        }
+    }
+    HostTensor::f32(shape, data)
+}

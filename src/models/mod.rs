@@ -1,0 +1,85 @@
+//! Model architectures, one file each, built against `GraphBuilder` (no GPU calls), sharing the layers here.
+
+pub mod llama;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::graph::{GraphBuilder, ValueId};
+use crate::loader::{MetaValue, WeightStore};
+use crate::tensor::DType;
+
+/// Where a model's configuration comes from: a Hugging Face config.json, or GGUF metadata.
+pub enum ConfigSource {
+    Json(serde_json::Value),
+    Gguf(std::collections::BTreeMap<String, MetaValue>),
+}
+
+impl ConfigSource {
+    /// config.json beside the weights (a folder, or the folder of a .safetensors file), else the GGUF metadata.
+    pub fn find(path: &Path, store: &WeightStore) -> Result<Self> {
+        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let cfg = dir.join("config.json");
+        if store.metadata().contains_key("general.architecture") {
+            return Ok(ConfigSource::Gguf(store.metadata().clone()));
+        }
+        let text = std::fs::read_to_string(&cfg)
+            .map_err(|e| Error::Format { file: cfg.display().to_string(), detail: format!("cannot read: {e}") })?;
+        let v = serde_json::from_str(&text)
+            .map_err(|e| Error::Format { file: cfg.display().to_string(), detail: format!("not JSON: {e}") })?;
+        Ok(ConfigSource::Json(v))
+    }
+
+    /// The architecture name: config.json `model_type`, or GGUF `general.architecture`.
+    pub fn architecture(&self) -> Result<String> {
+        match self {
+            ConfigSource::Json(v) => v["model_type"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::Format { file: "config.json".into(), detail: "no model_type".into() }),
+            ConfigSource::Gguf(m) => m
+                .get("general.architecture")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| Error::Format { file: "gguf".into(), detail: "no general.architecture".into() }),
+        }
+    }
+
+    /// A number by its config.json key or GGUF key (`{arch}.` prefixed).
+    pub fn num(&self, json_key: &str, gguf_key: &str) -> Option<f64> {
+        match self {
+            ConfigSource::Json(v) => v[json_key].as_f64(),
+            ConfigSource::Gguf(m) => {
+                let arch = m.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
+                m.get(&format!("{arch}.{gguf_key}")).and_then(|v| v.as_f64())
+            }
+        }
+    }
+
+    pub fn req(&self, json_key: &str, gguf_key: &str) -> Result<usize> {
+        self.num(json_key, gguf_key).map(|x| x as usize).ok_or_else(|| Error::Format {
+            file: match self {
+                ConfigSource::Json(_) => "config.json".into(),
+                ConfigSource::Gguf(_) => "gguf metadata".into(),
+            },
+            detail: format!("missing {json_key} / {gguf_key}"),
+        })
+    }
+}
+
+/// A linear layer y = x·Wᵀ (+ b), W [out, in] as in every checkpoint.
+pub struct Linear {
+    pub w: ValueId,
+    pub b: Option<ValueId>,
+}
+
+impl Linear {
+    pub fn new(g: &mut GraphBuilder, name: &str, out: usize, inp: usize, bias: bool, dt: DType) -> Result<Self> {
+        let w = g.param(&format!("{name}.weight"), &[out, inp], dt)?;
+        let b = if bias { Some(g.param(&format!("{name}.bias"), &[out], dt)?) } else { None };
+        Ok(Linear { w, b })
+    }
+    pub fn forward(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        g.linear(x, self.w, self.b)
+    }
+}

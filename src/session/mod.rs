@@ -1,0 +1,209 @@
+//! The wiring of inference: load (file → config → graph → plans → weights), then prefill and KV-cache decode.
+//! Prefill plans are compiled per bucket of prompt lengths (padded; the causal mask keeps padding out of the
+//! real positions, and the next step overwrites its cache rows); the decode plan is compiled once and replayed
+//! with a new position each step, creating no pipelines, buffers or bind groups.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::exec::{Plan, SharedLeaves};
+use crate::gpu::Gpu;
+use crate::graph::Op;
+use crate::models::{llama, ConfigSource};
+use crate::sample::{log_softmax, top_k, Sampler};
+use crate::tensor::{DType, HostTensor};
+
+pub struct Session<'g> {
+    gpu: &'g Gpu,
+    pub cfg: llama::Config,
+    pub dtype: DType,
+    pub max_seq: usize,
+    shared: SharedLeaves,
+    decode: Plan<'g>,
+    prefill: Vec<(usize, Plan<'g>)>,
+    /// Tokens in the KV cache.
+    pub pos: usize,
+    pub load_secs: f64,
+    pub weight_bytes: u64,
+}
+
+/// Prompt-length buckets for prefill plans.
+fn bucket(t: usize) -> usize {
+    if t <= 16 {
+        16
+    } else {
+        t.next_power_of_two()
+    }
+}
+
+impl<'g> Session<'g> {
+    /// Open a model (a .gguf file, a .safetensors file or a Hugging Face folder), build its decode plan and
+    /// upload the weights in `dtype`. `max_seq` bounds the KV cache (and so the context).
+    pub fn load(gpu: &'g Gpu, path: &Path, dtype: DType, max_seq: usize) -> Result<Self> {
+        let t0 = Instant::now();
+        if dtype == DType::F16 && !gpu.caps().f16 {
+            return Err(Error::Unsupported { op: "load".into(), detail: "--dtype f16 needs an adapter with SHADER_F16".into() });
+        }
+        let store = crate::loader::open(path)?;
+        let src = ConfigSource::find(path, &store)?;
+        let cfg = llama::Config::from_source(&src, &store)?;
+        let max_seq = max_seq.min(cfg.max_pos).max(1);
+        let step = llama::build(&cfg, 1, max_seq, dtype)?;
+        let shared = SharedLeaves::new();
+        let mut decode = Plan::compile_shared(gpu, &step.graph, &[step.logits], Some(&shared))?;
+        let mut weight_bytes = 0;
+        for node in &step.graph.nodes {
+            if let Op::Param { name } = &node.op {
+                let t = llama::load_param(&cfg, &store, name, &node.shape)?;
+                weight_bytes += (t.numel() * dtype.size()) as u64;
+                decode.set(name, &t)?;
+            }
+        }
+        gpu.wait()?;
+        Ok(Session {
+            gpu,
+            cfg,
+            dtype,
+            max_seq,
+            shared,
+            decode,
+            prefill: vec![],
+            pos: 0,
+            load_secs: t0.elapsed().as_secs_f64(),
+            weight_bytes,
+        })
+    }
+
+    /// Forget the conversation (the cache rows are overwritten by the next tokens).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Dispatches in one decode step.
+    pub fn decode_dispatches(&self) -> usize {
+        self.decode.dispatch_count()
+    }
+
+    /// Bytes on the GPU: shared weights and KV cache, plus each plan's transient pool.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.shared.bytes() + self.decode.memory().1 + self.prefill.iter().map(|p| p.1.memory().1).sum::<u64>()
+    }
+
+    /// Run `ids` at the current position and return the logits of the last one.
+    pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(Error::Run("forward needs at least one token".into()));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab) {
+            return Err(Error::Run(format!("token id {bad} is outside the vocabulary ({})", self.cfg.vocab)));
+        }
+        let t = ids.len();
+        if self.pos + t > self.max_seq {
+            return Err(Error::Run(format!(
+                "the context is full: {} cached + {t} new tokens > {} (raise --ctx, or reset)",
+                self.pos, self.max_seq
+            )));
+        }
+        let pos = self.pos as u32;
+        let out = if t == 1 {
+            let idt = HostTensor::u32(&[1, 1], ids.to_vec())?;
+            let last = HostTensor::u32(&[1], vec![0])?;
+            self.decode.run(&[("ids", &idt), ("last", &last)], &[("pos", pos), ("len", pos + 1)])?
+        } else {
+            // Pad to a bucket when the padded rows still fit the cache, else run the exact length.
+            let b = if self.pos + bucket(t) <= self.max_seq { bucket(t) } else { t };
+            if !self.prefill.iter().any(|p| p.0 == b) {
+                let g = llama::build(&self.cfg, b, self.max_seq, self.dtype)?;
+                let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
+                self.prefill.push((b, plan));
+            }
+            let plan = &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("just made").1;
+            let mut padded = ids.to_vec();
+            padded.resize(b, 0);
+            let idt = HostTensor::u32(&[1, b], padded)?;
+            let last = HostTensor::u32(&[1], vec![t as u32 - 1])?;
+            plan.run(&[("ids", &idt), ("last", &last)], &[("pos", pos), ("len", pos + b as u32)])?
+        };
+        self.pos += t;
+        Ok(out[0].to_f32())
+    }
+}
+
+/// One generated token with its log-probability and the most likely alternatives.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+    pub prefill_tokens_per_sec: f64,
+    pub decode_tokens_per_sec: f64,
+    pub time_to_first_token_secs: f64,
+}
+
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub logprobs: Vec<TokenLogprob>,
+    pub timings: Timings,
+}
+
+/// Generate up to `max_new` tokens after `prompt`, stopping at any of `eos` (not emitted) or when
+/// `on_token` returns false. `top_logprobs` alternatives are recorded per token.
+pub fn generate(
+    s: &mut Session,
+    prompt: &[u32],
+    max_new: usize,
+    sampler: &mut Sampler,
+    eos: &[u32],
+    top_logprobs: usize,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<Generation> {
+    let t0 = Instant::now();
+    let mut logits = s.forward(prompt)?;
+    let prefill_secs = t0.elapsed().as_secs_f64();
+    let mut history = prompt.to_vec();
+    let mut tokens = vec![];
+    let mut logprobs = vec![];
+    let t1 = Instant::now();
+    let mut ttft = 0.0;
+    while tokens.len() < max_new {
+        let tok = sampler.sample(&logits, &history);
+        let lp = log_softmax(&logits);
+        logprobs.push(TokenLogprob { token: tok, logprob: lp[tok as usize], top: top_k(&lp, top_logprobs).into_iter().map(|(i, v)| (i as u32, v)).collect() });
+        if tokens.is_empty() {
+            ttft = t0.elapsed().as_secs_f64();
+        }
+        if eos.contains(&tok) {
+            break;
+        }
+        tokens.push(tok);
+        history.push(tok);
+        if !on_token(tok) || tokens.len() >= max_new || s.pos >= s.max_seq {
+            break;
+        }
+        logits = s.forward(&[tok])?;
+    }
+    let decode_secs = t1.elapsed().as_secs_f64();
+    let steps = tokens.len().saturating_sub(1).max(1);
+    Ok(Generation {
+        timings: Timings {
+            prompt_tokens: prompt.len(),
+            generated_tokens: tokens.len(),
+            prefill_secs,
+            decode_secs,
+            prefill_tokens_per_sec: prompt.len() as f64 / prefill_secs.max(1e-9),
+            decode_tokens_per_sec: if tokens.len() > 1 { steps as f64 / decode_secs.max(1e-9) } else { 0.0 },
+            time_to_first_token_secs: ttft,
+        },
+        tokens,
+        logprobs,
+    })
+}
