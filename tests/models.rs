@@ -1,0 +1,83 @@
+//! Model files against the original implementation: tiny random-weight checkpoints saved by
+//! scripts/make_fixtures.py from Hugging Face transformers, with the logits and greedy tokens it recorded.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use std::path::PathBuf;
+
+use common::{assert_close, gpu, Tol};
+use wgpu_llm::sample::{Sampler, SamplerConfig};
+use wgpu_llm::session::{generate, Session};
+use wgpu_llm::tensor::{DType, HostTensor};
+
+fn fixture(name: &str) -> (PathBuf, serde_json::Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let text = std::fs::read_to_string(dir.join("expected.json")).expect("fixture (scripts/make_fixtures.py)");
+    (dir, serde_json::from_str(&text).unwrap())
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// f32 logits against transformers' f32 logits (different summation order, fused softmax).
+const LOGITS: Tol = Tol { abs: 2e-4, rel: 1e-3 };
+
+/// Prefill of the whole input, then token-by-token decode from scratch: every position's logits equal the
+/// reference's, and greedy generation gives the recorded tokens.
+fn check_causal_lm(name: &str) {
+    let (dir, exp) = fixture(name);
+    let input = ids(&exp["input_ids"]);
+    let logits: Vec<Vec<f32>> = exp["logits"].as_array().unwrap().iter().map(floats).collect();
+    let v = logits[0].len();
+    let mut s = Session::load(gpu(), &dir, DType::F32, 64).unwrap();
+    let last = s.forward(&input).unwrap();
+    let t = |x: Vec<f32>| HostTensor::f32(&[v], x).unwrap();
+    assert_close(&format!("{name} prefill, last position"), &t(last), &t(logits[input.len() - 1].clone()), LOGITS);
+    s.reset();
+    for (i, &id) in input.iter().enumerate() {
+        let got = s.forward(&[id]).unwrap();
+        assert_close(&format!("{name} decode, position {i}"), &t(got), &t(logits[i].clone()), LOGITS);
+    }
+    s.reset();
+    let want = ids(&exp["generate"]["generated_ids"]);
+    let mut sampler = Sampler::new(SamplerConfig::default());
+    let g = generate(&mut s, &input, want.len(), &mut sampler, &[], 0, &mut |_| true).unwrap();
+    assert_eq!(g.tokens, want, "{name}: greedy continuation");
+}
+
+#[test]
+fn tiny_llama_matches_transformers() {
+    check_causal_lm("tiny-llama");
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    check_causal_lm("tiny-qwen2");
+}
+
+#[test]
+fn unknown_architectures_and_missing_files_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-badmodel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, _) = fixture("tiny-llama");
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let err = |d: &PathBuf| Session::load(gpu(), d, DType::F32, 16).err().expect("should fail").to_string();
+    let e = err(&dir);
+    assert!(e.contains("config.json"), "{e}");
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "mamba"}"#).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("mamba"), "{e}");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["num_hidden_layers"] = 3.into(); // the file has only 2 layers
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("model.layers.2"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
