@@ -14,8 +14,12 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod loader;
+pub mod models;
 pub mod optim;
 pub mod reference;
+pub mod sample;
+pub mod session;
 pub mod tensor;
+pub mod tokenizer;
 
 pub use error::{Error, Result};

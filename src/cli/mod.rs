@@ -1,6 +1,10 @@
 //! Argument parsing (clap) and printing for the `wgpu-llm` binary; no logic of its own.
 
+mod generate;
+pub mod model_path;
+
 use clap::{Args, Parser, Subcommand};
+use generate::{ModelArgs, SampleArgs};
 
 use crate::error::Result;
 use crate::gpu::{list_adapters, Gpu, GpuOptions, Tier};
@@ -49,6 +53,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Generate text from a prompt (streams by default).
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[arg(short, long)]
+        prompt: String,
+        /// Tokens to generate at most.
+        #[arg(short = 'n', long, default_value_t = 128)]
+        max_tokens: usize,
+        /// Print one JSON object (ids, text, logprobs, timings) instead of streaming.
+        #[arg(long)]
+        json: bool,
+        /// Alternatives recorded per generated token in --json.
+        #[arg(long, default_value_t = 0)]
+        top_logprobs: usize,
+        /// Stop when this text appears (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+    },
+    /// Chat interactively with the model's chat template; /reset, /exit.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 512)]
+        max_tokens: usize,
+    },
+    /// Token ids of a text.
+    Tokenize {
+        #[arg(short, long)]
+        model: Option<String>,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Describe a model file or folder: format, metadata, tensors with shapes and stored types, parameters.
     Inspect {
         /// A .gguf or .safetensors file, or a Hugging Face model folder.
@@ -84,6 +128,15 @@ pub fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Devices { json } => devices(&cli.gpu, json),
         Cmd::Inspect { model, tensors } => inspect(&model, tensors),
+        Cmd::Generate { model, sample, prompt, max_tokens, json, top_logprobs, stop } => {
+            let gpu = cli.gpu.open()?;
+            generate::run_generate(&gpu, &model, &sample, &prompt, max_tokens, json, top_logprobs, &stop)
+        }
+        Cmd::Chat { model, sample, system, max_tokens } => {
+            let gpu = cli.gpu.open()?;
+            generate::run_chat(&gpu, &model, &sample, system.as_deref(), max_tokens)
+        }
+        Cmd::Tokenize { model, text, json } => generate::run_tokenize(model.as_deref(), &text, json),
         Cmd::Bench { what: BenchCmd::Kernels { json, filter, reps } } => {
             let gpu = cli.gpu.open()?;
             let rows = crate::bench::kernels(&gpu, filter.as_deref(), reps)?;

@@ -1,0 +1,244 @@
+//! `generate`, `chat` and `tokenize`: text in, streamed text out, over a `Session`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::model_path::resolve;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::sample::{Sampler, SamplerConfig};
+use crate::session::{generate, Session};
+use crate::tensor::DType;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// A .gguf file, a Hugging Face model folder, or a known model name (default: smollm2, fetched on first use).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Weights and activations: f32 or f16 (default: the fastest the adapter's tier supports).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Context (KV cache) length.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+}
+
+impl ModelArgs {
+    pub fn dtype(&self, gpu: &Gpu) -> Result<DType> {
+        match self.dtype.as_deref() {
+            None => Ok(if gpu.caps().f16 { DType::F16 } else { DType::F32 }),
+            Some("f32") => Ok(DType::F32),
+            Some("f16") => Ok(DType::F16),
+            Some(d) => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16)"))),
+        }
+    }
+    pub fn path(&self) -> Result<PathBuf> {
+        resolve(self.model.as_deref())
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct SampleArgs {
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SampleArgs {
+    pub fn sampler(&self) -> Result<Sampler> {
+        if self.temperature < 0.0 || !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
+            return Err(Error::Other("--temperature must be ≥ 0, --top-p and --min-p in [0, 1]".into()));
+        }
+        Ok(Sampler::new(SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+        }))
+    }
+}
+
+fn open<'g>(gpu: &'g Gpu, m: &ModelArgs) -> Result<(Session<'g>, Tokenizer, PathBuf)> {
+    let path = m.path()?;
+    let tok = Tokenizer::from_path(&path)?;
+    let s = Session::load(gpu, &path, m.dtype(gpu)?, m.ctx)?;
+    Ok((s, tok, path))
+}
+
+/// Stop strings: cut the text at the first one and report whether one was found.
+fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter_map(|s| text.find(s.as_str())).min()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn run_generate(
+    gpu: &Gpu,
+    m: &ModelArgs,
+    sa: &SampleArgs,
+    prompt: &str,
+    n: usize,
+    json: bool,
+    top_logprobs: usize,
+    stops: &[String],
+) -> Result<()> {
+    let (mut s, tok, _) = open(gpu, m)?;
+    let ids = tok.encode(prompt, true)?;
+    let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
+    let mut dec = tok.stream_decoder(true);
+    let mut text = String::new();
+    let mut stdout = std::io::stdout();
+    let mut sampler = sa.sampler()?;
+    let g = generate(&mut s, &ids, n, &mut sampler, &eos, top_logprobs, &mut |id| {
+        if let Some(piece) = dec.step(id) {
+            let before = text.len();
+            text.push_str(&piece);
+            if let Some(cut) = cut_at_stop(&text, stops) {
+                if !json {
+                    print!("{}", &text[before.min(cut)..cut]);
+                }
+                text.truncate(cut);
+                return false;
+            }
+            if !json {
+                print!("{piece}");
+                let _ = stdout.flush();
+            }
+        }
+        true
+    })?;
+    if cut_at_stop(&text, stops).is_none() {
+        let rest = dec.flush();
+        if !json {
+            print!("{rest}");
+        }
+        text.push_str(&rest);
+    }
+    if json {
+        let logprobs: Vec<serde_json::Value> = g
+            .logprobs
+            .iter()
+            .take(g.tokens.len())
+            .map(|l| {
+                serde_json::json!({
+                    "token": l.token, "logprob": l.logprob,
+                    "top": l.top.iter().map(|(t, p)| serde_json::json!({"token": t, "logprob": p})).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "prompt_tokens": ids, "tokens": g.tokens, "text": text, "logprobs": logprobs,
+            "timings": g.timings, "dtype": s.dtype.name(), "adapter": gpu.info.name,
+            "decode_dispatches_per_token": s.decode_dispatches(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!();
+        eprintln!(
+            "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, first token after {:.2} s, {}, {}]",
+            g.timings.prompt_tokens,
+            g.timings.prefill_tokens_per_sec,
+            g.timings.generated_tokens,
+            g.timings.decode_tokens_per_sec,
+            g.timings.time_to_first_token_secs,
+            s.dtype.name(),
+            gpu.info.name
+        );
+    }
+    Ok(())
+}
+
+pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>, n: usize) -> Result<()> {
+    let (mut s, tok, path) = open(gpu, m)?;
+    eprintln!("chatting with {} ({}, {}). /reset clears the history, /exit quits.", path.display(), s.dtype.name(), gpu.info.name);
+    let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
+    let mut history: Vec<(String, String)> = vec![];
+    if let Some(sys) = system {
+        history.push(("system".into(), sys.into()));
+    }
+    let base = history.clone();
+    let stdin = std::io::stdin();
+    let mut sampler = sa.sampler()?;
+    loop {
+        print!("> ");
+        std::io::stdout().flush().ok();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history = base.clone();
+                eprintln!("(history cleared)");
+                continue;
+            }
+            "" => continue,
+            _ => {}
+        }
+        history.push(("user".into(), line.into()));
+        // Re-render the conversation; drop the oldest turns until it fits the context with room to answer.
+        let ids = loop {
+            let text = tok.apply_chat_template(&history, true)?;
+            let ids = tok.encode(&text, false)?;
+            let keep = base.len();
+            if ids.len() + n.min(256) <= s.max_seq || history.len() <= keep + 1 {
+                break ids;
+            }
+            history.remove(keep);
+        };
+        s.reset();
+        let mut dec = tok.stream_decoder(true);
+        let mut reply = String::new();
+        let room = n.min(s.max_seq.saturating_sub(ids.len()));
+        generate(&mut s, &ids, room, &mut sampler, &eos, 0, &mut |id| {
+            if let Some(p) = dec.step(id) {
+                print!("{p}");
+                std::io::stdout().flush().ok();
+                reply.push_str(&p);
+            }
+            true
+        })?;
+        let rest = dec.flush();
+        print!("{rest}");
+        reply.push_str(&rest);
+        println!();
+        history.push(("assistant".into(), reply));
+    }
+    Ok(())
+}
+
+pub fn run_tokenize(model: Option<&str>, text: &str, json: bool) -> Result<()> {
+    let path = resolve(model)?;
+    let tok = Tokenizer::from_path(&path)?;
+    let ids = tok.encode(text, true)?;
+    if json {
+        let toks: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap_or_default()).collect();
+        println!("{}", serde_json::json!({"ids": ids, "tokens": toks}));
+    } else {
+        for &i in &ids {
+            println!("{i}\t{:?}", tok.id_to_token(i).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _is_path(p: &Path) -> bool {
+    p.exists()
+}

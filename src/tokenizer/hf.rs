@@ -1,0 +1,124 @@
+//! The Hugging Face source: `tokenizer.json` (read by the `tokenizers` crate as is), with the bos/eos tokens and
+//! chat template of `tokenizer_config.json` (or `chat_template.jinja`) and the eos ids of `generation_config.json`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{file_err, Parts};
+use crate::error::{Error, Result};
+
+/// Reads `tokenizer.json` at `path` and the optional config files beside it.
+pub(crate) fn load_dir_files(path: &Path) -> Result<Parts> {
+    let tokenizer_json = std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let config = read_optional(&dir.join("tokenizer_config.json"))?;
+    let generation = read_optional(&dir.join("generation_config.json"))?;
+    let jinja = read_optional(&dir.join("chat_template.jinja"))?;
+    let mut parts = from_strings(
+        &tokenizer_json,
+        config.as_deref(),
+        generation.as_deref(),
+        jinja.as_deref(),
+        &path.display().to_string(),
+        &|name| dir.join(name).display().to_string(),
+    )?;
+    parts.source = path.display().to_string();
+    Ok(parts)
+}
+
+/// The tokenizer from file contents; `source` names the tokenizer.json in errors and `sibling` the path of a
+/// config file beside it.
+pub(crate) fn from_strings(
+    tokenizer_json: &str,
+    tokenizer_config: Option<&str>,
+    generation_config: Option<&str>,
+    chat_template_jinja: Option<&str>,
+    source: &str,
+    sibling: &dyn Fn(&str) -> String,
+) -> Result<Parts> {
+    let err = |detail: String| Error::Format { file: source.to_string(), detail };
+    let config_err = |detail: String| Error::Format { file: sibling("tokenizer_config.json"), detail };
+    let mut tk = tokenizers::Tokenizer::from_bytes(tokenizer_json.as_bytes())
+        .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
+    // `encode` gives a text's ids: padding and truncation (all-MiniLM's tokenizer.json pads to 128) belong to
+    // the batching code, which knows the model's limits.
+    tk.with_padding(None);
+    tk.with_truncation(None).map_err(|e| err(format!("cannot turn truncation off: {e}")))?;
+
+    let config = parse_json(tokenizer_config).map_err(config_err)?;
+    let generation = parse_json(generation_config)
+        .map_err(|detail| Error::Format { file: sibling("generation_config.json"), detail })?;
+
+    let token_id = |key: &str| -> std::result::Result<Option<u32>, String> {
+        let Some(v) = config.as_ref().and_then(|c| c.get(key)) else { return Ok(None) };
+        let content = match v {
+            Value::Null => return Ok(None),
+            Value::String(s) => s.as_str(),
+            Value::Object(o) => o.get("content").and_then(Value::as_str).unwrap_or(""),
+            _ => return Err(format!("{key} is neither a string nor a token")),
+        };
+        tk.token_to_id(content)
+            .map(Some)
+            .ok_or_else(|| format!("{key} {content:?} is not in the vocabulary of {source}"))
+    };
+    let gen_ids = |key: &str| -> Vec<u32> {
+        match generation.as_ref().and_then(|g| g.get(key)) {
+            Some(Value::Number(n)) => n.as_u64().map(|v| v as u32).into_iter().collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|v| v as u32).collect(),
+            _ => Vec::new(),
+        }
+    };
+
+    let gen_eos = gen_ids("eos_token_id");
+    let bos_id = token_id("bos_token").map_err(config_err)?.or_else(|| gen_ids("bos_token_id").first().copied());
+    let eos_id = token_id("eos_token").map_err(config_err)?.or_else(|| gen_eos.first().copied());
+
+    let template = match chat_template_jinja {
+        Some(t) => Some(t.to_string()),
+        None => match config.as_ref().and_then(|c| c.get("chat_template")) {
+            Some(v) => template_of(v).map_err(config_err)?,
+            None => None,
+        },
+    };
+
+    Ok(Parts { tk, bos_id, eos_id, extra_eos: gen_eos, template, source: source.to_string() })
+}
+
+/// A config's `chat_template`: a string, or a list of `{name, template}` of which `default` is used.
+fn template_of(v: &Value) -> std::result::Result<Option<String>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Array(list) => {
+            let named = |name: &str| {
+                list.iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+                    .and_then(|t| t.get("template"))
+            };
+            match named("default").and_then(Value::as_str) {
+                Some(s) => Ok(Some(s.to_string())),
+                None => Err("chat_template list has no \"default\" entry".to_string()),
+            }
+        }
+        _ => Err("chat_template is neither a string nor a list".to_string()),
+    }
+}
+
+fn parse_json(text: Option<&str>) -> std::result::Result<Option<Value>, String> {
+    let Some(text) = text else { return Ok(None) };
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(Some(v)),
+        Ok(_) => Err("not a JSON object".to_string()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// The contents of a file that may be absent; any other read error is an error.
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(path, format!("cannot read: {e}"))),
+    }
+}
