@@ -11,28 +11,13 @@ pub enum Error {
     #[error("could not open the GPU device on {adapter}: {reason}")]
     Device { adapter: String, reason: String },
     #[error("op {op}: shape mismatch: {detail} (inputs {shapes:?})")]
-    Shape {
-        op: String,
-        detail: String,
-        shapes: Vec<Vec<usize>>,
-    },
+    Shape { op: String, detail: String, shapes: Vec<Vec<usize>> },
     #[error("op {op}: wrong dtype: {detail}")]
     DType { op: String, detail: String },
     #[error("kernel {kernel} (entry {entry}, {variant}) failed to compile: {message}")]
-    Compile {
-        kernel: String,
-        entry: String,
-        variant: String,
-        message: String,
-    },
+    Compile { kernel: String, entry: String, variant: String, message: String },
     #[error("tensor {tensor} needs {bytes} bytes, more than the device allows ({limit} bytes, {what}){hint}")]
-    TooLarge {
-        tensor: String,
-        bytes: u64,
-        limit: u64,
-        what: String,
-        hint: String,
-    },
+    TooLarge { tensor: String, bytes: u64, limit: u64, what: String, hint: String },
     #[error("op {op}: {detail}")]
     Unsupported { op: String, detail: String },
     #[error("graph: {0}")]

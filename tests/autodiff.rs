@@ -141,7 +141,11 @@ fn reference_gradients_match_finite_differences() {
             };
             let fd = (loss_at(h) - loss_at(-h)) / (2.0 * h as f64);
             let err = (fd - g[j] as f64).abs();
-            assert!(err <= 2e-3 + 3e-2 * fd.abs(), "d loss / d {pname}[{j}]: autodiff {} vs finite difference {fd}", g[j]);
+            assert!(
+                err <= 2e-3 + 3e-2 * fd.abs(),
+                "d loss / d {pname}[{j}]: autodiff {} vs finite difference {fd}",
+                g[j]
+            );
         }
     }
 }
@@ -167,7 +171,8 @@ fn gpu_gradients_equal_the_reference() {
 
 #[test]
 fn adamw_steps_on_the_gpu_follow_the_reference_and_lower_the_loss() {
-    let spec = AdamWSpec { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
+    let spec =
+        AdamWSpec { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
     let blk = block(Some(spec));
     let mut env = leaves(&blk.graph, 3);
     let mut plan = Plan::compile(gpu(), &blk.graph, &[blk.loss]).unwrap();

@@ -90,13 +90,8 @@ fn decode_steps_replay_one_plan_with_runtime_positions() {
     let kr = b.op(rope, &[k]).unwrap();
     let kc = b.op(Op::CacheWrite { offset: Scalar::var("pos") }, &[kc, kr]).unwrap();
     let vc = b.op(Op::CacheWrite { offset: Scalar::var("pos") }, &[vc, v]).unwrap();
-    let spec = AttnSpec {
-        causal: true,
-        scale: 0.35,
-        mask: false,
-        q_offset: Scalar::var("pos"),
-        kv_len: Scalar::var("len"),
-    };
+    let spec =
+        AttnSpec { causal: true, scale: 0.35, mask: false, q_offset: Scalar::var("pos"), kv_len: Scalar::var("len") };
     let o = b.op(Op::Attention(spec), &[qr, kc, vc]).unwrap();
     let g = b.finish();
     let mut plan = Plan::compile(gpu(), &g, &[o]).unwrap();
@@ -105,8 +100,11 @@ fn decode_steps_replay_one_plan_with_runtime_positions() {
     let mut env: HashMap<String, HostTensor> = HashMap::new();
     let mut rng = Rng::new(11);
     for pos in 0..smax as u32 {
-        let (tq, tk, tv) =
-            (rng.tensor(&[1, hq, 1, d], DType::F32), rng.tensor(&[1, hkv, 1, d], DType::F32), rng.tensor(&[1, hkv, 1, d], DType::F32));
+        let (tq, tk, tv) = (
+            rng.tensor(&[1, hq, 1, d], DType::F32),
+            rng.tensor(&[1, hkv, 1, d], DType::F32),
+            rng.tensor(&[1, hkv, 1, d], DType::F32),
+        );
         let vars = [("pos", pos), ("len", pos + 1)];
         let got = plan.run(&[("q", &tq), ("k", &tk), ("v", &tv)], &vars).unwrap();
         env.insert("q".into(), tq);

@@ -23,8 +23,7 @@ use quantize::{quantize, Format};
 struct TempDir(PathBuf);
 impl TempDir {
     fn new(test: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("wgpu-llm-loader-{}-{test}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("wgpu-llm-loader-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
@@ -49,22 +48,13 @@ fn gguf_reads_back_every_type_exactly() {
         let store = loader::open(&path).unwrap();
         assert_eq!(store.format(), FileFormat::Gguf);
         for (k, v) in all_metadata() {
-            assert_eq!(
-                store.meta(k),
-                Some(&v),
-                "metadata {k} (alignment {alignment:?})"
-            );
+            assert_eq!(store.meta(k), Some(&v), "metadata {k} (alignment {alignment:?})");
         }
         assert_eq!(store.len(), known_tensors().len());
         for k in known_tensors() {
             let e = store.entry(k.name).unwrap();
             assert_eq!((&e.shape, e.dtype), (&k.shape, k.dtype), "{}", k.name);
-            assert_eq!(
-                store.bytes(k.name).unwrap(),
-                &k.bytes[..],
-                "{} bytes",
-                k.name
-            );
+            assert_eq!(store.bytes(k.name).unwrap(), &k.bytes[..], "{} bytes", k.name);
             let got = store.to_f32(k.name).unwrap();
             assert_eq!(got, k.want, "{} values (alignment {alignment:?})", k.name);
             assert_eq!(store.to_host(k.name).unwrap().shape, k.shape);
@@ -78,13 +68,8 @@ fn gguf_reads_back_every_type_exactly() {
 /// Opens corrupt bytes written as `name` and returns the error message, which must name the file.
 fn open_err(dir: &TempDir, name: &str, bytes: &[u8]) -> String {
     let path = dir.write(name, bytes);
-    let msg = loader::open(&path)
-        .expect_err("corrupt file opened")
-        .to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "message does not name the file: {msg}"
-    );
+    let msg = loader::open(&path).expect_err("corrupt file opened").to_string();
+    assert!(msg.contains(&path.display().to_string()), "message does not name the file: {msg}");
     msg
 }
 
@@ -108,32 +93,20 @@ fn gguf_corrupt_files_give_clear_errors() {
 
     let mut bad = good.clone();
     bad[..4].copy_from_slice(b"GGUX");
-    assert_has(
-        &open_err(&dir, "magic.gguf", &bad),
-        &["bad magic", "not a GGUF file"],
-    );
+    assert_has(&open_err(&dir, "magic.gguf", &bad), &["bad magic", "not a GGUF file"]);
 
     let mut bad = good.clone();
     bad[4..8].copy_from_slice(&1u32.to_le_bytes());
-    assert_has(
-        &open_err(&dir, "v1.gguf", &bad),
-        &["version 1 is not supported"],
-    );
+    assert_has(&open_err(&dir, "v1.gguf", &bad), &["version 1 is not supported"]);
 
     // The first key's length (bytes 24..32) larger than the file.
     let mut bad = good.clone();
     bad[24..32].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert_has(
-        &open_err(&dir, "strlen.gguf", &bad),
-        &["metadata key #0", "string length 1099511627776"],
-    );
+    assert_has(&open_err(&dir, "strlen.gguf", &bad), &["metadata key #0", "string length 1099511627776"]);
 
     let mut w = known_gguf(None);
     w.tensors[3].offset_override = Some(1 << 20);
-    assert_has(
-        &open_err(&dir, "offset.gguf", &w.to_bytes()),
-        &["tensor q8_0", "past the end of the file"],
-    );
+    assert_has(&open_err(&dir, "offset.gguf", &w.to_bytes()), &["tensor q8_0", "past the end of the file"]);
 
     let mut w = known_gguf(None);
     w.tensors[2].offset_override = Some(8);
@@ -144,23 +117,14 @@ fn gguf_corrupt_files_give_clear_errors() {
 
     let mut w = known_gguf(None);
     w.tensors[1].type_id = 99;
-    assert_has(
-        &open_err(&dir, "type.gguf", &w.to_bytes()),
-        &["tensor f16", "type 99 (unknown)"],
-    );
+    assert_has(&open_err(&dir, "type.gguf", &w.to_bytes()), &["tensor f16", "type 99 (unknown)"]);
     let mut w = known_gguf(None);
     w.tensors[1].type_id = 13;
-    assert_has(
-        &open_err(&dir, "q5k.gguf", &w.to_bytes()),
-        &["tensor f16", "Q5_K", "not supported"],
-    );
+    assert_has(&open_err(&dir, "q5k.gguf", &w.to_bytes()), &["tensor f16", "Q5_K", "not supported"]);
 
     let mut w = known_gguf(None);
     w.kv("general.alignment", MetaValue::U32(24));
-    assert_has(
-        &open_err(&dir, "align.gguf", &w.to_bytes()),
-        &["general.alignment", "power of two"],
-    );
+    assert_has(&open_err(&dir, "align.gguf", &w.to_bytes()), &["general.alignment", "power of two"]);
 
     let mut w = known_gguf(None);
     w.tensors[4].shape = vec![2, 16];
@@ -171,34 +135,19 @@ fn gguf_corrupt_files_give_clear_errors() {
 
     let mut w = known_gguf(None);
     w.kv("t.u8", MetaValue::U8(1));
-    assert_has(
-        &open_err(&dir, "dup.gguf", &w.to_bytes()),
-        &["metadata key t.u8 appears twice"],
-    );
+    assert_has(&open_err(&dir, "dup.gguf", &w.to_bytes()), &["metadata key t.u8 appears twice"]);
 
     // A huge array count is refused before anything is allocated for it.
     let mut w = GgufWriter::new();
-    w.kv(
-        "tokenizer.ggml.tokens",
-        MetaValue::Array(vec![MetaValue::U8(0)]),
-    );
+    w.kv("tokenizer.ggml.tokens", MetaValue::Array(vec![MetaValue::U8(0)]));
     let mut bad = w.to_bytes();
     let count_at = 24 + 8 + "tokenizer.ggml.tokens".len() + 4 + 4;
     bad[count_at..count_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert_has(
-        &open_err(&dir, "count.gguf", &bad),
-        &["metadata key tokenizer.ggml.tokens", "array of"],
-    );
+    assert_has(&open_err(&dir, "count.gguf", &bad), &["metadata key tokenizer.ggml.tokens", "array of"]);
 
     let store = loader::open(dir.write("ok.gguf", &good)).unwrap();
-    assert_has(
-        &store.entry("nope").unwrap_err().to_string(),
-        &["no tensor named \"nope\"", "ok.gguf"],
-    );
-    assert_has(
-        &open_err(&dir, "weights.txt", b"hello"),
-        &["unknown model format"],
-    );
+    assert_has(&store.entry("nope").unwrap_err().to_string(), &["no tensor named \"nope\"", "ok.gguf"]);
+    assert_has(&open_err(&dir, "weights.txt", b"hello"), &["unknown model format"]);
     assert_has(&open_err(&dir, "empty.gguf", b""), &["truncated"]);
 }
 
@@ -213,38 +162,20 @@ fn quantization_error_is_within_bounds() {
     let dir = TempDir::new("quant_error");
     let (rows, cols) = (64, 512);
     let x = gaussian(rows * cols, 0x9E37_79B9_7F4A_7C15);
-    let rms =
-        |v: &[f32]| (v.iter().map(|&a| (a as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-    let bounds = [
-        (Format::Q8_0, 0.006),
-        (Format::Q6K, 0.025),
-        (Format::Q4_0, 0.10),
-        (Format::Q4_1, 0.10),
-        (Format::Q4K, 0.10),
-    ];
+    let rms = |v: &[f32]| (v.iter().map(|&a| (a as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    let bounds =
+        [(Format::Q8_0, 0.006), (Format::Q6K, 0.025), (Format::Q4_0, 0.10), (Format::Q4_1, 0.10), (Format::Q4K, 0.10)];
     let mut w = GgufWriter::new();
     for (format, _) in bounds {
-        w.tensor(
-            &format!("{format:?}"),
-            &[rows, cols],
-            format.type_id(),
-            quantize(format, &x),
-        );
+        w.tensor(&format!("{format:?}"), &[rows, cols], format.type_id(), quantize(format, &x));
     }
     let store = loader::open(dir.write("q.gguf", &w.to_bytes())).unwrap();
     for (format, bound) in bounds {
         let y = store.to_f32(&format!("{format:?}")).unwrap();
         let err: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
         let rel = rms(&err) / rms(&x);
-        println!(
-            "{format:?}: relative RMS error {:.3}% (bound {:.1}%)",
-            rel * 100.0,
-            bound * 100.0
-        );
-        assert!(
-            rel < bound,
-            "{format:?}: relative RMS error {rel} over {bound}"
-        );
+        println!("{format:?}: relative RMS error {:.3}% (bound {:.1}%)", rel * 100.0, bound * 100.0);
+        assert!(rel < bound, "{format:?}: relative RMS error {rel} over {bound}");
     }
 }
 
@@ -272,11 +203,7 @@ fn unpermute_qk_inverts_the_converter_permutation() {
         if rows > 2 {
             assert_ne!(permuted, w);
         }
-        assert_eq!(
-            unpermute_qk(&permuted, n_head, rows, cols).unwrap(),
-            w,
-            "n_head {n_head} rows {rows}"
-        );
+        assert_eq!(unpermute_qk(&permuted, n_head, rows, cols).unwrap(), w, "n_head {n_head} rows {rows}");
     }
     // Rows of quantized bytes move intact: unpermute a Q8_0 tensor's rows, then dequantize.
     let (n_head, rows, cols) = (2, 8, 64);
@@ -289,4 +216,3 @@ fn unpermute_qk_inverts_the_converter_permutation() {
     assert!(unpermute_qk(&w, 3, rows, cols).is_err());
     assert!(unpermute_qk(&w, n_head, rows, cols + 1).is_err());
 }
-

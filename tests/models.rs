@@ -81,3 +81,73 @@ fn unknown_architectures_and_missing_files_are_clear_errors() {
     assert!(e.contains("model.layers.2"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn rows(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array().unwrap().iter().map(ids).collect()
+}
+
+/// BERT with a padded batch and token types: hidden states at real positions and the pooler output equal
+/// transformers'.
+#[test]
+fn tiny_bert_matches_transformers() {
+    use wgpu_llm::session::encoder::Encoder;
+    let (dir, exp) = fixture("tiny-bert");
+    let mask = rows(&exp["attention_mask"]);
+    let batch: Vec<Vec<u32>> = rows(&exp["input_ids"])
+        .iter()
+        .zip(&mask)
+        .map(|(r, m)| r.iter().zip(m).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect())
+        .collect();
+    let types = rows(&exp["token_type_ids"]);
+    let mut enc = Encoder::load(gpu(), &dir, DType::F32).unwrap();
+    let hidden = enc.hidden(&batch, Some(&types)).unwrap();
+    let want = exp["last_hidden_state"].as_array().unwrap();
+    for (i, h) in hidden.iter().enumerate() {
+        let w: Vec<f32> = want[i].as_array().unwrap().iter().take(batch[i].len()).flat_map(floats).collect();
+        let n = w.len();
+        assert_close(
+            &format!("tiny-bert hidden, row {i}"),
+            &HostTensor::f32(&[n], h.clone()).unwrap(),
+            &HostTensor::f32(&[n], w).unwrap(),
+            LOGITS,
+        );
+    }
+    let pooled = enc.pooled(&batch, Some(&types)).unwrap();
+    for (i, p) in pooled.iter().enumerate() {
+        let w = floats(&exp["pooler_output"][i]);
+        let n = w.len();
+        assert_close(
+            &format!("tiny-bert pooler, row {i}"),
+            &HostTensor::f32(&[n], p.clone()).unwrap(),
+            &HostTensor::f32(&[n], w).unwrap(),
+            LOGITS,
+        );
+    }
+}
+
+#[test]
+fn tiny_bert_classifier_matches_transformers() {
+    use wgpu_llm::session::encoder::Encoder;
+    let (dir, exp) = fixture("tiny-bert-cls");
+    let mask = rows(&exp["attention_mask"]);
+    let batch: Vec<Vec<u32>> = rows(&exp["input_ids"])
+        .iter()
+        .zip(&mask)
+        .map(|(r, m)| r.iter().zip(m).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect())
+        .collect();
+    let types = rows(&exp["token_type_ids"]);
+    let mut enc = Encoder::load(gpu(), &dir, DType::F32).unwrap();
+    let logits = enc.classify(&batch, Some(&types)).unwrap();
+    for (i, l) in logits.iter().enumerate() {
+        let w = floats(&exp["logits"][i]);
+        let n = w.len();
+        assert_close(
+            &format!("tiny-bert-cls logits, row {i}"),
+            &HostTensor::f32(&[n], l.clone()).unwrap(),
+            &HostTensor::f32(&[n], w).unwrap(),
+            LOGITS,
+        );
+        let best = l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(enc.cfg.labels[best], exp["predicted_labels"][i].as_str().unwrap());
+    }
+}

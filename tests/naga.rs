@@ -45,7 +45,8 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     let v = b.state("v", &[5, 8], f).unwrap();
     let x1 = b.input("x1", &[1, 8], f).unwrap();
     let sq = b.input("sq", &[8, 8], f).unwrap();
-    let spec = AttnSpec { causal: true, scale: 0.3, mask: true, q_offset: Scalar::var("pos"), kv_len: Scalar::Const(6) };
+    let spec =
+        AttnSpec { causal: true, scale: 0.3, mask: true, q_offset: Scalar::var("pos"), kv_len: Scalar::Const(6) };
     let mut outs = vec![];
     let mut add = |b: &mut GraphBuilder, op: Op, ins: &[ValueId]| outs.push(b.op(op, ins).unwrap());
     add(&mut b, Op::Add, &[x, x]);
@@ -84,7 +85,8 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::EmbeddingBackward { vocab: 11 }, &[ids, x]);
     add(&mut b, Op::CrossEntropy { ignore_index: -100 }, &[logits, tgt]);
     add(&mut b, Op::CrossEntropyBackward { ignore_index: -100 }, &[logits, tgt, one]);
-    let spec = AdamWSpec { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
+    let spec =
+        AdamWSpec { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
     add(&mut b, Op::AdamW(spec), &[p, w, m, v]);
     (b.finish(), outs)
 }
@@ -101,8 +103,13 @@ fn params_structs_match_the_rust_mirrors() {
             ArgInfo { shards: vec![(0, s[0])], shape: s, dtype: graph.dtype(v) }
         };
         let ins: Vec<ArgInfo> = node.inputs.iter().map(|&v| info(v)).collect();
-        let lowered = kernels::lower(&node.op, &ins, &info(o), &caps).unwrap_or_else(|e| panic!("lower {}: {e}", node.op.name()));
-        assert!(!lowered.dispatches.is_empty() || matches!(node.op, Op::Reshape { .. }), "{} lowers to nothing", node.op.name());
+        let lowered =
+            kernels::lower(&node.op, &ins, &info(o), &caps).unwrap_or_else(|e| panic!("lower {}: {e}", node.op.name()));
+        assert!(
+            !lowered.dispatches.is_empty() || matches!(node.op, Op::Reshape { .. }),
+            "{} lowers to nothing",
+            node.op.name()
+        );
         for d in &lowered.dispatches {
             let what = format!("{}::{} (op {})", d.family, d.entry, node.op.name());
             let module = validate(&format!("{}{}", kernels::prelude(d.dtype), d.source), &what);
@@ -112,9 +119,13 @@ fn params_structs_match_the_rust_mirrors() {
                 .iter()
                 .find(|(_, t)| t.name.as_deref() == Some("Params"))
                 .unwrap_or_else(|| panic!("{what}: no struct Params"));
-            let naga::TypeInner::Struct { members, .. } = &params.1.inner else { panic!("{what}: Params is not a struct") };
-            let wgsl: Vec<(String, u32)> = members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect();
-            let rust: Vec<(String, u32)> = d.params.iter().enumerate().map(|(i, (n, _))| (n.to_string(), 4 * i as u32)).collect();
+            let naga::TypeInner::Struct { members, .. } = &params.1.inner else {
+                panic!("{what}: Params is not a struct")
+            };
+            let wgsl: Vec<(String, u32)> =
+                members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect();
+            let rust: Vec<(String, u32)> =
+                d.params.iter().enumerate().map(|(i, (n, _))| (n.to_string(), 4 * i as u32)).collect();
             assert_eq!(wgsl, rust, "{what}: WGSL Params members/offsets differ from the Rust words");
             for (_, t) in members.iter().map(|m| ((), &module.types[m.ty].inner)) {
                 assert!(

@@ -103,10 +103,27 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
             let (a, b) = (rng.tensor(&[s, s], dt), rng.tensor(&[s, s], dt));
             let bytes = 3.0 * (s * s * dt.size()) as f64;
             let flops = 2.0 * (s * s * s) as f64;
-            out.push(case(gpu, &name, Op::MatMul { ta: false, tb: true }, vec![a.clone(), b.clone()], flops, bytes, Check::Matmul(s, s, s))?);
+            out.push(case(
+                gpu,
+                &name,
+                Op::MatMul { ta: false, tb: true },
+                vec![a.clone(), b.clone()],
+                flops,
+                bytes,
+                Check::Matmul(s, s, s),
+            )?);
             if s == 1024 && dt == DType::F32 {
-                let mut c = case(gpu, &format!("{name} (baseline 4x4)"), Op::MatMul { ta: false, tb: true }, vec![a, b], flops, bytes, Check::Matmul(s, s, s))?;
-                c.lowered = Lowered { scratch: vec![], dispatches: vec![matmul::baseline_dispatch(s, s, s, false, true, dt)] };
+                let mut c = case(
+                    gpu,
+                    &format!("{name} (baseline 4x4)"),
+                    Op::MatMul { ta: false, tb: true },
+                    vec![a, b],
+                    flops,
+                    bytes,
+                    Check::Matmul(s, s, s),
+                )?;
+                c.lowered =
+                    Lowered { scratch: vec![], dispatches: vec![matmul::baseline_dispatch(s, s, s, false, true, dt)] };
                 out.push(c);
             }
         }
@@ -117,27 +134,59 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
             }
             let (x, w) = (rng.tensor(&[1, 576], dt), rng.tensor(&[n, 576], dt));
             let bytes = ((n * 576 + 576 + n) * dt.size()) as f64;
-            out.push(case(gpu, &name, Op::MatMul { ta: false, tb: true }, vec![x, w], 2.0 * (n * 576) as f64, bytes, Check::Matmul(1, 576, n))?);
+            out.push(case(
+                gpu,
+                &name,
+                Op::MatMul { ta: false, tb: true },
+                vec![x, w],
+                2.0 * (n * 576) as f64,
+                bytes,
+                Check::Matmul(1, 576, n),
+            )?);
         }
         let rows = 512;
         let name = format!("softmax {rows}x4096 {}", dt.name());
         if want(&name) {
             let x = rng.tensor(&[rows, 4096], dt);
-            out.push(case(gpu, &name, Op::Softmax { causal: false }, vec![x], 0.0, 2.0 * (rows * 4096 * dt.size()) as f64, Check::Reference)?);
+            out.push(case(
+                gpu,
+                &name,
+                Op::Softmax { causal: false },
+                vec![x],
+                0.0,
+                2.0 * (rows * 4096 * dt.size()) as f64,
+                Check::Reference,
+            )?);
         }
         let name = format!("rmsnorm {rows}x4096 {}", dt.name());
         if want(&name) {
             let (x, g) = (rng.tensor(&[rows, 4096], dt), rng.tensor(&[4096], dt));
-            out.push(case(gpu, &name, Op::RmsNorm { eps: 1e-5 }, vec![x, g], 0.0, 2.0 * (rows * 4096 * dt.size()) as f64, Check::Reference)?);
+            out.push(case(
+                gpu,
+                &name,
+                Op::RmsNorm { eps: 1e-5 },
+                vec![x, g],
+                0.0,
+                2.0 * (rows * 4096 * dt.size()) as f64,
+                Check::Reference,
+            )?);
         }
         // SmolLM2-135M's attention geometry: 9 query heads, 3 kv heads, head_dim 64.
         for (t, s) in [(256usize, 256usize), (1024, 1024), (1, 1024)] {
             let name = format!("attention causal T={t} S={s} 9/3 heads d64 {}", dt.name());
-            if !want(&name) {
+            // The long prefill takes tens of seconds on a software adapter: f32 only.
+            if !want(&name) || (t == 1024 && dt == DType::F16) {
                 continue;
             }
-            let (q, k, v) = (rng.tensor(&[1, 9, t, 64], dt), rng.tensor(&[1, 3, s, 64], dt), rng.tensor(&[1, 3, s, 64], dt));
-            let spec = AttnSpec { causal: true, scale: 0.125, mask: false, q_offset: Scalar::Const((s - t) as u32), kv_len: Scalar::Const(s as u32) };
+            let (q, k, v) =
+                (rng.tensor(&[1, 9, t, 64], dt), rng.tensor(&[1, 3, s, 64], dt), rng.tensor(&[1, 3, s, 64], dt));
+            let spec = AttnSpec {
+                causal: true,
+                scale: 0.125,
+                mask: false,
+                q_offset: Scalar::Const((s - t) as u32),
+                kv_len: Scalar::Const(s as u32),
+            };
             // Causal: about half the scores of a T×S block (all of them when T = 1).
             let pairs = if t == 1 { s as f64 } else { (t * (t + 1) / 2) as f64 };
             let flops = 4.0 * 9.0 * 64.0 * pairs;
@@ -193,10 +242,14 @@ pub fn kernels(gpu: &Gpu, filter: Option<&str>, reps: usize) -> Result<Vec<Row>>
         let max_err = validate(&c, &got)?;
         let bound = if c.out_dtype == DType::F16 { 2e-2 } else { 1e-4 };
         if !(max_err <= bound) {
-            return Err(Error::Other(format!("{}: GPU result differs from the reference (max error {max_err:e} > {bound:e})", c.name)));
+            return Err(Error::Other(format!(
+                "{}: GPU result differs from the reference (max error {max_err:e} > {bound:e})",
+                c.name
+            )));
         }
-        k.time(1)?; // warm-up
-        let (mut t, clock) = k.time(reps.max(1))?;
+        // The validation run above warmed the pipeline. Shapes that take over a second get a single timed run.
+        let (first, clock) = k.time(1)?;
+        let (mut t, _) = if first[0] > 1e6 { (first, clock) } else { k.time(reps.max(1))? };
         t.sort_by(|a, b| a.total_cmp(b));
         let micros = t[t.len() / 2];
         let entries: Vec<&str> = c.lowered.dispatches.iter().map(|d| d.entry).collect();
@@ -228,7 +281,15 @@ pub fn print(gpu: &Gpu, rows: &[Row], json: bool) {
     println!("{:<46} {:<22} {:>11} {:>9} {:>8} {:>9}", "kernel / shape", "entry", "µs", "GFLOP/s", "GB/s", "max err");
     for r in rows {
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
-        println!("{:<46} {:<22} {:>11.1} {:>9} {:>8} {:>9.1e}", r.name, r.kernel, r.micros, f(r.gflops), f(r.gbps), r.max_err);
+        println!(
+            "{:<46} {:<22} {:>11.1} {:>9} {:>8} {:>9.1e}",
+            r.name,
+            r.kernel,
+            r.micros,
+            f(r.gflops),
+            f(r.gbps),
+            r.max_err
+        );
     }
     let find = |n: &str| rows.iter().find(|r| r.name == n);
     if let (Some(t), Some(b)) = (find("matmul 1024x1024x1024 f32"), find("matmul 1024x1024x1024 f32 (baseline 4x4)")) {

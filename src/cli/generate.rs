@@ -164,7 +164,12 @@ pub fn run_generate(
 
 pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>, n: usize) -> Result<()> {
     let (mut s, tok, path) = open(gpu, m)?;
-    eprintln!("chatting with {} ({}, {}). /reset clears the history, /exit quits.", path.display(), s.dtype.name(), gpu.info.name);
+    eprintln!(
+        "chatting with {} ({}, {}). /reset clears the history, /exit quits.",
+        path.display(),
+        s.dtype.name(),
+        gpu.info.name
+    );
     let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
     let mut history: Vec<(String, String)> = vec![];
     if let Some(sys) = system {

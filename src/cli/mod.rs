@@ -157,11 +157,17 @@ fn devices(args: &GpuArgs, json: bool) -> Result<()> {
     }
     for (i, a) in list.iter().enumerate() {
         println!("[{i}] {} — {} {}, driver {} {}", a.name, a.backend, a.device_type, a.driver, a.driver_info);
-        println!("    tier {} | f16 {} | subgroups {} (size {}–{}) | timestamps {} | immediates {}",
-            a.tier, a.f16, a.subgroups, a.subgroup_min_size, a.subgroup_max_size, a.timestamps, a.immediates);
-        println!("    max storage binding {} MiB | max buffer {} MiB | workgroup storage {} KiB | invocations/workgroup {}",
-            a.max_storage_buffer_binding_size >> 20, a.max_buffer_size >> 20,
-            a.max_compute_workgroup_storage_size >> 10, a.max_compute_invocations_per_workgroup);
+        println!(
+            "    tier {} | f16 {} | subgroups {} (size {}–{}) | timestamps {} | immediates {}",
+            a.tier, a.f16, a.subgroups, a.subgroup_min_size, a.subgroup_max_size, a.timestamps, a.immediates
+        );
+        println!(
+            "    max storage binding {} MiB | max buffer {} MiB | workgroup storage {} KiB | invocations/workgroup {}",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup
+        );
     }
     Ok(())
 }
@@ -173,7 +179,9 @@ fn inspect(path: &std::path::Path, tensors: bool) -> Result<()> {
     for (k, v) in store.metadata() {
         let shown = match v {
             MetaValue::Array(a) => format!("[{} × {}]", a.len(), a.first().map_or("?", |x| x.type_name())),
-            MetaValue::Str(s) if s.len() > 120 => format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(100)], s.len()),
+            MetaValue::Str(s) if s.len() > 120 => {
+                format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(100)], s.len())
+            }
             v => format!("{v:?}"),
         };
         println!("  {k} = {shown}");

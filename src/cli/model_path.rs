@@ -127,7 +127,9 @@ fn fetch(k: &Known, dest: &Path) -> Result<()> {
         f.read_to_end(&mut data)?;
         let want = record
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name},sha256=")).map(|r| r.split(',').next().unwrap_or("").to_string()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name},sha256=")).map(|r| r.split(',').next().unwrap_or("").to_string())
+            })
             .ok_or_else(|| Error::Other(format!("RECORD lists no checksum for {name}")))?;
         let got = b64url(&Sha256::digest(&data));
         if got != want {

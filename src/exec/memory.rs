@@ -227,7 +227,10 @@ impl MemoryPlan {
     /// The buffer holding shard `s` of a value.
     pub fn buffer(&self, graph: &Graph, v: ValueId, s: usize) -> Result<&wgpu::Buffer> {
         match self.resolve(graph, v)? {
-            Storage::Shards(sh) => sh.get(s).map(|x| &x.0).ok_or_else(|| Error::Graph(format!("{} has no shard {s}", value_name(graph, v)))),
+            Storage::Shards(sh) => sh
+                .get(s)
+                .map(|x| &x.0)
+                .ok_or_else(|| Error::Graph(format!("{} has no shard {s}", value_name(graph, v)))),
             Storage::Pool(b) if s == 0 => Ok(&self.pool[*b]),
             _ => Err(Error::Graph(format!("{} has no shard {s}", value_name(graph, v)))),
         }

@@ -118,7 +118,11 @@ impl<'g> Plan<'g> {
                 continue;
             }
             let ins: Vec<ArgInfo> = node.inputs.iter().map(|v| mem.arg_info(&graph, *v)).collect();
-            let out = ArgInfo { shape: node.shape.clone(), dtype: node.dtype, shards: vec![(0, node.shape.first().copied().unwrap_or(1))] };
+            let out = ArgInfo {
+                shape: node.shape.clone(),
+                dtype: node.dtype,
+                shards: vec![(0, node.shape.first().copied().unwrap_or(1))],
+            };
             let lowered = kernels::lower(&node.op, &ins, &out, &caps)?;
             let scratch: Vec<wgpu::Buffer> = lowered
                 .scratch
@@ -144,7 +148,11 @@ impl<'g> Plan<'g> {
         for &i in &mem.order {
             if let Op::Fill { value } = graph.nodes[i].op {
                 let n = &graph.nodes[i];
-                let t = HostTensor { shape: n.shape.clone(), dtype: n.dtype, data: crate::tensor::HostData::F32(vec![value; crate::tensor::numel(&n.shape)]) };
+                let t = HostTensor {
+                    shape: n.shape.clone(),
+                    dtype: n.dtype,
+                    data: crate::tensor::HostData::F32(vec![value; crate::tensor::numel(&n.shape)]),
+                };
                 mem.upload(gpu, &graph, ValueId(i), &t.to_bytes())?;
             }
         }
@@ -176,7 +184,9 @@ impl<'g> Plan<'g> {
     }
 
     fn leaf(&self, name: &str) -> Result<ValueId> {
-        self.graph.find(name).ok_or_else(|| Error::Run(format!("the graph has no input, param or state named {name:?}")))
+        self.graph
+            .find(name)
+            .ok_or_else(|| Error::Run(format!("the graph has no input, param or state named {name:?}")))
     }
 
     /// Upload a leaf's value (weights and state once; inputs also through `run`).
@@ -189,7 +199,11 @@ impl<'g> Plan<'g> {
         let mut t = t.clone();
         if t.dtype != node.dtype {
             if !(t.dtype.is_float() && node.dtype.is_float()) {
-                return Err(Error::Run(format!("{name}: given {}, the graph says {}", t.dtype.name(), node.dtype.name())));
+                return Err(Error::Run(format!(
+                    "{name}: given {}, the graph says {}",
+                    t.dtype.name(),
+                    node.dtype.name()
+                )));
             }
             t.dtype = node.dtype;
         }
@@ -288,4 +302,3 @@ pub fn value_name(graph: &Graph, v: ValueId) -> String {
     let n = graph.node(v);
     leaf_name(&n.op).map_or_else(|| format!("{}#{}", n.op.name(), v.0), str::to_string)
 }
-

@@ -55,7 +55,8 @@ impl<'g> RawKernel<'g> {
             if !step.vars.is_empty() {
                 let table: std::collections::HashMap<&str, u32> = vars.iter().copied().collect();
                 for (k, sc, add) in &step.vars {
-                    step.words[*k] = super::word_bits(&crate::kernels::Word::Var(sc.clone(), *add), &|n| table.get(n).copied())?;
+                    step.words[*k] =
+                        super::word_bits(&crate::kernels::Word::Var(sc.clone(), *add), &|n| table.get(n).copied())?;
                 }
                 gpu.write(&step.params, 0, bytemuck::cast_slice(&step.words));
             }
@@ -77,7 +78,8 @@ impl<'g> RawKernel<'g> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.record(&mut enc.begin_compute_pass(&Default::default()));
         self.gpu.queue.submit([enc.finish()]);
-        let bytes = self.gpu.read(&self.out, 0, (self.out_shape.iter().product::<usize>() * self.out_dtype.size()) as u64)?;
+        let bytes =
+            self.gpu.read(&self.out, 0, (self.out_shape.iter().product::<usize>() * self.out_dtype.size()) as u64)?;
         Ok(HostTensor::from_bytes(&self.out_shape, self.out_dtype, &bytes))
     }
 
@@ -98,7 +100,11 @@ impl<'g> RawKernel<'g> {
             return Ok((out, "wall"));
         }
         let n = (2 * reps) as u32;
-        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: n });
+        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Timestamp,
+            count: n,
+        });
         let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: n as u64 * 8,

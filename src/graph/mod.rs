@@ -43,10 +43,7 @@ impl Graph {
     }
     /// All params (trainable leaves) in creation order.
     pub fn params(&self) -> Vec<ValueId> {
-        (0..self.nodes.len())
-            .filter(|&i| matches!(self.nodes[i].op, Op::Param { .. }))
-            .map(ValueId)
-            .collect()
+        (0..self.nodes.len()).filter(|&i| matches!(self.nodes[i].op, Op::Param { .. })).map(ValueId).collect()
     }
 }
 
@@ -109,8 +106,7 @@ impl GraphBuilder {
         if let Some(bad) = inputs.iter().find(|v| v.0 >= self.graph.nodes.len()) {
             return Err(Error::Graph(format!("op {} uses value {} that does not exist", op.name(), bad.0)));
         }
-        let ins: Vec<(&[usize], DType)> =
-            inputs.iter().map(|&v| (self.graph.shape(v), self.graph.dtype(v))).collect();
+        let ins: Vec<(&[usize], DType)> = inputs.iter().map(|&v| (self.graph.shape(v), self.graph.dtype(v))).collect();
         let (shape, dtype) = shape::infer(&op, &ins)?;
         self.graph.nodes.push(Node { op, inputs: inputs.to_vec(), shape, dtype });
         Ok(ValueId(self.graph.nodes.len() - 1))

@@ -57,7 +57,7 @@ fn dispatch(
 /// A plain buffer copy of `n_elems` elements of `dtype` (binding 1 read, binding 2 write): vec4 when
 /// `n_elems % 4 == 0`. The benchmark's bandwidth ceiling.
 pub fn copy_dispatch(n_elems: usize, dtype: DType) -> Dispatch {
-    let (entry, n) = if n_elems % 4 == 0 { ("copy_vec4", n_elems / 4) } else { ("copy", n_elems) };
+    let (entry, n) = if n_elems.is_multiple_of(4) { ("copy_vec4", n_elems / 4) } else { ("copy", n_elems) };
     let dtype = if dtype == DType::F16 { DType::F16 } else { DType::F32 };
     dispatch(
         entry,
@@ -75,8 +75,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
     let dt = out.dtype;
     let zero = || Word::U32(0);
     let unary_bindings = || vec![bind(Arg::Input(0), false), bind(Arg::Output, true)];
-    let binary_bindings =
-        || vec![bind(Arg::Input(0), false), bind(Arg::Input(1), false), bind(Arg::Output, true)];
+    let binary_bindings = || vec![bind(Arg::Input(0), false), bind(Arg::Input(1), false), bind(Arg::Output, true)];
     let d = match op {
         Op::Add => {
             let bias = ins[1].shape != ins[0].shape;
@@ -86,14 +85,9 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
         }
         Op::Mul => dispatch("mul", dt, vec![], params(n, 0, 0.0, [0; 4], zero()), binary_bindings(), n),
         Op::Scale { s } => dispatch("scale", dt, vec![], params(n, 0, *s, [0; 4], zero()), unary_bindings(), n),
-        Op::Unary { act } => dispatch(
-            "unary",
-            dt,
-            vec![("ACT", act_id(*act))],
-            params(n, 0, 0.0, [0; 4], zero()),
-            unary_bindings(),
-            n,
-        ),
+        Op::Unary { act } => {
+            dispatch("unary", dt, vec![("ACT", act_id(*act))], params(n, 0, 0.0, [0; 4], zero()), unary_bindings(), n)
+        }
         Op::UnaryBackward { act } => dispatch(
             "unary_backward",
             dt,
@@ -153,12 +147,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
                 n_src,
             )
         }
-        _ => {
-            return Err(Error::Unsupported {
-                op: op.name().into(),
-                detail: "not an elementwise-family op".into(),
-            })
-        }
+        _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not an elementwise-family op".into() }),
     };
     Ok(Lowered { scratch: vec![], dispatches: vec![d] })
 }

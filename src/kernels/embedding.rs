@@ -13,7 +13,13 @@ fn params(n: usize, c: usize, v: usize, row0: usize, row1: usize, first: bool) -
     vec![("n", u(n)), ("c", u(c)), ("v", u(v)), ("row0", u(row0)), ("row1", u(row1)), ("first", u(first as usize))]
 }
 
-fn dispatch(entry: &'static str, out: &ArgInfo, params: Vec<(&'static str, Word)>, bindings: Vec<super::Binding>, threads: usize) -> Dispatch {
+fn dispatch(
+    entry: &'static str,
+    out: &ArgInfo,
+    params: Vec<(&'static str, Word)>,
+    bindings: Vec<super::Binding>,
+    threads: usize,
+) -> Dispatch {
     Dispatch {
         family: "embedding",
         source: SOURCE,

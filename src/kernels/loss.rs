@@ -7,7 +7,15 @@ use crate::graph::Op;
 
 pub const SOURCE: &str = include_str!("../../shaders/loss.wgsl");
 
-fn dispatch(entry: &'static str, out: &ArgInfo, n: usize, v: usize, ignore: i32, bindings: Vec<super::Binding>, grid: [u32; 3]) -> Dispatch {
+fn dispatch(
+    entry: &'static str,
+    out: &ArgInfo,
+    n: usize,
+    v: usize,
+    ignore: i32,
+    bindings: Vec<super::Binding>,
+    grid: [u32; 3],
+) -> Dispatch {
     Dispatch {
         family: "loss",
         source: SOURCE,

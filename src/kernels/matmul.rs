@@ -64,18 +64,27 @@ impl Geom {
 fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: Arg) -> Dispatch {
     let (entry, grid) = match kernel {
         Kernel::Gemv => {
-            let vec4 = g.stride_a % 4 == 0
-                && g.k_off % 4 == 0
-                && g.stride_b % 4 == 0
-                && g.ldb % 4 == 0
-                && if tb { g.k % 4 == 0 } else { g.n % 4 == 0 };
-            let groups = if tb { ceil_div(g.n, 4) } else { ceil_div(g.n, 64) };
+            let vec4 = g.stride_a.is_multiple_of(4)
+                && g.k_off.is_multiple_of(4)
+                && g.stride_b.is_multiple_of(4)
+                && g.ldb.is_multiple_of(4)
+                && if tb { g.k.is_multiple_of(4) } else { g.n.is_multiple_of(4) };
+            // gemv: 4 columns (TB) or 64 per workgroup; gemv_vec4: 8 or 64.
+            let groups = if tb { ceil_div(g.n, if vec4 { 8 } else { 4 }) } else { ceil_div(g.n, 64) };
             let mut grid = grid_1d(groups);
             grid[2] = g.batch as u32;
             (if vec4 { "gemv_vec4" } else { "gemv" }, grid)
         }
         Kernel::Baseline => ("matmul_baseline", [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32]),
-        _ => ("matmul_tiled", [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32]),
+        _ => {
+            // vec4 loads where the operand's layout keeps every 4-group aligned (see the shader).
+            let a_vec = g.lda.is_multiple_of(4)
+                && g.stride_a.is_multiple_of(4)
+                && if ta { g.m.is_multiple_of(4) } else { g.k_off.is_multiple_of(4) };
+            let b_vec = g.ldb.is_multiple_of(4) && g.stride_b.is_multiple_of(4) && (tb || g.n.is_multiple_of(4));
+            let entry = if a_vec && b_vec { "matmul_tiled" } else { "matmul_tiled_scalar" };
+            (entry, [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32])
+        }
     };
     Dispatch {
         family: "matmul",
@@ -92,16 +101,8 @@ fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: A
 /// The plain 4×4 register-blocked kernel for c [m, n] = op(a)·op(b), unbatched (a binding 1, b binding 2,
 /// c binding 3): the benchmark's point of comparison.
 pub fn baseline_dispatch(m: usize, k: usize, n: usize, ta: bool, tb: bool, dtype: DType) -> Dispatch {
-    let g = Geom {
-        batch: 1,
-        m,
-        n,
-        k,
-        lda: if ta { m } else { k },
-        ldb: if tb { k } else { n },
-        ldc: n,
-        ..Geom::default()
-    };
+    let g =
+        Geom { batch: 1, m, n, k, lda: if ta { m } else { k }, ldb: if tb { k } else { n }, ldc: n, ..Geom::default() };
     dispatch(&g, Kernel::Baseline, ta, tb, dtype, Arg::Input(1))
 }
 
@@ -132,7 +133,16 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel) -> 
     if shards.len() > 1 && (ta || rb != 2) {
         no_shards(op, ins)?;
     }
-    let mut g = Geom { batch: a_batch, m, n, k, lda: if ta { m } else { k }, ldb: if tb { k } else { n }, ldc: n, ..Geom::default() };
+    let mut g = Geom {
+        batch: a_batch,
+        m,
+        n,
+        k,
+        lda: if ta { m } else { k },
+        ldb: if tb { k } else { n },
+        ldc: n,
+        ..Geom::default()
+    };
     if rb == 2 && !ta {
         // One weight for every batch: fold the batch into the rows.
         g.batch = 1;

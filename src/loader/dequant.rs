@@ -20,33 +20,17 @@ use super::SourceDType;
 
 /// Dequantizes (or widens) `n` values of `dtype` from `bytes`, which must be exactly their size.
 pub fn dequantize(dtype: SourceDType, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> {
-    let want = dtype.bytes_for(n).ok_or_else(|| {
-        format!(
-            "{n} values are not a whole number of {} blocks",
-            dtype.name()
-        )
-    })?;
+    let want =
+        dtype.bytes_for(n).ok_or_else(|| format!("{n} values are not a whole number of {} blocks", dtype.name()))?;
     if bytes.len() != want {
-        return Err(format!(
-            "{n} {} values need {want} bytes, got {}",
-            dtype.name(),
-            bytes.len()
-        ));
+        return Err(format!("{n} {} values need {want} bytes, got {}", dtype.name(), bytes.len()));
     }
     let (per_block, block_bytes) = dtype.block();
     let mut out = Vec::with_capacity(n);
     match dtype {
-        SourceDType::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
+        SourceDType::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         SourceDType::F16 => out.extend(bytes.chunks_exact(2).map(|b| f16_at(b, 0))),
-        SourceDType::BF16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-        ),
+        SourceDType::BF16 => out.extend(bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())),
         _ => {
             let mut block_out = vec![0f32; per_block];
             for block in bytes.chunks_exact(block_bytes) {
@@ -101,10 +85,7 @@ pub(crate) fn q4_k_scale_min(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
-        (
-            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
+        ((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
     }
 }
 

@@ -11,9 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{
-    format_err, map_file, FileFormat, Mapped, MetaValue, SourceDType, TensorEntry, WeightStore,
-};
+use super::{format_err, map_file, FileFormat, Mapped, MetaValue, SourceDType, TensorEntry, WeightStore};
 use crate::error::{Error, Result};
 
 /// Alignment of the data section and of every tensor offset when `general.alignment` is absent.
@@ -78,10 +76,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn array<const N: usize>(&mut self, what: &str) -> Parse<[u8; N]> {
-        Ok(self
-            .take(N, what)?
-            .try_into()
-            .expect("take returned N bytes"))
+        Ok(self.take(N, what)?.try_into().expect("take returned N bytes"))
     }
     fn u32(&mut self, what: &str) -> Parse<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
@@ -100,8 +95,7 @@ impl<'a> Reader<'a> {
             ));
         }
         let bytes = self.take(len as usize, what)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|e| format!("{what}: string at byte {at} is not UTF-8: {e}"))
+        String::from_utf8(bytes.to_vec()).map_err(|e| format!("{what}: string at byte {at} is not UTF-8: {e}"))
     }
     fn value(&mut self, type_id: u32, what: &str, depth: usize) -> Parse<MetaValue> {
         Ok(match type_id {
@@ -120,9 +114,7 @@ impl<'a> Reader<'a> {
             8 => MetaValue::Str(self.string(what)?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(format!(
-                        "{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"
-                    ));
+                    return Err(format!("{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"));
                 }
                 let elem = self.u32(what)?;
                 let count = self.u64(what)?;
@@ -169,9 +161,7 @@ fn parse(buf: &[u8]) -> Parse<(BTreeMap<String, MetaValue>, Vec<TensorEntry>)> {
     let mut r = Reader { buf, pos: 0 };
     let magic = r.array::<4>("magic")?;
     if &magic != b"GGUF" {
-        return Err(format!(
-            "bad magic {magic:02x?}: not a GGUF file (expected \"GGUF\")"
-        ));
+        return Err(format!("bad magic {magic:02x?}: not a GGUF file (expected \"GGUF\")"));
     }
     let version = r.u32("version")?;
     if !(2..=3).contains(&version) {
@@ -194,11 +184,7 @@ fn parse(buf: &[u8]) -> Parse<(BTreeMap<String, MetaValue>, Vec<TensorEntry>)> {
         None => GGUF_DEFAULT_ALIGNMENT,
         Some(v) => match v.as_u64() {
             Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a as usize,
-            _ => {
-                return Err(format!(
-                    "general.alignment = {v:?} is not a power of two up to 1 MiB"
-                ))
-            }
+            _ => return Err(format!("general.alignment = {v:?} is not a power of two up to 1 MiB")),
         },
     };
 
@@ -208,32 +194,17 @@ fn parse(buf: &[u8]) -> Parse<(BTreeMap<String, MetaValue>, Vec<TensorEntry>)> {
         let what = format!("tensor {name}");
         let n_dims = r.u32(&what)? as usize;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(format!(
-                "{what}: {n_dims} dims (ggml allows 1 to {MAX_DIMS})"
-            ));
+            return Err(format!("{what}: {n_dims} dims (ggml allows 1 to {MAX_DIMS})"));
         }
-        let ne = (0..n_dims)
-            .map(|_| r.u64(&what))
-            .collect::<Parse<Vec<u64>>>()?;
+        let ne = (0..n_dims).map(|_| r.u64(&what)).collect::<Parse<Vec<u64>>>()?;
         let dtype = source_dtype(r.u32(&what)?).map_err(|e| format!("{what}: {e}"))?;
         let offset = r.u64(&what)?;
-        infos.push(Info {
-            name,
-            ne,
-            dtype,
-            offset,
-        });
+        infos.push(Info { name, ne, dtype, offset });
     }
 
     let data_start = r.pos.div_ceil(alignment) * alignment;
     let mut entries = Vec::with_capacity(infos.len());
-    for Info {
-        name,
-        ne,
-        dtype,
-        offset,
-    } in infos
-    {
+    for Info { name, ne, dtype, offset } in infos {
         let numel = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
         let numel = numel
             .and_then(|n| usize::try_from(n).ok())
@@ -246,13 +217,9 @@ fn parse(buf: &[u8]) -> Parse<(BTreeMap<String, MetaValue>, Vec<TensorEntry>)> {
                 dtype.name()
             ));
         }
-        let len = dtype
-            .bytes_for(numel)
-            .ok_or_else(|| format!("tensor {name}: size overflows"))?;
+        let len = dtype.bytes_for(numel).ok_or_else(|| format!("tensor {name}: size overflows"))?;
         if !offset.is_multiple_of(alignment as u64) {
-            return Err(format!(
-                "tensor {name}: offset {offset} is not a multiple of the alignment {alignment}"
-            ));
+            return Err(format!("tensor {name}: offset {offset} is not a multiple of the alignment {alignment}"));
         }
         let start = (data_start as u64).checked_add(offset);
         let end = start.and_then(|s| s.checked_add(len as u64));
@@ -290,10 +257,7 @@ pub(super) fn open(path: &Path) -> Result<WeightStore> {
     }
     Ok(WeightStore {
         format: FileFormat::Gguf,
-        files: vec![Mapped {
-            path: path.to_path_buf(),
-            map,
-        }],
+        files: vec![Mapped { path: path.to_path_buf(), map }],
         tensors,
         metadata,
     })
@@ -309,16 +273,8 @@ pub(super) fn open(path: &Path) -> Result<WeightStore> {
 ///
 /// `data` holds `rows` rows of `row_len` items: f32 values for a dequantized weight, or the bytes of each
 /// row for a quantized one (rows are whole blocks, so they move intact).
-pub fn unpermute_qk<T: Copy>(
-    data: &[T],
-    n_head: usize,
-    rows: usize,
-    row_len: usize,
-) -> Result<Vec<T>> {
-    if n_head == 0
-        || !rows.is_multiple_of(2 * n_head)
-        || rows.checked_mul(row_len) != Some(data.len())
-    {
+pub fn unpermute_qk<T: Copy>(data: &[T], n_head: usize, rows: usize, row_len: usize) -> Result<Vec<T>> {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) || rows.checked_mul(row_len) != Some(data.len()) {
         return Err(Error::Shape {
             op: "unpermute_qk".into(),
             detail: format!(

@@ -214,10 +214,7 @@ pub fn open(path: impl AsRef<Path>) -> Result<WeightStore> {
         if single.is_file() {
             return safetensors::open_files(&[single]);
         }
-        return Err(format_err(
-            path,
-            "folder holds neither model.safetensors nor model.safetensors.index.json",
-        ));
+        return Err(format_err(path, "folder holds neither model.safetensors nor model.safetensors.index.json"));
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext.eq_ignore_ascii_case("json") && path.to_string_lossy().ends_with(".index.json") {
@@ -262,10 +259,7 @@ impl WeightStore {
     pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
         self.tensors.get(name).ok_or_else(|| Error::Format {
             file: self.file_names(),
-            detail: format!(
-                "no tensor named {name:?} ({} tensors in the store)",
-                self.tensors.len()
-            ),
+            detail: format!("no tensor named {name:?} ({} tensors in the store)", self.tensors.len()),
         })
     }
     /// The path of the file holding `entry`.
@@ -297,11 +291,7 @@ impl WeightStore {
         self.metadata.get(key)
     }
     fn file_names(&self) -> String {
-        let names: Vec<String> = self
-            .files
-            .iter()
-            .map(|f| f.path.display().to_string())
-            .collect();
+        let names: Vec<String> = self.files.iter().map(|f| f.path.display().to_string()).collect();
         names.join(", ")
     }
 }
@@ -318,16 +308,12 @@ impl std::fmt::Debug for WeightStore {
 }
 
 fn format_err(path: &Path, detail: impl Into<String>) -> Error {
-    Error::Format {
-        file: path.display().to_string(),
-        detail: detail.into(),
-    }
+    Error::Format { file: path.display().to_string(), detail: detail.into() }
 }
 
 /// Maps a whole file read-only.
 fn map_file(path: &Path) -> Result<Mmap> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format_err(path, format!("cannot open: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| format_err(path, format!("cannot open: {e}")))?;
     // SAFETY: the map is read-only. Like every mmap-based loader we rely on the model file not being truncated
     // or rewritten by another process while it is open, which Rust cannot check; every offset read from the
     // file itself is bounds-checked against `map.len()` before use.
@@ -337,11 +323,8 @@ fn map_file(path: &Path) -> Result<Mmap> {
 /// The first four bytes of a file (fewer when it is shorter).
 fn read_magic(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format_err(path, format!("cannot open: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| format_err(path, format!("cannot open: {e}")))?;
     let mut magic = Vec::with_capacity(4);
-    file.take(4)
-        .read_to_end(&mut magic)
-        .map_err(|e| format_err(path, format!("cannot read: {e}")))?;
+    file.take(4).read_to_end(&mut magic).map_err(|e| format_err(path, format!("cannot read: {e}")))?;
     Ok(magic)
 }

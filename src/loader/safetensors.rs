@@ -8,9 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 
-use super::{
-    format_err, map_file, FileFormat, Mapped, MetaValue, SourceDType, TensorEntry, WeightStore,
-};
+use super::{format_err, map_file, FileFormat, Mapped, MetaValue, SourceDType, TensorEntry, WeightStore};
 use crate::error::Result;
 
 /// Size of the little-endian u64 that gives the JSON header's length.
@@ -38,9 +36,7 @@ pub(super) fn open_files(paths: &[PathBuf]) -> Result<WeightStore> {
                 other => {
                     return Err(format_err(
                         path,
-                        format!(
-                            "tensor {name}: dtype {other:?} is not supported (F32, F16 or BF16)"
-                        ),
+                        format!("tensor {name}: dtype {other:?} is not supported (F32, F16 or BF16)"),
                     ))
                 }
             };
@@ -55,23 +51,15 @@ pub(super) fn open_files(paths: &[PathBuf]) -> Result<WeightStore> {
             };
             if let Some(previous) = store.tensors.insert(name.clone(), entry) {
                 let first = store.files[previous.file].path.display().to_string();
-                return Err(format_err(
-                    path,
-                    format!("tensor {name} is also in {first}"),
-                ));
+                return Err(format_err(path, format!("tensor {name} is also in {first}")));
             }
         }
         if let Some(extra) = meta.metadata() {
             for (key, value) in extra {
-                store
-                    .metadata
-                    .insert(key.clone(), MetaValue::Str(value.clone()));
+                store.metadata.insert(key.clone(), MetaValue::Str(value.clone()));
             }
         }
-        store.files.push(Mapped {
-            path: path.clone(),
-            map,
-        });
+        store.files.push(Mapped { path: path.clone(), map });
     }
     Ok(store)
 }
@@ -79,8 +67,7 @@ pub(super) fn open_files(paths: &[PathBuf]) -> Result<WeightStore> {
 /// Opens the shards named by a `model.safetensors.index.json` (`{"metadata": {..}, "weight_map": {tensor:
 /// file}}`), checking that every tensor of the map is found in the shard it names.
 pub(super) fn open_sharded(index: &Path) -> Result<WeightStore> {
-    let text = std::fs::read_to_string(index)
-        .map_err(|e| format_err(index, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(index).map_err(|e| format_err(index, format!("cannot read: {e}")))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format_err(index, format!("invalid JSON: {e}")))?;
     let weight_map = json
@@ -90,17 +77,10 @@ pub(super) fn open_sharded(index: &Path) -> Result<WeightStore> {
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut shard_of: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, file) in weight_map {
-        let file = file.as_str().ok_or_else(|| {
-            format_err(index, format!("weight_map entry {name} is not a file name"))
-        })?;
-        if !Path::new(file)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(format_err(
-                index,
-                format!("weight_map entry {name}: shard {file:?} is outside the folder"),
-            ));
+        let file =
+            file.as_str().ok_or_else(|| format_err(index, format!("weight_map entry {name} is not a file name")))?;
+        if !Path::new(file).components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(format_err(index, format!("weight_map entry {name}: shard {file:?} is outside the folder")));
         }
         shard_of.insert(name, file);
     }
@@ -110,15 +90,9 @@ pub(super) fn open_sharded(index: &Path) -> Result<WeightStore> {
     let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
     let mut store = open_files(&paths)?;
     for (name, shard) in &shard_of {
-        let found = store
-            .tensors
-            .get(*name)
-            .map(|e| store.files[e.file].path.as_path());
+        let found = store.tensors.get(*name).map(|e| store.files[e.file].path.as_path());
         if found != Some(dir.join(shard).as_path()) {
-            return Err(format_err(
-                index,
-                format!("tensor {name} is not in its shard {shard}"),
-            ));
+            return Err(format_err(index, format!("tensor {name} is not in its shard {shard}")));
         }
     }
     if let Some(meta) = json.get("metadata").and_then(|m| m.as_object()) {

@@ -38,7 +38,10 @@ impl Config {
         }
         if let ConfigSource::Json(v) = src {
             if let Some(s) = v.get("rope_scaling").filter(|s| !s.is_null()) {
-                return Err(Error::Unsupported { op: "rope".into(), detail: format!("rope_scaling {s} is not supported yet") });
+                return Err(Error::Unsupported {
+                    op: "rope".into(),
+                    detail: format!("rope_scaling {s} is not supported yet"),
+                });
             }
         }
         let hidden = src.req("hidden_size", "embedding_length")?;
@@ -54,7 +57,9 @@ impl Config {
             !store.contains("output.weight")
         } else {
             match src {
-                ConfigSource::Json(v) => v["tie_word_embeddings"].as_bool().unwrap_or(!store.contains("lm_head.weight")),
+                ConfigSource::Json(v) => {
+                    v["tie_word_embeddings"].as_bool().unwrap_or(!store.contains("lm_head.weight"))
+                }
                 _ => false,
             }
         };
@@ -107,7 +112,9 @@ pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<StepGr
     let pos = Scalar::var("pos");
     for l in 0..cfg.n_layers {
         let p = format!("model.layers.{l}");
-        let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| Linear::new(g, &format!("{p}.{n}"), o, i, b, dt);
+        let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| {
+            Linear::new(g, &format!("{p}.{n}"), o, i, b, dt)
+        };
         let ly = Layer {
             attn_norm: g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?,
             q: lin(&mut g, "self_attn.q_proj", cfg.n_head * hd, c, cfg.qkv_bias)?,
@@ -127,7 +134,8 @@ pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<StepGr
         let q = ly.q.forward(&mut g, h)?;
         let k = ly.k.forward(&mut g, h)?;
         let v = ly.v.forward(&mut g, h)?;
-        let (q, k, v) = (heads(&mut g, q, cfg.n_head)?, heads(&mut g, k, cfg.n_kv_head)?, heads(&mut g, v, cfg.n_kv_head)?);
+        let (q, k, v) =
+            (heads(&mut g, q, cfg.n_head)?, heads(&mut g, k, cfg.n_kv_head)?, heads(&mut g, v, cfg.n_kv_head)?);
         let rope = Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false };
         let q = g.op(rope.clone(), &[q])?;
         let k = g.op(rope, &[k])?;

@@ -1,5 +1,6 @@
 //! Model architectures, one file each, built against `GraphBuilder` (no GPU calls), sharing the layers here.
 
+pub mod bert;
 pub mod llama;
 
 use std::path::Path;
@@ -18,7 +19,8 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// config.json beside the weights (a folder, or the folder of a .safetensors file), else the GGUF metadata.
     pub fn find(path: &Path, store: &WeightStore) -> Result<Self> {
-        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let dir =
+            if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
         let cfg = dir.join("config.json");
         if store.metadata().contains_key("general.architecture") {
             return Ok(ConfigSource::Gguf(store.metadata().clone()));

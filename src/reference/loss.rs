@@ -103,8 +103,8 @@ mod tests {
             let (mut lp, mut lm) = (logits.clone(), logits.clone());
             lp[i] += h;
             lm[i] -= h;
-            let fd = dloss * (crossentropy_forward(&lp, &targets, n, v, -100)
-                - crossentropy_forward(&lm, &targets, n, v, -100))
+            let fd = dloss
+                * (crossentropy_forward(&lp, &targets, n, v, -100) - crossentropy_forward(&lm, &targets, n, v, -100))
                 / (2.0 * h);
             assert!((fd - d[i]).abs() < 1e-8, "dlogits[{i}]: fd {fd} analytic {}", d[i]);
         }

@@ -50,9 +50,8 @@ pub type Vars = HashMap<String, u32>;
 
 /// Resolve a scalar or fail naming it.
 pub fn scalar(s: &Scalar, vars: &Vars, op: &Op) -> Result<u32> {
-    s.resolve(&|n| vars.get(n).copied()).ok_or_else(|| {
-        Error::Run(format!("op {} needs the runtime scalar {s:?}, which was not set", op.name()))
-    })
+    s.resolve(&|n| vars.get(n).copied())
+        .ok_or_else(|| Error::Run(format!("op {} needs the runtime scalar {s:?}, which was not set", op.name())))
 }
 
 /// Evaluate one non-leaf, non-in-place op.
@@ -129,7 +128,8 @@ pub fn run_graph(
                 let data = match op {
                     Op::AdamW(spec) => {
                         let step = scalar(&spec.step, vars, op)?;
-                        let (p, m, v) = optim::adamw(spec, step, &ins[0].data, &ins[1].data, &ins[2].data, &ins[3].data);
+                        let (p, m, v) =
+                            optim::adamw(spec, step, &ins[0].data, &ins[1].data, &ins[2].data, &ins[3].data);
                         for (k, d) in [(2, m), (3, v)] {
                             write_back(graph, node.inputs[k], &d, leaves);
                         }

@@ -86,9 +86,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], _vars: &Vars) -> Result<
     let rows = x.data.len().checked_div(c).unwrap_or(0);
     let mut out = vec![0.0; out_shape.iter().product()];
     match *op {
-        Op::LayerNorm { eps } => {
-            layernorm_forward(&mut out, &x.data, &ins[1].data, &ins[2].data, rows, c, eps as f64)
-        }
+        Op::LayerNorm { eps } => layernorm_forward(&mut out, &x.data, &ins[1].data, &ins[2].data, rows, c, eps as f64),
         Op::RmsNorm { eps } => rmsnorm_forward(&mut out, &x.data, &ins[1].data, rows, c, eps as f64),
         Op::LayerNormGradX { eps } => {
             layernorm_backward_x(&mut out, &x.data, &ins[1].data, &ins[2].data, rows, c, eps as f64)

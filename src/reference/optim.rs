@@ -5,7 +5,14 @@ use crate::error::{Error, Result};
 use crate::graph::{AdamWSpec, Op};
 
 /// One AdamW step at `step` (≥ 1) on p, g, m, v (all (n)); returns the new (p, m, v).
-pub fn adamw(spec: &AdamWSpec, step: u32, p: &[f64], g: &[f64], m: &[f64], v: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn adamw(
+    spec: &AdamWSpec,
+    step: u32,
+    p: &[f64],
+    g: &[f64],
+    m: &[f64],
+    v: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (b1, b2) = (spec.beta1 as f64, spec.beta2 as f64);
     let (lr, eps, wd) = (spec.lr as f64, spec.eps as f64, spec.weight_decay as f64);
     let t = step.max(1) as i32;
@@ -41,7 +48,8 @@ mod tests {
     #[test]
     fn first_step_moves_by_lr_times_sign() {
         // At t = 1 with zero moments, m̂ = g and v̂ = g², so the step is lr·g/(|g| + eps) ≈ lr·sign(g).
-        let spec = AdamWSpec { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: Scalar::Const(1) };
+        let spec =
+            AdamWSpec { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: Scalar::Const(1) };
         let (p, m, v) = adamw(&spec, 1, &[1.0, -2.0], &[0.5, -3.0], &[0.0, 0.0], &[0.0, 0.0]);
         assert!((p[0] - 0.9).abs() < 1e-7 && (p[1] + 1.9).abs() < 1e-7, "{p:?}");
         assert!((m[0] - 0.05).abs() < 1e-6 && (v[1] - 0.009).abs() < 1e-6, "{m:?} {v:?}");

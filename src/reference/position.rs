@@ -15,7 +15,17 @@ fn angle_f32(pos: usize, base: f32, k: usize, dim: usize) -> f64 {
 /// out = RoPE(x): x, out (b, h, t, d), d even; pair (x[i], x[i + d/2]) of position offset + t rotated by
 /// angle (offset + t)·theta^(−2i/d), or by its negative if `inverse` (the transpose: the backward).
 #[allow(clippy::too_many_arguments)]
-pub fn rope_forward(out: &mut [f64], x: &[f64], b: usize, h: usize, t: usize, d: usize, theta: f32, offset: usize, inverse: bool) {
+pub fn rope_forward(
+    out: &mut [f64],
+    x: &[f64],
+    b: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    theta: f32,
+    offset: usize,
+    inverse: bool,
+) {
     let half = d / 2;
     for row in 0..b * h * t {
         let pos = offset + row % t;

@@ -3,6 +3,8 @@
 //! real positions, and the next step overwrites its cache rows); the decode plan is compiled once and replayed
 //! with a new position each step, creating no pipelines, buffers or bind groups.
 
+pub mod encoder;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -43,7 +45,10 @@ impl<'g> Session<'g> {
     pub fn load(gpu: &'g Gpu, path: &Path, dtype: DType, max_seq: usize) -> Result<Self> {
         let t0 = Instant::now();
         if dtype == DType::F16 && !gpu.caps().f16 {
-            return Err(Error::Unsupported { op: "load".into(), detail: "--dtype f16 needs an adapter with SHADER_F16".into() });
+            return Err(Error::Unsupported {
+                op: "load".into(),
+                detail: "--dtype f16 needs an adapter with SHADER_F16".into(),
+            });
         }
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
@@ -177,7 +182,11 @@ pub fn generate(
     while tokens.len() < max_new {
         let tok = sampler.sample(&logits, &history);
         let lp = log_softmax(&logits);
-        logprobs.push(TokenLogprob { token: tok, logprob: lp[tok as usize], top: top_k(&lp, top_logprobs).into_iter().map(|(i, v)| (i as u32, v)).collect() });
+        logprobs.push(TokenLogprob {
+            token: tok,
+            logprob: lp[tok as usize],
+            top: top_k(&lp, top_logprobs).into_iter().map(|(i, v)| (i as u32, v)).collect(),
+        });
         if tokens.is_empty() {
             ttft = t0.elapsed().as_secs_f64();
         }

@@ -4,7 +4,10 @@
 //! Both sources become one `tokenizers::Tokenizer` (the HF crate), so encoding rules are HF's own: a GGUF vocab
 //! is rebuilt the way `transformers`' converters build a `tokenizer.json` (byte-level BPE for `gpt2`, BPE with
 //! score-ordered merges and byte fallback for `llama`/SentencePiece). Special tokens written in the text
-//! (`<|im_start|>`) are matched before the pre-tokenizer runs and come out as single ids.
+//! (`<|im_start|>`) are matched before the pre-tokenizer runs and come out as single ids. `encode` never pads or
+//! truncates (a tokenizer.json's padding/truncation settings are dropped): batching code owns sequence lengths.
+//!
+//! Regexes run on `fancy-regex` (pure Rust, look-arounds included) rather than Oniguruma (a C library).
 
 mod gguf;
 mod hf;

@@ -71,9 +71,27 @@ fn cases(rng: &mut Rng, dt: DType) -> Vec<Case> {
         case(rng, dt, (1, 4, 2, 3, 70, 96), false, Some(DType::F32), c(0), c(70), vec![]),
         case(rng, dt, (1, 4, 2, 6, 70, 5), true, None, c(64), c(70), vec![]),
         // Decode: one query at position 19 against a 37-slot cache holding 20 keys (runtime scalars).
-        case(rng, dt, (1, 4, 2, 1, 37, 16), true, None, Scalar::var("pos"), Scalar::var("kv"), vec![("pos", 19), ("kv", 20)]),
+        case(
+            rng,
+            dt,
+            (1, 4, 2, 1, 37, 16),
+            true,
+            None,
+            Scalar::var("pos"),
+            Scalar::var("kv"),
+            vec![("pos", 19), ("kv", 20)],
+        ),
         // Chunked prefill continuing a cache: 3 queries at positions 10..12, 13 valid keys, padded.
-        case(rng, dt, (2, 2, 1, 3, 37, 8), true, Some(dt), Scalar::var("pos"), Scalar::var("kv"), vec![("pos", 10), ("kv", 13)]),
+        case(
+            rng,
+            dt,
+            (2, 2, 1, 3, 37, 8),
+            true,
+            Some(dt),
+            Scalar::var("pos"),
+            Scalar::var("kv"),
+            vec![("pos", 10), ("kv", 13)],
+        ),
     ]
 }
 
@@ -83,7 +101,13 @@ fn forward_and_weights() {
     for dt in dtypes() {
         for cs in cases(&mut rng, dt) {
             check_op(&format!("attention {}", cs.name), Op::Attention(cs.spec.clone()), &cs.ins, &cs.vars, tol(dt));
-            check_op(&format!("weights {}", cs.name), Op::AttentionWeights(cs.spec.clone()), &cs.ins, &cs.vars, tol(dt));
+            check_op(
+                &format!("weights {}", cs.name),
+                Op::AttentionWeights(cs.spec.clone()),
+                &cs.ins,
+                &cs.vars,
+                tol(dt),
+            );
         }
     }
 }
@@ -120,7 +144,16 @@ fn backward() {
 #[test]
 fn f32_tier() {
     let mut rng = Rng::new(34);
-    let cs = case(&mut rng, DType::F32, (1, 4, 2, 5, 9, 12), true, Some(DType::F32), Scalar::Const(0), Scalar::Const(9), vec![]);
+    let cs = case(
+        &mut rng,
+        DType::F32,
+        (1, 4, 2, 5, 9, 12),
+        true,
+        Some(DType::F32),
+        Scalar::Const(0),
+        Scalar::Const(9),
+        vec![],
+    );
     let gpu = common::gpu_f32_tier();
     check_op_on(gpu, "attention f32 tier", Op::Attention(cs.spec.clone()), &cs.ins, &[], F32_REDUCE);
     let mut ins = cs.ins.clone();

@@ -35,9 +35,7 @@ pub fn gpu() -> &'static Gpu {
 /// A device forced to the f32 tier (no f16, no subgroups), so that tier's kernels are tested too.
 pub fn gpu_f32_tier() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Gpu::new(&GpuOptions { tier: Some(Tier::F32), ..GpuOptions::default() }).expect("a GPU adapter")
-    })
+    GPU.get_or_init(|| Gpu::new(&GpuOptions { tier: Some(Tier::F32), ..GpuOptions::default() }).expect("a GPU adapter"))
 }
 
 /// A device whose max storage binding is forced down to `bytes`, to test sharded tensors.
@@ -112,8 +110,7 @@ pub fn assert_close(case: &str, got: &HostTensor, want: &HostTensor, tol: Tol) {
         max_rel = max_rel.max(d / w[i].abs().max(1e-12));
     }
     if !bad.is_empty() {
-        let pairs: Vec<String> =
-            bad.iter().take(6).map(|&i| format!("[{i}] got {} want {}", g[i], w[i])).collect();
+        let pairs: Vec<String> = bad.iter().take(6).map(|&i| format!("[{i}] got {} want {}", g[i], w[i])).collect();
         panic!(
             "{case}: {} of {} values mismatch (tol abs {} rel {}); worst index {worst}: got {} want {}; \
              max abs err {max_abs:e}, max rel err {max_rel:e}; first: {}",
@@ -142,11 +139,8 @@ pub fn check_op_on(gpu: &Gpu, case: &str, op: Op, inputs: &[HostTensor], vars: &
     let mut leaves = vec![];
     for (i, t) in inputs.iter().enumerate() {
         let name = format!("in{i}");
-        let v = if stateful.contains(&i) {
-            b.state(&name, &t.shape, t.dtype)
-        } else {
-            b.input(&name, &t.shape, t.dtype)
-        };
+        let v =
+            if stateful.contains(&i) { b.state(&name, &t.shape, t.dtype) } else { b.input(&name, &t.shape, t.dtype) };
         leaves.push(v.unwrap());
     }
     let out = b.op(op, &leaves).unwrap_or_else(|e| panic!("{case}: {e}"));

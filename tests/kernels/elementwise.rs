@@ -23,7 +23,7 @@ fn add_mul_scale() {
             let (a, b) = (r.tensor(s, dt), r.tensor(s, dt));
             check_op(&format!("add {s:?} {dt:?}"), Op::Add, &[a.clone(), b.clone()], &[], tol);
             check_op(&format!("mul {s:?} {dt:?}"), Op::Mul, &[a.clone(), b], &[], tol);
-            check_op(&format!("scale {s:?} {dt:?}"), Op::Scale { s: -1.7 }, &[a.clone()], &[], tol);
+            check_op(&format!("scale {s:?} {dt:?}"), Op::Scale { s: -1.7 }, std::slice::from_ref(&a), &[], tol);
             let bias = r.tensor(&[*s.last().unwrap()], dt);
             check_op(&format!("add bias {s:?} {dt:?}"), Op::Add, &[a, bias], &[], tol);
         }
@@ -47,7 +47,7 @@ fn activations_and_their_derivatives() {
         for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu] {
             let x = act_inputs(&mut r, dt);
             let dy = r.tensor(&x.shape, dt);
-            check_op(&format!("{act:?} {dt:?}"), Op::Unary { act }, &[x.clone()], &[], tol);
+            check_op(&format!("{act:?} {dt:?}"), Op::Unary { act }, std::slice::from_ref(&x), &[], tol);
             check_op(&format!("{act:?}' {dt:?}"), Op::UnaryBackward { act }, &[x, dy], &[], tol);
         }
     }
@@ -68,8 +68,20 @@ fn sum_rows_cast_permute() {
     }
     if common::has_f16() {
         for n in [1usize, 7, 1000] {
-            check_op(&format!("cast to f16 [{n}]"), Op::Cast { to: DType::F16 }, &[r.tensor(&[n], DType::F32)], &[], F16);
-            check_op(&format!("cast to f32 [{n}]"), Op::Cast { to: DType::F32 }, &[r.tensor(&[n], DType::F16)], &[], EXACT);
+            check_op(
+                &format!("cast to f16 [{n}]"),
+                Op::Cast { to: DType::F16 },
+                &[r.tensor(&[n], DType::F32)],
+                &[],
+                F16,
+            );
+            check_op(
+                &format!("cast to f32 [{n}]"),
+                Op::Cast { to: DType::F32 },
+                &[r.tensor(&[n], DType::F16)],
+                &[],
+                EXACT,
+            );
         }
     }
     check_op("cast f32 to f32", Op::Cast { to: DType::F32 }, &[r.tensor(&[13], DType::F32)], &[], EXACT);

@@ -6,7 +6,6 @@ use wgpu_llm::tensor::DType;
 
 use crate::common::{self, check_op, check_op_on, Rng, EXACT, F16, F32};
 
-
 #[test]
 fn gather_rows() {
     let mut r = Rng::new(21);
@@ -15,7 +14,9 @@ fn gather_rows() {
         dts.push(DType::F16);
     }
     for dt in dts {
-        for (v, c, ids) in [(50usize, 13usize, vec![3usize, 7]), (1, 1, vec![1]), (7, 64, vec![61]), (300, 5, vec![2, 2, 2])] {
+        for (v, c, ids) in
+            [(50usize, 13usize, vec![3usize, 7]), (1, 1, vec![1]), (7, 64, vec![61]), (300, 5, vec![2, 2, 2])]
+        {
             let table = r.tensor(&[v, c], dt);
             let ids = r.ids(&ids, v as u32 + 3); // a few ids ≥ V
             check_op(&format!("embedding [{v},{c}] {:?} {dt:?}", ids.shape), Op::Embedding, &[table, ids], &[], EXACT);
@@ -42,7 +43,9 @@ fn scatter_add_backward() {
         dts.push((DType::F16, F16));
     }
     for (dt, tol) in dts {
-        for (vocab, c, ids) in [(10usize, 13usize, vec![2usize, 9]), (1, 1, vec![5]), (50, 61, vec![300]), (3, 7, vec![1])] {
+        for (vocab, c, ids) in
+            [(10usize, 13usize, vec![2usize, 9]), (1, 1, vec![5]), (50, 61, vec![300]), (3, 7, vec![1])]
+        {
             let ids = r.ids(&ids, vocab as u32 + 2);
             let mut dys = ids.shape.clone();
             dys.push(c);

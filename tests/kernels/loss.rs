@@ -55,7 +55,13 @@ fn all_rows_ignored_gives_zero() {
     let t = HostTensor::i32(&[4], vec![-1; 4]).unwrap();
     check_op("cross_entropy all ignored", Op::CrossEntropy { ignore_index: -1 }, &[l.clone(), t.clone()], &[], F32);
     let dloss = HostTensor::f32(&[1], vec![1.0]).unwrap();
-    check_op("cross_entropy_backward all ignored", Op::CrossEntropyBackward { ignore_index: -1 }, &[l, t, dloss], &[], F32);
+    check_op(
+        "cross_entropy_backward all ignored",
+        Op::CrossEntropyBackward { ignore_index: -1 },
+        &[l, t, dloss],
+        &[],
+        F32,
+    );
 }
 
 #[test]

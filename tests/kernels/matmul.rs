@@ -71,7 +71,14 @@ fn random_awkward_shapes() {
 
 /// Like `check_op_on`, but input `w` is a Param (only weights are stored in shards), set once before the run.
 /// Returns the plan's dispatch count.
-pub fn check_with_param(gpu: &wgpu_llm::gpu::Gpu, case: &str, op: Op, ins: &[wgpu_llm::tensor::HostTensor], w: usize, tol: common::Tol) -> usize {
+pub fn check_with_param(
+    gpu: &wgpu_llm::gpu::Gpu,
+    case: &str,
+    op: Op,
+    ins: &[wgpu_llm::tensor::HostTensor],
+    w: usize,
+    tol: common::Tol,
+) -> usize {
     use std::collections::HashMap;
     use wgpu_llm::{exec::Plan, reference};
     let mut b = GraphBuilder::new();
@@ -119,7 +126,14 @@ fn f32_tier() {
     let mut r = Rng::new(16);
     for (m, k, n) in [(7, 13, 61), (1, 64, 33)] {
         let (a, b) = (r.tensor(&[m, k], DType::F32), r.tensor(&[n, k], DType::F32));
-        check_op_on(gpu, &format!("tier matmul {m}x{k}x{n}"), Op::MatMul { ta: false, tb: true }, &[a, b], &[], F32_REDUCE);
+        check_op_on(
+            gpu,
+            &format!("tier matmul {m}x{k}x{n}"),
+            Op::MatMul { ta: false, tb: true },
+            &[a, b],
+            &[],
+            F32_REDUCE,
+        );
     }
 }
 
@@ -134,62 +148,4 @@ fn bad_shapes_are_typed_errors() {
     let z = b.input("z", &[3, 4, 5], DType::F32).unwrap();
     let e = b.matmul(y, z, false, false).unwrap_err().to_string();
     assert!(e.contains("matmul") && e.contains("batch"), "{e}");
-}
-
-/// `cargo test --release --test kernels matmul_speed -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn matmul_speed() {
-    use std::time::Instant;
-    use wgpu_llm::exec::Plan;
-    use wgpu_llm::tensor::HostTensor;
-    let gpu = common::gpu();
-    let mut r = Rng::new(17);
-    let time = |kernel: &str, (m, k, n): (usize, usize, usize), tb: bool, r: &mut Rng| {
-        std::env::set_var("WGPU_LLM_MATMUL", kernel);
-        let mut b = GraphBuilder::new();
-        let x = b.input("a", &[m, k], DType::F32).unwrap();
-        let w = b.param("b", &if tb { [n, k] } else { [k, n] }, DType::F32).unwrap();
-        let c = b.matmul(x, w, false, tb).unwrap();
-        let g = b.finish();
-        let mut plan = Plan::compile(gpu, &g, &[c]).unwrap();
-        let (ta_, tb_) = (r.tensor(&[m, k], DType::F32), r.tensor(&if tb { [n, k] } else { [k, n] }, DType::F32));
-        plan.set("b", &tb_).unwrap();
-        let feeds: Vec<(&str, &HostTensor)> = vec![("a", &ta_)];
-        plan.run(&feeds, &[]).unwrap();
-        let reps = if m == 1 { 20 } else { 2 };
-        let t = Instant::now();
-        for _ in 0..reps {
-            plan.run_no_readback(&feeds, &[]).unwrap();
-        }
-        gpu.wait().unwrap();
-        let s = t.elapsed().as_secs_f64() / reps as f64;
-        let gflops = 2.0 * (m * k * n) as f64 / s / 1e9;
-        let gbs = 4.0 * (m * k + k * n + m * n) as f64 / s / 1e9;
-        println!("{kernel:9} {m}x{k}x{n} tb={tb}: {:.2} ms, {gflops:.2} GFLOP/s, {gbs:.2} GB/s ", s * 1e3);
-    };
-    // The copy kernel (Cast f32 → f32 lowers to it) as the bandwidth ceiling: 2 × 64 MiB moved.
-    {
-        let mut b = GraphBuilder::new();
-        let x = b.param("x", &[1 << 24], DType::F32).unwrap();
-        let y = b.op(Op::Cast { to: DType::F32 }, &[x]).unwrap();
-        let g = b.finish();
-        let mut plan = Plan::compile(gpu, &g, &[y]).unwrap();
-        plan.set("x", &r.tensor(&[1 << 24], DType::F32)).unwrap();
-        plan.run_no_readback(&[], &[]).unwrap();
-        gpu.wait().unwrap();
-        let t = Instant::now();
-        for _ in 0..5 {
-            plan.run_no_readback(&[], &[]).unwrap();
-        }
-        gpu.wait().unwrap();
-        let s = t.elapsed().as_secs_f64() / 5.0;
-        println!("copy 64 MiB: {:.2} ms, {:.2} GB/s", s * 1e3, 8.0 * (1 << 24) as f64 / s / 1e9);
-    }
-    for tb in [false, true] {
-        time("baseline", (1024, 1024, 1024), tb, &mut r);
-        time("tiled", (1024, 1024, 1024), tb, &mut r);
-        time("gemv", (1, 4096, 4096), tb, &mut r);
-    }
-    std::env::remove_var("WGPU_LLM_MATMUL");
 }

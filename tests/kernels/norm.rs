@@ -45,7 +45,13 @@ fn forward_edge_shapes() {
             let c = *shape.last().unwrap();
             let x = x_tensor(&mut rng, shape, dt);
             let (g, b) = (rng.tensor(&[c], dt), rng.tensor(&[c], dt));
-            check_op(&format!("layernorm {shape:?} {dt:?}"), Op::LayerNorm { eps: EPS }, &[x.clone(), g.clone(), b], &[], tol(dt));
+            check_op(
+                &format!("layernorm {shape:?} {dt:?}"),
+                Op::LayerNorm { eps: EPS },
+                &[x.clone(), g.clone(), b],
+                &[],
+                tol(dt),
+            );
             check_op(&format!("rmsnorm {shape:?} {dt:?}"), Op::RmsNorm { eps: EPS }, &[x, g], &[], tol(dt));
         }
     }
@@ -102,7 +108,13 @@ fn random_awkward_shapes() {
         let x = x_tensor(&mut rng, &shape, DType::F32);
         let g = rng.tensor(&[c], DType::F32);
         let dy = rng.tensor(&shape, DType::F32);
-        check_op(&format!("layernorm dx {shape:?}"), Op::LayerNormGradX { eps: EPS }, &[x.clone(), g.clone(), dy.clone()], &[], F32_REDUCE);
+        check_op(
+            &format!("layernorm dx {shape:?}"),
+            Op::LayerNormGradX { eps: EPS },
+            &[x.clone(), g.clone(), dy.clone()],
+            &[],
+            F32_REDUCE,
+        );
         check_op(&format!("rmsnorm {shape:?}"), Op::RmsNorm { eps: EPS }, &[x.clone(), g], &[], F32_REDUCE);
         check_op(&format!("dgamma {shape:?}"), Op::NormGradGamma { eps: EPS, rms: false }, &[x, dy], &[], F32_REDUCE);
     }
@@ -114,9 +126,23 @@ fn f32_tier() {
     let x = x_tensor(&mut rng, &[3, 13], DType::F32);
     let g = rng.tensor(&[13], DType::F32);
     let b = rng.tensor(&[13], DType::F32);
-    check_op_on(common::gpu_f32_tier(), "layernorm f32 tier", Op::LayerNorm { eps: EPS }, &[x.clone(), g, b], &[], F32_REDUCE);
+    check_op_on(
+        common::gpu_f32_tier(),
+        "layernorm f32 tier",
+        Op::LayerNorm { eps: EPS },
+        &[x.clone(), g, b],
+        &[],
+        F32_REDUCE,
+    );
     let dy = rng.tensor(&[3, 13], DType::F32);
-    check_op_on(common::gpu_f32_tier(), "dgamma f32 tier", Op::NormGradGamma { eps: EPS, rms: true }, &[x, dy], &[], F32_REDUCE);
+    check_op_on(
+        common::gpu_f32_tier(),
+        "dgamma f32 tier",
+        Op::NormGradGamma { eps: EPS, rms: true },
+        &[x, dy],
+        &[],
+        F32_REDUCE,
+    );
 }
 
 #[test]

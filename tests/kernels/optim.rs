@@ -11,7 +11,7 @@ fn spec(step: Scalar) -> AdamWSpec {
 
 fn inputs(r: &mut Rng, n: usize) -> Vec<HostTensor> {
     let v = HostTensor::f32(&[n], r.vec(n, 0.0, 0.01)).unwrap(); // second moments are ≥ 0
-    vec![r.tensor(&[n], DType::F32), r.tensor(&[n], DType::F32), r.tensor(&[n], DType::F32).clone(), v]
+    vec![r.tensor(&[n], DType::F32), r.tensor(&[n], DType::F32), r.tensor(&[n], DType::F32), v]
 }
 
 #[test]
@@ -20,7 +20,13 @@ fn adamw_step() {
     for n in [1usize, 7, 257, 1000] {
         for step in [1u32, 3, 1000] {
             let ins = inputs(&mut r, n);
-            check_op(&format!("adamw n={n} step={step}"), Op::AdamW(spec(Scalar::var("step"))), &ins, &[("step", step)], F32);
+            check_op(
+                &format!("adamw n={n} step={step}"),
+                Op::AdamW(spec(Scalar::var("step"))),
+                &ins,
+                &[("step", step)],
+                F32,
+            );
         }
     }
     let ins = inputs(&mut r, 61);

@@ -29,11 +29,23 @@ fn rope_edge_shapes() {
             let x = rng.tensor(&shape, dt);
             for inverse in [false, true] {
                 let op = Op::Rope { theta: 10000.0, offset: Scalar::Const(0), inverse };
-                check_op(&format!("rope {shape:?} inverse={inverse} {dt:?}"), op, std::slice::from_ref(&x), &[], tol(dt));
+                check_op(
+                    &format!("rope {shape:?} inverse={inverse} {dt:?}"),
+                    op,
+                    std::slice::from_ref(&x),
+                    &[],
+                    tol(dt),
+                );
             }
             // A decode position as a runtime scalar, and Llama-3's theta.
             let op = Op::Rope { theta: 500_000.0, offset: Scalar::var("pos"), inverse: false };
-            check_op(&format!("rope {shape:?} pos=37 {dt:?}"), op.clone(), std::slice::from_ref(&x), &[("pos", 37)], tol(dt));
+            check_op(
+                &format!("rope {shape:?} pos=37 {dt:?}"),
+                op.clone(),
+                std::slice::from_ref(&x),
+                &[("pos", 37)],
+                tol(dt),
+            );
             check_op(&format!("rope {shape:?} pos=1000 {dt:?}"), op, &[x], &[("pos", 1000)], tol(dt));
         }
     }
@@ -57,7 +69,12 @@ fn sinusoidal_edge_shapes() {
 fn random_awkward_shapes_and_f32_tier() {
     let mut rng = Rng::new(23);
     for _ in 0..2 {
-        let shape = [1 + rng.next_u32() as usize % 3, 1 + rng.next_u32() as usize % 5, 1 + rng.next_u32() as usize % 40, 2 * (1 + rng.next_u32() as usize % 50)];
+        let shape = [
+            1 + rng.next_u32() as usize % 3,
+            1 + rng.next_u32() as usize % 5,
+            1 + rng.next_u32() as usize % 40,
+            2 * (1 + rng.next_u32() as usize % 50),
+        ];
         let x = rng.tensor(&shape, DType::F32);
         let op = Op::Rope { theta: 10000.0, offset: Scalar::Const(3), inverse: false };
         check_op_on(common::gpu_f32_tier(), &format!("rope {shape:?} f32 tier"), op, &[x], &[], F32_REDUCE);

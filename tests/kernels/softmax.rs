@@ -36,7 +36,13 @@ fn forward_edge_shapes() {
     for dt in dtypes() {
         for &shape in SHAPES {
             let x = logits(&mut rng, shape, dt);
-            check_op(&format!("softmax {shape:?} {dt:?}"), Op::Softmax { causal: false }, std::slice::from_ref(&x), &[], tol(dt));
+            check_op(
+                &format!("softmax {shape:?} {dt:?}"),
+                Op::Softmax { causal: false },
+                std::slice::from_ref(&x),
+                &[],
+                tol(dt),
+            );
             let (t, s) = (shape[shape.len() - 2], shape[shape.len() - 1]);
             if t <= s {
                 check_op(&format!("causal softmax {shape:?} {dt:?}"), Op::Softmax { causal: true }, &[x], &[], tol(dt));

@@ -74,24 +74,13 @@ fn pad(out: &mut Vec<u8>, alignment: usize) {
 
 impl GgufWriter {
     pub fn new() -> Self {
-        Self {
-            version: 3,
-            alignment: 32,
-            kvs: Vec::new(),
-            tensors: Vec::new(),
-        }
+        Self { version: 3, alignment: 32, kvs: Vec::new(), tensors: Vec::new() }
     }
     pub fn kv(&mut self, key: &str, v: MetaValue) -> &mut Self {
         self.kvs.push((key.to_string(), v));
         self
     }
-    pub fn tensor(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        type_id: u32,
-        bytes: Vec<u8>,
-    ) -> &mut Self {
+    pub fn tensor(&mut self, name: &str, shape: &[usize], type_id: u32, bytes: Vec<u8>) -> &mut Self {
         self.tensors.push(Tensor {
             name: name.to_string(),
             shape: shape.to_vec(),

@@ -67,10 +67,7 @@ pub fn pack_q6_k(d: f32, sc: &[i8; 16], code: &[u8; 256]) -> Vec<u8> {
         for l in 0..32 {
             ql[64 * n + l] = (c[l] & 0x0F) | ((c[l + 64] & 0x0F) << 4);
             ql[64 * n + l + 32] = (c[l + 32] & 0x0F) | ((c[l + 96] & 0x0F) << 4);
-            qh[32 * n + l] = (c[l] >> 4)
-                | ((c[l + 32] >> 4) << 2)
-                | ((c[l + 64] >> 4) << 4)
-                | ((c[l + 96] >> 4) << 6);
+            qh[32 * n + l] = (c[l] >> 4) | ((c[l + 32] >> 4) << 2) | ((c[l + 64] >> 4) << 4) | ((c[l + 96] >> 4) << 6);
         }
     }
     let mut b = ql.to_vec();
@@ -140,9 +137,7 @@ fn q8_0(x: &[f32]) -> Vec<u8> {
 
 fn q4_0(x: &[f32]) -> Vec<u8> {
     // As ggml: the value of largest magnitude maps to code 0 (−8), so the scale's sign follows it.
-    let max = x
-        .iter()
-        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
     let d = max / -8.0;
     let id = inv(d);
     let q: [u8; 32] = std::array::from_fn(|j| ((x[j] * id + 8.5) as i8).clamp(0, 15) as u8);
@@ -186,13 +181,10 @@ fn q6_k(x: &[f32]) -> Vec<u8> {
     // i8 against the super-block's d.
     let scale: [f32; 16] = std::array::from_fn(|s| {
         let sub = &x[16 * s..16 * s + 16];
-        sub.iter()
-            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
-            / -32.0
+        sub.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m }) / -32.0
     });
     let d = f16_round(scale.iter().fold(0f32, |a, &v| a.max(v.abs())) / 127.0);
-    let sc: [i8; 16] =
-        std::array::from_fn(|s| (scale[s] * inv(d)).round().clamp(-128.0, 127.0) as i8);
+    let sc: [i8; 16] = std::array::from_fn(|s| (scale[s] * inv(d)).round().clamp(-128.0, 127.0) as i8);
     let code: [u8; 256] = std::array::from_fn(|i| {
         let step = d * sc[i / 16] as f32;
         ((x[i] * inv(step)).round().clamp(-32.0, 31.0) + 32.0) as u8

@@ -1,0 +1,186 @@
+//! BERT encoders: all-MiniLM-L6-v2 and other sentence-transformers models, and sequence classification.
+//! Paper: "BERT: Pre-training of Deep Bidirectional Transformers" (Devlin et al., 2018); reference
+//! implementation: transformers' `modeling_bert.py`. Word + position + token-type embeddings, post-LN encoder
+//! layers (attention → add → LayerNorm, GELU MLP → add → LayerNorm), bidirectional attention with a key
+//! padding mask. The pooler (tanh(W·h_CLS + b)) and the classifier are a few hundred multiply-adds per
+//! sentence and run on the host over the [CLS] row the GPU returns.
+
+use super::{ConfigSource, Linear};
+use crate::error::{Error, Result};
+use crate::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::loader::WeightStore;
+use crate::tensor::DType;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub hidden: usize,
+    pub n_layers: usize,
+    pub n_head: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub max_pos: usize,
+    pub type_vocab: usize,
+    pub ln_eps: f32,
+    /// "bert." when the checkpoint is a BertFor… model, "" for a bare BertModel.
+    pub prefix: String,
+    /// Class names of a sequence-classification head, in id order (empty without one).
+    pub labels: Vec<String>,
+}
+
+impl Config {
+    pub fn from_source(src: &ConfigSource, store: &WeightStore) -> Result<Self> {
+        let ConfigSource::Json(v) = src else {
+            return Err(Error::Unsupported {
+                op: "bert".into(),
+                detail: "BERT is read from Hugging Face folders".into(),
+            });
+        };
+        if let Some(act) = v["hidden_act"].as_str().filter(|a| *a != "gelu") {
+            return Err(Error::Unsupported { op: "bert".into(), detail: format!("hidden_act {act:?} (only gelu)") });
+        }
+        let prefix = if store.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" }.to_string();
+        let mut labels = vec![];
+        if store.contains("classifier.weight") {
+            let n = store.entry("classifier.weight")?.shape[0];
+            for i in 0..n {
+                let name = v["id2label"][i.to_string()].as_str().map_or(format!("LABEL_{i}"), str::to_string);
+                labels.push(name);
+            }
+        }
+        Ok(Config {
+            hidden: src.req("hidden_size", "")?,
+            n_layers: src.req("num_hidden_layers", "")?,
+            n_head: src.req("num_attention_heads", "")?,
+            intermediate: src.req("intermediate_size", "")?,
+            vocab: src.req("vocab_size", "")?,
+            max_pos: src.req("max_position_embeddings", "")?,
+            type_vocab: src.num("type_vocab_size", "").unwrap_or(2.0) as usize,
+            ln_eps: src.num("layer_norm_eps", "").unwrap_or(1e-12) as f32,
+            prefix,
+            labels,
+        })
+    }
+}
+
+pub struct EncoderGraph {
+    pub graph: crate::graph::Graph,
+    /// The last hidden state [B, T, C].
+    pub hidden: ValueId,
+}
+
+/// Inputs: `ids`, `type_ids`, `pos_ids` [B, T] (u32) and `mask` [B, T] (f32, 1 = token, 0 = padding).
+pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<EncoderGraph> {
+    let mut g = GraphBuilder::new();
+    let (c, p) = (cfg.hidden, cfg.prefix.as_str());
+    if t > cfg.max_pos {
+        return Err(Error::Run(format!("{t} tokens exceed the model's {} positions", cfg.max_pos)));
+    }
+    let ids = g.input("ids", &[b, t], DType::U32)?;
+    let type_ids = g.input("type_ids", &[b, t], DType::U32)?;
+    let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
+    let mask = g.input("mask", &[b, t], dt)?;
+    let e = |g: &mut GraphBuilder, n: &str, rows: usize| g.param(&format!("{p}embeddings.{n}.weight"), &[rows, c], dt);
+    let (we, pe, te) = (
+        e(&mut g, "word_embeddings", cfg.vocab)?,
+        e(&mut g, "position_embeddings", cfg.max_pos)?,
+        e(&mut g, "token_type_embeddings", cfg.type_vocab)?,
+    );
+    let x = g.op(Op::Embedding, &[we, ids])?;
+    let xp = g.op(Op::Embedding, &[pe, pos_ids])?;
+    let xt = g.op(Op::Embedding, &[te, type_ids])?;
+    let x = g.add(x, xp)?;
+    let x = g.add(x, xt)?;
+    let mut x = layernorm(&mut g, &format!("{p}embeddings.LayerNorm"), x, c, cfg.ln_eps, dt)?;
+    let (h, d) = (cfg.n_head, c / cfg.n_head);
+    for l in 0..cfg.n_layers {
+        let lp = format!("{p}encoder.layer.{l}");
+        let lin =
+            |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{lp}.{n}"), o, i, true, dt);
+        let (q, k, v) = (
+            lin(&mut g, "attention.self.query", c, c)?,
+            lin(&mut g, "attention.self.key", c, c)?,
+            lin(&mut g, "attention.self.value", c, c)?,
+        );
+        let heads = |g: &mut GraphBuilder, y: ValueId| -> Result<ValueId> {
+            let r = g.reshape(y, &[b, t, h, d])?;
+            g.op(Op::Permute0213, &[r])
+        };
+        let qh = q.forward(&mut g, x)?;
+        let kh = k.forward(&mut g, x)?;
+        let vh = v.forward(&mut g, x)?;
+        let (qh, kh, vh) = (heads(&mut g, qh)?, heads(&mut g, kh)?, heads(&mut g, vh)?);
+        let spec = AttnSpec {
+            causal: false,
+            scale: 1.0 / (d as f32).sqrt(),
+            mask: true,
+            q_offset: Scalar::Const(0),
+            kv_len: Scalar::Const(t as u32),
+        };
+        let a = g.op(Op::Attention(spec), &[qh, kh, vh, mask])?;
+        let a = g.op(Op::Permute0213, &[a])?;
+        let a = g.reshape(a, &[b, t, c])?;
+        let a = lin(&mut g, "attention.output.dense", c, c)?.forward(&mut g, a)?;
+        let a = g.add(x, a)?;
+        x = layernorm(&mut g, &format!("{lp}.attention.output.LayerNorm"), a, c, cfg.ln_eps, dt)?;
+        let m = lin(&mut g, "intermediate.dense", cfg.intermediate, c)?.forward(&mut g, x)?;
+        let m = g.act(m, Act::GeluErf)?;
+        let m = lin(&mut g, "output.dense", c, cfg.intermediate)?.forward(&mut g, m)?;
+        let m = g.add(x, m)?;
+        x = layernorm(&mut g, &format!("{lp}.output.LayerNorm"), m, c, cfg.ln_eps, dt)?;
+    }
+    let hidden = if dt == DType::F32 { x } else { g.op(Op::Cast { to: DType::F32 }, &[x])? };
+    Ok(EncoderGraph { graph: g.finish(), hidden })
+}
+
+fn layernorm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f32, dt: DType) -> Result<ValueId> {
+    let w = g.param(&format!("{name}.weight"), &[c], dt)?;
+    let b = g.param(&format!("{name}.bias"), &[c], dt)?;
+    g.layernorm(x, w, b, eps)
+}
+
+/// The pooler and classifier on the host: logits = W_c·tanh(W_p·h_cls + b_p) + b_c.
+pub struct Head {
+    pool_w: Vec<f32>,
+    pool_b: Vec<f32>,
+    cls: Option<(Vec<f32>, Vec<f32>)>,
+    c: usize,
+}
+
+impl Head {
+    pub fn load(cfg: &Config, store: &WeightStore) -> Result<Option<Head>> {
+        let p = &cfg.prefix;
+        if !store.contains(&format!("{p}pooler.dense.weight")) {
+            return Ok(None);
+        }
+        let cls = if store.contains("classifier.weight") {
+            Some((store.to_f32("classifier.weight")?, store.to_f32("classifier.bias")?))
+        } else {
+            None
+        };
+        Ok(Some(Head {
+            pool_w: store.to_f32(&format!("{p}pooler.dense.weight"))?,
+            pool_b: store.to_f32(&format!("{p}pooler.dense.bias"))?,
+            cls,
+            c: cfg.hidden,
+        }))
+    }
+
+    fn affine(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
+        b.iter()
+            .enumerate()
+            .map(|(o, &bo)| bo + w[o * x.len()..(o + 1) * x.len()].iter().zip(x).map(|(a, b)| a * b).sum::<f32>())
+            .collect()
+    }
+
+    /// tanh(W·h_cls + b).
+    pub fn pool(&self, cls_row: &[f32]) -> Vec<f32> {
+        debug_assert_eq!(cls_row.len(), self.c);
+        Self::affine(&self.pool_w, &self.pool_b, cls_row).into_iter().map(f32::tanh).collect()
+    }
+
+    /// Classifier logits, when the checkpoint has a classification head.
+    pub fn classify(&self, cls_row: &[f32]) -> Option<Vec<f32>> {
+        let pooled = self.pool(cls_row);
+        self.cls.as_ref().map(|(w, b)| Self::affine(w, b, &pooled))
+    }
+}

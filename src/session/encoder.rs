@@ -1,0 +1,140 @@
+//! Encoder inference (BERT family): batches of token ids → last hidden states → sentence embeddings
+//! (mean pooling over real tokens, then L2 normalisation, as sentence-transformers' Pooling + Normalize) or
+//! classification logits. Plans are compiled per (batch, padded length) bucket over one shared copy of the
+//! weights.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::exec::{Plan, SharedLeaves};
+use crate::gpu::Gpu;
+use crate::graph::Op;
+use crate::loader::WeightStore;
+use crate::models::{bert, ConfigSource};
+use crate::tensor::{DType, HostTensor};
+
+pub struct Encoder<'g> {
+    gpu: &'g Gpu,
+    pub cfg: bert::Config,
+    pub dtype: DType,
+    store: WeightStore,
+    shared: SharedLeaves,
+    plans: Vec<((usize, usize), Plan<'g>)>,
+    head: Option<bert::Head>,
+}
+
+impl<'g> Encoder<'g> {
+    pub fn load(gpu: &'g Gpu, path: &Path, dtype: DType) -> Result<Self> {
+        let store = crate::loader::open(path)?;
+        let src = ConfigSource::find(path, &store)?;
+        let arch = src.architecture()?;
+        if arch != "bert" {
+            return Err(Error::Unsupported {
+                op: "encoder".into(),
+                detail: format!("architecture {arch:?} is not an encoder"),
+            });
+        }
+        let cfg = bert::Config::from_source(&src, &store)?;
+        let head = bert::Head::load(&cfg, &store)?;
+        Ok(Encoder { gpu, cfg, dtype, store, shared: SharedLeaves::new(), plans: vec![], head })
+    }
+
+    /// Last hidden states of each sequence ([len_i × C], row-major), `type_ids` defaulting to zeros.
+    pub fn hidden(&mut self, batch: &[Vec<u32>], type_ids: Option<&[Vec<u32>]>) -> Result<Vec<Vec<f32>>> {
+        let b = batch.len();
+        if b == 0 {
+            return Ok(vec![]);
+        }
+        let longest = batch.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        if longest > self.cfg.max_pos {
+            return Err(Error::Run(format!(
+                "a sequence of {longest} tokens exceeds the model's {} positions",
+                self.cfg.max_pos
+            )));
+        }
+        let t = longest.next_multiple_of(8).min(self.cfg.max_pos);
+        if !self.plans.iter().any(|p| p.0 == (b, t)) {
+            let g = bert::build(&self.cfg, b, t, self.dtype)?;
+            let fresh = self.shared.bytes() == 0;
+            let mut plan = Plan::compile_shared(self.gpu, &g.graph, &[g.hidden], Some(&self.shared))?;
+            if fresh {
+                for node in &g.graph.nodes {
+                    if let Op::Param { name } = &node.op {
+                        let e = self.store.entry(name)?;
+                        if e.shape != node.shape {
+                            return Err(Error::Shape {
+                                op: format!("load {name}"),
+                                detail: format!("the file has {:?}, the model needs {:?}", e.shape, node.shape),
+                                shapes: vec![e.shape.clone(), node.shape.clone()],
+                            });
+                        }
+                        plan.set(name, &self.store.to_host(name)?)?;
+                    }
+                }
+            }
+            self.plans.push(((b, t), plan));
+        }
+        let plan = &mut self.plans.iter_mut().find(|p| p.0 == (b, t)).expect("just made").1;
+        let (mut ids, mut types, mut pos, mut mask) =
+            (vec![0u32; b * t], vec![0u32; b * t], vec![0u32; b * t], vec![0f32; b * t]);
+        for (i, seq) in batch.iter().enumerate() {
+            for (j, &id) in seq.iter().enumerate() {
+                if id as usize >= self.cfg.vocab {
+                    return Err(Error::Run(format!("token id {id} is outside the vocabulary ({})", self.cfg.vocab)));
+                }
+                ids[i * t + j] = id;
+                types[i * t + j] = type_ids.and_then(|ty| ty.get(i)).and_then(|r| r.get(j)).copied().unwrap_or(0);
+                pos[i * t + j] = j as u32;
+                mask[i * t + j] = 1.0;
+            }
+        }
+        let mask_t =
+            if self.dtype == DType::F16 { HostTensor::f16(&[b, t], mask)? } else { HostTensor::f32(&[b, t], mask)? };
+        let feeds = [
+            ("ids", &HostTensor::u32(&[b, t], ids)?),
+            ("type_ids", &HostTensor::u32(&[b, t], types)?),
+            ("pos_ids", &HostTensor::u32(&[b, t], pos)?),
+            ("mask", &mask_t),
+        ];
+        let out = plan.run(&feeds, &[])?[0].to_f32();
+        let c = self.cfg.hidden;
+        Ok(batch.iter().enumerate().map(|(i, seq)| out[i * t * c..(i * t + seq.len()) * c].to_vec()).collect())
+    }
+
+    /// Sentence embeddings: mean over tokens, L2-normalised.
+    pub fn embed(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let c = self.cfg.hidden;
+        Ok(self
+            .hidden(batch, None)?
+            .into_iter()
+            .map(|h| {
+                let n = (h.len() / c).max(1) as f64;
+                let mean: Vec<f64> =
+                    (0..c).map(|k| h.iter().skip(k).step_by(c).map(|&x| x as f64).sum::<f64>() / n).collect();
+                let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+                mean.iter().map(|x| (x / norm) as f32).collect()
+            })
+            .collect())
+    }
+
+    /// The pooler output (tanh dense over the [CLS] row) of each sequence.
+    pub fn pooled(&mut self, batch: &[Vec<u32>], type_ids: Option<&[Vec<u32>]>) -> Result<Vec<Vec<f32>>> {
+        let c = self.cfg.hidden;
+        let hs = self.hidden(batch, type_ids)?;
+        let head = self
+            .head
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported { op: "pool".into(), detail: "the checkpoint has no pooler".into() })?;
+        Ok(hs.iter().map(|h| head.pool(&h[..c])).collect())
+    }
+
+    /// Classification logits of each sequence (needs a checkpoint with a classifier head).
+    pub fn classify(&mut self, batch: &[Vec<u32>], type_ids: Option<&[Vec<u32>]>) -> Result<Vec<Vec<f32>>> {
+        let c = self.cfg.hidden;
+        let hs = self.hidden(batch, type_ids)?;
+        let no_head =
+            || Error::Unsupported { op: "classify".into(), detail: "the checkpoint has no classification head".into() };
+        let head = self.head.as_ref().ok_or_else(no_head)?;
+        hs.iter().map(|h| head.classify(&h[..c]).ok_or_else(no_head)).collect()
+    }
+}
