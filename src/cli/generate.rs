@@ -228,6 +228,50 @@ pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>,
     Ok(())
 }
 
+pub fn run_embed(gpu: &Gpu, m: &ModelArgs, file: Option<&Path>, texts: &[String], json: bool) -> Result<()> {
+    use crate::session::encoder::Encoder;
+    let mut texts = texts.to_vec();
+    if let Some(f) = file {
+        let body = std::fs::read_to_string(f).map_err(|e| Error::Other(format!("{}: {e}", f.display())))?;
+        texts.extend(body.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    }
+    if texts.is_empty() {
+        return Err(Error::Other("embed needs at least one text (arguments or --file)".into()));
+    }
+    let path = resolve(Some(m.model.as_deref().unwrap_or("minilm")))?;
+    let tok = Tokenizer::from_path(&path)?;
+    let mut enc = Encoder::load(gpu, &path, m.dtype(gpu)?)?;
+    let max = enc.cfg.max_pos.min(sentence_max_len(&path).unwrap_or(usize::MAX));
+    let mut batch = vec![];
+    for t in &texts {
+        let mut ids = tok.encode(t, true)?;
+        Encoder::truncate(&mut ids, max);
+        batch.push(ids);
+    }
+    let t0 = std::time::Instant::now();
+    let embs = enc.embed(&batch)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if json {
+        let v = serde_json::json!({"model": path.display().to_string(), "dtype": enc.dtype.name(), "adapter": gpu.info.name,
+            "sentences_per_sec": texts.len() as f64 / secs, "embeddings": embs});
+        println!("{v}");
+    } else {
+        for (t, e) in texts.iter().zip(&embs) {
+            let head: Vec<String> = e.iter().take(6).map(|x| format!("{x:.4}")).collect();
+            println!("{} dims [{} …] {t:?}", e.len(), head.join(", "));
+        }
+        eprintln!("[{} sentences in {secs:.2} s, {}, {}]", texts.len(), enc.dtype.name(), gpu.info.name);
+    }
+    Ok(())
+}
+
+/// sentence-transformers' `max_seq_length` (sentence_bert_config.json), when the folder has one.
+fn sentence_max_len(path: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(path.join("sentence_bert_config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["max_seq_length"].as_u64().map(|x| x as usize)
+}
+
 pub fn run_tokenize(model: Option<&str>, text: &str, json: bool) -> Result<()> {
     let path = resolve(model)?;
     let tok = Tokenizer::from_path(&path)?;
@@ -241,9 +285,4 @@ pub fn run_tokenize(model: Option<&str>, text: &str, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[allow(dead_code)]
-fn _is_path(p: &Path) -> bool {
-    p.exists()
 }

@@ -85,6 +85,17 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 512)]
         max_tokens: usize,
     },
+    /// Sentence embeddings (BERT-family models such as all-MiniLM-L6-v2), one per input.
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+        /// Read one text per line from this file.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        texts: Vec<String>,
+    },
     /// Token ids of a text.
     Tokenize {
         #[arg(short, long)]
@@ -95,8 +106,8 @@ enum Cmd {
     },
     /// Describe a model file or folder: format, metadata, tensors with shapes and stored types, parameters.
     Inspect {
-        /// A .gguf or .safetensors file, or a Hugging Face model folder.
-        model: std::path::PathBuf,
+        /// A .gguf or .safetensors file, a Hugging Face model folder, or a known model name (fetched on first use).
+        model: String,
         /// Also list every tensor.
         #[arg(long)]
         tensors: bool,
@@ -127,7 +138,11 @@ pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Devices { json } => devices(&cli.gpu, json),
-        Cmd::Inspect { model, tensors } => inspect(&model, tensors),
+        Cmd::Inspect { model, tensors } => inspect(&model_path::resolve(Some(&model))?, tensors),
+        Cmd::Embed { model, json, file, texts } => {
+            let gpu = cli.gpu.open()?;
+            generate::run_embed(&gpu, &model, file.as_deref(), &texts, json)
+        }
         Cmd::Generate { model, sample, prompt, max_tokens, json, top_logprobs, stop } => {
             let gpu = cli.gpu.open()?;
             generate::run_generate(&gpu, &model, &sample, &prompt, max_tokens, json, top_logprobs, &stop)

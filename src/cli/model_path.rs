@@ -157,7 +157,12 @@ fn fetch(k: &Known, dest: &Path) -> Result<()> {
         std::fs::rename(&flat, dest)?;
     } else {
         // A folder model: the folder that holds config.json.
-        let cfg = walk(&staged).into_iter().find(|p| p.file_name().is_some_and(|n| n == "config.json"));
+        let cfg = walk(&staged).into_iter().find(|p| {
+            p.file_name().is_some_and(|n| n == "config.json")
+                && p.parent().is_some_and(|d| {
+                    d.join("model.safetensors").is_file() || d.join("model.safetensors.index.json").is_file()
+                })
+        });
         let dir = cfg.and_then(|c| c.parent().map(Path::to_path_buf)).unwrap_or(staged.clone());
         std::fs::rename(&dir, dest)?;
     }

@@ -101,20 +101,36 @@ impl<'g> Encoder<'g> {
         Ok(batch.iter().enumerate().map(|(i, seq)| out[i * t * c..(i * t + seq.len()) * c].to_vec()).collect())
     }
 
-    /// Sentence embeddings: mean over tokens, L2-normalised.
+    /// Cut a [CLS] … [SEP] sequence to `max` ids keeping its final special token, as transformers' truncation
+    /// does (sentence-transformers models cap at `max_seq_length`, 256 for all-MiniLM-L6-v2).
+    pub fn truncate(ids: &mut Vec<u32>, max: usize) {
+        if ids.len() > max && max >= 1 {
+            let last = ids[ids.len() - 1];
+            ids.truncate(max);
+            ids[max - 1] = last;
+        }
+    }
+
+    /// Sentence embeddings: mean over tokens, L2-normalised. Sequences are run in groups of one padded
+    /// length, so one long text does not pad every short one.
     pub fn embed(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let c = self.cfg.hidden;
-        Ok(self
-            .hidden(batch, None)?
-            .into_iter()
-            .map(|h| {
+        let mut out = vec![vec![]; batch.len()];
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, s) in batch.iter().enumerate() {
+            groups.entry(s.len().max(1).next_multiple_of(8)).or_default().push(i);
+        }
+        for idx in groups.values() {
+            let seqs: Vec<Vec<u32>> = idx.iter().map(|&i| batch[i].clone()).collect();
+            for (k, h) in self.hidden(&seqs, None)?.into_iter().enumerate() {
                 let n = (h.len() / c).max(1) as f64;
                 let mean: Vec<f64> =
-                    (0..c).map(|k| h.iter().skip(k).step_by(c).map(|&x| x as f64).sum::<f64>() / n).collect();
+                    (0..c).map(|j| h.iter().skip(j).step_by(c).map(|&x| x as f64).sum::<f64>() / n).collect();
                 let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-                mean.iter().map(|x| (x / norm) as f32).collect()
-            })
-            .collect())
+                out[idx[k]] = mean.iter().map(|x| (x / norm) as f32).collect();
+            }
+        }
+        Ok(out)
     }
 
     /// The pooler output (tanh dense over the [CLS] row) of each sequence.

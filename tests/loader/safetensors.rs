@@ -96,12 +96,18 @@ fn safetensors_corrupt_files_give_clear_errors() {
         assert_has(&open_err(&dir, "cut.safetensors", &good[..cut]), &["not a valid safetensors file"]);
     }
     let mut t = st_tensors();
-    t[0].1 = "I64";
+    t[0].1 = "F64";
     t[0].2 = vec![3];
     assert_has(
-        &open_err(&dir, "i64.safetensors", &safetensors_bytes(&t, None)),
-        &["model.embed_tokens.weight", "I64", "not supported"],
+        &open_err(&dir, "f64.safetensors", &safetensors_bytes(&t, None)),
+        &["model.embed_tokens.weight", "F64", "not supported"],
     );
+    // Integer tensors are buffers (position_ids), not weights: the file opens without them.
+    t[0].1 = "I64";
+    let p = dir.0.join("i64.safetensors");
+    std::fs::write(&p, safetensors_bytes(&t, None)).unwrap();
+    let store = loader::open(&p).unwrap();
+    assert!(!store.contains("model.embed_tokens.weight"));
     let empty = TempDir::new("st_empty_dir");
     assert_has(&loader::open(&empty.0).unwrap_err().to_string(), &["neither model.safetensors"]);
 }
