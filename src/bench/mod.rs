@@ -2,6 +2,8 @@
 //! against the CPU reference (at the benchmarked shape; matmuls on sampled entries), then timed with GPU
 //! timestamps (wall clock where the adapter has none), reporting µs, GFLOP/s and GB/s with the adapter.
 
+pub mod model;
+
 use std::collections::HashMap;
 
 use serde::Serialize;

@@ -121,6 +121,16 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Model speed: load, prefill at 64 and 256 tokens, time to first token, decode, memory.
+    Model {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+        /// Tokens to decode.
+        #[arg(short = 'n', long, default_value_t = 32)]
+        tokens: usize,
+    },
     /// Validate each kernel against the CPU reference, then time it.
     Kernels {
         #[arg(long)]
@@ -152,6 +162,35 @@ pub fn main() -> Result<()> {
             generate::run_chat(&gpu, &model, &sample, system.as_deref(), max_tokens)
         }
         Cmd::Tokenize { model, text, json } => generate::run_tokenize(model.as_deref(), &text, json),
+        Cmd::Bench { what: BenchCmd::Model { model, json, tokens } } => {
+            let gpu = cli.gpu.open()?;
+            let r = crate::bench::model::run(&gpu, &model.path()?, model.dtype(&gpu)?, tokens)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("model {} on {} ({})", r.model, r.adapter, r.dtype);
+                println!("  load {:.2} s | GPU memory {:.1} MiB", r.load_secs, r.gpu_memory_bytes as f64 / 1048576.0);
+                println!(
+                    "  prefill: {:.1} tok/s at 64 tokens, {:.1} tok/s at 256",
+                    r.prefill_64_tokens_per_sec, r.prefill_256_tokens_per_sec
+                );
+                println!("  time to first token (64-token prompt): {:.2} s", r.time_to_first_token_secs);
+                println!(
+                    "  decode: {:.2} tok/s over {} tokens | {} dispatches/token | {:.1} MB weights/token ({:.2} GB/s)",
+                    r.decode_tokens_per_sec,
+                    r.decode_tokens,
+                    r.decode_dispatches_per_token,
+                    r.weight_bytes_per_token as f64 / 1e6,
+                    r.decode_weight_gbps
+                );
+                let total: f64 = r.decode_profile.iter().map(|p| p.1).sum();
+                println!("  one decode step on the GPU: {:.1} ms", total / 1e3);
+                for (op, us, n) in &r.decode_profile {
+                    println!("    {op:<20} {:>9.1} ms {:>5.1}% ({n} dispatches)", us / 1e3, 100.0 * us / total);
+                }
+            }
+            Ok(())
+        }
         Cmd::Bench { what: BenchCmd::Kernels { json, filter, reps } } => {
             let gpu = cli.gpu.open()?;
             let rows = crate::bench::kernels(&gpu, filter.as_deref(), reps)?;

@@ -95,6 +95,15 @@ impl<'g> Session<'g> {
         self.shared.bytes() + self.decode.memory().1 + self.prefill.iter().map(|p| p.1.memory().1).sum::<u64>()
     }
 
+    /// Per-dispatch GPU times of one decode step of token `id` at the current position (the cache row it
+    /// writes is overwritten by the next real step).
+    pub fn profile_decode(&mut self, id: u32) -> Result<Vec<crate::exec::OpTiming>> {
+        let pos = self.pos as u32;
+        let idt = HostTensor::u32(&[1, 1], vec![id])?;
+        let last = HostTensor::u32(&[1], vec![0])?;
+        self.decode.profile(&[("ids", &idt), ("last", &last)], &[("pos", pos), ("len", pos + 1)])
+    }
+
     /// Run `ids` at the current position and return the logits of the last one.
     pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         if ids.is_empty() {

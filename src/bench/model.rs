@@ -1,0 +1,76 @@
+//! `wgpu-llm bench model`: load time, prefill tokens/s at 64 and 256 prompt tokens, time to first token,
+//! decode tokens/s, dispatches and weight bytes per decode step, GPU memory, with the adapter.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::sample::{Sampler, SamplerConfig};
+use crate::session::{generate, Session};
+use crate::tensor::DType;
+
+#[derive(Debug, Serialize)]
+pub struct ModelBench {
+    pub model: String,
+    pub adapter: String,
+    pub dtype: String,
+    pub load_secs: f64,
+    pub prefill_64_tokens_per_sec: f64,
+    pub prefill_256_tokens_per_sec: f64,
+    pub time_to_first_token_secs: f64,
+    pub decode_tokens_per_sec: f64,
+    pub decode_tokens: usize,
+    pub decode_dispatches_per_token: usize,
+    pub weight_bytes_per_token: u64,
+    pub decode_weight_gbps: f64,
+    pub gpu_memory_bytes: u64,
+    /// GPU time of one decode step by op (microseconds, summed over its dispatches), largest first.
+    pub decode_profile: Vec<(String, f64, usize)>,
+}
+
+/// Prompts of arbitrary ids (the speed does not depend on the text); greedy decode of `n` tokens.
+pub fn run(gpu: &Gpu, path: &Path, dtype: DType, n: usize) -> Result<ModelBench> {
+    let mut s = Session::load(gpu, path, dtype, 512)?;
+    let ids = |t: usize| -> Vec<u32> { (0..t).map(|i| (i * 37 % 1000 + 100) as u32).collect() };
+    let mut prefill = |t: usize| -> Result<f64> {
+        s.reset();
+        s.forward(&ids(t))?; // compiles this length's plan and warms it
+        s.reset();
+        let t0 = Instant::now();
+        s.forward(&ids(t))?;
+        Ok(t as f64 / t0.elapsed().as_secs_f64())
+    };
+    let p64 = prefill(64)?;
+    let p256 = prefill(256)?;
+    s.reset();
+    let mut sampler = Sampler::new(SamplerConfig::default());
+    let g = generate(&mut s, &ids(64), n, &mut sampler, &[], 0, &mut |_| true)?;
+    let decode = g.timings.decode_tokens_per_sec;
+    let mut by_op: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for t in s.profile_decode(100)? {
+        let e = by_op.entry(t.op).or_default();
+        e.0 += t.micros;
+        e.1 += 1;
+    }
+    let mut decode_profile: Vec<(String, f64, usize)> = by_op.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
+    decode_profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(ModelBench {
+        model: path.display().to_string(),
+        adapter: gpu.info.name.clone(),
+        dtype: dtype.name().into(),
+        load_secs: s.load_secs,
+        prefill_64_tokens_per_sec: p64,
+        prefill_256_tokens_per_sec: p256,
+        time_to_first_token_secs: g.timings.time_to_first_token_secs,
+        decode_tokens_per_sec: decode,
+        decode_tokens: g.tokens.len(),
+        decode_dispatches_per_token: s.decode_dispatches(),
+        weight_bytes_per_token: s.weight_bytes,
+        decode_weight_gbps: s.weight_bytes as f64 * decode / 1e9,
+        gpu_memory_bytes: s.gpu_bytes(),
+        decode_profile,
+    })
+}
