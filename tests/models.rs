@@ -151,3 +151,8 @@ fn tiny_bert_classifier_matches_transformers() {
         assert_eq!(enc.cfg.labels[best], exp["predicted_labels"][i].as_str().unwrap());
     }
 }
+
+#[test]
+fn tiny_gpt2_matches_transformers() {
+    check_causal_lm("tiny-gpt2");
+}

@@ -1,6 +1,7 @@
 //! Model architectures, one file each, built against `GraphBuilder` (no GPU calls), sharing the layers here.
 
 pub mod bert;
+pub mod gpt2;
 pub mod llama;
 
 use std::path::Path;

@@ -12,13 +12,53 @@ use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::Op;
-use crate::models::{llama, ConfigSource};
+use crate::models::{gpt2, llama, ConfigSource};
+
+/// The decoder architectures a session runs.
+#[derive(Clone, Debug)]
+pub enum Arch {
+    Llama(llama::Config),
+    Gpt2(gpt2::Config),
+}
+
+impl Arch {
+    pub fn from_source(src: &ConfigSource, store: &crate::loader::WeightStore) -> Result<Self> {
+        match src.architecture()?.as_str() {
+            "gpt2" => Ok(Arch::Gpt2(gpt2::Config::from_source(src, store)?)),
+            _ => Ok(Arch::Llama(llama::Config::from_source(src, store)?)),
+        }
+    }
+    fn build(&self, t: usize, max_seq: usize, dt: DType) -> Result<llama::StepGraph> {
+        match self {
+            Arch::Llama(c) => llama::build(c, t, max_seq, dt),
+            Arch::Gpt2(c) => gpt2::build(c, t, max_seq, dt),
+        }
+    }
+    fn load_param(&self, store: &crate::loader::WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        match self {
+            Arch::Llama(c) => llama::load_param(c, store, name, shape),
+            Arch::Gpt2(c) => gpt2::load_param(c, store, name, shape),
+        }
+    }
+    pub fn vocab(&self) -> usize {
+        match self {
+            Arch::Llama(c) => c.vocab,
+            Arch::Gpt2(c) => c.vocab,
+        }
+    }
+    pub fn max_pos(&self) -> usize {
+        match self {
+            Arch::Llama(c) => c.max_pos,
+            Arch::Gpt2(c) => c.max_pos,
+        }
+    }
+}
 use crate::sample::{log_softmax, top_k, Sampler};
 use crate::tensor::{DType, HostTensor};
 
 pub struct Session<'g> {
     gpu: &'g Gpu,
-    pub cfg: llama::Config,
+    pub cfg: Arch,
     pub dtype: DType,
     pub max_seq: usize,
     shared: SharedLeaves,
@@ -52,15 +92,15 @@ impl<'g> Session<'g> {
         }
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
-        let cfg = llama::Config::from_source(&src, &store)?;
-        let max_seq = max_seq.min(cfg.max_pos).max(1);
-        let step = llama::build(&cfg, 1, max_seq, dtype)?;
+        let cfg = Arch::from_source(&src, &store)?;
+        let max_seq = max_seq.min(cfg.max_pos()).max(1);
+        let step = cfg.build(1, max_seq, dtype)?;
         let shared = SharedLeaves::new();
         let mut decode = Plan::compile_shared(gpu, &step.graph, &[step.logits], Some(&shared))?;
         let mut weight_bytes = 0;
         for node in &step.graph.nodes {
             if let Op::Param { name } = &node.op {
-                let t = llama::load_param(&cfg, &store, name, &node.shape)?;
+                let t = cfg.load_param(&store, name, &node.shape)?;
                 weight_bytes += (t.numel() * dtype.size()) as u64;
                 decode.set(name, &t)?;
             }
@@ -101,7 +141,12 @@ impl<'g> Session<'g> {
         let pos = self.pos as u32;
         let idt = HostTensor::u32(&[1, 1], vec![id])?;
         let last = HostTensor::u32(&[1], vec![0])?;
-        self.decode.profile(&[("ids", &idt), ("last", &last)], &[("pos", pos), ("len", pos + 1)])
+        let pos_ids = HostTensor::u32(&[1, 1], vec![pos])?;
+        let mut feeds = vec![("ids", &idt), ("last", &last)];
+        if self.decode.graph().find("pos_ids").is_some() {
+            feeds.push(("pos_ids", &pos_ids));
+        }
+        self.decode.profile(&feeds, &[("pos", pos), ("len", pos + 1)])
     }
 
     /// Run `ids` at the current position and return the logits of the last one.
@@ -109,8 +154,8 @@ impl<'g> Session<'g> {
         if ids.is_empty() {
             return Err(Error::Run("forward needs at least one token".into()));
         }
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab) {
-            return Err(Error::Run(format!("token id {bad} is outside the vocabulary ({})", self.cfg.vocab)));
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab()) {
+            return Err(Error::Run(format!("token id {bad} is outside the vocabulary ({})", self.cfg.vocab())));
         }
         let t = ids.len();
         if self.pos + t > self.max_seq {
@@ -123,12 +168,17 @@ impl<'g> Session<'g> {
         let out = if t == 1 {
             let idt = HostTensor::u32(&[1, 1], ids.to_vec())?;
             let last = HostTensor::u32(&[1], vec![0])?;
-            self.decode.run(&[("ids", &idt), ("last", &last)], &[("pos", pos), ("len", pos + 1)])?
+            let pos_ids = HostTensor::u32(&[1, 1], vec![pos])?;
+            let mut feeds = vec![("ids", &idt), ("last", &last)];
+            if self.decode.graph().find("pos_ids").is_some() {
+                feeds.push(("pos_ids", &pos_ids));
+            }
+            self.decode.run(&feeds, &[("pos", pos), ("len", pos + 1)])?
         } else {
             // Pad to a bucket when the padded rows still fit the cache, else run the exact length.
             let b = if self.pos + bucket(t) <= self.max_seq { bucket(t) } else { t };
             if !self.prefill.iter().any(|p| p.0 == b) {
-                let g = llama::build(&self.cfg, b, self.max_seq, self.dtype)?;
+                let g = self.cfg.build(b, self.max_seq, self.dtype)?;
                 let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
                 self.prefill.push((b, plan));
             }
@@ -137,7 +187,14 @@ impl<'g> Session<'g> {
             padded.resize(b, 0);
             let idt = HostTensor::u32(&[1, b], padded)?;
             let last = HostTensor::u32(&[1], vec![t as u32 - 1])?;
-            plan.run(&[("ids", &idt), ("last", &last)], &[("pos", pos), ("len", pos + b as u32)])?
+            // Padded rows get positions past the prompt, clamped to the table (their outputs are never read).
+            let max_pos = self.cfg.max_pos() as u32 - 1;
+            let pos_ids = HostTensor::u32(&[1, b], (0..b as u32).map(|i| (pos + i).min(max_pos)).collect())?;
+            let mut feeds = vec![("ids", &idt), ("last", &last)];
+            if plan.graph().find("pos_ids").is_some() {
+                feeds.push(("pos_ids", &pos_ids));
+            }
+            plan.run(&feeds, &[("pos", pos), ("len", pos + b as u32)])?
         };
         self.pos += t;
         Ok(out[0].to_f32())

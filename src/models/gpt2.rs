@@ -1,0 +1,148 @@
+//! GPT-2. Paper: "Language Models are Unsupervised Multitask Learners" (Radford et al., 2019); reference
+//! implementation: transformers' `modeling_gpt2.py`. Learned positions, pre-LN blocks (LayerNorm → attention →
+//! add, LayerNorm → GELU (tanh form) MLP → add), a final LayerNorm and the head tied to the token embedding.
+//! Checkpoints store Conv1D weights as [in, out], so the linears run as x·W (`MatMul { tb: false }`); the fused
+//! c_attn [C, 3C] is split into q, k and v when loaded. Same step-graph contract as `llama::build`, plus an input
+//! `pos_ids` [1, t].
+
+use super::ConfigSource;
+use crate::error::{Error, Result};
+use crate::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::loader::WeightStore;
+use crate::tensor::{DType, HostTensor};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub hidden: usize,
+    pub n_layers: usize,
+    pub n_head: usize,
+    pub inner: usize,
+    pub vocab: usize,
+    pub max_pos: usize,
+    pub eps: f32,
+    /// "transformer." or "" (the hub's gpt2 checkpoint has no prefix).
+    pub prefix: String,
+}
+
+impl Config {
+    pub fn from_source(src: &ConfigSource, store: &WeightStore) -> Result<Self> {
+        let hidden = src.req("n_embd", "embedding_length")?;
+        let prefix = if store.contains("transformer.wte.weight") { "transformer." } else { "" }.to_string();
+        Ok(Config {
+            hidden,
+            n_layers: src.req("n_layer", "block_count")?,
+            n_head: src.req("n_head", "attention.head_count")?,
+            inner: src.num("n_inner", "feed_forward_length").map_or(4 * hidden, |x| x as usize),
+            vocab: src.req("vocab_size", "vocab_size")?,
+            max_pos: src.req("n_positions", "context_length")?,
+            eps: src.num("layer_norm_epsilon", "attention.layer_norm_epsilon").unwrap_or(1e-5) as f32,
+            prefix,
+        })
+    }
+}
+
+fn conv1d(g: &mut GraphBuilder, name: &str, x: ValueId, inp: usize, out: usize, dt: DType) -> Result<ValueId> {
+    let w = g.param(&format!("{name}.weight"), &[inp, out], dt)?;
+    let b = g.param(&format!("{name}.bias"), &[out], dt)?;
+    let y = g.matmul(x, w, false, false)?;
+    g.add(y, b)
+}
+
+fn layernorm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f32, dt: DType) -> Result<ValueId> {
+    let w = g.param(&format!("{name}.weight"), &[c], dt)?;
+    let b = g.param(&format!("{name}.bias"), &[c], dt)?;
+    g.layernorm(x, w, b, eps)
+}
+
+pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<super::llama::StepGraph> {
+    let mut g = GraphBuilder::new();
+    let (c, p) = (cfg.hidden, cfg.prefix.as_str());
+    let hd = c / cfg.n_head;
+    let ids = g.input("ids", &[1, t], DType::U32)?;
+    let pos_ids = g.input("pos_ids", &[1, t], DType::U32)?;
+    let last = g.input("last", &[1], DType::U32)?;
+    let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
+    let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
+    let x = g.op(Op::Embedding, &[wte, ids])?;
+    let xp = g.op(Op::Embedding, &[wpe, pos_ids])?;
+    let mut x = g.add(x, xp)?;
+    let pos = Scalar::var("pos");
+    for l in 0..cfg.n_layers {
+        let lp = format!("{p}h.{l}");
+        let h = layernorm(&mut g, &format!("{lp}.ln_1"), x, c, cfg.eps, dt)?;
+        let heads = |g: &mut GraphBuilder, y: ValueId| -> Result<ValueId> {
+            let r = g.reshape(y, &[1, t, cfg.n_head, hd])?;
+            g.op(Op::Permute0213, &[r])
+        };
+        let q = conv1d(&mut g, &format!("{lp}.attn.q"), h, c, c, dt)?;
+        let k = conv1d(&mut g, &format!("{lp}.attn.k"), h, c, c, dt)?;
+        let v = conv1d(&mut g, &format!("{lp}.attn.v"), h, c, c, dt)?;
+        let (q, k, v) = (heads(&mut g, q)?, heads(&mut g, k)?, heads(&mut g, v)?);
+        let kc = g.state(&format!("cache.{l}.k"), &[1, cfg.n_head, max_seq, hd], dt)?;
+        let vc = g.state(&format!("cache.{l}.v"), &[1, cfg.n_head, max_seq, hd], dt)?;
+        let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
+        let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
+        let spec = AttnSpec {
+            causal: true,
+            scale: 1.0 / (hd as f32).sqrt(),
+            mask: false,
+            q_offset: pos.clone(),
+            kv_len: Scalar::var("len"),
+        };
+        let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
+        let a = g.op(Op::Permute0213, &[a])?;
+        let a = g.reshape(a, &[1, t, c])?;
+        let a = conv1d(&mut g, &format!("{lp}.attn.c_proj"), a, c, c, dt)?;
+        x = g.add(x, a)?;
+        let h = layernorm(&mut g, &format!("{lp}.ln_2"), x, c, cfg.eps, dt)?;
+        let m = conv1d(&mut g, &format!("{lp}.mlp.c_fc"), h, c, cfg.inner, dt)?;
+        let m = g.act(m, Act::GeluTanh)?;
+        let m = conv1d(&mut g, &format!("{lp}.mlp.c_proj"), m, cfg.inner, c, dt)?;
+        x = g.add(x, m)?;
+    }
+    let x = g.reshape(x, &[t, c])?;
+    let x = g.op(Op::Embedding, &[x, last])?;
+    let x = layernorm(&mut g, &format!("{p}ln_f"), x, c, cfg.eps, dt)?;
+    let logits = g.linear(x, wte, None)?;
+    let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
+    Ok(super::llama::StepGraph { graph: g.finish(), logits })
+}
+
+/// One param's value: q/k/v come out of the fused c_attn ([C, 3C] weight, [3C] bias) by columns.
+pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    for (k, part) in ["q", "k", "v"].iter().enumerate() {
+        let Some(stem) = name
+            .strip_suffix(&format!(".attn.{part}.weight"))
+            .or_else(|| name.strip_suffix(&format!(".attn.{part}.bias")))
+        else {
+            continue;
+        };
+        let is_w = name.ends_with("weight");
+        let src = format!("{stem}.attn.c_attn.{}", if is_w { "weight" } else { "bias" });
+        let data = store.to_f32(&src)?;
+        let c = cfg.hidden;
+        let cols = 3 * c;
+        if data.len() != if is_w { c * cols } else { cols } {
+            return Err(Error::Shape {
+                op: format!("load {src}"),
+                detail: format!("expected [{c}, {cols}]"),
+                shapes: vec![],
+            });
+        }
+        let out: Vec<f32> = if is_w {
+            (0..c).flat_map(|r| data[r * cols + k * c..r * cols + (k + 1) * c].to_vec()).collect()
+        } else {
+            data[k * c..(k + 1) * c].to_vec()
+        };
+        return HostTensor::f32(shape, out);
+    }
+    let e = store.entry(name)?;
+    if e.shape != shape {
+        return Err(Error::Shape {
+            op: format!("load {name}"),
+            detail: format!("the file has {:?}, the model needs {shape:?}", e.shape),
+            shapes: vec![e.shape.clone(), shape.to_vec()],
+        });
+    }
+    HostTensor::f32(shape, store.to_f32(name)?)
+}
