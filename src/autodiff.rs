@@ -30,7 +30,8 @@ pub fn backward(b: &mut GraphBuilder, loss: ValueId, wrt: &[ValueId]) -> Result<
         }
     }
     let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
-    let seed = b.fill(&b.shape(loss).to_vec(), b.dtype(loss), 1.0)?;
+    let loss_shape = b.shape(loss).to_vec();
+    let seed = b.fill(&loss_shape, b.dtype(loss), 1.0)?;
     grads.insert(loss, seed);
     for i in (0..n).rev() {
         let v = ValueId(i);
@@ -54,7 +55,10 @@ pub fn backward(b: &mut GraphBuilder, loss: ValueId, wrt: &[ValueId]) -> Result<
     wrt.iter()
         .map(|w| match grads.get(w) {
             Some(&g) => Ok(g),
-            None => b.fill(&b.shape(*w).to_vec(), b.dtype(*w), 0.0),
+            None => {
+                let shape = b.shape(*w).to_vec();
+                b.fill(&shape, b.dtype(*w), 0.0)
+            }
         })
         .collect()
 }

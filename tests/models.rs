@@ -86,19 +86,24 @@ fn rows(v: &serde_json::Value) -> Vec<Vec<u32>> {
     v.as_array().unwrap().iter().map(ids).collect()
 }
 
+/// The fixture's sequences without their padding, and their token types.
+fn bert_inputs(exp: &serde_json::Value) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    let mask = rows(&exp["attention_mask"]);
+    let batch = rows(&exp["input_ids"])
+        .iter()
+        .zip(&mask)
+        .map(|(r, m)| r.iter().zip(m).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect())
+        .collect();
+    (batch, rows(&exp["token_type_ids"]))
+}
+
 /// BERT with a padded batch and token types: hidden states at real positions and the pooler output equal
 /// transformers'.
 #[test]
 fn tiny_bert_matches_transformers() {
     use wgpu_llm::session::encoder::Encoder;
     let (dir, exp) = fixture("tiny-bert");
-    let mask = rows(&exp["attention_mask"]);
-    let batch: Vec<Vec<u32>> = rows(&exp["input_ids"])
-        .iter()
-        .zip(&mask)
-        .map(|(r, m)| r.iter().zip(m).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect())
-        .collect();
-    let types = rows(&exp["token_type_ids"]);
+    let (batch, types) = bert_inputs(&exp);
     let mut enc = Encoder::load(gpu(), &dir, DType::F32).unwrap();
     let hidden = enc.hidden(&batch, Some(&types)).unwrap();
     let want = exp["last_hidden_state"].as_array().unwrap();
@@ -129,13 +134,7 @@ fn tiny_bert_matches_transformers() {
 fn tiny_bert_classifier_matches_transformers() {
     use wgpu_llm::session::encoder::Encoder;
     let (dir, exp) = fixture("tiny-bert-cls");
-    let mask = rows(&exp["attention_mask"]);
-    let batch: Vec<Vec<u32>> = rows(&exp["input_ids"])
-        .iter()
-        .zip(&mask)
-        .map(|(r, m)| r.iter().zip(m).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect())
-        .collect();
-    let types = rows(&exp["token_type_ids"]);
+    let (batch, types) = bert_inputs(&exp);
     let mut enc = Encoder::load(gpu(), &dir, DType::F32).unwrap();
     let logits = enc.classify(&batch, Some(&types)).unwrap();
     for (i, l) in logits.iter().enumerate() {

@@ -24,8 +24,11 @@ pub enum Storage {
 /// one KV cache): params and state leaves are looked up here by name before anything is allocated.
 #[derive(Default)]
 pub struct SharedLeaves {
-    map: Mutex<HashMap<String, Vec<(wgpu::Buffer, (usize, usize))>>>,
+    map: Mutex<HashMap<String, Shards>>,
 }
+
+/// A leaf's buffers with the row range each holds.
+type Shards = Vec<(wgpu::Buffer, (usize, usize))>;
 
 impl SharedLeaves {
     pub fn new() -> Self {
@@ -194,7 +197,7 @@ impl MemoryPlan {
         if !matches!(node.op, Op::Param { .. }) {
             return Err(too_large("max_storage_buffer_binding_size", "; only weights are stored in shards"));
         }
-        if row_bytes > gpu.max_binding || row_bytes % 4 != 0 {
+        if row_bytes > gpu.max_binding || !row_bytes.is_multiple_of(4) {
             return Err(too_large("max_storage_buffer_binding_size, per row", ""));
         }
         let per = (gpu.max_binding / row_bytes) as usize;

@@ -166,7 +166,7 @@ impl Gpu {
 
     /// Upload bytes into a buffer at an offset (padded to 4 bytes).
     pub fn write(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buf, offset, bytes);
         } else {
             let mut v = bytes.to_vec();

@@ -224,7 +224,7 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             want_inputs(op, ins, 1)?;
             let dt = want_float(op, ins, &[0])?;
             let s = ins[0].0;
-            if s.len() != 4 || s[3] % 2 != 0 {
+            if s.len() != 4 || !s[3].is_multiple_of(2) {
                 return Err(err(op, ins, "rope needs [B,H,T,D] with D even"));
             }
             out(s, dt)

@@ -7,7 +7,7 @@
 
 use super::ConfigSource;
 use crate::error::{Error, Result};
-use crate::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::graph::{Act, GraphBuilder, Op, ValueId};
 use crate::loader::WeightStore;
 use crate::tensor::{DType, HostTensor};
 
@@ -66,7 +66,6 @@ pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<super:
     let x = g.op(Op::Embedding, &[wte, ids])?;
     let xp = g.op(Op::Embedding, &[wpe, pos_ids])?;
     let mut x = g.add(x, xp)?;
-    let pos = Scalar::var("pos");
     for l in 0..cfg.n_layers {
         let lp = format!("{p}h.{l}");
         let h = layernorm(&mut g, &format!("{lp}.ln_1"), x, c, cfg.eps, dt)?;
@@ -78,20 +77,7 @@ pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<super:
         let k = conv1d(&mut g, &format!("{lp}.attn.k"), h, c, c, dt)?;
         let v = conv1d(&mut g, &format!("{lp}.attn.v"), h, c, c, dt)?;
         let (q, k, v) = (heads(&mut g, q)?, heads(&mut g, k)?, heads(&mut g, v)?);
-        let kc = g.state(&format!("cache.{l}.k"), &[1, cfg.n_head, max_seq, hd], dt)?;
-        let vc = g.state(&format!("cache.{l}.v"), &[1, cfg.n_head, max_seq, hd], dt)?;
-        let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
-        let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
-        let spec = AttnSpec {
-            causal: true,
-            scale: 1.0 / (hd as f32).sqrt(),
-            mask: false,
-            q_offset: pos.clone(),
-            kv_len: Scalar::var("len"),
-        };
-        let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
-        let a = g.op(Op::Permute0213, &[a])?;
-        let a = g.reshape(a, &[1, t, c])?;
+        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq)?;
         let a = conv1d(&mut g, &format!("{lp}.attn.c_proj"), a, c, c, dt)?;
         x = g.add(x, a)?;
         let h = layernorm(&mut g, &format!("{lp}.ln_2"), x, c, cfg.eps, dt)?;

@@ -9,7 +9,7 @@
 
 use super::{ConfigSource, Linear};
 use crate::error::{Error, Result};
-use crate::graph::{AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::graph::{GraphBuilder, Op, Scalar, ValueId};
 use crate::loader::WeightStore;
 use crate::tensor::{DType, HostTensor};
 
@@ -139,20 +139,7 @@ pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<StepGr
         let rope = Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false };
         let q = g.op(rope.clone(), &[q])?;
         let k = g.op(rope, &[k])?;
-        let kc = g.state(&format!("cache.{l}.k"), &[1, cfg.n_kv_head, max_seq, hd], dt)?;
-        let vc = g.state(&format!("cache.{l}.v"), &[1, cfg.n_kv_head, max_seq, hd], dt)?;
-        let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
-        let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
-        let spec = AttnSpec {
-            causal: true,
-            scale: 1.0 / (hd as f32).sqrt(),
-            mask: false,
-            q_offset: pos.clone(),
-            kv_len: Scalar::var("len"),
-        };
-        let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
-        let a = g.op(Op::Permute0213, &[a])?;
-        let a = g.reshape(a, &[1, t, cfg.n_head * hd])?;
+        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq)?;
         let a = ly.o.forward(&mut g, a)?;
         x = g.add(x, a)?;
         let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;

@@ -70,6 +70,32 @@ impl ConfigSource {
     }
 }
 
+/// Causal self-attention of a decode/prefill step through the KV cache: k and v ([1, Hkv, t, D], after any
+/// rotary) are written into the state leaves `cache.{layer}.k` / `.v` ([1, Hkv, max_seq, D]) at the runtime
+/// position `pos`, and q ([1, Hq, t, D]) attends over the first `len` cached positions. Returns [1, t, Hq·D].
+pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], max_seq: usize) -> Result<ValueId> {
+    use crate::graph::{AttnSpec, Op, Scalar};
+    let [q, k, v] = qkv;
+    let (qs, ks) = (g.shape(q).to_vec(), g.shape(k).to_vec());
+    let (n_head, t, hd, n_kv) = (qs[1], qs[2], qs[3], ks[1]);
+    let dt = g.dtype(q);
+    let pos = Scalar::var("pos");
+    let kc = g.state(&format!("cache.{layer}.k"), &[1, n_kv, max_seq, hd], dt)?;
+    let vc = g.state(&format!("cache.{layer}.v"), &[1, n_kv, max_seq, hd], dt)?;
+    let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
+    let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
+    let spec = AttnSpec {
+        causal: true,
+        scale: 1.0 / (hd as f32).sqrt(),
+        mask: false,
+        q_offset: pos,
+        kv_len: Scalar::var("len"),
+    };
+    let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
+    let a = g.op(Op::Permute0213, &[a])?;
+    g.reshape(a, &[1, t, n_head * hd])
+}
+
 /// A linear layer y = x·Wᵀ (+ b), W [out, in] as in every checkpoint.
 pub struct Linear {
     pub w: ValueId,

@@ -2,26 +2,11 @@
 //! bidirectional, key-padding masks, grouped-query heads, and decode (T = 1 against a cache with runtime
 //! kv_len and q_offset).
 
-use super::common::{self, check_op, check_op_on, Rng, F16, F32_REDUCE};
+use super::common::{self, check_op, check_op_on, Rng, F32_REDUCE};
+use common::{dtypes, tol};
 use wgpu_llm::error::Error;
 use wgpu_llm::graph::{AttnSpec, GraphBuilder, Op, Scalar};
 use wgpu_llm::tensor::{DType, HostTensor};
-
-fn dtypes() -> Vec<DType> {
-    if common::has_f16() {
-        vec![DType::F32, DType::F16]
-    } else {
-        vec![DType::F32]
-    }
-}
-
-fn tol(dt: DType) -> common::Tol {
-    if dt == DType::F16 {
-        F16
-    } else {
-        F32_REDUCE
-    }
-}
 
 /// One attention problem: q [b, hq, t, d], k/v [b, hkv, s, d], optional padding mask, runtime vars.
 struct Case {

@@ -181,3 +181,21 @@ pub fn check_op(case: &str, op: Op, inputs: &[HostTensor], vars: &[(&str, u32)],
 pub fn has_f16() -> bool {
     gpu().caps().f16
 }
+
+/// The float dtypes the shared device runs (f16 only where it has SHADER_F16).
+pub fn dtypes() -> Vec<DType> {
+    if has_f16() {
+        vec![DType::F32, DType::F16]
+    } else {
+        vec![DType::F32]
+    }
+}
+
+/// The tolerance preset for a kernel with reductions in `dt`.
+pub fn tol(dt: DType) -> Tol {
+    if dt == DType::F16 {
+        F16
+    } else {
+        F32_REDUCE
+    }
+}

@@ -1,6 +1,7 @@
 //! norm family: LayerNorm / RMSNorm forward, dx and dgamma on the GPU against the CPU reference.
 
-use super::common::{self, check_op, check_op_on, Rng, F16, F32_REDUCE};
+use super::common::{self, check_op, check_op_on, Rng, F32_REDUCE};
+use common::{dtypes, tol};
 use wgpu_llm::error::Error;
 use wgpu_llm::graph::{GraphBuilder, Op};
 use wgpu_llm::tensor::{DType, HostTensor};
@@ -9,22 +10,6 @@ const EPS: f32 = 1e-5;
 
 /// Edge shapes: rows of width 1, primes, non-multiples of 4 and of the workgroup, one wider than 256.
 const SHAPES: &[&[usize]] = &[&[1, 1], &[3, 7], &[2, 3, 13], &[61], &[4, 300]];
-
-fn dtypes() -> Vec<DType> {
-    if common::has_f16() {
-        vec![DType::F32, DType::F16]
-    } else {
-        vec![DType::F32]
-    }
-}
-
-fn tol(dt: DType) -> common::Tol {
-    if dt == DType::F16 {
-        F16
-    } else {
-        F32_REDUCE
-    }
-}
 
 /// x with an offset, so the mean is not ~0 and LayerNorm's centring matters.
 fn x_tensor(rng: &mut Rng, shape: &[usize], dt: DType) -> HostTensor {

@@ -1,25 +1,10 @@
 //! position family: RoPE (forward and inverse, runtime offset) and additive sinusoidal encodings.
 
-use super::common::{self, check_op, check_op_on, Rng, F16, F32_REDUCE};
+use super::common::{self, check_op, check_op_on, Rng, F32_REDUCE};
+use common::{dtypes, tol};
 use wgpu_llm::error::Error;
 use wgpu_llm::graph::{GraphBuilder, Op, Scalar};
 use wgpu_llm::tensor::DType;
-
-fn dtypes() -> Vec<DType> {
-    if common::has_f16() {
-        vec![DType::F32, DType::F16]
-    } else {
-        vec![DType::F32]
-    }
-}
-
-fn tol(dt: DType) -> common::Tol {
-    if dt == DType::F16 {
-        F16
-    } else {
-        F32_REDUCE
-    }
-}
 
 #[test]
 fn rope_edge_shapes() {

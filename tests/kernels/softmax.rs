@@ -1,20 +1,13 @@
 //! softmax family: (causal) softmax over the last dim and its backward on the GPU against the reference.
 
 use super::common::{self, check_op, check_op_on, Rng, F16, F32};
+use common::dtypes;
 use wgpu_llm::error::Error;
 use wgpu_llm::graph::{GraphBuilder, Op};
 use wgpu_llm::tensor::{DType, HostTensor};
 
 /// Edge shapes [..., T, S]: width 1, primes, non-multiples of 4 and of the workgroup, a 4096-wide row.
 const SHAPES: &[&[usize]] = &[&[1, 1], &[3, 7], &[2, 5, 13], &[7, 61], &[2, 3, 300], &[1, 4096]];
-
-fn dtypes() -> Vec<DType> {
-    if common::has_f16() {
-        vec![DType::F32, DType::F16]
-    } else {
-        vec![DType::F32]
-    }
-}
 
 fn tol(dt: DType) -> common::Tol {
     if dt == DType::F16 {
