@@ -812,3 +812,36 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         }
     }
 }
+
+// ---- gemv_rows4 ---------------------------------------------------------------------------------------
+// x·Wᵀ for one row of a (TB, vec4 layout as gemv_vec4): each invocation owns 4 output columns (4 rows of W)
+// and walks all of k itself, so there is no cross-invocation reduction and no barrier; a's vec4 is loaded
+// once per 4 weight loads. 64 invocations → 256 columns per workgroup. Rows past n are clamped to the last
+// one and not stored. Chosen for TB single-row products, where the 64-way reduction of gemv_vec4 cost about
+// as much as the loads themselves at k ≈ 576.
+@compute @workgroup_size(64)
+fn gemv_rows4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let bi = wid.z;
+    let g = wid.x + wid.y * nwg.x;
+    let j0 = (g * 64u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let abase4 = (bi * p.stride_a + p.k_off) / 4u;
+    let bbase = bi * p.stride_b;
+    let last = p.n - 1u;
+    let w0 = (bbase + j0 * p.ldb) / 4u;
+    let w1 = (bbase + min(j0 + 1u, last) * p.ldb) / 4u;
+    let w2 = (bbase + min(j0 + 2u, last) * p.ldb) / 4u;
+    let w3 = (bbase + min(j0 + 3u, last) * p.ldb) / 4u;
+    var s = vec4<f32>(0.0);
+    let k4n = p.k / 4u;
+    for (var q = 0u; q < k4n; q++) {
+        let av = vec4<f32>(a4[abase4 + q]);
+        s += vec4<f32>(dot(av, vec4<f32>(b4[w0 + q])), dot(av, vec4<f32>(b4[w1 + q])),
+                       dot(av, vec4<f32>(b4[w2 + q])), dot(av, vec4<f32>(b4[w3 + q])));
+    }
+    store_c(bi, 0u, j0, s.x);
+    store_c(bi, 0u, j0 + 1u, s.y);
+    store_c(bi, 0u, j0 + 2u, s.z);
+    store_c(bi, 0u, j0 + 3u, s.w);
+}

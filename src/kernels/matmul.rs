@@ -69,11 +69,29 @@ fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: A
                 && g.stride_b.is_multiple_of(4)
                 && g.ldb.is_multiple_of(4)
                 && if tb { g.k.is_multiple_of(4) } else { g.n.is_multiple_of(4) };
-            // gemv: 4 columns (TB) or 64 per workgroup; gemv_vec4: 8 or 64.
-            let groups = if tb { ceil_div(g.n, if vec4 { 8 } else { 4 }) } else { ceil_div(g.n, 64) };
+            // gemv: 4 columns (TB) or 64 per workgroup; gemv_vec4 (!TB): 64; gemv_rows4 (TB): 256.
+            // `WGPU_LLM_GEMV=vec4` keeps gemv_vec4 for TB too (benchmark comparison).
+            // Below ~4096 columns gemv_rows4 has too few workgroups to keep every CPU thread of a software
+            // adapter busy (and decode's q/k/v/o matrices are that small); gemv_vec4 splits k instead.
+            let rows4 = vec4 && tb && g.n >= 4096 && std::env::var("WGPU_LLM_GEMV").as_deref() != Ok("vec4");
+            let groups = match (tb, vec4) {
+                (true, true) if rows4 => ceil_div(g.n, 256),
+                (true, true) => ceil_div(g.n, 8),
+                (true, false) => ceil_div(g.n, 4),
+                _ => ceil_div(g.n, 64),
+            };
             let mut grid = grid_1d(groups);
             grid[2] = g.batch as u32;
-            (if vec4 { "gemv_vec4" } else { "gemv" }, grid)
+            (
+                if rows4 {
+                    "gemv_rows4"
+                } else if vec4 {
+                    "gemv_vec4"
+                } else {
+                    "gemv"
+                },
+                grid,
+            )
         }
         Kernel::Baseline => ("matmul_baseline", [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32]),
         _ => {

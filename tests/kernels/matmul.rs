@@ -54,7 +54,8 @@ fn batched_and_shared_weights() {
 #[test]
 fn gemv_rows() {
     let mut r = Rng::new(13);
-    for (k, n) in [(61, 37), (128, 96), (256, 1), (4, 300), (1000, 7)] {
+    // (36, 4099): gemv_rows4 (n ≥ 4096, k % 4 == 0) with a partial last group of 4 columns.
+    for (k, n) in [(61, 37), (128, 96), (256, 1), (4, 300), (1000, 7), (36, 4099)] {
         check(&mut r, &[], (1, k, n), true);
         check(&mut r, &[1], (1, k, n), true);
     }
