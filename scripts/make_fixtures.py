@@ -716,18 +716,76 @@ def make_minilm(model_dir, out):
     write_json(out / "minilm.json", result)
 
 
+# --------------------------------------------------------------------------------------------
+# The textbook Transformer encoder (Vaswani et al. 2017): PyTorch's own nn.TransformerEncoder
+# --------------------------------------------------------------------------------------------
+
+def make_textbook(out):
+    """Token embedding × √d_model + sinusoidal positions, then post-LN encoder layers with a ReLU
+    feed-forward (nn.TransformerEncoderLayer, norm_first=False), dropout 0, eval mode."""
+    import math
+    from safetensors.torch import save_file
+    cfg = {"model_type": "textbook_transformer", "vocab_size": 64, "d_model": 32, "nhead": 4,
+           "dim_feedforward": 48, "num_layers": 2, "max_len": 64, "layer_norm_eps": 1e-5,
+           "scale_embedding": True}
+    torch.manual_seed(5)
+    d = cfg["d_model"]
+    embed = torch.nn.Embedding(cfg["vocab_size"], d)
+    layer = torch.nn.TransformerEncoderLayer(d, cfg["nhead"], cfg["dim_feedforward"], dropout=0.0,
+                                             activation="relu", batch_first=True, norm_first=False,
+                                             layer_norm_eps=cfg["layer_norm_eps"])
+    enc = torch.nn.TransformerEncoder(layer, cfg["num_layers"], enable_nested_tensor=False)
+    for p in list(embed.parameters()) + list(enc.parameters()):
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.3)
+        else:
+            torch.nn.init.normal_(p, std=0.1)
+    embed.eval(); enc.eval()
+    pos = torch.arange(cfg["max_len"]).unsqueeze(1).float()
+    div = torch.pow(10000.0, torch.arange(0, d, 2).float() / d)
+    pe = torch.zeros(cfg["max_len"], d)
+    pe[:, 0::2] = torch.sin(pos / div)
+    pe[:, 1::2] = torch.cos(pos / div)
+    ids = torch.tensor([[3, 17, 42, 5, 33, 60, 9], [8, 21, 2, 0, 0, 0, 0]])
+    mask = torch.tensor([[1] * 7, [1, 1, 1, 0, 0, 0, 0]])
+    with torch.no_grad():
+        x = embed(ids) * math.sqrt(d) + pe[: ids.shape[1]]
+        h = enc(x, src_key_padding_mask=(mask == 0))
+    outdir = out / "tiny-textbook"
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    outdir.mkdir(parents=True)
+    tensors = {"embed.weight": embed.weight.detach().contiguous()}
+    tensors.update({f"encoder.{k}": v.detach().contiguous() for k, v in enc.state_dict().items()})
+    save_file(tensors, str(outdir / "model.safetensors"))
+    (outdir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    write_json(outdir / "expected.json", {
+        "model": "textbook Transformer encoder: nn.Embedding * sqrt(d) + sinusoidal PE, nn.TransformerEncoder "
+                 "(post-LN, ReLU, dropout 0, eval)",
+        "input_ids": ids.tolist(), "attention_mask": mask.tolist(),
+        "note": "compare only positions where attention_mask is 1",
+        "last_hidden_state": rnd(h),
+        "versions": versions(),
+    })
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(REPO / "tests" / "fixtures"))
     ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--minilm", help="all-MiniLM-L6-v2 sentence-transformers folder")
     ap.add_argument("--skip-real", action="store_true", help="only the tiny random models")
+    ap.add_argument("--only-textbook", action="store_true", help="only the textbook Transformer fixture")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     torch.use_deterministic_algorithms(True)
     print("versions:", versions())
+    if args.only_textbook:
+        make_textbook(out)
+        return
     make_tiny(out)
+    make_textbook(out)
     if not args.skip_real:
         if not args.smollm2 or not args.minilm:
             sys.exit("--smollm2 and --minilm are required unless --skip-real")

@@ -155,3 +155,43 @@ fn tiny_bert_classifier_matches_transformers() {
 fn tiny_gpt2_matches_transformers() {
     check_causal_lm("tiny-gpt2");
 }
+
+/// The textbook Transformer encoder against PyTorch's nn.TransformerEncoder (padded batch, real positions).
+#[test]
+fn tiny_textbook_transformer_matches_pytorch() {
+    use wgpu_llm::exec::Plan;
+    use wgpu_llm::graph::Op;
+    use wgpu_llm::models::{textbook, ConfigSource};
+    let (dir, exp) = fixture("tiny-textbook");
+    let store = wgpu_llm::loader::open(&dir).unwrap();
+    let cfg = textbook::Config::from_source(&ConfigSource::find(&dir, &store).unwrap()).unwrap();
+    let ids_in = rows(&exp["input_ids"]);
+    let mask_in = rows(&exp["attention_mask"]);
+    let (b, t) = (ids_in.len(), ids_in[0].len());
+    let (graph, hidden) = textbook::build(&cfg, b, t, DType::F32).unwrap();
+    let mut plan = Plan::compile(gpu(), &graph, &[hidden]).unwrap();
+    for node in &graph.nodes {
+        if let Op::Param { name } = &node.op {
+            plan.set(name, &textbook::load_param(&cfg, &store, name, &node.shape).unwrap()).unwrap();
+        }
+    }
+    let ids = HostTensor::u32(&[b, t], ids_in.concat()).unwrap();
+    let mask = HostTensor::f32(&[b, t], mask_in.concat().iter().map(|&m| m as f32).collect()).unwrap();
+    let got = plan.run(&[("ids", &ids), ("mask", &mask)], &[]).unwrap()[0].to_f32();
+    let c = cfg.d_model;
+    for i in 0..b {
+        for j in 0..t {
+            if mask_in[i][j] == 0 {
+                continue;
+            }
+            let want = floats(&exp["last_hidden_state"][i][j]);
+            let g = got[(i * t + j) * c..(i * t + j + 1) * c].to_vec();
+            assert_close(
+                &format!("textbook hidden [{i}, {j}]"),
+                &HostTensor::f32(&[c], g).unwrap(),
+                &HostTensor::f32(&[c], want).unwrap(),
+                LOGITS,
+            );
+        }
+    }
+}

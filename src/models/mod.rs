@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod gpt2;
 pub mod llama;
+pub mod textbook;
 
 use std::path::Path;
 
