@@ -38,7 +38,7 @@ impl Config {
             eps: src.num("layer_norm_eps", "").unwrap_or(1e-5) as f32,
             scale_embedding: scale,
         };
-        if cfg.n_head == 0 || cfg.d_model % cfg.n_head != 0 {
+        if cfg.n_head == 0 || !cfg.d_model.is_multiple_of(cfg.n_head) {
             return Err(Error::Format {
                 file: "config.json".into(),
                 detail: "d_model must be a multiple of nhead".into(),
