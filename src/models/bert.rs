@@ -5,9 +5,9 @@
 //! padding mask. The pooler (tanh(W·h_CLS + b)) and the classifier are a few hundred multiply-adds per
 //! sentence and run on the host over the [CLS] row the GPU returns.
 
-use super::{ConfigSource, Linear};
+use super::{layernorm, ConfigSource, Linear};
 use crate::error::{Error, Result};
-use crate::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::graph::{Act, GraphBuilder, Op, ValueId};
 use crate::loader::WeightStore;
 use crate::tensor::DType;
 
@@ -91,7 +91,7 @@ pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<EncoderGraph
     let x = g.add(x, xp)?;
     let x = g.add(x, xt)?;
     let mut x = layernorm(&mut g, &format!("{p}embeddings.LayerNorm"), x, c, cfg.ln_eps, dt)?;
-    let (h, d) = (cfg.n_head, c / cfg.n_head);
+    let h = cfg.n_head;
     for l in 0..cfg.n_layers {
         let lp = format!("{p}encoder.layer.{l}");
         let lin =
@@ -101,24 +101,10 @@ pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<EncoderGraph
             lin(&mut g, "attention.self.key", c, c)?,
             lin(&mut g, "attention.self.value", c, c)?,
         );
-        let heads = |g: &mut GraphBuilder, y: ValueId| -> Result<ValueId> {
-            let r = g.reshape(y, &[b, t, h, d])?;
-            g.op(Op::Permute0213, &[r])
-        };
         let qh = q.forward(&mut g, x)?;
         let kh = k.forward(&mut g, x)?;
         let vh = v.forward(&mut g, x)?;
-        let (qh, kh, vh) = (heads(&mut g, qh)?, heads(&mut g, kh)?, heads(&mut g, vh)?);
-        let spec = AttnSpec {
-            causal: false,
-            scale: 1.0 / (d as f32).sqrt(),
-            mask: true,
-            q_offset: Scalar::Const(0),
-            kv_len: Scalar::Const(t as u32),
-        };
-        let a = g.op(Op::Attention(spec), &[qh, kh, vh, mask])?;
-        let a = g.op(Op::Permute0213, &[a])?;
-        let a = g.reshape(a, &[b, t, c])?;
+        let a = super::encoder_attention(&mut g, [qh, kh, vh], mask, h)?;
         let a = lin(&mut g, "attention.output.dense", c, c)?.forward(&mut g, a)?;
         let a = g.add(x, a)?;
         x = layernorm(&mut g, &format!("{lp}.attention.output.LayerNorm"), a, c, cfg.ln_eps, dt)?;
@@ -130,12 +116,6 @@ pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<EncoderGraph
     }
     let hidden = if dt == DType::F32 { x } else { g.op(Op::Cast { to: DType::F32 }, &[x])? };
     Ok(EncoderGraph { graph: g.finish(), hidden })
-}
-
-fn layernorm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f32, dt: DType) -> Result<ValueId> {
-    let w = g.param(&format!("{name}.weight"), &[c], dt)?;
-    let b = g.param(&format!("{name}.bias"), &[c], dt)?;
-    g.layernorm(x, w, b, eps)
 }
 
 /// The pooler and classifier on the host: logits = W_c·tanh(W_p·h_cls + b_p) + b_c.

@@ -5,7 +5,7 @@
 //! c_attn [C, 3C] is split into q, k and v when loaded. Same step-graph contract as `llama::build`, plus an input
 //! `pos_ids` [1, t].
 
-use super::ConfigSource;
+use super::{layernorm, ConfigSource};
 use crate::error::{Error, Result};
 use crate::graph::{Act, GraphBuilder, Op, ValueId};
 use crate::loader::WeightStore;
@@ -46,12 +46,6 @@ fn conv1d(g: &mut GraphBuilder, name: &str, x: ValueId, inp: usize, out: usize, 
     let b = g.param(&format!("{name}.bias"), &[out], dt)?;
     let y = g.matmul(x, w, false, false)?;
     g.add(y, b)
-}
-
-fn layernorm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f32, dt: DType) -> Result<ValueId> {
-    let w = g.param(&format!("{name}.weight"), &[c], dt)?;
-    let b = g.param(&format!("{name}.bias"), &[c], dt)?;
-    g.layernorm(x, w, b, eps)
 }
 
 pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<super::llama::StepGraph> {
@@ -122,13 +116,5 @@ pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]
         };
         return HostTensor::f32(shape, out);
     }
-    let e = store.entry(name)?;
-    if e.shape != shape {
-        return Err(Error::Shape {
-            op: format!("load {name}"),
-            detail: format!("the file has {:?}, the model needs {shape:?}", e.shape),
-            shapes: vec![e.shape.clone(), shape.to_vec()],
-        });
-    }
-    HostTensor::f32(shape, store.to_f32(name)?)
+    super::load_checked(store, name, shape)
 }

@@ -97,6 +97,50 @@ pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], m
     g.reshape(a, &[1, t, n_head * hd])
 }
 
+/// Bidirectional multi-head attention over a padded batch: q, k, v [B, T, C] (after their projections) →
+/// [B, T, C] before the output projection; `mask` [B, T] is 1 for tokens, 0 for padding.
+pub fn encoder_attention(g: &mut GraphBuilder, qkv: [ValueId; 3], mask: ValueId, n_head: usize) -> Result<ValueId> {
+    use crate::graph::{AttnSpec, Op, Scalar};
+    let s = g.shape(qkv[0]).to_vec();
+    let (b, t, c) = (s[0], s[1], s[2]);
+    let d = c / n_head;
+    let mut heads = [qkv[0]; 3];
+    for (i, &y) in qkv.iter().enumerate() {
+        let r = g.reshape(y, &[b, t, n_head, d])?;
+        heads[i] = g.op(Op::Permute0213, &[r])?;
+    }
+    let spec = AttnSpec {
+        causal: false,
+        scale: 1.0 / (d as f32).sqrt(),
+        mask: true,
+        q_offset: Scalar::Const(0),
+        kv_len: Scalar::Const(t as u32),
+    };
+    let a = g.op(Op::Attention(spec), &[heads[0], heads[1], heads[2], mask])?;
+    let a = g.op(Op::Permute0213, &[a])?;
+    g.reshape(a, &[b, t, c])
+}
+
+/// LayerNorm with the params `{name}.weight` and `{name}.bias` of width `c`.
+pub fn layernorm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f32, dt: DType) -> Result<ValueId> {
+    let w = g.param(&format!("{name}.weight"), &[c], dt)?;
+    let b = g.param(&format!("{name}.bias"), &[c], dt)?;
+    g.layernorm(x, w, b, eps)
+}
+
+/// A checkpoint tensor as f32, after checking it has the shape the model needs.
+pub fn load_checked(store: &WeightStore, name: &str, shape: &[usize]) -> Result<crate::tensor::HostTensor> {
+    let e = store.entry(name)?;
+    if e.shape != shape {
+        return Err(Error::Shape {
+            op: format!("load {name}"),
+            detail: format!("the file has {:?}, the model needs {shape:?}", e.shape),
+            shapes: vec![e.shape.clone(), shape.to_vec()],
+        });
+    }
+    crate::tensor::HostTensor::f32(shape, store.to_f32(name)?)
+}
+
 /// A linear layer y = x·Wᵀ (+ b), W [out, in] as in every checkpoint.
 pub struct Linear {
     pub w: ValueId,

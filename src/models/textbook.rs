@@ -4,9 +4,9 @@
 //! LayerNorm). Built from a small config.json (`model_type: "textbook_transformer"`); PyTorch's fused
 //! `in_proj` [3C, C] is split into q, k and v when loaded.
 
-use super::{ConfigSource, Linear};
+use super::{layernorm, ConfigSource, Linear};
 use crate::error::{Error, Result};
-use crate::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use crate::graph::{Act, GraphBuilder, Op, Scalar, ValueId};
 use crate::loader::WeightStore;
 use crate::tensor::{DType, HostTensor};
 
@@ -52,7 +52,6 @@ impl Config {
 pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<(crate::graph::Graph, ValueId)> {
     let mut g = GraphBuilder::new();
     let (c, h) = (cfg.d_model, cfg.n_head);
-    let d = c / h;
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let mask = g.input("mask", &[b, t], dt)?;
     let embed = g.param("embed.weight", &[cfg.vocab, c], dt)?;
@@ -65,40 +64,20 @@ pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<(crate::grap
         let p = format!("encoder.layers.{l}");
         let lin =
             |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{p}.{n}"), o, i, true, dt);
-        let heads = |g: &mut GraphBuilder, y: ValueId| -> Result<ValueId> {
-            let r = g.reshape(y, &[b, t, h, d])?;
-            g.op(Op::Permute0213, &[r])
-        };
         let q = lin(&mut g, "self_attn.q", c, c)?.forward(&mut g, x)?;
         let k = lin(&mut g, "self_attn.k", c, c)?.forward(&mut g, x)?;
         let v = lin(&mut g, "self_attn.v", c, c)?.forward(&mut g, x)?;
-        let (q, k, v) = (heads(&mut g, q)?, heads(&mut g, k)?, heads(&mut g, v)?);
-        let spec = AttnSpec {
-            causal: false,
-            scale: 1.0 / (d as f32).sqrt(),
-            mask: true,
-            q_offset: Scalar::Const(0),
-            kv_len: Scalar::Const(t as u32),
-        };
-        let a = g.op(Op::Attention(spec), &[q, k, v, mask])?;
-        let a = g.op(Op::Permute0213, &[a])?;
-        let a = g.reshape(a, &[b, t, c])?;
+        let a = super::encoder_attention(&mut g, [q, k, v], mask, h)?;
         let a = lin(&mut g, "self_attn.out_proj", c, c)?.forward(&mut g, a)?;
         let a = g.add(x, a)?;
-        x = norm(&mut g, &format!("{p}.norm1"), a, c, cfg.eps, dt)?;
+        x = layernorm(&mut g, &format!("{p}.norm1"), a, c, cfg.eps, dt)?;
         let f = lin(&mut g, "linear1", cfg.ff, c)?.forward(&mut g, x)?;
         let f = g.act(f, Act::Relu)?;
         let f = lin(&mut g, "linear2", c, cfg.ff)?.forward(&mut g, f)?;
         let f = g.add(x, f)?;
-        x = norm(&mut g, &format!("{p}.norm2"), f, c, cfg.eps, dt)?;
+        x = layernorm(&mut g, &format!("{p}.norm2"), f, c, cfg.eps, dt)?;
     }
     Ok((g.finish(), x))
-}
-
-fn norm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f32, dt: DType) -> Result<ValueId> {
-    let w = g.param(&format!("{name}.weight"), &[c], dt)?;
-    let b = g.param(&format!("{name}.bias"), &[c], dt)?;
-    g.layernorm(x, w, b, eps)
 }
 
 /// One param's value: `self_attn.{q,k,v}` are rows of PyTorch's fused `in_proj_weight` / `in_proj_bias`.
@@ -119,13 +98,5 @@ pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]
             }
         }
     }
-    let e = store.entry(name)?;
-    if e.shape != shape {
-        return Err(Error::Shape {
-            op: format!("load {name}"),
-            detail: format!("the file has {:?}, the model needs {shape:?}", e.shape),
-            shapes: vec![e.shape.clone(), shape.to_vec()],
-        });
-    }
-    HostTensor::f32(shape, store.to_f32(name)?)
+    super::load_checked(store, name, shape)
 }
