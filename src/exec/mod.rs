@@ -58,6 +58,18 @@ fn word_bits(w: &Word, vars: &dyn Fn(&str) -> Option<u32>) -> Result<u32> {
     })
 }
 
+impl Step {
+    /// Record this dispatch into a compute pass (nothing for an empty grid).
+    fn record(&self, pass: &mut wgpu::ComputePass) {
+        if self.grid.contains(&0) {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+}
+
 /// Create the pipeline, Params buffer and bind group of one dispatch; `buf` finds the buffer of each binding.
 fn make_step<'b>(
     gpu: &Gpu,
@@ -256,12 +268,7 @@ impl<'g> Plan<'g> {
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for s in &self.steps {
-                if s.grid.contains(&0) {
-                    continue;
-                }
-                pass.set_pipeline(&s.pipeline.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.grid[0], s.grid[1], s.grid[2]);
+                s.record(&mut pass);
             }
         }
         for (o, st) in self.outputs.iter().zip(&self.staging) {
@@ -278,22 +285,6 @@ impl<'g> Plan<'g> {
             outs.push(HostTensor::from_bytes(self.graph.shape(*o), self.graph.dtype(*o), &bytes));
         }
         Ok(outs)
-    }
-
-    /// Run without reading anything back (benchmarks, training steps that only update weights).
-    pub fn run_no_readback(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<()> {
-        self.feed(inputs, vars)?;
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for s in self.steps.iter().filter(|s| !s.grid.contains(&0)) {
-                pass.set_pipeline(&s.pipeline.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.grid[0], s.grid[1], s.grid[2]);
-            }
-        }
-        self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait()
     }
 }
 

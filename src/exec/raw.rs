@@ -66,10 +66,8 @@ impl<'g> RawKernel<'g> {
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass) {
-        for s in self.steps.iter().filter(|s| !s.grid.contains(&0)) {
-            pass.set_pipeline(&s.pipeline.pipeline);
-            pass.set_bind_group(0, &s.bind_group, &[]);
-            pass.dispatch_workgroups(s.grid[0], s.grid[1], s.grid[2]);
+        for s in &self.steps {
+            s.record(pass);
         }
     }
 
@@ -86,54 +84,6 @@ impl<'g> RawKernel<'g> {
     /// Time `reps` runs (each all of the kernel's dispatches): GPU timestamps around each run where the
     /// adapter has them, else the wall clock of a submit-and-wait. Returns (microseconds per run, clock).
     pub fn time(&self, reps: usize) -> Result<(Vec<f64>, &'static str)> {
-        let gpu = self.gpu;
-        if !gpu.has_timestamps() {
-            let mut out = vec![];
-            for _ in 0..reps {
-                let t0 = std::time::Instant::now();
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                self.record(&mut enc.begin_compute_pass(&Default::default()));
-                gpu.queue.submit([enc.finish()]);
-                gpu.wait()?;
-                out.push(t0.elapsed().as_secs_f64() * 1e6);
-            }
-            return Ok((out, "wall"));
-        }
-        let n = (2 * reps) as u32;
-        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: None,
-            ty: wgpu::QueryType::Timestamp,
-            count: n,
-        });
-        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: n as u64 * 8,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: n as u64 * 8,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        for r in 0..reps as u32 {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: &qs,
-                    beginning_of_pass_write_index: Some(2 * r),
-                    end_of_pass_write_index: Some(2 * r + 1),
-                }),
-            });
-            self.record(&mut pass);
-        }
-        enc.resolve_query_set(&qs, 0..n, &resolve, 0);
-        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, n as u64 * 8);
-        gpu.queue.submit([enc.finish()]);
-        let ts: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.map_read(&staging, n as u64 * 8)?);
-        let period = gpu.queue.get_timestamp_period() as f64;
-        Ok(((0..reps).map(|r| ts[2 * r + 1].saturating_sub(ts[2 * r]) as f64 * period / 1e3).collect(), "timestamp"))
+        super::profile::time_passes(self.gpu, reps, &|_, pass| self.record(pass))
     }
 }
