@@ -198,15 +198,7 @@ pub fn gguf_name(hf: &str) -> String {
 pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let gguf = store.contains(&gguf_name(name)) && !store.contains(name);
     let src = if gguf { gguf_name(name) } else { name.to_string() };
-    let e = store.entry(&src)?;
-    if e.shape != shape {
-        return Err(Error::Shape {
-            op: format!("load {src}"),
-            detail: format!("the file has {:?}, the model needs {shape:?}", e.shape),
-            shapes: vec![e.shape.clone(), shape.to_vec()],
-        });
-    }
-    let mut data = store.to_f32(&src)?;
+    let mut t = super::load_checked(store, &src, shape)?;
     if gguf {
         let heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
             Some(cfg.n_head)
@@ -217,8 +209,8 @@ pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]
         };
         if let Some(h) = heads {
             let cols = if shape.len() == 2 { shape[1] } else { 1 };
-            data = crate::loader::unpermute_qk(&data, h, shape[0], cols)?;
+            t = HostTensor::f32(shape, crate::loader::unpermute_qk(&t.to_f32(), h, shape[0], cols)?)?;
         }
     }
-    HostTensor::f32(shape, data)
+    Ok(t)
 }

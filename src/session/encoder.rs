@@ -60,15 +60,7 @@ impl<'g> Encoder<'g> {
             if fresh {
                 for node in &g.graph.nodes {
                     if let Op::Param { name } = &node.op {
-                        let e = self.store.entry(name)?;
-                        if e.shape != node.shape {
-                            return Err(Error::Shape {
-                                op: format!("load {name}"),
-                                detail: format!("the file has {:?}, the model needs {:?}", e.shape, node.shape),
-                                shapes: vec![e.shape.clone(), node.shape.clone()],
-                            });
-                        }
-                        plan.set(name, &self.store.to_host(name)?)?;
+                        plan.set(name, &crate::models::load_checked(&self.store, name, &node.shape)?)?;
                     }
                 }
             }

@@ -139,14 +139,8 @@ impl<'g> Session<'g> {
     /// writes is overwritten by the next real step).
     pub fn profile_decode(&mut self, id: u32) -> Result<Vec<crate::exec::OpTiming>> {
         let pos = self.pos as u32;
-        let idt = HostTensor::u32(&[1, 1], vec![id])?;
-        let last = HostTensor::u32(&[1], vec![0])?;
-        let pos_ids = HostTensor::u32(&[1, 1], vec![pos])?;
-        let mut feeds = vec![("ids", &idt), ("last", &last)];
-        if self.decode.graph().find("pos_ids").is_some() {
-            feeds.push(("pos_ids", &pos_ids));
-        }
-        self.decode.profile(&feeds, &[("pos", pos), ("len", pos + 1)])
+        let inputs = step_inputs(&self.decode, &[id], 1, pos, self.cfg.max_pos())?;
+        self.decode.profile(&feeds(&inputs), &[("pos", pos), ("len", pos + 1)])
     }
 
     /// Run `ids` at the current position and return the logits of the last one.
@@ -165,40 +159,50 @@ impl<'g> Session<'g> {
             )));
         }
         let pos = self.pos as u32;
-        let out = if t == 1 {
-            let idt = HostTensor::u32(&[1, 1], ids.to_vec())?;
-            let last = HostTensor::u32(&[1], vec![0])?;
-            let pos_ids = HostTensor::u32(&[1, 1], vec![pos])?;
-            let mut feeds = vec![("ids", &idt), ("last", &last)];
-            if self.decode.graph().find("pos_ids").is_some() {
-                feeds.push(("pos_ids", &pos_ids));
-            }
-            self.decode.run(&feeds, &[("pos", pos), ("len", pos + 1)])?
-        } else {
-            // Pad to a bucket when the padded rows still fit the cache, else run the exact length.
-            let b = if self.pos + bucket(t) <= self.max_seq { bucket(t) } else { t };
-            if !self.prefill.iter().any(|p| p.0 == b) {
-                let g = self.cfg.build(b, self.max_seq, self.dtype)?;
-                let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
-                self.prefill.push((b, plan));
-            }
-            let plan = &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("just made").1;
-            let mut padded = ids.to_vec();
-            padded.resize(b, 0);
-            let idt = HostTensor::u32(&[1, b], padded)?;
-            let last = HostTensor::u32(&[1], vec![t as u32 - 1])?;
-            // Padded rows get positions past the prompt, clamped to the table (their outputs are never read).
-            let max_pos = self.cfg.max_pos() as u32 - 1;
-            let pos_ids = HostTensor::u32(&[1, b], (0..b as u32).map(|i| (pos + i).min(max_pos)).collect())?;
-            let mut feeds = vec![("ids", &idt), ("last", &last)];
-            if plan.graph().find("pos_ids").is_some() {
-                feeds.push(("pos_ids", &pos_ids));
-            }
-            plan.run(&feeds, &[("pos", pos), ("len", pos + b as u32)])?
+        // Prefill pads to a bucket when the padded rows still fit the cache, else runs the exact length.
+        let b = match t {
+            1 => 1,
+            _ if self.pos + bucket(t) <= self.max_seq => bucket(t),
+            _ => t,
         };
+        if b > 1 && !self.prefill.iter().any(|p| p.0 == b) {
+            let g = self.cfg.build(b, self.max_seq, self.dtype)?;
+            let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
+            self.prefill.push((b, plan));
+        }
+        let plan = match b {
+            1 => &mut self.decode,
+            _ => &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("compiled above").1,
+        };
+        let inputs = step_inputs(plan, ids, b, pos, self.cfg.max_pos())?;
+        let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + b as u32)])?;
         self.pos += t;
         Ok(out[0].to_f32())
     }
+}
+
+/// The inputs of one step over `ids` padded to `b` rows at position `pos`: `ids`, `last` (the last real row)
+/// and, for models with learned positions, `pos_ids` (padded rows clamped to the table; never read).
+fn step_inputs(
+    plan: &Plan,
+    ids: &[u32],
+    b: usize,
+    pos: u32,
+    max_pos: usize,
+) -> Result<Vec<(&'static str, HostTensor)>> {
+    let mut padded = ids.to_vec();
+    padded.resize(b, 0);
+    let mut inputs =
+        vec![("ids", HostTensor::u32(&[1, b], padded)?), ("last", HostTensor::u32(&[1], vec![ids.len() as u32 - 1])?)];
+    if plan.graph().find("pos_ids").is_some() {
+        let top = max_pos as u32 - 1;
+        inputs.push(("pos_ids", HostTensor::u32(&[1, b], (0..b as u32).map(|i| (pos + i).min(top)).collect())?));
+    }
+    Ok(inputs)
+}
+
+fn feeds<'a>(inputs: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {
+    inputs.iter().map(|(n, t)| (*n, t)).collect()
 }
 
 /// One generated token with its log-probability and the most likely alternatives.
