@@ -24,19 +24,14 @@ fn instance(b: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
-/// The best tier an adapter supports with the features we enabled.
-pub fn best_tier(adapter: &wgpu::Adapter, features: wgpu::Features) -> Tier {
+/// The best tier an adapter supports with the features we enabled. `lang` is the instance's WGSL language
+/// features: the int8 tier asks for `dot4I8Packed` (naga polyfills it where the hardware lacks it).
+pub fn best_tier(features: wgpu::Features, lang: &wgpu::WgslLanguageFeatures) -> Tier {
     if !features.contains(wgpu::Features::SHADER_F16) {
-        return Tier::F32;
-    }
-    if !features.contains(wgpu::Features::SUBGROUP) {
-        return Tier::F16;
-    }
-    let _ = adapter;
-    // dot4I8Packed is always available in WGSL (naga polyfills it); the int8 tier asks for the native
-    // instruction, which wgpu exposes as a WGSL language feature.
-    let inst = instance(wgpu::Backends::all());
-    if inst.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct) {
+        Tier::F32
+    } else if !features.contains(wgpu::Features::SUBGROUP) {
+        Tier::F16
+    } else if lang.contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct) {
         Tier::Int8Dot
     } else {
         Tier::Subgroups
@@ -60,10 +55,12 @@ fn score(a: &wgpu::Adapter) -> (u32, u32) {
     (t, n)
 }
 
-pub(super) fn choose(opts: &super::GpuOptions) -> Result<wgpu::Adapter> {
+/// The chosen adapter with its instance's WGSL language features.
+pub(super) fn choose(opts: &super::GpuOptions) -> Result<(wgpu::Adapter, wgpu::WgslLanguageFeatures)> {
     // Without a backend asked for, the primary backends (Vulkan, Metal, DX12) come first; GL only if none.
     let b = backends(opts.backend.as_deref())?;
     let inst = instance(if opts.backend.is_none() { wgpu::Backends::PRIMARY } else { b });
+    let lang = inst.wgsl_language_features();
     let mut all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
     if all.is_empty() && opts.backend.is_none() {
         all = pollster::block_on(instance(b).enumerate_adapters(wgpu::Backends::all()));
@@ -73,7 +70,7 @@ pub(super) fn choose(opts: &super::GpuOptions) -> Result<wgpu::Adapter> {
         all.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&n));
     }
     all.sort_by_key(|a| std::cmp::Reverse(score(a)));
-    all.into_iter().next().ok_or_else(|| {
+    all.into_iter().next().map(|a| (a, lang)).ok_or_else(|| {
         let mut what = String::new();
         if let Some(b) = &opts.backend {
             what += &format!(" for backend {b}");
@@ -110,6 +107,7 @@ pub struct AdapterReport {
 /// Every adapter of the chosen backends.
 pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterReport>> {
     let inst = instance(backends(backend)?);
+    let lang = inst.wgsl_language_features();
     let all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
     Ok(all
         .iter()
@@ -123,7 +121,7 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterReport>> {
                 device_type: format!("{:?}", i.device_type),
                 driver: i.driver.clone(),
                 driver_info: i.driver_info.clone(),
-                tier: best_tier(a, f).name().into(),
+                tier: best_tier(f, &lang).name().into(),
                 max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_buffer_size: l.max_buffer_size,
                 max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,

@@ -91,7 +91,7 @@ pub struct Gpu {
 impl Gpu {
     /// Open the chosen adapter with its real limits and the optional features the kernels use.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
-        let adapter = adapter::choose(opts)?;
+        let (adapter, lang) = adapter::choose(opts)?;
         let info = adapter.get_info();
         let avail = adapter.features();
         let wanted = wgpu::Features::SHADER_F16
@@ -111,7 +111,7 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
-        let best = adapter::best_tier(&adapter, features);
+        let best = adapter::best_tier(features, &lang);
         let tier = opts.tier.map_or(best, |t| t.min(best));
         let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(hw_max, |m| m.min(hw_max)) & !3;
