@@ -83,6 +83,12 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
         Op::Reshape { .. } => vec![(0, b.reshape(dy, &shape(b, ins[0]))?)],
         Op::Permute0213 => vec![(0, b.op(Op::Permute0213, &[dy])?)],
         Op::MatMul { ta, tb } => matmul_rule(b, ins[0], ins[1], *ta, *tb, dy)?,
+        Op::QMatMul { .. } => {
+            return Err(Error::Unsupported {
+                op: op.name().into(),
+                detail: "int8 layers are inference-only; train or finetune in f32/f16 and quantize after".into(),
+            })
+        }
         Op::LayerNorm { eps } => vec![
             (0, b.op(Op::LayerNormGradX { eps: *eps }, &[ins[0], ins[1], dy])?),
             (1, b.op(Op::NormGradGamma { eps: *eps, rms: false }, &[ins[0], dy])?),

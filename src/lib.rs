@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod loader;
 pub mod models;
 pub mod optim;
+pub mod quant;
 pub mod reference;
 pub mod sample;
 pub mod session;

@@ -168,7 +168,7 @@ fn tiny_textbook_transformer_matches_pytorch() {
     let ids_in = rows(&exp["input_ids"]);
     let mask_in = rows(&exp["attention_mask"]);
     let (b, t) = (ids_in.len(), ids_in[0].len());
-    let (graph, hidden) = textbook::build(&cfg, b, t, DType::F32).unwrap();
+    let (graph, hidden) = textbook::build(&cfg, b, t, &DType::F32.into()).unwrap();
     let mut plan = Plan::compile(gpu(), &graph, &[hidden]).unwrap();
     for node in &graph.nodes {
         if let Op::Param { name } = &node.op {

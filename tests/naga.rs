@@ -1,7 +1,7 @@
 //! Every WGSL family, in each dtype variant, parses and validates with naga (no device needed), and every
 //! dispatch's Params words agree with the WGSL `Params` struct member by member.
 
-use wgpu_llm::graph::{Act, AdamWSpec, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
+use wgpu_llm::graph::{Act, ActQuant, AdamWSpec, AttnSpec, GraphBuilder, Op, Scalar, ValueId};
 use wgpu_llm::kernels::{self, ArgInfo, Caps};
 use wgpu_llm::tensor::DType;
 
@@ -45,6 +45,11 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     let v = b.state("v", &[5, 8], f).unwrap();
     let x1 = b.input("x1", &[1, 8], f).unwrap();
     let sq = b.input("sq", &[8, 8], f).unwrap();
+    let qx = b.input("qx", &[3, 64], f).unwrap();
+    let qx9 = b.input("qx9", &[9, 64], f).unwrap();
+    let wq = b.param("wq", &[5, 16], DType::U32).unwrap();
+    let wqs = b.param("wqs", &[5, 2], DType::F32).unwrap();
+    let xqs = b.param("xqs", &[2], DType::F32).unwrap();
     let spec =
         AttnSpec { causal: true, scale: 0.3, mask: true, q_offset: Scalar::var("pos"), kv_len: Scalar::Const(6) };
     let mut outs = vec![];
@@ -66,6 +71,11 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     }
     add(&mut b, Op::MatMul { ta: false, tb: true }, &[x, w]);
     add(&mut b, Op::MatMul { ta: false, tb: true }, &[x1, w]);
+    for xin in [qx, qx9] {
+        add(&mut b, Op::QMatMul { act: ActQuant::None }, &[xin, wq, wqs]);
+        add(&mut b, Op::QMatMul { act: ActQuant::Dynamic }, &[xin, wq, wqs]);
+        add(&mut b, Op::QMatMul { act: ActQuant::Static }, &[xin, wq, wqs, xqs]);
+    }
     add(&mut b, Op::LayerNorm { eps: 1e-5 }, &[x, g, bias]);
     add(&mut b, Op::LayerNormGradX { eps: 1e-5 }, &[x, g, x]);
     add(&mut b, Op::RmsNorm { eps: 1e-5 }, &[x, g]);
@@ -94,7 +104,7 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
 #[test]
 fn params_structs_match_the_rust_mirrors() {
     let (graph, outs) = sample_ops();
-    let caps = Caps { f16: true, subgroups: false, subgroup_min: 4, subgroup_max: 64 };
+    let caps = Caps { f16: true, subgroups: false, subgroup_min: 4, subgroup_max: 64, int8dot: true };
     let mut checked = 0;
     for o in outs {
         let node = graph.node(o);

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::models::Precision;
 use crate::sample::{Sampler, SamplerConfig};
 use crate::session::{generate, Session};
-use crate::tensor::DType;
 
 #[derive(Debug, Serialize)]
 pub struct ModelBench {
@@ -32,8 +32,8 @@ pub struct ModelBench {
 }
 
 /// Prompts of arbitrary ids (the speed does not depend on the text); greedy decode of `n` tokens.
-pub fn run(gpu: &Gpu, path: &Path, dtype: DType, n: usize) -> Result<ModelBench> {
-    let mut s = Session::load(gpu, path, dtype, 512)?;
+pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBench> {
+    let mut s = Session::load(gpu, path, prec, 512)?;
     let ids = |t: usize| -> Vec<u32> { (0..t).map(|i| (i * 37 % 1000 + 100) as u32).collect() };
     let mut prefill = |t: usize| -> Result<f64> {
         s.reset();
@@ -60,7 +60,7 @@ pub fn run(gpu: &Gpu, path: &Path, dtype: DType, n: usize) -> Result<ModelBench>
     Ok(ModelBench {
         model: path.display().to_string(),
         adapter: gpu.info.name.clone(),
-        dtype: dtype.name().into(),
+        dtype: s.prec.name(),
         load_secs: s.load_secs,
         prefill_64_tokens_per_sec: p64,
         prefill_256_tokens_per_sec: p256,

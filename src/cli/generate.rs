@@ -8,6 +8,8 @@ use clap::Args;
 use super::model_path::resolve;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::graph::ActQuant;
+use crate::models::Precision;
 use crate::sample::{Sampler, SamplerConfig};
 use crate::session::{generate, Session};
 use crate::tensor::DType;
@@ -18,7 +20,10 @@ pub struct ModelArgs {
     /// A .gguf file, a Hugging Face model folder, or a known model name (default: smollm2, fetched on first use).
     #[arg(short, long)]
     pub model: Option<String>,
-    /// Weights and activations: f32 or f16 (default: the fastest the adapter's tier supports).
+    /// Weights and activations: f32, f16, int8 (int8 linear weights quantized on load, float activations)
+    /// or w8a8 (int8 weights, activations quantized per block on the fly; int8 dot products where the
+    /// adapter's tier has them). Default: the fastest float the adapter's tier supports, or a quantized
+    /// checkpoint's own scheme.
     #[arg(long)]
     pub dtype: Option<String>,
     /// Context (KV cache) length.
@@ -27,18 +32,19 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn dtype(&self, gpu: &Gpu) -> Result<DType> {
+    pub fn precision(&self, gpu: &Gpu) -> Result<Precision> {
+        // f16 halves the bytes each decode step reads; on a CPU adapter (llvmpipe) f16 loads are
+        // converted lane by lane and measured no faster than f32 (bench model: 0.82 vs 0.90 tok/s).
+        let float =
+            if gpu.caps().f16 && gpu.info.device_type != wgpu::DeviceType::Cpu { DType::F16 } else { DType::F32 };
+        let int8 = |act| Precision { dtype: float, int8: Some(act), keep: vec![] };
         match self.dtype.as_deref() {
-            // f16 halves the bytes each decode step reads; on a CPU adapter (llvmpipe) f16 loads are
-            // converted lane by lane and measured no faster than f32 (bench model: 0.82 vs 0.90 tok/s).
-            None => Ok(if gpu.caps().f16 && gpu.info.device_type != wgpu::DeviceType::Cpu {
-                DType::F16
-            } else {
-                DType::F32
-            }),
-            Some("f32") => Ok(DType::F32),
-            Some("f16") => Ok(DType::F16),
-            Some(d) => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16)"))),
+            None => Ok(float.into()),
+            Some("f32") => Ok(DType::F32.into()),
+            Some("f16") => Ok(DType::F16.into()),
+            Some("int8") => Ok(int8(ActQuant::None)),
+            Some("w8a8") => Ok(int8(ActQuant::Dynamic)),
+            Some(d) => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16, int8, w8a8)"))),
         }
     }
     pub fn path(&self) -> Result<PathBuf> {
@@ -82,7 +88,7 @@ impl SampleArgs {
 fn open<'g>(gpu: &'g Gpu, m: &ModelArgs) -> Result<(Session<'g>, Tokenizer, PathBuf)> {
     let path = m.path()?;
     let tok = Tokenizer::from_path(&path)?;
-    let s = Session::load(gpu, &path, m.dtype(gpu)?, m.ctx)?;
+    let s = Session::load(gpu, &path, m.precision(gpu)?, m.ctx)?;
     Ok((s, tok, path))
 }
 
@@ -148,7 +154,7 @@ pub fn run_generate(
             .collect();
         let v = serde_json::json!({
             "prompt_tokens": ids, "tokens": g.tokens, "text": text, "logprobs": logprobs,
-            "timings": g.timings, "dtype": s.dtype.name(), "adapter": gpu.info.name,
+            "timings": g.timings, "dtype": s.prec.name(), "adapter": gpu.info.name,
             "decode_dispatches_per_token": s.decode_dispatches(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -161,7 +167,7 @@ pub fn run_generate(
             g.timings.generated_tokens,
             g.timings.decode_tokens_per_sec,
             g.timings.time_to_first_token_secs,
-            s.dtype.name(),
+            s.prec.name(),
             gpu.info.name
         );
     }
@@ -173,7 +179,7 @@ pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>,
     eprintln!(
         "chatting with {} ({}, {}). /reset clears the history, /exit quits.",
         path.display(),
-        s.dtype.name(),
+        s.prec.name(),
         gpu.info.name
     );
     let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
@@ -246,7 +252,7 @@ pub fn run_embed(gpu: &Gpu, m: &ModelArgs, file: Option<&Path>, texts: &[String]
     }
     let path = resolve(Some(m.model.as_deref().unwrap_or("minilm")))?;
     let tok = Tokenizer::from_path(&path)?;
-    let mut enc = Encoder::load(gpu, &path, m.dtype(gpu)?)?;
+    let mut enc = Encoder::load(gpu, &path, m.precision(gpu)?)?;
     let max = enc.cfg.max_pos.min(sentence_max_len(&path).unwrap_or(usize::MAX));
     let mut batch = vec![];
     for t in &texts {
@@ -258,7 +264,7 @@ pub fn run_embed(gpu: &Gpu, m: &ModelArgs, file: Option<&Path>, texts: &[String]
     let embs = enc.embed(&batch)?;
     let secs = t0.elapsed().as_secs_f64();
     if json {
-        let v = serde_json::json!({"model": path.display().to_string(), "dtype": enc.dtype.name(), "adapter": gpu.info.name,
+        let v = serde_json::json!({"model": path.display().to_string(), "dtype": enc.prec.name(), "adapter": gpu.info.name,
             "sentences_per_sec": texts.len() as f64 / secs, "embeddings": embs});
         println!("{v}");
     } else {
@@ -266,7 +272,7 @@ pub fn run_embed(gpu: &Gpu, m: &ModelArgs, file: Option<&Path>, texts: &[String]
             let head: Vec<String> = e.iter().take(6).map(|x| format!("{x:.4}")).collect();
             println!("{} dims [{} …] {t:?}", e.len(), head.join(", "));
         }
-        eprintln!("[{} sentences in {secs:.2} s, {}, {}]", texts.len(), enc.dtype.name(), gpu.info.name);
+        eprintln!("[{} sentences in {secs:.2} s, {}, {}]", texts.len(), enc.prec.name(), gpu.info.name);
     }
     Ok(())
 }

@@ -164,7 +164,7 @@ pub fn main() -> Result<()> {
         Cmd::Tokenize { model, text, json } => generate::run_tokenize(model.as_deref(), &text, json),
         Cmd::Bench { what: BenchCmd::Model { model, json, tokens } } => {
             let gpu = cli.gpu.open()?;
-            let r = crate::bench::model::run(&gpu, &model.path()?, model.dtype(&gpu)?, tokens)?;
+            let r = crate::bench::model::run(&gpu, &model.path()?, model.precision(&gpu)?, tokens)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {

@@ -137,6 +137,7 @@ impl Gpu {
             subgroups: self.tier >= Tier::Subgroups && self.features.contains(wgpu::Features::SUBGROUP),
             subgroup_min: self.info.subgroup_min_size,
             subgroup_max: self.info.subgroup_max_size,
+            int8dot: self.tier >= Tier::Int8Dot,
         }
     }
 

@@ -4,7 +4,7 @@
 mod op;
 mod shape;
 
-pub use op::{Act, AdamWSpec, AttnSpec, Op, Scalar};
+pub use op::{Act, ActQuant, AdamWSpec, AttnSpec, Op, Scalar};
 pub use shape::infer as infer_shape;
 
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ pub struct Node {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub nodes: Vec<Node>,
+    /// Named values worth reading besides the outputs (each linear layer's input; see `GraphBuilder::tap`).
+    pub taps: Vec<(String, ValueId)>,
 }
 
 impl Graph {
@@ -147,6 +149,12 @@ impl GraphBuilder {
     }
     pub fn softmax(&mut self, x: ValueId, causal: bool) -> Result<ValueId> {
         self.op(Op::Softmax { causal }, &[x])
+    }
+    /// Record `v` under `name` (a layer's input): plans that want it (static calibration) list the graph's
+    /// taps as outputs; others ignore them. A later tap of the same name replaces the earlier one.
+    pub fn tap(&mut self, name: &str, v: ValueId) {
+        self.graph.taps.retain(|(n, _)| n != name);
+        self.graph.taps.push((name.to_string(), v));
     }
     pub fn cross_entropy(&mut self, logits: ValueId, targets: ValueId) -> Result<ValueId> {
         self.op(Op::CrossEntropy { ignore_index: -100 }, &[logits, targets])

@@ -39,6 +39,35 @@ pub enum Act {
     Silu,
 }
 
+/// How an int8 matmul treats its float input (see `Op::QMatMul`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActQuant {
+    /// Weight-only: x stays float; weights are dequantized in registers.
+    None,
+    /// x is quantized on the fly per row and block of 32 (scale = max|x|/127 of the block).
+    Dynamic,
+    /// x is quantized with calibrated per-block scales (an input [K/32], shared by every row).
+    Static,
+}
+
+impl ActQuant {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActQuant::None => "weight-only",
+            ActQuant::Dynamic => "dynamic",
+            ActQuant::Static => "static",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "weight-only" | "none" => Some(ActQuant::None),
+            "dynamic" => Some(ActQuant::Dynamic),
+            "static" => Some(ActQuant::Static),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     // ---- leaves -------------------------------------------------------------------------------------------
@@ -78,6 +107,12 @@ pub enum Op {
     /// the same batch dims, or b 2-D (a weight shared over the batch). c: [batch..., M, N].
     /// `x·Wᵀ` with W [N, K] (the Linear layout of every checkpoint) is `MatMul { ta: false, tb: true }`.
     MatMul { ta: bool, tb: bool },
+    /// (x [..., K] float, wq [N, K/4] u32, ws [N, K/32] f32 (, xs [K/32] f32 if act = Static)) → [..., N]
+    /// = x·Wᵀ with the int8 weight W[n, k] = int8 byte (k mod 4) of wq[n, k/4] (little-endian) ·
+    /// ws[n, k/32] (the block-32 format of `quant`). With act = Dynamic or Static, x is first rounded to
+    /// q = clamp(round_half_even(x/s), −127, 127) per row and block of 32, s = max|x|/127 of that row block
+    /// (Dynamic) or xs[block] (Static), and the products are integer dot products rescaled by s·ws.
+    QMatMul { act: ActQuant },
 
     // ---- norms --------------------------------------------------------------------------------------------
     /// (x [..., C], gamma [C], beta [C]) → (x − mean)/√(var + eps)·gamma + beta, per row; var is biased.
@@ -184,6 +219,7 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Permute0213 => "permute0213",
             Op::MatMul { .. } => "matmul",
+            Op::QMatMul { .. } => "qmatmul",
             Op::LayerNorm { .. } => "layernorm",
             Op::LayerNormGradX { .. } => "layernorm_grad_x",
             Op::RmsNorm { .. } => "rmsnorm",

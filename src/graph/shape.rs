@@ -148,6 +148,30 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             s.extend([m, n]);
             out(&s, dt)
         }
+        Op::QMatMul { act } => {
+            let n_in = if *act == super::op::ActQuant::Static { 4 } else { 3 };
+            want_inputs(op, ins, n_in)?;
+            let dt = want_float(op, ins, &[0])?;
+            let x = ins[0].0;
+            let k = *x.last().unwrap_or(&0);
+            let bl = crate::quant::BLOCK;
+            if x.is_empty() || k == 0 || !k.is_multiple_of(bl) {
+                return Err(err(op, ins, format!("x's last dim {k} must be a positive multiple of {bl}")));
+            }
+            let (wq, ws) = (ins[1].0, ins[2].0);
+            if ins[1].1 != DType::U32 || wq.len() != 2 || wq[1] != k / 4 {
+                return Err(err(op, ins, format!("wq must be u32 [N, {}] (int8 packed by four)", k / 4)));
+            }
+            if ins[2].1 != DType::F32 || ws != [wq[0], k / bl] {
+                return Err(err(op, ins, format!("ws must be f32 [{}, {}] (a scale per block)", wq[0], k / bl)));
+            }
+            if n_in == 4 && (ins[3].1 != DType::F32 || ins[3].0 != [k / bl]) {
+                return Err(err(op, ins, format!("xs must be f32 [{}] (static activation scales)", k / bl)));
+            }
+            let mut s = x.to_vec();
+            *s.last_mut().expect("rank checked") = wq[0];
+            out(&s, dt)
+        }
         Op::LayerNorm { .. } => {
             want_inputs(op, ins, 3)?;
             let dt = want_float(op, ins, &[0, 1, 2])?;

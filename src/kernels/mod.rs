@@ -131,6 +131,8 @@ pub struct Caps {
     pub subgroups: bool,
     pub subgroup_min: u32,
     pub subgroup_max: u32,
+    /// WGSL's packed int8 dot product (`dot4I8Packed`): the W8A8 kernels.
+    pub int8dot: bool,
 }
 
 pub mod attention;
@@ -141,6 +143,7 @@ pub mod matmul;
 pub mod norm;
 pub mod optim;
 pub mod position;
+pub mod qmatmul;
 pub mod softmax;
 
 /// Every WGSL family (file stem, source).
@@ -153,6 +156,8 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("norm", norm::SOURCE),
     ("optim", optim::SOURCE),
     ("position", position::SOURCE),
+    ("qdot", qmatmul::DOT_SOURCE),
+    ("qmatmul", qmatmul::SOURCE),
     ("softmax", softmax::SOURCE),
 ];
 
@@ -172,6 +177,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::Permute0213
         | Op::CacheWrite { .. } => elementwise::lower(op, ins, out, caps),
         Op::MatMul { .. } => matmul::lower(op, ins, out, caps),
+        Op::QMatMul { .. } => qmatmul::lower(op, ins, out, caps),
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }
         | Op::RmsNorm { .. }

@@ -31,10 +31,12 @@ pub fn dequantize(dtype: SourceDType, bytes: &[u8], n: usize) -> Result<Vec<f32>
         SourceDType::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         SourceDType::F16 => out.extend(bytes.chunks_exact(2).map(|b| f16_at(b, 0))),
         SourceDType::BF16 => out.extend(bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+        SourceDType::I8 => out.extend(bytes.iter().map(|&b| b as i8 as f32)),
         _ => {
             let mut block_out = vec![0f32; per_block];
             for block in bytes.chunks_exact(block_bytes) {
                 match dtype {
+                    SourceDType::I8 => unreachable!("plain dtype"),
                     SourceDType::Q8_0 => q8_0(block, &mut block_out),
                     SourceDType::Q4_0 => q4_0(block, &mut block_out),
                     SourceDType::Q4_1 => q4_1(block, &mut block_out),

@@ -34,6 +34,9 @@ pub enum SourceDType {
     Q4_1,
     Q4_K,
     Q6_K,
+    /// Plain int8 values: the weights of an int8 checkpoint written by `wgpu-llm quantize` (their block
+    /// scales are the tensor `{name}_scale`); `to_f32` gives the raw integers.
+    I8,
 }
 
 impl SourceDType {
@@ -47,6 +50,7 @@ impl SourceDType {
             SourceDType::Q4_1 => "Q4_1",
             SourceDType::Q4_K => "Q4_K",
             SourceDType::Q6_K => "Q6_K",
+            SourceDType::I8 => "I8",
         }
     }
     /// (values per block, bytes per block); plain floats are blocks of one value.
@@ -59,6 +63,7 @@ impl SourceDType {
             SourceDType::Q4_1 => (32, 20),
             SourceDType::Q4_K => (256, 144),
             SourceDType::Q6_K => (256, 210),
+            SourceDType::I8 => (1, 1),
         }
     }
     pub fn is_quantized(self) -> bool {

@@ -33,8 +33,9 @@ pub(super) fn open_files(paths: &[PathBuf]) -> Result<WeightStore> {
                 Dtype::F32 => SourceDType::F32,
                 Dtype::F16 => SourceDType::F16,
                 Dtype::BF16 => SourceDType::BF16,
-                // Integer tensors in checkpoints are buffers (position_ids, masks), not weights: skipped.
-                Dtype::I64 | Dtype::I32 | Dtype::I16 | Dtype::I8 | Dtype::U8 | Dtype::BOOL => {
+                Dtype::I8 => SourceDType::I8,
+                // Other integer tensors in checkpoints are buffers (position_ids, masks), not weights: skipped.
+                Dtype::I64 | Dtype::I32 | Dtype::I16 | Dtype::U8 | Dtype::BOOL => {
                     log::debug!("{}: skipping integer tensor {name} ({:?})", path.display(), info.dtype);
                     continue;
                 }

@@ -69,7 +69,8 @@ pub struct EncoderGraph {
 }
 
 /// Inputs: `ids`, `type_ids`, `pos_ids` [B, T] (u32) and `mask` [B, T] (f32, 1 = token, 0 = padding).
-pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<EncoderGraph> {
+pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Result<EncoderGraph> {
+    let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
     if t > cfg.max_pos {
@@ -95,7 +96,7 @@ pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<EncoderGraph
     for l in 0..cfg.n_layers {
         let lp = format!("{p}encoder.layer.{l}");
         let lin =
-            |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{lp}.{n}"), o, i, true, dt);
+            |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{lp}.{n}"), o, i, true, prec);
         let (q, k, v) = (
             lin(&mut g, "attention.self.query", c, c)?,
             lin(&mut g, "attention.self.key", c, c)?,

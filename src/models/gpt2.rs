@@ -48,13 +48,21 @@ fn conv1d(g: &mut GraphBuilder, name: &str, x: ValueId, inp: usize, out: usize, 
     g.add(y, b)
 }
 
-pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<super::llama::StepGraph> {
+/// As `llama::build` (GPT-2 keeps float weights: its Conv1D layout is [in, out]).
+pub fn build(
+    cfg: &Config,
+    t: usize,
+    rows: usize,
+    max_seq: usize,
+    prec: &super::Precision,
+) -> Result<super::llama::StepGraph> {
+    let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
     let hd = c / cfg.n_head;
     let ids = g.input("ids", &[1, t], DType::U32)?;
     let pos_ids = g.input("pos_ids", &[1, t], DType::U32)?;
-    let last = g.input("last", &[1], DType::U32)?;
+    let last = g.input("last", &[rows], DType::U32)?;
     let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
     let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
     let x = g.op(Op::Embedding, &[wte, ids])?;

@@ -7,7 +7,7 @@
 //! `max_seq` positions (state leaves `cache.{layer}.k` / `.v`), attending over the first `pos + t` keys.
 //! Only the last position's logits leave the GPU.
 
-use super::{ConfigSource, Linear};
+use super::{ConfigSource, Linear, Precision};
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, Op, Scalar, ValueId};
 use crate::loader::WeightStore;
@@ -100,20 +100,22 @@ struct Layer {
     down: Linear,
 }
 
-/// Build the step graph. Inputs: `ids` [1, t] (u32), `last` [1] (u32, = t − 1). Runtime scalars: `pos` (the
+/// Build the step graph. Inputs: `ids` [1, t] (u32), `last` [rows] (u32: the rows whose logits are wanted,
+/// [t − 1] for generation, all of them for perplexity); logits are [rows, vocab]. Runtime scalars: `pos` (the
 /// position of the first new token) and `len` (= pos + t).
-pub fn build(cfg: &Config, t: usize, max_seq: usize, dt: DType) -> Result<StepGraph> {
+pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<StepGraph> {
+    let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, hd) = (cfg.hidden, cfg.head_dim);
     let ids = g.input("ids", &[1, t], DType::U32)?;
-    let last = g.input("last", &[1], DType::U32)?;
+    let last = g.input("last", &[rows], DType::U32)?;
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
     let pos = Scalar::var("pos");
     for l in 0..cfg.n_layers {
         let p = format!("model.layers.{l}");
         let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| {
-            Linear::new(g, &format!("{p}.{n}"), o, i, b, dt)
+            Linear::new(g, &format!("{p}.{n}"), o, i, b, prec)
         };
         let ly = Layer {
             attn_norm: g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?,

@@ -8,9 +8,10 @@ pub mod textbook;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::graph::{GraphBuilder, ValueId};
-use crate::loader::{MetaValue, WeightStore};
-use crate::tensor::DType;
+use crate::graph::{ActQuant, GraphBuilder, Op, ValueId};
+use crate::loader::{MetaValue, SourceDType, WeightStore};
+use crate::quant::QTensor;
+use crate::tensor::{DType, HostTensor};
 
 /// Where a model's configuration comes from: a Hugging Face config.json, or GGUF metadata.
 pub enum ConfigSource {
@@ -75,7 +76,7 @@ impl ConfigSource {
 /// rotary) are written into the state leaves `cache.{layer}.k` / `.v` ([1, Hkv, max_seq, D]) at the runtime
 /// position `pos`, and q ([1, Hq, t, D]) attends over the first `len` cached positions. Returns [1, t, Hq·D].
 pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], max_seq: usize) -> Result<ValueId> {
-    use crate::graph::{AttnSpec, Op, Scalar};
+    use crate::graph::{AttnSpec, Scalar};
     let [q, k, v] = qkv;
     let (qs, ks) = (g.shape(q).to_vec(), g.shape(k).to_vec());
     let (n_head, t, hd, n_kv) = (qs[1], qs[2], qs[3], ks[1]);
@@ -100,7 +101,7 @@ pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], m
 /// Bidirectional multi-head attention over a padded batch: q, k, v [B, T, C] (after their projections) →
 /// [B, T, C] before the output projection; `mask` [B, T] is 1 for tokens, 0 for padding.
 pub fn encoder_attention(g: &mut GraphBuilder, qkv: [ValueId; 3], mask: ValueId, n_head: usize) -> Result<ValueId> {
-    use crate::graph::{AttnSpec, Op, Scalar};
+    use crate::graph::{AttnSpec, Scalar};
     let s = g.shape(qkv[0]).to_vec();
     let (b, t, c) = (s[0], s[1], s[2]);
     let d = c / n_head;
@@ -128,8 +129,9 @@ pub fn layernorm(g: &mut GraphBuilder, name: &str, x: ValueId, c: usize, eps: f3
     g.layernorm(x, w, b, eps)
 }
 
-/// A checkpoint tensor as f32, after checking it has the shape the model needs.
-pub fn load_checked(store: &WeightStore, name: &str, shape: &[usize]) -> Result<crate::tensor::HostTensor> {
+/// A checkpoint tensor as f32, after checking it has the shape the model needs. An int8 weight of a quantized
+/// checkpoint is dequantized with its `{name}_scale`.
+pub fn load_checked(store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let e = store.entry(name)?;
     if e.shape != shape {
         return Err(Error::Shape {
@@ -138,22 +140,171 @@ pub fn load_checked(store: &WeightStore, name: &str, shape: &[usize]) -> Result<
             shapes: vec![e.shape.clone(), shape.to_vec()],
         });
     }
-    crate::tensor::HostTensor::f32(shape, store.to_f32(name)?)
+    if e.dtype == SourceDType::I8 {
+        let q = stored_int8(store, name, shape)?;
+        return HostTensor::f32(shape, q.dequantize());
+    }
+    HostTensor::f32(shape, store.to_f32(name)?)
 }
 
-/// A linear layer y = x·Wᵀ (+ b), W [out, in] as in every checkpoint.
+/// The int8 weight `name` [rows, cols] of a quantized checkpoint with its block scales `{name}_scale`.
+fn stored_int8(store: &WeightStore, name: &str, shape: &[usize]) -> Result<QTensor> {
+    let e = store.entry(name)?;
+    let scale_name = format!("{name}_scale");
+    let file = store.path_of(e).display().to_string();
+    if !store.contains(&scale_name) {
+        return Err(Error::Format { file, detail: format!("int8 tensor {name} has no block scales {scale_name}") });
+    }
+    let (rows, cols) = match shape {
+        [r, c] => (*r, *c),
+        _ => return Err(Error::Format { file, detail: format!("int8 tensor {name} is not 2-D: {shape:?}") }),
+    };
+    let q = store.bytes(name)?.iter().map(|&b| b as i8).collect();
+    QTensor::from_parts(rows, cols, q, store.to_f32(&scale_name)?)
+        .map_err(|e| Error::Format { file, detail: format!("{scale_name}: {e}") })
+}
+
+/// The quantization scheme recorded in a checkpoint's config.json by `wgpu-llm quantize`
+/// (`"quantization_config": {"quant_method": "wgpu-llm-int8", "activations": …, "keep": […]}`).
+pub fn checkpoint_int8(src: &ConfigSource) -> Result<Option<(ActQuant, Vec<String>)>> {
+    let ConfigSource::Json(v) = src else { return Ok(None) };
+    let Some(q) = v.get("quantization_config").filter(|q| !q.is_null()) else { return Ok(None) };
+    let bad = |detail: String| Error::Format { file: "config.json".into(), detail };
+    if q["quant_method"].as_str() != Some(crate::quant::METHOD) {
+        return Err(bad(format!("quantization_config {q} is not a {} scheme", crate::quant::METHOD)));
+    }
+    let act = q["activations"].as_str().and_then(ActQuant::parse).ok_or_else(|| {
+        bad(format!("quantization_config.activations {} is not weight-only|dynamic|static", q["activations"]))
+    })?;
+    let keep = q["keep"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect());
+    Ok(Some((act, keep.unwrap_or_default())))
+}
+
+/// Upload every param of `graph` through `set` and return the bytes uploaded. Float params come from `load`
+/// (the architecture's loader: renames, fused splits, GGUF row order). An int8 linear weight (`{stem}.weight`
+/// u32 [out, in/4] with `{stem}.weight_scale`) is read as it is from an int8 checkpoint or quantized from the
+/// float weight; static input scales must come from the checkpoint.
+pub fn upload_params(
+    graph: &crate::graph::Graph,
+    store: &WeightStore,
+    load: &dyn Fn(&str, &[usize]) -> Result<HostTensor>,
+    set: &mut dyn FnMut(&str, &HostTensor) -> Result<()>,
+) -> Result<u64> {
+    let mut bytes = 0u64;
+    for node in &graph.nodes {
+        let Op::Param { name } = &node.op else { continue };
+        if name.ends_with(".weight_scale") {
+            continue; // uploaded with its weight
+        }
+        if node.dtype == DType::U32 {
+            let (rows, cols) = (node.shape[0], node.shape[1] * 4);
+            let stored = store.entry(name).is_ok_and(|e| e.dtype == SourceDType::I8);
+            let q = if stored {
+                stored_int8(store, name, &[rows, cols])?
+            } else {
+                QTensor::quantize(&load(name, &[rows, cols])?.to_f32(), rows, cols)?
+            };
+            set(name, &HostTensor::u32(&node.shape, q.packed())?)?;
+            set(&format!("{name}_scale"), &HostTensor::f32(&[rows, cols / crate::quant::BLOCK], q.scales.clone())?)?;
+            bytes += q.bytes() as u64;
+            continue;
+        }
+        let t = if name.ends_with(".input_scale") {
+            if !store.contains(name) {
+                return Err(Error::Format {
+                    file: "model".into(),
+                    detail: format!(
+                        "static int8 needs calibrated activation scales and {name} is missing (make them with \
+                         `wgpu-llm quantize --mode static`)"
+                    ),
+                });
+            }
+            load_checked(store, name, &node.shape)?
+        } else {
+            load(name, &node.shape)?
+        };
+        bytes += (t.numel() * node.dtype.size()) as u64;
+        set(name, &t)?;
+    }
+    Ok(bytes)
+}
+
+/// How a model's numbers are stored and computed: the float dtype of activations and float weights, and
+/// whether the linear layers' weights are int8 (`quant`'s block-32 format) and how their inputs are treated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Precision {
+    pub dtype: DType,
+    /// `Some(act)`: linear weights are int8; `act` says whether activations stay float (weight-only) or are
+    /// quantized per block on the fly (dynamic) or with calibrated scales (static).
+    pub int8: Option<ActQuant>,
+    /// Linear layers whose name contains one of these strings keep float weights.
+    pub keep: Vec<String>,
+}
+
+impl From<DType> for Precision {
+    fn from(dtype: DType) -> Self {
+        Precision { dtype, int8: None, keep: vec![] }
+    }
+}
+
+impl Precision {
+    /// `f32`, `f16`, or `int8-{activations}/{float dtype}` (e.g. `int8-dynamic/f32`).
+    pub fn name(&self) -> String {
+        match self.int8 {
+            None => self.dtype.name().to_string(),
+            Some(act) => format!("int8-{}/{}", act.name(), self.dtype.name()),
+        }
+    }
+    /// Whether the linear layer `name` with `inp` inputs runs int8 (and with which activations): int8 needs
+    /// whole blocks of 32 along the input dim.
+    pub fn int8_for(&self, name: &str, inp: usize) -> Option<ActQuant> {
+        let act = self.int8?;
+        let kept = self.keep.iter().any(|k| name.contains(k.as_str()));
+        (!kept && inp.is_multiple_of(crate::quant::BLOCK)).then_some(act)
+    }
+}
+
+/// A linear layer y = x·Wᵀ (+ b), W [out, in] as in every checkpoint. An int8 layer holds `{name}.weight` as
+/// packed int8 (u32 [out, in/4]) with `{name}.weight_scale` (f32 [out, in/32]), plus `{name}.input_scale`
+/// (f32 [in/32]) with static activation scales.
 pub struct Linear {
+    pub name: String,
     pub w: ValueId,
     pub b: Option<ValueId>,
+    int8: Option<(ActQuant, ValueId, Option<ValueId>)>,
 }
 
 impl Linear {
-    pub fn new(g: &mut GraphBuilder, name: &str, out: usize, inp: usize, bias: bool, dt: DType) -> Result<Self> {
-        let w = g.param(&format!("{name}.weight"), &[out, inp], dt)?;
+    pub fn new(g: &mut GraphBuilder, name: &str, out: usize, inp: usize, bias: bool, prec: &Precision) -> Result<Self> {
+        let dt = prec.dtype;
         let b = if bias { Some(g.param(&format!("{name}.bias"), &[out], dt)?) } else { None };
-        Ok(Linear { w, b })
+        let Some(act) = prec.int8_for(name, inp) else {
+            let w = g.param(&format!("{name}.weight"), &[out, inp], dt)?;
+            return Ok(Linear { name: name.into(), w, b, int8: None });
+        };
+        let w = g.param(&format!("{name}.weight"), &[out, inp / 4], DType::U32)?;
+        let ws = g.param(&format!("{name}.weight_scale"), &[out, inp / crate::quant::BLOCK], DType::F32)?;
+        let xs = match act {
+            ActQuant::Static => {
+                Some(g.param(&format!("{name}.input_scale"), &[inp / crate::quant::BLOCK], DType::F32)?)
+            }
+            _ => None,
+        };
+        Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)) })
     }
+
+    /// y = x·Wᵀ (+ b). The input is recorded as a tap named after the layer (static calibration reads it).
     pub fn forward(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
-        g.linear(x, self.w, self.b)
+        g.tap(&self.name, x);
+        let Some((act, ws, xs)) = self.int8 else {
+            return g.linear(x, self.w, self.b);
+        };
+        let mut ins = vec![x, self.w, ws];
+        ins.extend(xs);
+        let y = g.op(Op::QMatMul { act }, &ins)?;
+        match self.b {
+            Some(b) => g.add(y, b),
+            None => Ok(y),
+        }
     }
 }

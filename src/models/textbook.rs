@@ -49,7 +49,8 @@ impl Config {
 }
 
 /// Inputs `ids` [B, T] (u32) and `mask` [B, T] (1 = token, 0 = padding); returns the last hidden state.
-pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<(crate::graph::Graph, ValueId)> {
+pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Result<(crate::graph::Graph, ValueId)> {
+    let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, h) = (cfg.d_model, cfg.n_head);
     let ids = g.input("ids", &[b, t], DType::U32)?;
@@ -63,7 +64,7 @@ pub fn build(cfg: &Config, b: usize, t: usize, dt: DType) -> Result<(crate::grap
     for l in 0..cfg.n_layers {
         let p = format!("encoder.layers.{l}");
         let lin =
-            |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{p}.{n}"), o, i, true, dt);
+            |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{p}.{n}"), o, i, true, prec);
         let q = lin(&mut g, "self_attn.q", c, c)?.forward(&mut g, x)?;
         let k = lin(&mut g, "self_attn.k", c, c)?.forward(&mut g, x)?;
         let v = lin(&mut g, "self_attn.v", c, c)?.forward(&mut g, x)?;

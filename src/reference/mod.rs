@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod norm;
 pub mod optim;
 pub mod position;
+pub mod qmatmul;
 pub mod softmax;
 
 use std::collections::HashMap;
@@ -68,6 +69,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::CacheWrite { .. } => elementwise::eval(op, ins, out_shape, vars),
         Op::Reshape { .. } => Ok(ins[0].data.clone()),
         Op::MatMul { .. } => matmul::eval(op, ins, out_shape, vars),
+        Op::QMatMul { .. } => qmatmul::eval(op, ins, out_shape, vars),
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }
         | Op::RmsNorm { .. }

@@ -8,15 +8,15 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
-use crate::graph::Op;
 use crate::loader::WeightStore;
-use crate::models::{bert, ConfigSource};
+use crate::models::{bert, ConfigSource, Precision};
 use crate::tensor::{DType, HostTensor};
 
 pub struct Encoder<'g> {
     gpu: &'g Gpu,
     pub cfg: bert::Config,
     pub dtype: DType,
+    pub prec: Precision,
     store: WeightStore,
     shared: SharedLeaves,
     plans: Vec<((usize, usize), Plan<'g>)>,
@@ -24,7 +24,10 @@ pub struct Encoder<'g> {
 }
 
 impl<'g> Encoder<'g> {
-    pub fn load(gpu: &'g Gpu, path: &Path, dtype: DType) -> Result<Self> {
+    /// Open a BERT-family model in `prec` (an int8 checkpoint runs its own scheme unless `prec` asks for int8).
+    pub fn load(gpu: &'g Gpu, path: &Path, prec: impl Into<Precision>) -> Result<Self> {
+        let mut prec = prec.into();
+        let dtype = prec.dtype;
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
         let arch = src.architecture()?;
@@ -35,8 +38,14 @@ impl<'g> Encoder<'g> {
             });
         }
         let cfg = bert::Config::from_source(&src, &store)?;
+        if prec.int8.is_none() {
+            if let Some((act, keep)) = crate::models::checkpoint_int8(&src)? {
+                prec.int8 = Some(act);
+                prec.keep = keep;
+            }
+        }
         let head = bert::Head::load(&cfg, &store)?;
-        Ok(Encoder { gpu, cfg, dtype, store, shared: SharedLeaves::new(), plans: vec![], head })
+        Ok(Encoder { gpu, cfg, dtype, prec, store, shared: SharedLeaves::new(), plans: vec![], head })
     }
 
     /// Last hidden states of each sequence ([len_i × C], row-major), `type_ids` defaulting to zeros.
@@ -54,15 +63,17 @@ impl<'g> Encoder<'g> {
         }
         let t = longest.next_multiple_of(8).min(self.cfg.max_pos);
         if !self.plans.iter().any(|p| p.0 == (b, t)) {
-            let g = bert::build(&self.cfg, b, t, self.dtype)?;
+            let g = bert::build(&self.cfg, b, t, &self.prec)?;
             let fresh = self.shared.bytes() == 0;
             let mut plan = Plan::compile_shared(self.gpu, &g.graph, &[g.hidden], Some(&self.shared))?;
             if fresh {
-                for node in &g.graph.nodes {
-                    if let Op::Param { name } = &node.op {
-                        plan.set(name, &crate::models::load_checked(&self.store, name, &node.shape)?)?;
-                    }
-                }
+                let store = &self.store;
+                crate::models::upload_params(
+                    &g.graph,
+                    store,
+                    &|name, shape| crate::models::load_checked(store, name, shape),
+                    &mut |name, t| plan.set(name, t),
+                )?;
             }
             self.plans.push(((b, t), plan));
         }

@@ -11,8 +11,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
-use crate::graph::Op;
-use crate::models::{gpt2, llama, ConfigSource};
+use crate::models::{gpt2, llama, ConfigSource, Precision};
 
 /// The decoder architectures a session runs.
 #[derive(Clone, Debug)]
@@ -28,13 +27,14 @@ impl Arch {
             _ => Ok(Arch::Llama(llama::Config::from_source(src, store)?)),
         }
     }
-    fn build(&self, t: usize, max_seq: usize, dt: DType) -> Result<llama::StepGraph> {
+    /// The step graph over `t` tokens with logits for `rows` of them.
+    pub fn build(&self, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<llama::StepGraph> {
         match self {
-            Arch::Llama(c) => llama::build(c, t, max_seq, dt),
-            Arch::Gpt2(c) => gpt2::build(c, t, max_seq, dt),
+            Arch::Llama(c) => llama::build(c, t, rows, max_seq, prec),
+            Arch::Gpt2(c) => gpt2::build(c, t, rows, max_seq, prec),
         }
     }
-    fn load_param(&self, store: &crate::loader::WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    pub fn load_param(&self, store: &crate::loader::WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
         match self {
             Arch::Llama(c) => llama::load_param(c, store, name, shape),
             Arch::Gpt2(c) => gpt2::load_param(c, store, name, shape),
@@ -60,6 +60,8 @@ pub struct Session<'g> {
     gpu: &'g Gpu,
     pub cfg: Arch,
     pub dtype: DType,
+    /// The precision the model runs in (the requested one, or a quantized checkpoint's scheme).
+    pub prec: Precision,
     pub max_seq: usize,
     shared: SharedLeaves,
     decode: Plan<'g>,
@@ -81,9 +83,12 @@ fn bucket(t: usize) -> usize {
 
 impl<'g> Session<'g> {
     /// Open a model (a .gguf file, a .safetensors file or a Hugging Face folder), build its decode plan and
-    /// upload the weights in `dtype`. `max_seq` bounds the KV cache (and so the context).
-    pub fn load(gpu: &'g Gpu, path: &Path, dtype: DType, max_seq: usize) -> Result<Self> {
+    /// upload the weights in `prec` (an int8 checkpoint runs its own scheme unless `prec` asks for int8).
+    /// `max_seq` bounds the KV cache (and so the context).
+    pub fn load(gpu: &'g Gpu, path: &Path, prec: impl Into<Precision>, max_seq: usize) -> Result<Self> {
         let t0 = Instant::now();
+        let mut prec = prec.into();
+        let dtype = prec.dtype;
         if dtype == DType::F16 && !gpu.caps().f16 {
             return Err(Error::Unsupported {
                 op: "load".into(),
@@ -93,23 +98,28 @@ impl<'g> Session<'g> {
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
         let cfg = Arch::from_source(&src, &store)?;
-        let max_seq = max_seq.min(cfg.max_pos()).max(1);
-        let step = cfg.build(1, max_seq, dtype)?;
-        let shared = SharedLeaves::new();
-        let mut decode = Plan::compile_shared(gpu, &step.graph, &[step.logits], Some(&shared))?;
-        let mut weight_bytes = 0;
-        for node in &step.graph.nodes {
-            if let Op::Param { name } = &node.op {
-                let t = cfg.load_param(&store, name, &node.shape)?;
-                weight_bytes += (t.numel() * dtype.size()) as u64;
-                decode.set(name, &t)?;
+        if prec.int8.is_none() {
+            if let Some((act, keep)) = crate::models::checkpoint_int8(&src)? {
+                prec.int8 = Some(act);
+                prec.keep = keep;
             }
         }
+        let max_seq = max_seq.min(cfg.max_pos()).max(1);
+        let step = cfg.build(1, 1, max_seq, &prec)?;
+        let shared = SharedLeaves::new();
+        let mut decode = Plan::compile_shared(gpu, &step.graph, &[step.logits], Some(&shared))?;
+        let weight_bytes = crate::models::upload_params(
+            &step.graph,
+            &store,
+            &|name, shape| cfg.load_param(&store, name, shape),
+            &mut |name, t| decode.set(name, t),
+        )?;
         gpu.wait()?;
         Ok(Session {
             gpu,
             cfg,
             dtype,
+            prec,
             max_seq,
             shared,
             decode,
@@ -166,7 +176,7 @@ impl<'g> Session<'g> {
             _ => t,
         };
         if b > 1 && !self.prefill.iter().any(|p| p.0 == b) {
-            let g = self.cfg.build(b, self.max_seq, self.dtype)?;
+            let g = self.cfg.build(b, 1, self.max_seq, &self.prec)?;
             let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
             self.prefill.push((b, plan));
         }

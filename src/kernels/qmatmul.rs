@@ -1,0 +1,100 @@
+//! Lowering of QMatMul: weight-only int8 kernels (shaders/qmatmul.wgsl) and, where the adapter's tier has
+//! the packed int8 dot product, the W8A8 kernels (shaders/qdot.wgsl) behind a quantizer that writes the
+//! int8 activations and their block scales into two scratch buffers. Without the int8 dot product, Dynamic
+//! and Static fall back to weight-only (the activations stay float), as `Op::QMatMul`'s contract allows
+//! only through this choice of kernel: the fallback is more accurate, never less.
+
+use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use crate::error::{Error, Result};
+use crate::graph::{ActQuant, Op};
+use crate::quant::BLOCK;
+
+pub const SOURCE: &str = include_str!("../../shaders/qmatmul.wgsl");
+pub const DOT_SOURCE: &str = include_str!("../../shaders/qdot.wgsl");
+
+/// Up to this many rows run as GEMVs (one row per z); more use the 64×64-tiled GEMM.
+const GEMV_MAX_ROWS: usize = 8;
+
+fn params(m: usize, n: usize, k: usize) -> Vec<(&'static str, Word)> {
+    vec![("m", Word::U32(m as u32)), ("n", Word::U32(n as u32)), ("k", Word::U32(k as u32))]
+}
+
+/// The grid of a product: GEMV (rows in z) or 64×64 tiles.
+fn product_grid(op: &Op, m: usize, n: usize) -> Result<[u32; 3]> {
+    if m <= GEMV_MAX_ROWS {
+        let mut g = grid_1d(ceil_div(n, 64));
+        g[2] = m as u32;
+        return Ok(g);
+    }
+    if m.div_ceil(64) > 65_535 || n.div_ceil(64) > 65_535 {
+        return Err(Error::Unsupported {
+            op: op.name().into(),
+            detail: format!("[{m}, {n}] needs more workgroups than one dispatch allows"),
+        });
+    }
+    Ok([ceil_div(n, 64), ceil_div(m, 64), 1])
+}
+
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let Op::QMatMul { act } = *op else {
+        return Err(Error::Unsupported { op: op.name().into(), detail: "not a qmatmul".into() });
+    };
+    no_shards(op, ins)?;
+    let k = *ins[0].shape.last().expect("shape inference checked the rank");
+    let m = ins[0].shape.iter().product::<usize>() / k;
+    let n = ins[1].shape[0];
+    let dtype = out.dtype;
+    let grid = product_grid(op, m, n)?;
+    let gemv = m <= GEMV_MAX_ROWS;
+    if act == ActQuant::None || !caps.int8dot {
+        let d = Dispatch {
+            family: "qmatmul",
+            source: SOURCE,
+            entry: if gemv { "gemv_w8" } else { "gemm_w8" },
+            dtype,
+            overrides: vec![],
+            params: params(m, n, k),
+            bindings: vec![
+                bind(Arg::Input(0), false),
+                bind(Arg::Input(1), false),
+                bind(Arg::Input(2), false),
+                bind(Arg::Output, true),
+            ],
+            grid,
+        };
+        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+    }
+    let blocks = m * (k / BLOCK);
+    let mut qbind = vec![bind(Arg::Input(0), false)];
+    if act == ActQuant::Static {
+        qbind.push(bind(Arg::Input(3), false));
+    }
+    qbind.extend([bind(Arg::Scratch(0), true), bind(Arg::Scratch(1), true)]);
+    let quantize = Dispatch {
+        family: "qdot",
+        source: DOT_SOURCE,
+        entry: if act == ActQuant::Static { "quantize_static" } else { "quantize_dynamic" },
+        dtype,
+        overrides: vec![],
+        params: params(m, n, k),
+        bindings: qbind,
+        grid: grid_1d(ceil_div(blocks, 64)),
+    };
+    let product = Dispatch {
+        family: "qdot",
+        source: DOT_SOURCE,
+        entry: if gemv { "gemv_w8a8" } else { "gemm_w8a8" },
+        dtype,
+        overrides: vec![],
+        params: params(m, n, k),
+        bindings: vec![
+            bind(Arg::Scratch(0), false),
+            bind(Arg::Scratch(1), false),
+            bind(Arg::Input(1), false),
+            bind(Arg::Input(2), false),
+            bind(Arg::Output, true),
+        ],
+        grid,
+    };
+    Ok(Lowered { scratch: vec![(m * k) as u64, (blocks * 4) as u64], dispatches: vec![quantize, product] })
+}
