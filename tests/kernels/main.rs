@@ -10,4 +10,5 @@ mod matmul;
 mod norm;
 mod optim;
 mod position;
+mod qmatmul;
 mod softmax;

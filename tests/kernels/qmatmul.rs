@@ -1,0 +1,146 @@
+//! Int8 matmul (QMatMul) on the GPU: against the CPU reference on the dequantized weights (tight), against
+//! the f32 weights (an NMSE budget), weight-only and W8A8 (dynamic and static activation scales), GEMV and
+//! GEMM paths, f32 and f16 activations, awkward row and column counts; the fallback of W8A8 to weight-only
+//! on a tier without the int8 dot product.
+
+use std::collections::HashMap;
+
+use wgpu_llm::exec::Plan;
+use wgpu_llm::graph::{ActQuant, GraphBuilder, Op};
+use wgpu_llm::quant::{QTensor, BLOCK};
+use wgpu_llm::reference;
+use wgpu_llm::tensor::{DType, HostTensor};
+
+use crate::common::{self, check_op, Rng, Tol, F16, F32_REDUCE};
+
+/// W8A8 on f32 activations: a value whose x/s lies within rounding error of a half-step may round either way
+/// on the GPU and on the CPU (1/s is not correctly rounded in WGSL), moving one product by one activation
+/// quantum s·|w| ≤ 1/127 for inputs in [-1, 1): a few such flips per output at most.
+const W8A8: Tol = Tol { abs: 2e-2, rel: 1e-3 };
+/// Output NMSE of int8 weights (block 32, |w| < 1) against the f32 weights: per-weight error variance
+/// (amax/127)²/12 against the weights' variance 1/3 gives ≈ 1.6e-5.
+const NMSE_WEIGHT_ONLY: f64 = 1e-4;
+/// And with the activations also rounded to int8 per block: about twice that.
+const NMSE_W8A8: f64 = 2e-4;
+
+/// x [m, k], packed weights [n, k/4], weight scales [n, k/32], static scales [k/32], and the float weights.
+fn operands(r: &mut Rng, m: usize, k: usize, n: usize, dt: DType) -> (Vec<HostTensor>, HostTensor) {
+    let x = r.tensor(&[m, k], dt);
+    let w = r.vec(n * k, -1.0, 1.0);
+    let q = QTensor::quantize(&w, n, k).unwrap();
+    // Static scales from the data's block maxima, scaled down so some values clip, as calibration can.
+    let xv = common::round_f16(&x).to_f32();
+    let xs: Vec<f32> = (0..k / BLOCK)
+        .map(|b| {
+            (0..m)
+                .flat_map(|i| xv[i * k + b * BLOCK..i * k + (b + 1) * BLOCK].to_vec())
+                .fold(0f32, |a, v| a.max(v.abs()))
+                * 0.9
+                / 127.0
+        })
+        .collect();
+    let ins = vec![
+        x,
+        HostTensor::u32(&[n, k / 4], q.packed()).unwrap(),
+        HostTensor::f32(&[n, k / BLOCK], q.scales.clone()).unwrap(),
+        HostTensor::f32(&[k / BLOCK], xs).unwrap(),
+    ];
+    (ins, HostTensor::f32(&[n, k], w).unwrap())
+}
+
+fn args(ins: &[HostTensor], act: ActQuant) -> &[HostTensor] {
+    if act == ActQuant::Static {
+        ins
+    } else {
+        &ins[..3]
+    }
+}
+
+const SHAPES: [(usize, usize, usize); 7] =
+    [(1, 32, 1), (1, 64, 37), (1, 576, 130), (3, 96, 70), (9, 64, 65), (70, 96, 67), (130, 32, 129)];
+
+#[test]
+fn against_the_reference() {
+    let mut r = Rng::new(41);
+    for dt in common::dtypes() {
+        for (m, k, n) in SHAPES {
+            let (ins, _) = operands(&mut r, m, k, n, dt);
+            for act in [ActQuant::None, ActQuant::Dynamic, ActQuant::Static] {
+                let tol = match (act, dt) {
+                    (_, DType::F16) => F16,
+                    (ActQuant::None, _) => F32_REDUCE,
+                    _ => W8A8,
+                };
+                let case = format!("qmatmul {} [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}", act.name());
+                check_op(&case, Op::QMatMul { act }, args(&ins, act), &[], tol);
+            }
+        }
+    }
+}
+
+/// Run one QMatMul on `gpu`; returns y.
+fn run_gpu(gpu: &wgpu_llm::gpu::Gpu, act: ActQuant, ins: &[HostTensor]) -> HostTensor {
+    let mut b = GraphBuilder::new();
+    let leaves: Vec<_> =
+        ins.iter().enumerate().map(|(i, t)| b.input(&format!("in{i}"), &t.shape, t.dtype).unwrap()).collect();
+    let y = b.op(Op::QMatMul { act }, &leaves).unwrap();
+    let mut plan = Plan::compile(gpu, &b.finish(), &[y]).unwrap();
+    let names: Vec<String> = (0..ins.len()).map(|i| format!("in{i}")).collect();
+    let feeds: Vec<(&str, &HostTensor)> = names.iter().map(|n| n.as_str()).zip(ins).collect();
+    plan.run(&feeds, &[]).unwrap().remove(0)
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let err: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
+    let sig: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
+    err / sig
+}
+
+#[test]
+fn against_the_f32_weights() {
+    let mut r = Rng::new(42);
+    for (m, k, n) in [(1, 576, 130), (70, 96, 67)] {
+        let (ins, w) = operands(&mut r, m, k, n, DType::F32);
+        let mut env = HashMap::from([("x".to_string(), ins[0].clone()), ("w".to_string(), w)]);
+        let mut b = GraphBuilder::new();
+        let (x, wv) = (b.input("x", &[m, k], DType::F32).unwrap(), b.input("w", &[n, k], DType::F32).unwrap());
+        let y = b.linear(x, wv, None).unwrap();
+        let want = reference::run_graph(&b.finish(), &mut env, &HashMap::new(), &[y]).unwrap().remove(0).to_f32();
+        for (act, budget) in [(ActQuant::None, NMSE_WEIGHT_ONLY), (ActQuant::Dynamic, NMSE_W8A8)] {
+            let got = run_gpu(common::gpu(), act, args(&ins, act)).to_f32();
+            let e = nmse(&got, &want);
+            assert!(e < budget, "{} [{m}, {k}]·[{n}, {k}]ᵀ: NMSE {e:e} against f32 weights > {budget:e}", act.name());
+        }
+    }
+}
+
+#[test]
+fn w8a8_falls_back_to_weight_only_without_int8_dot() {
+    let gpu = common::gpu_f32_tier();
+    assert!(!gpu.caps().int8dot);
+    let mut r = Rng::new(43);
+    for (m, k, n) in [(1, 64, 37), (70, 96, 67)] {
+        let (ins, _) = operands(&mut r, m, k, n, DType::F32);
+        let got = run_gpu(gpu, ActQuant::Dynamic, &ins[..3]);
+        let want = run_gpu(common::gpu(), ActQuant::None, &ins[..3]);
+        common::assert_close(&format!("fallback [{m}, {k}]·[{n}, {k}]ᵀ"), &got, &want, F32_REDUCE);
+    }
+}
+
+#[test]
+fn bad_shapes_are_typed_errors() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 48], DType::F32).unwrap();
+    let wq = b.input("wq", &[5, 12], DType::U32).unwrap();
+    let ws = b.input("ws", &[5, 1], DType::F32).unwrap();
+    let e = b.op(Op::QMatMul { act: ActQuant::None }, &[x, wq, ws]).unwrap_err().to_string();
+    assert!(e.contains("qmatmul") && e.contains("multiple of 32"), "{e}");
+    let x = b.input("x2", &[2, 64], DType::F32).unwrap();
+    let wf = b.input("wf", &[5, 16], DType::F32).unwrap();
+    let ws = b.input("ws2", &[5, 2], DType::F32).unwrap();
+    let e = b.op(Op::QMatMul { act: ActQuant::None }, &[x, wf, ws]).unwrap_err().to_string();
+    assert!(e.contains("u32"), "{e}");
+    let wq = b.input("wq2", &[5, 16], DType::U32).unwrap();
+    let e = b.op(Op::QMatMul { act: ActQuant::Static }, &[x, wq, ws]).unwrap_err().to_string();
+    assert!(e.contains("expects 4 inputs"), "{e}");
+}
