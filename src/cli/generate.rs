@@ -9,7 +9,7 @@ use super::model_path::resolve;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::ActQuant;
-use crate::models::Precision;
+use crate::models::{parse_keep, Precision};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::session::{generate, Session};
 use crate::tensor::DType;
@@ -26,6 +26,10 @@ pub struct ModelArgs {
     /// checkpoint's own scheme.
     #[arg(long)]
     pub dtype: Option<String>,
+    /// With --dtype int8|w8a8: comma-separated fragments of linear layer names that keep float weights
+    /// (default: lm_head, the output head; `none` quantizes every linear layer).
+    #[arg(long)]
+    pub keep: Option<String>,
     /// Context (KV cache) length.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
@@ -37,7 +41,7 @@ impl ModelArgs {
         // converted lane by lane and measured no faster than f32 (bench model: 0.82 vs 0.90 tok/s).
         let float =
             if gpu.caps().f16 && gpu.info.device_type != wgpu::DeviceType::Cpu { DType::F16 } else { DType::F32 };
-        let int8 = |act| Precision { dtype: float, int8: Some(act), keep: vec![] };
+        let int8 = |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(self.keep.as_deref()) };
         match self.dtype.as_deref() {
             None => Ok(float.into()),
             Some("f32") => Ok(DType::F32.into()),

@@ -157,8 +157,12 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
     let x = g.reshape(x, &[t, c])?;
     let x = g.op(Op::Embedding, &[x, last])?;
     let x = g.rmsnorm(x, norm, cfg.rms_eps)?;
-    let head = if cfg.tie_embeddings { embed } else { g.param("lm_head.weight", &[cfg.vocab, c], dt)? };
-    let logits = g.linear(x, head, None)?;
+    // The head: tied to the embedding table unless it runs int8 (then it is its own int8 copy of the table).
+    let logits = if cfg.tie_embeddings && prec.int8_for("lm_head", c).is_none() {
+        g.linear(x, embed, None)?
+    } else {
+        Linear::new(&mut g, "lm_head", cfg.vocab, c, false, prec)?.forward(&mut g, x)?
+    };
     let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
     Ok(StepGraph { graph: g.finish(), logits })
 }
@@ -198,6 +202,7 @@ pub fn gguf_name(hf: &str) -> String {
 
 /// The value of one param from the store, as f32, undoing llama.cpp's q/k row permutation for GGUF files.
 pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    let name = if name == "lm_head.weight" && cfg.tie_embeddings { "model.embed_tokens.weight" } else { name };
     let gguf = store.contains(&gguf_name(name)) && !store.contains(name);
     let src = if gguf { gguf_name(name) } else { name.to_string() };
     let mut t = super::load_checked(store, &src, shape)?;

@@ -237,8 +237,23 @@ pub struct Precision {
     /// `Some(act)`: linear weights are int8; `act` says whether activations stay float (weight-only) or are
     /// quantized per block on the fly (dynamic) or with calibrated scales (static).
     pub int8: Option<ActQuant>,
-    /// Linear layers whose name contains one of these strings keep float weights.
+    /// Linear layers whose name contains one of these strings keep float weights (`DEFAULT_KEEP` unless
+    /// chosen).
     pub keep: Vec<String>,
+}
+
+/// The linear layers that stay float under int8 unless the user says otherwise: the output head (the
+/// embeddings and norms are not linear layers and always stay float).
+pub const DEFAULT_KEEP: &[&str] = &["lm_head"];
+
+/// `--keep` as the CLI takes it: comma-separated name fragments, `none` for the empty list, absent for the
+/// default.
+pub fn parse_keep(arg: Option<&str>) -> Vec<String> {
+    match arg {
+        None => DEFAULT_KEEP.iter().map(|s| s.to_string()).collect(),
+        Some("none") | Some("") => vec![],
+        Some(s) => s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
+    }
 }
 
 impl From<DType> for Precision {

@@ -63,21 +63,59 @@ impl<'g> Encoder<'g> {
         }
         let t = longest.next_multiple_of(8).min(self.cfg.max_pos);
         if !self.plans.iter().any(|p| p.0 == (b, t)) {
-            let g = bert::build(&self.cfg, b, t, &self.prec)?;
-            let fresh = self.shared.bytes() == 0;
-            let mut plan = Plan::compile_shared(self.gpu, &g.graph, &[g.hidden], Some(&self.shared))?;
-            if fresh {
-                let store = &self.store;
-                crate::models::upload_params(
-                    &g.graph,
-                    store,
-                    &|name, shape| crate::models::load_checked(store, name, shape),
-                    &mut |name, t| plan.set(name, t),
-                )?;
-            }
+            let plan = self.compile(b, t, false)?;
             self.plans.push(((b, t), plan));
         }
+        let feeds = self.feeds(batch, type_ids, t)?;
         let plan = &mut self.plans.iter_mut().find(|p| p.0 == (b, t)).expect("just made").1;
+        let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, t)| (*n, t)).collect();
+        let out = plan.run(&feeds, &[])?[0].to_f32();
+        let c = self.cfg.hidden;
+        Ok(batch.iter().enumerate().map(|(i, seq)| out[i * t * c..(i * t + seq.len()) * c].to_vec()).collect())
+    }
+
+    /// The plan for a [b, t] batch over the shared weights (uploaded by the first plan), with the last hidden
+    /// state as output, or every linear layer's input (`taps`, for static calibration).
+    fn compile(&mut self, b: usize, t: usize, taps: bool) -> Result<Plan<'g>> {
+        let g = bert::build(&self.cfg, b, t, &self.prec)?;
+        let fresh = self.shared.bytes() == 0;
+        let outputs = if taps { super::calibrate::tap_outputs(&g.graph) } else { vec![g.hidden] };
+        let mut plan = Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))?;
+        if fresh {
+            let store = &self.store;
+            crate::models::upload_params(
+                &g.graph,
+                store,
+                &|name, shape| crate::models::load_checked(store, name, shape),
+                &mut |name, t| plan.set(name, t),
+            )?;
+        }
+        Ok(plan)
+    }
+
+    /// Static int8 calibration: fold each linear layer's input over the real tokens of `batch` (one padded
+    /// batch) into `cal`.
+    pub fn calibrate(&mut self, batch: &[Vec<u32>], cal: &mut super::calibrate::Calibration) -> Result<()> {
+        let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
+        if longest == 0 || longest > self.cfg.max_pos {
+            return Err(Error::Run(format!("calibration sequences need 1..={} tokens", self.cfg.max_pos)));
+        }
+        let (b, t) = (batch.len(), longest.next_multiple_of(8).min(self.cfg.max_pos));
+        let mut plan = self.compile(b, t, true)?;
+        let feeds = self.feeds(batch, None, t)?;
+        let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, t)| (*n, t)).collect();
+        let real = |row: usize| row % t < batch[row / t].len();
+        cal.observe_run(&mut plan, &feeds, &[], &real)
+    }
+
+    /// The inputs of a [b, t] batch: ids, type ids (zeros by default), positions and the padding mask.
+    fn feeds(
+        &self,
+        batch: &[Vec<u32>],
+        type_ids: Option<&[Vec<u32>]>,
+        t: usize,
+    ) -> Result<Vec<(&'static str, HostTensor)>> {
+        let b = batch.len();
         let (mut ids, mut types, mut pos, mut mask) =
             (vec![0u32; b * t], vec![0u32; b * t], vec![0u32; b * t], vec![0f32; b * t]);
         for (i, seq) in batch.iter().enumerate() {
@@ -93,15 +131,12 @@ impl<'g> Encoder<'g> {
         }
         let mask_t =
             if self.dtype == DType::F16 { HostTensor::f16(&[b, t], mask)? } else { HostTensor::f32(&[b, t], mask)? };
-        let feeds = [
-            ("ids", &HostTensor::u32(&[b, t], ids)?),
-            ("type_ids", &HostTensor::u32(&[b, t], types)?),
-            ("pos_ids", &HostTensor::u32(&[b, t], pos)?),
-            ("mask", &mask_t),
-        ];
-        let out = plan.run(&feeds, &[])?[0].to_f32();
-        let c = self.cfg.hidden;
-        Ok(batch.iter().enumerate().map(|(i, seq)| out[i * t * c..(i * t + seq.len()) * c].to_vec()).collect())
+        Ok(vec![
+            ("ids", HostTensor::u32(&[b, t], ids)?),
+            ("type_ids", HostTensor::u32(&[b, t], types)?),
+            ("pos_ids", HostTensor::u32(&[b, t], pos)?),
+            ("mask", mask_t),
+        ])
     }
 
     /// Cut a [CLS] … [SEP] sequence to `max` ids keeping its final special token, as transformers' truncation

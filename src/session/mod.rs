@@ -3,6 +3,7 @@
 //! real positions, and the next step overwrites its cache rows); the decode plan is compiled once and replayed
 //! with a new position each step, creating no pipelines, buffers or bind groups.
 
+pub mod calibrate;
 pub mod encoder;
 
 use std::path::Path;
@@ -128,6 +129,24 @@ impl<'g> Session<'g> {
             load_secs: t0.elapsed().as_secs_f64(),
             weight_bytes,
         })
+    }
+
+    /// Static int8 calibration: run `ids` (one window, from position 0) in the session's float precision and
+    /// fold every linear layer's input into `cal`. The KV cache is left as after a prefill of `ids`.
+    pub fn calibrate(&mut self, ids: &[u32], cal: &mut calibrate::Calibration) -> Result<()> {
+        if self.prec.int8.is_some() {
+            return Err(Error::Run("calibration runs a float model (load it with --dtype f32 or f16)".into()));
+        }
+        let t = ids.len();
+        if t == 0 || t > self.max_seq {
+            return Err(Error::Run(format!("a calibration window needs 1..={} tokens", self.max_seq)));
+        }
+        let g = self.cfg.build(t, 1, self.max_seq, &self.prec)?;
+        let mut plan = Plan::compile_shared(self.gpu, &g.graph, &calibrate::tap_outputs(&g.graph), Some(&self.shared))?;
+        let inputs = step_inputs(&plan, ids, t, 0, self.cfg.max_pos())?;
+        cal.observe_run(&mut plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
+        self.pos = t;
+        Ok(())
     }
 
     /// Forget the conversation (the cache rows are overwritten by the next tokens).
