@@ -195,3 +195,57 @@ fn tiny_textbook_transformer_matches_pytorch() {
         }
     }
 }
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let err: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
+    err / want.iter().map(|w| (*w as f64).powi(2)).sum::<f64>()
+}
+
+/// Int8 models against transformers' f32 logits: weight-only and W8A8 (dynamic), with the head float (the
+/// default) and int8 (`keep` empty). Budgets: the output NMSE of block-32 int8 weights on these random
+/// models is ~1e-4 (weight-only) and ~3e-4 (W8A8); a wrong scale or layout gives ≥ 1e-1.
+#[test]
+fn int8_decoders_track_transformers() {
+    use wgpu_llm::graph::ActQuant;
+    use wgpu_llm::models::Precision;
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let (dir, exp) = fixture(name);
+        let input = ids(&exp["input_ids"]);
+        let want: Vec<f32> = exp["logits"].as_array().unwrap().iter().flat_map(floats).collect();
+        for (act, budget) in [(ActQuant::None, 1e-3), (ActQuant::Dynamic, 3e-3)] {
+            for keep in [vec!["lm_head".to_string()], vec![]] {
+                let prec = Precision { dtype: DType::F32, int8: Some(act), keep: keep.clone() };
+                let mut s = Session::load(gpu(), &dir, prec.clone(), 64).unwrap();
+                let got: Vec<f32> = input.iter().flat_map(|&id| s.forward(&[id]).unwrap()).collect();
+                let e = nmse(&got, &want);
+                assert!(e < budget, "{name} {} keep {keep:?}: logits NMSE {e:e} ≥ {budget:e}", prec.name());
+                assert!(s.weight_bytes > 0);
+            }
+        }
+    }
+}
+
+/// An int8 BERT's hidden states stay close to transformers' f32 ones (cosine per token).
+#[test]
+fn int8_bert_tracks_transformers() {
+    use wgpu_llm::graph::ActQuant;
+    use wgpu_llm::models::Precision;
+    use wgpu_llm::session::encoder::Encoder;
+    let (dir, exp) = fixture("tiny-bert");
+    let (batch, types) = bert_inputs(&exp);
+    for act in [ActQuant::None, ActQuant::Dynamic] {
+        let mut enc =
+            Encoder::load(gpu(), &dir, Precision { dtype: DType::F32, int8: Some(act), keep: vec![] }).unwrap();
+        let hidden = enc.hidden(&batch, Some(&types)).unwrap();
+        let c = enc.cfg.hidden;
+        for (i, h) in hidden.iter().enumerate() {
+            for (j, g) in h.chunks(c).enumerate() {
+                let w = floats(&exp["last_hidden_state"][i][j]);
+                let dot: f64 = g.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                let cos = dot / (n(g) * n(&w));
+                assert!(cos > 0.999, "int8 {} bert [{i}, {j}]: cosine {cos}", act.name());
+            }
+        }
+    }
+}
