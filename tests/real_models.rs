@@ -89,3 +89,56 @@ fn minilm_embeddings_match_sentence_transformers() {
         assert!(cos >= 0.999, "cosine {cos} for {:?}", t["text"]);
     }
 }
+
+/// all-MiniLM-L6-v2 with int8 linear layers (weight-only and W8A8 dynamic): every embedding keeps cosine
+/// ≥ 0.995 to sentence-transformers' f32 embedding (the target for int8 MiniLM).
+#[test]
+fn minilm_int8_embeddings_stay_close() {
+    use wgpu_llm::graph::ActQuant;
+    use wgpu_llm::models::Precision;
+    let exp = fixture("minilm.json");
+    let path = model("minilm");
+    let texts = exp["texts"].as_array().unwrap();
+    let batch: Vec<Vec<u32>> = texts.iter().map(|t| ids(&t["ids"])).collect();
+    for act in [ActQuant::None, ActQuant::Dynamic] {
+        let mut enc =
+            Encoder::load(gpu(), &path, Precision { dtype: DType::F32, int8: Some(act), keep: vec![] }).unwrap();
+        for (t, e) in texts.iter().zip(enc.embed(&batch).unwrap()) {
+            let w: Vec<f32> = t["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let dot: f32 = e.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let cos = dot / (e.iter().map(|x| x * x).sum::<f32>().sqrt() * w.iter().map(|x| x * x).sum::<f32>().sqrt());
+            assert!(cos >= 0.995, "int8 {}: cosine {cos} for {:?}", act.name(), t["text"]);
+        }
+    }
+}
+
+/// SmolLM2 with int8 linear layers (head included): the first generated token of each prompt is
+/// transformers' top-1 wherever its margin over the runner-up is clear (> 0.5 nats), and its logprob is
+/// within 0.15 of transformers'.
+#[test]
+fn smollm2_int8_first_tokens_match() {
+    use wgpu_llm::graph::ActQuant;
+    use wgpu_llm::models::Precision;
+    let exp = fixture("smollm2.json");
+    let path = model("smollm2");
+    for act in [ActQuant::None, ActQuant::Dynamic] {
+        let prec = Precision { dtype: DType::F32, int8: Some(act), keep: vec![] };
+        let mut s = Session::load(gpu(), &path, prec, 128).unwrap();
+        let mut checked = 0;
+        for p in exp["generation"]["prompts"].as_array().unwrap() {
+            let st = &p["steps"][0];
+            let lp: Vec<f64> = st["top5_logprobs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            s.reset();
+            let logits = s.forward(&ids(&p["prompt_ids"])).unwrap();
+            let got = wgpu_llm::sample::log_softmax(&logits);
+            let best = (0..got.len()).max_by(|&a, &b| got[a].total_cmp(&got[b])).unwrap();
+            let label = format!("{} {}", act.name(), p["label"]);
+            if lp[0] - lp[1] > 0.5 {
+                assert_eq!(best as u32, ids(&st["top5_ids"])[0], "{label}: first token");
+                assert!((got[best] as f64 - lp[0]).abs() < 0.15, "{label}: logprob {} vs {}", got[best], lp[0]);
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no prompt has a clear first token to compare");
+    }
+}
