@@ -13,6 +13,8 @@
 //   0 p: Params (uniform)  n (invocations: pairs B·H·T·D/2, or elements B·T·C), t (T), d (D or C),
 //                          theta (rope base; 10000 for sinusoidal), offset (runtime position), inverse (0/1)
 //   rope_forward, add_sinusoidal:  1 x (read)  2 y (rw), same shape as x.
+//   rope_table:                    1 x (read)  2 inv_freq (read) [D/2] f32  3 y (rw): rope_forward with the
+//                                  frequencies read from a table (scaled RoPE: Llama 3, linear).
 //
 // Overrides: WG (workgroup size, default 256).
 // Dispatch: grid_1d(ceil(n / WG)); index = (wid.x + wid.y·nwg.x)·WG + lid, guarded by n.
@@ -34,6 +36,8 @@ override WG: u32 = 256u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> y: array<T>;
+@group(0) @binding(2) var<storage, read> tab_freq: array<f32>;
+@group(0) @binding(3) var<storage, read_write> tab_y: array<T>;
 
 @compute @workgroup_size(WG)
 fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -42,11 +46,33 @@ fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     if (idx >= p.n) {
         return;
     }
+    let i = idx % (p.d / 2u);
+    let r = rotate(idx, 1.0 / pow(p.theta, f32(2u * i) / f32(p.d)));
+    let a = (idx / (p.d / 2u)) * p.d + i;
+    y[a] = T(r.x);
+    y[a + p.d / 2u] = T(r.y);
+}
+
+@compute @workgroup_size(WG)
+fn rope_table(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (idx >= p.n) {
+        return;
+    }
+    let i = idx % (p.d / 2u);
+    let r = rotate(idx, tab_freq[i]);
+    let a = (idx / (p.d / 2u)) * p.d + i;
+    tab_y[a] = T(r.x);
+    tab_y[a + p.d / 2u] = T(r.y);
+}
+
+// The rotated pair (y[i], y[i + D/2]) of pair index `idx` at frequency `inv_freq`.
+fn rotate(idx: u32, inv_freq: f32) -> vec2<f32> {
     let half_d = p.d / 2u;
     let row = idx / half_d;
     let i = idx % half_d;
     let t = row % p.t;
-    let inv_freq = 1.0 / pow(p.theta, f32(2u * i) / f32(p.d));
     var angle = f32(p.offset + t) * inv_freq;
     if (p.inverse != 0u) {
         angle = -angle;
@@ -56,8 +82,7 @@ fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     let a = row * p.d + i;
     let x0 = f32(x[a]);
     let x1 = f32(x[a + half_d]);
-    y[a] = T(x0 * c - x1 * s);
-    y[a + half_d] = T(x1 * c + x0 * s);
+    return vec2<f32>(x0 * c - x1 * s, x1 * c + x0 * s);
 }
 
 @compute @workgroup_size(WG)

@@ -109,7 +109,9 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
             ]
         }
         Op::Rope { theta, offset, inverse } => {
-            vec![(0, b.op(Op::Rope { theta: *theta, offset: offset.clone(), inverse: !inverse }, &[dy])?)]
+            let mut args = vec![dy];
+            args.extend(ins.get(1)); // the frequency table, if any: a constant
+            vec![(0, b.op(Op::Rope { theta: *theta, offset: offset.clone(), inverse: !inverse }, &args)?)]
         }
         Op::AddSinusoidal { .. } => vec![(0, dy)],
         Op::Embedding => {

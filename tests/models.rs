@@ -249,3 +249,64 @@ fn int8_bert_tracks_transformers() {
         }
     }
 }
+
+/// Llama 3.1's RoPE scaling (rope_type llama3) gives transformers' inverse frequencies: values computed with
+/// transformers' `_compute_llama3_parameters` arithmetic for Llama-3.1-8B's config (theta 500000, head dim
+/// 128, factor 8, low 1, high 4, original 8192 positions); linear scaling divides; unknown types are errors.
+#[test]
+fn rope_scaling_variants() {
+    use wgpu_llm::models::llama::RopeScaling;
+    let cfg = serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}});
+    let s = RopeScaling::from_json(&cfg).unwrap().unwrap();
+    let plain: Vec<f64> = (0..64).map(|i| 1.0 / (500_000f64).powf((2 * i) as f64 / 128.0)).collect();
+    let got = s.apply(&plain).unwrap();
+    let want = [
+        (0, 1.0),
+        (1, 0.8146172165870667),
+        (20, 0.016560440883040428),
+        (30, 0.0013718936825171113),
+        (40, 3.428102354519069e-05),
+        (45, 1.2297638932068367e-05),
+        (50, 4.411534519022098e-06),
+        (63, 3.068925877869333e-07),
+    ];
+    for (i, w) in want {
+        assert!((got[i] as f64 - w).abs() <= 1e-5 * w, "llama3 inv_freq[{i}] = {} want {w}", got[i]);
+    }
+    let lin = RopeScaling::from_json(&serde_json::json!({"rope_scaling": {"type": "linear", "factor": 4.0}})).unwrap();
+    assert_eq!(lin.unwrap().apply(&[1.0, 0.5]).unwrap(), vec![0.25, 0.125]);
+    assert!(RopeScaling::from_json(&serde_json::json!({"rope_scaling": null})).unwrap().is_none());
+    let e = RopeScaling::from_json(&serde_json::json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("yarn"), "{e}");
+}
+
+/// A Llama with scaled RoPE runs the table path: with linear factor 1 it equals the plain model exactly
+/// (the same frequencies), so the scaled wiring is checked against transformers' fixture logits.
+#[test]
+fn scaled_rope_model_runs_the_table() {
+    let (src, exp) = fixture("tiny-llama");
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-ropescale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 1.0});
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let input = ids(&exp["input_ids"]);
+    let logits: Vec<Vec<f32>> = exp["logits"].as_array().unwrap().iter().map(floats).collect();
+    let mut s = Session::load(gpu(), &dir, DType::F32, 64).unwrap();
+    let last = s.forward(&input).unwrap();
+    let v = last.len();
+    let t = |x: Vec<f32>| HostTensor::f32(&[v], x).unwrap();
+    assert_close("scaled rope, last position", &t(last), &t(logits[input.len() - 1].clone()), LOGITS);
+    // Factor 2 halves every frequency: the logits move.
+    cfg["rope_scaling"]["factor"] = 2.0.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let mut s = Session::load(gpu(), &dir, DType::F32, 64).unwrap();
+    let moved = s.forward(&input).unwrap();
+    assert!(nmse(&moved, &logits[input.len() - 1]) > 1e-6, "factor 2 changed nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}

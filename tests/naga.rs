@@ -90,6 +90,8 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::AttentionGradK(spec.clone()), &[q, k, k, mask, q]);
     add(&mut b, Op::AttentionGradV(spec), &[q, k, k, mask, q]);
     add(&mut b, Op::Rope { theta: 10000.0, offset: Scalar::var("pos"), inverse: false }, &[q]);
+    let rope_tab = b.input("rope_tab", &[4], DType::F32).unwrap();
+    add(&mut b, Op::Rope { theta: 10000.0, offset: Scalar::var("pos"), inverse: false }, &[q, rope_tab]);
     add(&mut b, Op::AddSinusoidal { offset: Scalar::Const(0) }, &[x]);
     add(&mut b, Op::Embedding, &[table, ids]);
     add(&mut b, Op::EmbeddingBackward { vocab: 11 }, &[ids, x]);

@@ -150,8 +150,10 @@ pub enum Op {
     AttentionGradV(AttnSpec),
 
     // ---- positions ----------------------------------------------------------------------------------------
-    /// (x [B, H, T, D]) → rotary embedding, half-split pairs (x[i], x[i + D/2]) as in HF Llama, rotated by
-    /// angle (offset + t)·theta^(−2i/D). `inverse` rotates by the negative angle (the backward rule).
+    /// (x [B, H, T, D] (, inv_freq [D/2] f32)) → rotary embedding, half-split pairs (x[i], x[i + D/2]) as in
+    /// HF Llama, rotated by angle (offset + t)·theta^(−2i/D), or (offset + t)·inv_freq[i] when the table is
+    /// given (the scaled variants: Llama 3, linear; `theta` is then unused). `inverse` rotates by the
+    /// negative angle (the backward rule).
     Rope { theta: f32, offset: Scalar, inverse: bool },
     /// (x [B, T, C]) → x + PE, PE[pos, 2i] = sin(pos/10000^(2i/C)), PE[pos, 2i+1] = cos(same), pos = offset + t.
     AddSinusoidal { offset: Scalar },

@@ -245,11 +245,16 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
         }
         Op::Rope { .. } => {
-            want_inputs(op, ins, 1)?;
+            if ins.len() != 2 {
+                want_inputs(op, ins, 1)?;
+            }
             let dt = want_float(op, ins, &[0])?;
             let s = ins[0].0;
             if s.len() != 4 || !s[3].is_multiple_of(2) {
                 return Err(err(op, ins, "rope needs [B,H,T,D] with D even"));
+            }
+            if ins.len() == 2 && (ins[1].1 != DType::F32 || ins[1].0 != [s[3] / 2]) {
+                return Err(err(op, ins, format!("the inverse-frequency table must be f32 [{}]", s[3] / 2)));
             }
             out(s, dt)
         }

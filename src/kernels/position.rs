@@ -19,12 +19,13 @@ pub(crate) fn scalar_word(s: &Scalar) -> Word {
 
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
+    let table = ins.len() == 2;
     let shape = &ins[0].shape;
     let numel: usize = shape.iter().product();
     let (entry, n, t, d, theta, offset, inverse) = match op {
         Op::Rope { theta, offset, inverse } => {
             let (t, d) = (shape[2], shape[3]);
-            ("rope_forward", numel / 2, t, d, *theta, offset, *inverse)
+            (if table { "rope_table" } else { "rope_forward" }, numel / 2, t, d, *theta, offset, *inverse)
         }
         Op::AddSinusoidal { offset } => {
             let (t, c) = (shape[1], shape[2]);
@@ -48,7 +49,11 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
                 ("offset", scalar_word(offset)),
                 ("inverse", Word::U32(inverse as u32)),
             ],
-            bindings: vec![bind(Arg::Input(0), false), bind(Arg::Output, true)],
+            bindings: if table {
+                vec![bind(Arg::Input(0), false), bind(Arg::Input(1), false), bind(Arg::Output, true)]
+            } else {
+                vec![bind(Arg::Input(0), false), bind(Arg::Output, true)]
+            },
             grid: grid_1d(ceil_div(n, WG)),
         }],
     })

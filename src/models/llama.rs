@@ -28,6 +28,95 @@ pub struct Config {
     pub tie_embeddings: bool,
     pub qkv_bias: bool,
     pub max_pos: usize,
+    /// A scaled RoPE (config.json `rope_scaling`, or GGUF `rope_freqs.weight` / `rope.scaling.*`).
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// The RoPE scaling variants, as transformers' `ROPE_INIT_FUNCTIONS` compute their inverse frequencies.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// Positions divided by `factor` (= every frequency divided by it).
+    Linear { factor: f32 },
+    /// Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth blend between.
+    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max: f32 },
+    /// Per-frequency divisors (llama.cpp writes Llama 3's as the tensor `rope_freqs.weight`).
+    Factors(Vec<f32>),
+}
+
+impl RopeScaling {
+    /// From config.json's `rope_scaling` (None for absent, null or "default").
+    pub fn from_json(v: &serde_json::Value) -> Result<Option<Self>> {
+        let Some(s) = v.get("rope_scaling").filter(|s| !s.is_null()) else { return Ok(None) };
+        let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+        let num = |k: &str| -> Result<f32> {
+            s[k].as_f64().map(|x| x as f32).ok_or_else(|| Error::Format {
+                file: "config.json".into(),
+                detail: format!("rope_scaling {kind:?} needs a number {k:?}: {s}"),
+            })
+        };
+        match kind {
+            "default" => Ok(None),
+            "linear" => Ok(Some(RopeScaling::Linear { factor: num("factor")? })),
+            "llama3" => Ok(Some(RopeScaling::Llama3 {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max: num("original_max_position_embeddings")?,
+            })),
+            other => Err(Error::Unsupported {
+                op: "rope".into(),
+                detail: format!("rope_scaling type {other:?} is not supported (default, linear, llama3)"),
+            }),
+        }
+    }
+
+    /// The scaled inverse frequencies from the plain ones (transformers' formulas, in f64, then f32).
+    pub fn apply(&self, inv_freq: &[f64]) -> Result<Vec<f32>> {
+        let out: Vec<f64> = match self {
+            RopeScaling::Linear { factor } => inv_freq.iter().map(|f| f / *factor as f64).collect(),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max } => {
+                let (factor, lo, hi, old) =
+                    (*factor as f64, *low_freq_factor as f64, *high_freq_factor as f64, *original_max as f64);
+                let (low_wavelen, high_wavelen) = (old / lo, old / hi);
+                inv_freq
+                    .iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (old / wavelen - lo) / (hi - lo);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+            RopeScaling::Factors(d) => {
+                if d.len() != inv_freq.len() {
+                    return Err(Error::Shape {
+                        op: "rope".into(),
+                        detail: format!("{} frequency factors for {} frequencies", d.len(), inv_freq.len()),
+                        shapes: vec![],
+                    });
+                }
+                inv_freq.iter().zip(d).map(|(f, d)| f / *d as f64).collect()
+            }
+        };
+        Ok(out.into_iter().map(|f| f as f32).collect())
+    }
+}
+
+impl Config {
+    /// The scaled RoPE inverse-frequency table, when the model scales its RoPE.
+    pub fn inv_freq(&self) -> Result<Option<Vec<f32>>> {
+        let Some(s) = &self.rope_scaling else { return Ok(None) };
+        let d = self.head_dim;
+        let plain: Vec<f64> =
+            (0..d / 2).map(|i| 1.0 / (self.rope_theta as f64).powf((2 * i) as f64 / d as f64)).collect();
+        s.apply(&plain).map(Some)
+    }
 }
 
 impl Config {
@@ -36,14 +125,20 @@ impl Config {
         if !matches!(arch.as_str(), "llama" | "qwen2" | "mistral") {
             return Err(Error::Unsupported { op: "model".into(), detail: format!("unknown architecture {arch:?}") });
         }
-        if let ConfigSource::Json(v) = src {
-            if let Some(s) = v.get("rope_scaling").filter(|s| !s.is_null()) {
-                return Err(Error::Unsupported {
-                    op: "rope".into(),
-                    detail: format!("rope_scaling {s} is not supported yet"),
-                });
+        let rope_scaling = match src {
+            ConfigSource::Json(v) => RopeScaling::from_json(v)?,
+            ConfigSource::Gguf(m) => {
+                let key = |k: &str| m.get(&format!("{arch}.rope.scaling.{k}"));
+                if store.contains("rope_freqs.weight") {
+                    Some(RopeScaling::Factors(store.to_f32("rope_freqs.weight")?))
+                } else if key("type").and_then(|t| t.as_str()) == Some("linear") {
+                    let factor = key("factor").and_then(|f| f.as_f64()).unwrap_or(1.0) as f32;
+                    Some(RopeScaling::Linear { factor })
+                } else {
+                    None
+                }
             }
-        }
+        };
         let hidden = src.req("hidden_size", "embedding_length")?;
         let n_head = src.req("num_attention_heads", "attention.head_count")?;
         let n_kv_head = src.num("num_key_value_heads", "attention.head_count_kv").map_or(n_head, |x| x as usize);
@@ -78,9 +173,13 @@ impl Config {
             tie_embeddings,
             qkv_bias,
             max_pos: src.num("max_position_embeddings", "context_length").unwrap_or(2048.0) as usize,
+            rope_scaling,
         })
     }
 }
+
+/// The param holding a scaled RoPE's inverse frequencies [head_dim/2] (not a checkpoint tensor).
+pub const ROPE_TABLE: &str = "rope.inv_freq";
 
 /// The graph of one forward step over `t` tokens, with the values a session needs.
 pub struct StepGraph {
@@ -112,6 +211,11 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
     let pos = Scalar::var("pos");
+    // A scaled RoPE reads its frequencies from a table (computed on load: `load_param`).
+    let freq = match cfg.rope_scaling {
+        Some(_) => Some(g.param(ROPE_TABLE, &[cfg.head_dim / 2], DType::F32)?),
+        None => None,
+    };
     for l in 0..cfg.n_layers {
         let p = format!("model.layers.{l}");
         let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| {
@@ -139,8 +243,10 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
         let (q, k, v) =
             (heads(&mut g, q, cfg.n_head)?, heads(&mut g, k, cfg.n_kv_head)?, heads(&mut g, v, cfg.n_kv_head)?);
         let rope = Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false };
-        let q = g.op(rope.clone(), &[q])?;
-        let k = g.op(rope, &[k])?;
+        let (qa, ka): (Vec<ValueId>, Vec<ValueId>) =
+            (std::iter::once(q).chain(freq).collect(), std::iter::once(k).chain(freq).collect());
+        let q = g.op(rope.clone(), &qa)?;
+        let k = g.op(rope, &ka)?;
         let a = super::cached_attention(&mut g, l, [q, k, v], max_seq)?;
         let a = ly.o.forward(&mut g, a)?;
         x = g.add(x, a)?;
@@ -202,6 +308,10 @@ pub fn gguf_name(hf: &str) -> String {
 
 /// The value of one param from the store, as f32, undoing llama.cpp's q/k row permutation for GGUF files.
 pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    if name == ROPE_TABLE {
+        let f = cfg.inv_freq()?.ok_or_else(|| Error::Run("the RoPE table of a model without rope scaling".into()))?;
+        return HostTensor::f32(shape, f);
+    }
     let name = if name == "lm_head.weight" && cfg.tie_embeddings { "model.embed_tokens.weight" } else { name };
     let gguf = store.contains(&gguf_name(name)) && !store.contains(name);
     let src = if gguf { gguf_name(name) } else { name.to_string() };

@@ -13,7 +13,8 @@ fn angle_f32(pos: usize, base: f32, k: usize, dim: usize) -> f64 {
 }
 
 /// out = RoPE(x): x, out (b, h, t, d), d even; pair (x[i], x[i + d/2]) of position offset + t rotated by
-/// angle (offset + t)·theta^(−2i/d), or by its negative if `inverse` (the transpose: the backward).
+/// angle (offset + t)·theta^(−2i/d) — or (offset + t)·table[i] (f32) with a frequency table — or by its
+/// negative if `inverse` (the transpose: the backward).
 #[allow(clippy::too_many_arguments)]
 pub fn rope_forward(
     out: &mut [f64],
@@ -23,6 +24,7 @@ pub fn rope_forward(
     t: usize,
     d: usize,
     theta: f32,
+    table: Option<&[f64]>,
     offset: usize,
     inverse: bool,
 ) {
@@ -30,7 +32,10 @@ pub fn rope_forward(
     for row in 0..b * h * t {
         let pos = offset + row % t;
         for i in 0..half {
-            let mut ang = angle_f32(pos, theta, 2 * i, d);
+            let mut ang = match table {
+                Some(f) => (pos as f32 * f[i] as f32) as f64,
+                None => angle_f32(pos, theta, 2 * i, d),
+            };
             if inverse {
                 ang = -ang;
             }
@@ -61,7 +66,8 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
     match op {
         Op::Rope { theta, offset, inverse } => {
             let off = scalar(offset, vars, op)? as usize;
-            rope_forward(&mut out, &ins[0].data, s[0], s[1], s[2], s[3], *theta, off, *inverse)
+            let table = ins.get(1).map(|f| f.data.as_slice());
+            rope_forward(&mut out, &ins[0].data, s[0], s[1], s[2], s[3], *theta, table, off, *inverse)
         }
         Op::AddSinusoidal { offset } => {
             let off = scalar(offset, vars, op)? as usize;
@@ -86,18 +92,18 @@ mod tests {
         for inverse in [false, true] {
             let f = |x: &[f64]| {
                 let mut y = vec![0.0; n];
-                rope_forward(&mut y, x, b, h, t, d, theta, off, inverse);
+                rope_forward(&mut y, x, b, h, t, d, theta, None, off, inverse);
                 y.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>()
             };
             // The backward rule: dx = Rope{inverse: !inverse}(dy).
             let mut dx = vec![0.0; n];
-            rope_forward(&mut dx, &dy, b, h, t, d, theta, off, !inverse);
+            rope_forward(&mut dx, &dy, b, h, t, d, theta, None, off, !inverse);
             assert_close("rope dx", &dx, &fd(&x, f), 1e-8);
         }
         // Forward then inverse is the identity.
         let (mut y, mut z) = (vec![0.0; n], vec![0.0; n]);
-        rope_forward(&mut y, &x, b, h, t, d, theta, off, false);
-        rope_forward(&mut z, &y, b, h, t, d, theta, off, true);
+        rope_forward(&mut y, &x, b, h, t, d, theta, None, off, false);
+        rope_forward(&mut z, &y, b, h, t, d, theta, None, off, true);
         assert_close("rope roundtrip", &z, &x, 1e-12);
     }
 

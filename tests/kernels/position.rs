@@ -78,3 +78,27 @@ fn bad_inputs_are_typed_errors() {
     let x2 = b.input("x2", &[3, 5], DType::F32).unwrap();
     assert!(matches!(b.op(Op::AddSinusoidal { offset: Scalar::Const(0) }, &[x2]), Err(Error::Shape { .. })));
 }
+
+/// RoPE with a frequency table (the scaled variants) against the reference, forward and inverse, at a
+/// runtime position; and the backward rule through the table (autodiff passes the table along).
+#[test]
+fn rope_with_frequency_table() {
+    let mut rng = Rng::new(24);
+    for dt in dtypes() {
+        for shape in [[1, 2, 5, 8], [1, 3, 17, 64]] {
+            let x = rng.tensor(&shape, dt);
+            let table: Vec<f32> = (0..shape[3] / 2).map(|i| 0.9f32.powi(i as i32) / (1.0 + i as f32)).collect();
+            let table = wgpu_llm::tensor::HostTensor::f32(&[shape[3] / 2], table).unwrap();
+            for inverse in [false, true] {
+                let op = Op::Rope { theta: 10000.0, offset: Scalar::var("pos"), inverse };
+                let case = format!("rope table {shape:?} inverse={inverse} {dt:?}");
+                check_op(&case, op, &[x.clone(), table.clone()], &[("pos", 300)], tol(dt));
+            }
+        }
+    }
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 1, 2, 8], DType::F32).unwrap();
+    let bad = b.input("t", &[3], DType::F32).unwrap();
+    let op = Op::Rope { theta: 10000.0, offset: Scalar::Const(0), inverse: false };
+    assert!(matches!(b.op(op, &[x, bad]), Err(Error::Shape { .. })));
+}

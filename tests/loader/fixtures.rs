@@ -52,6 +52,7 @@ fn known(name: &'static str, shape: &[usize], dtype: SourceDType, bytes: Vec<u8>
         SourceDType::Q4_K => 12,
         SourceDType::Q6_K => 14,
         SourceDType::BF16 => 30,
+        SourceDType::I8 => 24, // GGML_TYPE_I8
     };
     Known { name, shape: shape.to_vec(), type_id, bytes, dtype, want }
 }
