@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod exec;
+pub mod export;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
