@@ -17,6 +17,7 @@ pub mod kernels;
 pub mod loader;
 pub mod models;
 pub mod optim;
+pub mod prune;
 pub mod quant;
 pub mod reference;
 pub mod sample;

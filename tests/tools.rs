@@ -6,6 +6,10 @@
 mod common;
 #[path = "tools/export.rs"]
 mod export;
+#[path = "tools/perplexity.rs"]
+mod perplexity;
+#[path = "tools/prune.rs"]
+mod prune;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
