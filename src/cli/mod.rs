@@ -2,6 +2,8 @@
 
 mod generate;
 pub mod model_path;
+mod perplexity;
+mod prune;
 
 use clap::{Args, Parser, Subcommand};
 use generate::{ModelArgs, SampleArgs};
@@ -112,6 +114,49 @@ enum Cmd {
         #[arg(long)]
         tensors: bool,
     },
+    /// Magnitude-prune the linear layers' weights and write the pruned model folder (f32 weights).
+    Prune {
+        /// A .gguf file, a Hugging Face model folder, or a known model name.
+        #[arg(short, long)]
+        model: Option<String>,
+        /// The folder to write.
+        #[arg(short, long)]
+        out: std::path::PathBuf,
+        /// Unstructured: the fraction of each weight tensor's smallest-magnitude entries to zero, in [0, 1).
+        #[arg(long, required_unless_present = "pattern", conflicts_with = "pattern")]
+        rate: Option<f64>,
+        /// N:M structured: keep the N largest of every M consecutive weights along the input dim (e.g. 2:4).
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Replace the output folder if it exists.
+        #[arg(long)]
+        overwrite: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Perplexity of a text file in sliding windows (as transformers' perplexity guide).
+    Perplexity {
+        /// A .gguf file, a Hugging Face model folder, or a known model name (default: smollm2).
+        #[arg(short, long)]
+        model: Option<String>,
+        /// The text file.
+        #[arg(short, long)]
+        file: std::path::PathBuf,
+        /// Window length in tokens.
+        #[arg(long, default_value_t = 256)]
+        ctx: usize,
+        /// Tokens between window starts (default: --ctx, windows that do not overlap).
+        #[arg(long)]
+        stride: Option<usize>,
+        /// Score only the first T tokens of the text (the software adapter prefills a few tokens/s).
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// f32, f16, int8 or w8a8 (as generate).
+        #[arg(long)]
+        dtype: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -160,6 +205,14 @@ pub fn main() -> Result<()> {
         Cmd::Chat { model, sample, system, max_tokens } => {
             let gpu = cli.gpu.open()?;
             generate::run_chat(&gpu, &model, &sample, system.as_deref(), max_tokens)
+        }
+        Cmd::Prune { model, out, rate, pattern, overwrite, json } => {
+            prune::run(model.as_deref(), &out, rate, pattern.as_deref(), overwrite, json)
+        }
+        Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, json } => {
+            let args =
+                perplexity::Args { model: ModelArgs { model, dtype, ctx }, file: &file, stride, max_tokens, json };
+            perplexity::run(&|| cli.gpu.open(), args)
         }
         Cmd::Tokenize { model, text, json } => generate::run_tokenize(model.as_deref(), &text, json),
         Cmd::Bench { what: BenchCmd::Model { model, json, tokens } } => {

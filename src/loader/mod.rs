@@ -8,6 +8,7 @@
 
 mod dequant;
 mod gguf;
+mod gguf_write;
 mod safetensors;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::tensor::{numel, HostTensor};
 
 pub use dequant::dequantize;
 pub use gguf::{unpermute_qk, GGUF_DEFAULT_ALIGNMENT};
+pub use gguf_write::{gguf_bytes, meta_type_id, write_gguf, write_string, write_value, GgufTensor};
 
 /// Element type of a tensor as stored in the file. Block formats are ggml's: `Q8_0`, `Q4_0` and `Q4_1` hold 32
 /// values per block, `Q4_K` and `Q6_K` 256 per super-block.

@@ -5,6 +5,7 @@
 
 pub mod calibrate;
 pub mod encoder;
+pub mod perplexity;
 
 use std::path::Path;
 use std::time::Instant;
@@ -67,6 +68,8 @@ pub struct Session<'g> {
     shared: SharedLeaves,
     decode: Plan<'g>,
     prefill: Vec<(usize, Plan<'g>)>,
+    /// Scoring plans (logits of every row into a cross-entropy), one per window length (see `nll`).
+    nll_plans: Vec<(usize, Plan<'g>)>,
     /// Tokens in the KV cache.
     pub pos: usize,
     pub load_secs: f64,
@@ -125,6 +128,7 @@ impl<'g> Session<'g> {
             shared,
             decode,
             prefill: vec![],
+            nll_plans: vec![],
             pos: 0,
             load_secs: t0.elapsed().as_secs_f64(),
             weight_bytes,
@@ -161,14 +165,15 @@ impl<'g> Session<'g> {
 
     /// Bytes on the GPU: shared weights and KV cache, plus each plan's transient pool.
     pub fn gpu_bytes(&self) -> u64 {
-        self.shared.bytes() + self.decode.memory().1 + self.prefill.iter().map(|p| p.1.memory().1).sum::<u64>()
+        let plans = self.prefill.iter().chain(&self.nll_plans);
+        self.shared.bytes() + self.decode.memory().1 + plans.map(|p| p.1.memory().1).sum::<u64>()
     }
 
     /// Per-dispatch GPU times of one decode step of token `id` at the current position (the cache row it
     /// writes is overwritten by the next real step).
     pub fn profile_decode(&mut self, id: u32) -> Result<Vec<crate::exec::OpTiming>> {
         let pos = self.pos as u32;
-        let inputs = step_inputs(&self.decode, &[id], 1, pos, self.cfg.max_pos())?;
+        let inputs = step_inputs(&self.decode, &[id], 1, &[0], pos, self.cfg.max_pos())?;
         self.decode.profile(&feeds(&inputs), &[("pos", pos), ("len", pos + 1)])
     }
 
@@ -203,26 +208,28 @@ impl<'g> Session<'g> {
             1 => &mut self.decode,
             _ => &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("compiled above").1,
         };
-        let inputs = step_inputs(plan, ids, b, pos, self.cfg.max_pos())?;
+        let inputs = step_inputs(plan, ids, b, &[t as u32 - 1], pos, self.cfg.max_pos())?;
         let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + b as u32)])?;
         self.pos += t;
         Ok(out[0].to_f32())
     }
 }
 
-/// The inputs of one step over `ids` padded to `b` rows at position `pos`: `ids`, `last` (the last real row)
-/// and, for models with learned positions, `pos_ids` (padded rows clamped to the table; never read).
+/// The inputs of one step over `ids` padded to `b` rows at position `pos`: `ids`, `last` (the rows whose
+/// logits are wanted) and, for models with learned positions, `pos_ids` (padded rows clamped to the table;
+/// never read).
 fn step_inputs(
     plan: &Plan,
     ids: &[u32],
     b: usize,
+    last: &[u32],
     pos: u32,
     max_pos: usize,
 ) -> Result<Vec<(&'static str, HostTensor)>> {
     let mut padded = ids.to_vec();
     padded.resize(b, 0);
     let mut inputs =
-        vec![("ids", HostTensor::u32(&[1, b], padded)?), ("last", HostTensor::u32(&[1], vec![ids.len() as u32 - 1])?)];
+        vec![("ids", HostTensor::u32(&[1, b], padded)?), ("last", HostTensor::u32(&[last.len()], last.to_vec())?)];
     if plan.graph().find("pos_ids").is_some() {
         let top = max_pos as u32 - 1;
         inputs.push(("pos_ids", HostTensor::u32(&[1, b], (0..b as u32).map(|i| (pos + i).min(top)).collect())?));

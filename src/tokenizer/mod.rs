@@ -58,12 +58,17 @@ pub(crate) struct Parts {
 
 impl Tokenizer {
     /// Opens a tokenizer from a path: a `.gguf` file (its `tokenizer.ggml.*` metadata), a `tokenizer.json`, or a
-    /// folder holding `tokenizer.json` (Hugging Face layout) or exactly one `.gguf` file.
+    /// folder holding `tokenizer.json` (Hugging Face layout), else `tokenizer.gguf` (an exported GGUF model's
+    /// tokenizer metadata), else exactly one `.gguf` file.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if path.is_dir() {
             if path.join("tokenizer.json").is_file() {
                 return Self::from_hf_dir(path);
+            }
+            // A folder exported from a GGUF model keeps the tokenizer as a metadata-only tokenizer.gguf.
+            if path.join("tokenizer.gguf").is_file() {
+                return Self::from_gguf(path.join("tokenizer.gguf"));
             }
             let ggufs = gguf_files_in(path)?;
             return match ggufs.as_slice() {

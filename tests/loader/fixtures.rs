@@ -52,7 +52,8 @@ fn known(name: &'static str, shape: &[usize], dtype: SourceDType, bytes: Vec<u8>
         SourceDType::Q4_K => 12,
         SourceDType::Q6_K => 14,
         SourceDType::BF16 => 30,
-        SourceDType::I8 => 24, // GGML_TYPE_I8
+        // Int8 tensors come from safetensors only; ggml has no plain-int8 weight type we read.
+        SourceDType::I8 => panic!("{name}: GGUF fixtures have no I8 tensors"),
     };
     Known { name, shape: shape.to_vec(), type_id, bytes, dtype, want }
 }

@@ -1,7 +1,7 @@
-//! A tiny GGUF v3 writer for the tests: header, metadata of every value type, tensor infos, and the data
-//! section padded to the alignment. Fields can be overridden to produce corrupt files.
+//! A GGUF v3 writer for the tests that can also produce corrupt files (any version, alignment, tensor type id
+//! or offset); values are encoded by the library's writer (`loader::write_value`).
 
-use wgpu_llm::loader::MetaValue;
+use wgpu_llm::loader::{meta_type_id as type_id, write_string as string, write_value as value, MetaValue};
 
 pub struct Tensor {
     pub name: String,
@@ -18,54 +18,6 @@ pub struct GgufWriter {
     pub alignment: usize,
     pub kvs: Vec<(String, MetaValue)>,
     pub tensors: Vec<Tensor>,
-}
-
-fn type_id(v: &MetaValue) -> u32 {
-    match v {
-        MetaValue::U8(_) => 0,
-        MetaValue::I8(_) => 1,
-        MetaValue::U16(_) => 2,
-        MetaValue::I16(_) => 3,
-        MetaValue::U32(_) => 4,
-        MetaValue::I32(_) => 5,
-        MetaValue::F32(_) => 6,
-        MetaValue::Bool(_) => 7,
-        MetaValue::Str(_) => 8,
-        MetaValue::Array(_) => 9,
-        MetaValue::U64(_) => 10,
-        MetaValue::I64(_) => 11,
-        MetaValue::F64(_) => 12,
-    }
-}
-
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.extend((s.len() as u64).to_le_bytes());
-    out.extend(s.as_bytes());
-}
-
-fn value(out: &mut Vec<u8>, v: &MetaValue) {
-    match v {
-        MetaValue::U8(x) => out.push(*x),
-        MetaValue::I8(x) => out.push(*x as u8),
-        MetaValue::U16(x) => out.extend(x.to_le_bytes()),
-        MetaValue::I16(x) => out.extend(x.to_le_bytes()),
-        MetaValue::U32(x) => out.extend(x.to_le_bytes()),
-        MetaValue::I32(x) => out.extend(x.to_le_bytes()),
-        MetaValue::U64(x) => out.extend(x.to_le_bytes()),
-        MetaValue::I64(x) => out.extend(x.to_le_bytes()),
-        MetaValue::F32(x) => out.extend(x.to_le_bytes()),
-        MetaValue::F64(x) => out.extend(x.to_le_bytes()),
-        MetaValue::Bool(x) => out.push(*x as u8),
-        MetaValue::Str(s) => string(out, s),
-        MetaValue::Array(items) => {
-            // An empty array's element type is arbitrary; u32 as llama.cpp's writer does for numbers.
-            out.extend(items.first().map_or(4, type_id).to_le_bytes());
-            out.extend((items.len() as u64).to_le_bytes());
-            for item in items {
-                value(out, item);
-            }
-        }
-    }
 }
 
 fn pad(out: &mut Vec<u8>, alignment: usize) {
