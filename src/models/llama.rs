@@ -41,6 +41,8 @@ pub enum RopeScaling {
     Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max: f32 },
     /// Per-frequency divisors (llama.cpp writes Llama 3's as the tensor `rope_freqs.weight`).
     Factors(Vec<f32>),
+    /// The inverse frequencies themselves, as an exported checkpoint stores them (`ROPE_TABLE`).
+    Table(Vec<f32>),
 }
 
 impl RopeScaling {
@@ -103,6 +105,16 @@ impl RopeScaling {
                 }
                 inv_freq.iter().zip(d).map(|(f, d)| f / *d as f64).collect()
             }
+            RopeScaling::Table(t) => {
+                if t.len() != inv_freq.len() {
+                    return Err(Error::Shape {
+                        op: "rope".into(),
+                        detail: format!("a table of {} frequencies for {}", t.len(), inv_freq.len()),
+                        shapes: vec![],
+                    });
+                }
+                return Ok(t.clone());
+            }
         };
         Ok(out.into_iter().map(|f| f as f32).collect())
     }
@@ -126,6 +138,7 @@ impl Config {
             return Err(Error::Unsupported { op: "model".into(), detail: format!("unknown architecture {arch:?}") });
         }
         let rope_scaling = match src {
+            _ if store.contains(ROPE_TABLE) => Some(RopeScaling::Table(store.to_f32(ROPE_TABLE)?)),
             ConfigSource::Json(v) => RopeScaling::from_json(v)?,
             ConfigSource::Gguf(m) => {
                 let key = |k: &str| m.get(&format!("{arch}.rope.scaling.{k}"));
