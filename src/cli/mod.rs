@@ -154,6 +154,9 @@ enum Cmd {
         /// f32, f16, int8 or w8a8 (as generate).
         #[arg(long)]
         dtype: Option<String>,
+        /// With --dtype int8|w8a8: linear layers kept float (as generate; default lm_head, `none` for none).
+        #[arg(long)]
+        keep: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -209,9 +212,9 @@ pub fn main() -> Result<()> {
         Cmd::Prune { model, out, rate, pattern, overwrite, json } => {
             prune::run(model.as_deref(), &out, rate, pattern.as_deref(), overwrite, json)
         }
-        Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, json } => {
-            let args =
-                perplexity::Args { model: ModelArgs { model, dtype, ctx }, file: &file, stride, max_tokens, json };
+        Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, keep, json } => {
+            let model = ModelArgs { model, dtype, keep, ctx };
+            let args = perplexity::Args { model, file: &file, stride, max_tokens, json };
             perplexity::run(&|| cli.gpu.open(), args)
         }
         Cmd::Tokenize { model, text, json } => generate::run_tokenize(model.as_deref(), &text, json),

@@ -147,7 +147,7 @@ impl<'g> Session<'g> {
         }
         let g = self.cfg.build(t, 1, self.max_seq, &self.prec)?;
         let mut plan = Plan::compile_shared(self.gpu, &g.graph, &calibrate::tap_outputs(&g.graph), Some(&self.shared))?;
-        let inputs = step_inputs(&plan, ids, t, 0, self.cfg.max_pos())?;
+        let inputs = step_inputs(&plan, ids, t, &[t as u32 - 1], 0, self.cfg.max_pos())?;
         cal.observe_run(&mut plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
         self.pos = t;
         Ok(())
