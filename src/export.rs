@@ -196,8 +196,8 @@ fn gguf_config(
         "head_dim": c.head_dim,
         "intermediate_size": c.intermediate,
         "vocab_size": c.vocab,
-        "rms_norm_eps": c.rms_eps,
-        "rope_theta": c.rope_theta,
+        "rms_norm_eps": short(c.rms_eps),
+        "rope_theta": short(c.rope_theta),
         "tie_word_embeddings": c.tie_embeddings,
         "max_position_embeddings": c.max_pos,
         "hidden_act": "silu",
@@ -210,6 +210,11 @@ fn gguf_config(
         v["_name_or_path"] = name.into();
     }
     Ok(v)
+}
+
+/// An f32 as the shortest decimal that reads back to it (1e-5, not 9.999999747378752e-6).
+fn short(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
 }
 
 /// Tokenizer and sentence-transformers files copied from a Hugging Face source folder when present.
@@ -286,6 +291,9 @@ fn out_err(path: &Path, detail: impl Into<String>) -> Error {
 }
 
 fn fill_folder(dir: &Path, source: &Path, config: &Value, tensors: &[ExportTensor]) -> Result<()> {
+    let cfg = dir.join("config.json");
+    let text = serde_json::to_string_pretty(config).map_err(|e| out_err(&cfg, e.to_string()))?;
+    std::fs::write(&cfg, text + "\n").map_err(|e| out_err(&cfg, format!("cannot write: {e}")))?;
     let st = dir.join("model.safetensors");
     let mut views = Vec::with_capacity(tensors.len());
     let mut seen = std::collections::BTreeSet::new();
@@ -297,9 +305,9 @@ fn fill_folder(dir: &Path, source: &Path, config: &Value, tensors: &[ExportTenso
         views.push((t.name.as_str(), v));
     }
     safetensors::tensor::serialize_to_file(views, None, &st).map_err(|e| out_err(&st, format!("cannot write: {e}")))?;
-    let cfg = dir.join("config.json");
-    let text = serde_json::to_string_pretty(config).map_err(|e| out_err(&cfg, e.to_string()))?;
-    std::fs::write(&cfg, text + "\n").map_err(|e| out_err(&cfg, format!("cannot write: {e}")))?;
+    // The crate writes through a private (0600) temporary file: give it config.json's (umask) permissions.
+    let perms = std::fs::metadata(&cfg).map_err(|e| out_err(&cfg, e.to_string()))?.permissions();
+    std::fs::set_permissions(&st, perms).map_err(|e| out_err(&st, format!("cannot set permissions: {e}")))?;
     copy_tokenizer(dir, source)
 }
 
