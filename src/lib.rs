@@ -19,6 +19,7 @@ pub mod models;
 pub mod optim;
 pub mod prune;
 pub mod quant;
+pub mod quantize;
 pub mod reference;
 pub mod sample;
 pub mod session;

@@ -123,9 +123,11 @@ pub struct PruneReport {
     pub model_sparsity: f64,
 }
 
-/// Prune every linear layer's weight of `model` in place and count the sparsity reached.
+/// Prune every linear layer's weight of `model` in place and count the sparsity reached. The output head
+/// (`lm_head`, a linear layer when untied) stays dense, like the embeddings.
 pub fn prune_model(model: &mut ModelTensors, method: Method, source: &str) -> Result<PruneReport> {
-    if model.linear.is_empty() {
+    let linear: Vec<String> = model.linear.iter().filter(|n| n.as_str() != "lm_head").cloned().collect();
+    if linear.is_empty() {
         return Err(Error::Unsupported {
             op: "prune".into(),
             detail: format!(
@@ -135,7 +137,7 @@ pub fn prune_model(model: &mut ModelTensors, method: Method, source: &str) -> Re
         });
     }
     let mut layers = vec![];
-    for name in &model.linear {
+    for name in &linear {
         let wname = format!("{name}.weight");
         let t = model.tensors.iter_mut().find(|t| t.name == wname).ok_or_else(|| Error::Format {
             file: source.into(),

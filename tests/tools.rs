@@ -10,6 +10,8 @@ mod export;
 mod perplexity;
 #[path = "tools/prune.rs"]
 mod prune;
+#[path = "tools/quantize.rs"]
+mod quantize;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,6 +4,7 @@ mod generate;
 pub mod model_path;
 mod perplexity;
 mod prune;
+mod quantize;
 
 use clap::{Args, Parser, Subcommand};
 use generate::{ModelArgs, SampleArgs};
@@ -134,6 +135,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write an int8 model folder: int8 linear weights with block scales, the scheme in config.json.
+    Quantize {
+        /// A .gguf file, a Hugging Face model folder, or a known model name.
+        #[arg(short, long)]
+        model: Option<String>,
+        /// The folder to write.
+        #[arg(short, long)]
+        out: std::path::PathBuf,
+        /// weight-only (float activations), dynamic (activations quantized on the fly) or static
+        /// (activation scales calibrated on --calibration text).
+        #[arg(long, default_value = "dynamic")]
+        mode: String,
+        /// Calibration text (static mode): UTF-8.
+        #[arg(long)]
+        calibration: Option<std::path::PathBuf>,
+        /// Calibration windows (decoders) or lines (encoders) to run.
+        #[arg(long, default_value_t = 8)]
+        calib_samples: usize,
+        /// Tokens per calibration window (decoders).
+        #[arg(long, default_value_t = 128)]
+        calib_len: usize,
+        /// Comma-separated fragments of linear layer names kept float (default: lm_head; `none` for none).
+        #[arg(long)]
+        keep: Option<String>,
+        /// Replace the output folder if it exists.
+        #[arg(long)]
+        overwrite: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Perplexity of a text file in sliding windows (as transformers' perplexity guide).
     Perplexity {
         /// A .gguf file, a Hugging Face model folder, or a known model name (default: smollm2).
@@ -211,6 +242,20 @@ pub fn main() -> Result<()> {
         }
         Cmd::Prune { model, out, rate, pattern, overwrite, json } => {
             prune::run(model.as_deref(), &out, rate, pattern.as_deref(), overwrite, json)
+        }
+        Cmd::Quantize { model, out, mode, calibration, calib_samples, calib_len, keep, overwrite, json } => {
+            let args = quantize::Args {
+                model: model.as_deref(),
+                out: &out,
+                mode: &mode,
+                calibration: calibration.as_deref(),
+                calib_samples,
+                calib_len,
+                keep: keep.as_deref(),
+                overwrite,
+                json,
+            };
+            quantize::run(&|| cli.gpu.open(), args)
         }
         Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, keep, json } => {
             let model = ModelArgs { model, dtype, keep, ctx };

@@ -1,0 +1,179 @@
+//! `quantize`: int8 folders (weight-only, dynamic, static) load directly and track transformers' logits;
+//! static calibration's block maxima equal the CPU reference's layer inputs; bad input writes nothing;
+//! int8 checkpoints with missing scales or a foreign scheme are clear errors.
+
+use std::collections::HashMap;
+
+use wgpu_llm::graph::{ActQuant, Op};
+use wgpu_llm::models::ConfigSource;
+use wgpu_llm::quantize::{quantize_model, CalibrationText};
+use wgpu_llm::session::calibrate::Calibration;
+use wgpu_llm::session::{Arch, Session};
+use wgpu_llm::tensor::{DType, HostTensor};
+
+use super::common::gpu;
+use super::{cli, fixture, stderr, write_word_tokenizer, TempDir};
+
+/// tiny-llama with a word-level tokenizer, copied into `dir/model`.
+fn model_with_tokenizer(dir: &TempDir) -> std::path::PathBuf {
+    let m = dir.path("model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("tiny-llama").join(f), m.join(f)).unwrap();
+    }
+    write_word_tokenizer(&m);
+    m
+}
+
+fn open_gpu() -> wgpu_llm::error::Result<wgpu_llm::gpu::Gpu> {
+    wgpu_llm::gpu::Gpu::new(&Default::default())
+}
+
+fn expected() -> (Vec<u32>, Vec<f32>) {
+    let text = std::fs::read_to_string(fixture("tiny-llama").join("expected.json")).unwrap();
+    let exp: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = exp["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let logits = exp["logits"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().clone());
+    (ids, logits.map(|x| x.as_f64().unwrap() as f32).collect())
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let err: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
+    err / want.iter().map(|w| (*w as f64).powi(2)).sum::<f64>()
+}
+
+const CALIB: &str = "w5 w9 w13 w2 w40 w41 w7 w7 w63 w1 w30 w22 w18 w11 w3 w50 w44 w27 w8 w16 w60 w12";
+
+#[test]
+fn quantized_folders_load_and_track_transformers() {
+    let dir = TempDir::new("quantize");
+    let model = model_with_tokenizer(&dir);
+    let calib = dir.path("calib.txt");
+    std::fs::write(&calib, CALIB).unwrap();
+    let (input, want) = expected();
+    for (mode, budget) in [(ActQuant::None, 1e-3), (ActQuant::Dynamic, 3e-3), (ActQuant::Static, 3e-2)] {
+        let out = dir.path(&format!("q-{}", mode.name()));
+        let c = (mode == ActQuant::Static).then_some(CalibrationText { file: &calib, samples: 4, len: 8 });
+        let r = quantize_model(&open_gpu, &model, &out, mode, vec![], c, false).unwrap();
+        assert!(r.bytes < r.f32_bytes && !r.layers.is_empty(), "{r:?}");
+        let store = wgpu_llm::loader::open(&out).unwrap();
+        let e = store.entry("model.layers.0.self_attn.q_proj.weight").unwrap();
+        assert_eq!(e.dtype, wgpu_llm::loader::SourceDType::I8);
+        assert!(store.contains("model.layers.0.self_attn.q_proj.weight_scale"));
+        assert_eq!(store.contains("model.layers.0.self_attn.q_proj.input_scale"), mode == ActQuant::Static);
+        // The folder carries its scheme: a plain f32 load runs it.
+        let mut s = Session::load(gpu(), &out, DType::F32, 64).unwrap();
+        assert_eq!(s.prec.int8, Some(mode));
+        let got: Vec<f32> = input.iter().flat_map(|&id| s.forward(&[id]).unwrap()).collect();
+        let e = nmse(&got, &want);
+        assert!(e < budget, "{}: logits NMSE {e:e} ≥ {budget:e}", mode.name());
+    }
+}
+
+/// The GPU calibration's per-block maxima equal those of the layer inputs the CPU reference computes for the
+/// same window.
+#[test]
+fn calibration_maxima_match_the_reference() {
+    let dir = fixture("tiny-llama");
+    let ids: Vec<u32> = (0..11).map(|i| (i * 7 + 3) % 64).collect();
+    let t = ids.len();
+    let mut s = Session::load(gpu(), &dir, DType::F32, 16).unwrap();
+    let mut cal = Calibration::default();
+    s.calibrate(&ids, &mut cal).unwrap();
+    assert_eq!(cal.rows, t);
+    let store = wgpu_llm::loader::open(&dir).unwrap();
+    let arch = Arch::from_source(&ConfigSource::find(&dir, &store).unwrap(), &store).unwrap();
+    let step = arch.build(t, 1, 16, &DType::F32.into()).unwrap();
+    let mut leaves = HashMap::new();
+    for node in &step.graph.nodes {
+        if let Op::Param { name } = &node.op {
+            leaves.insert(name.clone(), arch.load_param(&store, name, &node.shape).unwrap());
+        }
+    }
+    leaves.insert("ids".into(), HostTensor::u32(&[1, t], ids.clone()).unwrap());
+    leaves.insert("last".into(), HostTensor::u32(&[1], vec![t as u32 - 1]).unwrap());
+    let vars = HashMap::from([("pos".to_string(), 0), ("len".to_string(), t as u32)]);
+    let taps: Vec<_> = step.graph.taps.iter().map(|x| x.1).collect();
+    let outs = wgpu_llm::reference::run_graph(&step.graph, &mut leaves, &vars, &taps).unwrap();
+    let mut checked = 0;
+    for ((name, _), x) in step.graph.taps.iter().zip(&outs) {
+        let k = *x.shape.last().unwrap();
+        if k % 32 != 0 {
+            continue;
+        }
+        let x = x.to_f32();
+        let got = &cal.maxima[name];
+        for (b, g) in got.iter().enumerate() {
+            let w = x.chunks(k).flat_map(|r| r[b * 32..(b + 1) * 32].to_vec()).fold(0f32, |a, v| a.max(v.abs()));
+            assert!((g - w).abs() <= 1e-4 * w.max(1.0), "{name} block {b}: GPU max {g} vs reference {w}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 4, "only {checked} blocks checked");
+}
+
+#[test]
+fn bad_input_writes_nothing() {
+    let dir = TempDir::new("quantize-bad");
+    let model = model_with_tokenizer(&dir);
+    let m = model.to_str().unwrap();
+    let out = dir.path("out");
+    let o = out.to_str().unwrap();
+    std::fs::write(dir.path("empty.txt"), "  \n").unwrap();
+    std::fs::write(dir.path("binary.bin"), [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
+    let (empty, binary) = (dir.path("empty.txt"), dir.path("binary.bin"));
+    let (empty, binary) = (empty.to_str().unwrap(), binary.to_str().unwrap());
+    let before = dir.names();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--mode", "static"], "calibration"),
+        (vec!["--mode", "static", "--calibration", empty], "empty"),
+        (vec!["--mode", "static", "--calibration", binary], "UTF-8"),
+        (vec!["--mode", "int4"], "int4"),
+        (vec!["--mode", "dynamic", "--keep", "proj,lm_head"], "no linear layer"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["quantize", "-m", m, "-o", o];
+        args.extend(&extra);
+        let r = cli(&args);
+        let e = stderr(&r);
+        assert!(!r.status.success() && e.contains(needle), "{extra:?}: {e}");
+        assert_eq!(dir.names(), before, "{extra:?} left files behind");
+    }
+    // An existing output is refused without --overwrite.
+    std::fs::create_dir(&out).unwrap();
+    let r = cli(&["quantize", "-m", m, "-o", o]);
+    assert!(!r.status.success() && stderr(&r).contains("exists"), "{}", stderr(&r));
+    assert!(cli(&["quantize", "-m", m, "-o", o, "--overwrite"]).status.success());
+}
+
+#[test]
+fn broken_int8_checkpoints_are_clear_errors() {
+    let dir = TempDir::new("quantize-broken");
+    let model = model_with_tokenizer(&dir);
+    let out = dir.path("q");
+    quantize_model(&open_gpu, &model, &out, ActQuant::Dynamic, vec![], None, false).unwrap();
+    // A foreign scheme.
+    let cfg_path = out.join("config.json");
+    let good = std::fs::read_to_string(&cfg_path).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&good).unwrap();
+    cfg["quantization_config"]["quant_method"] = "gptq".into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let e = Session::load(gpu(), &out, DType::F32, 16).err().unwrap().to_string();
+    assert!(e.contains("gptq"), "{e}");
+    // Static scheme without the calibrated scales.
+    cfg["quantization_config"]["quant_method"] = wgpu_llm::quant::METHOD.into();
+    cfg["quantization_config"]["activations"] = "static".into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let e = Session::load(gpu(), &out, DType::F32, 16).err().unwrap().to_string();
+    assert!(e.contains("input_scale"), "{e}");
+    // An int8 weight whose block scales are missing: rewrite the file without one scale tensor.
+    std::fs::write(&cfg_path, &good).unwrap();
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let drop = "model.layers.1.mlp.up_proj.weight_scale";
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(n, _)| n != drop).collect();
+    safetensors::serialize_to_file(kept, None, &out.join("model.safetensors")).unwrap();
+    let e = Session::load(gpu(), &out, DType::F32, 16).err().unwrap().to_string();
+    assert!(e.contains(drop), "{e}");
+}
