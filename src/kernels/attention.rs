@@ -1,7 +1,7 @@
 //! Lowering of the attention family (shaders/attention.wgsl): fused scaled dot-product attention (online
 //! softmax), its probabilities, and dq / dk / dv by recomputation from per-row (lse, Σ P·dP) statistics.
 
-use super::{bind, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
 use crate::error::{Error, Result};
 use crate::graph::{AttnSpec, Op};
 use crate::tensor::DType;
@@ -11,6 +11,11 @@ pub const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
 /// Workgroup size; each invocation owns up to `MAXC` output dims (the shader's constant).
 const WG: usize = 64;
 const MAXC: usize = 8;
+/// attention_forward_rows: query rows per invocation (the shader's `RQ`), invocations per workgroup, and the
+/// largest head_dim its unrolled registers hold (other head dims take attention_forward).
+const RQ: usize = 8;
+const ROWS_WG: usize = 16;
+const ROWS_MAX_D: usize = 64;
 
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
@@ -79,6 +84,18 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
         dispatches: vec![mk(entry, None, vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)], grid_1d(q_rows))],
     };
     if matches!(op, Op::Attention(_)) {
+        // Prefill and decode alike: on llvmpipe, rows that share K/V loads beat key-parallel workgroups even
+        // at T = 1 (the GQA heads of a kv head are the rows then). See the shader for the figures.
+        if d.is_multiple_of(4) && d <= ROWS_MAX_D {
+            let mut rows = mk(
+                "attention_forward_rows",
+                None,
+                vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)],
+                grid_1d(ceil_div(b * hkv * (hq / hkv * t).div_ceil(RQ), ROWS_WG)),
+            );
+            rows.overrides = vec![("WG", ROWS_WG as f64), ("D4", (d / 4) as f64)];
+            return Ok(Lowered { scratch: vec![], dispatches: vec![rows] });
+        }
         return Ok(fwd("attention_forward"));
     }
     if matches!(op, Op::AttentionWeights(_)) {

@@ -39,6 +39,10 @@ fn case(
         if s > 2 {
             m[(b - 1) * s + s / 2] = 0.0;
         }
+        // Left padding in the last batch: with a causal mask its first query row sees no key at all.
+        if b > 1 {
+            m[(b - 1) * s] = 0.0;
+        }
         ins.push(if mdt == DType::F16 { HostTensor::f16(&[b, s], m) } else { HostTensor::f32(&[b, s], m) }.unwrap());
     }
     let spec = AttnSpec { causal, scale: 1.0 / (d as f32).sqrt(), mask: mask.is_some(), q_offset, kv_len };
@@ -65,6 +69,21 @@ fn cases(rng: &mut Rng, dt: DType) -> Vec<Case> {
             Scalar::var("pos"),
             Scalar::var("kv"),
             vec![("pos", 19), ("kv", 20)],
+        ),
+        // attention_forward_rows (T ≥ 8, D a multiple of 4 up to 64, RQ = 4 rows per invocation): row counts
+        // that leave a partial row group, GQA 3:1, head_dim 64, 40, 12 and 8, and a chunk continuing a cache.
+        case(rng, dt, (1, 6, 2, 19, 19, 64), true, None, c(0), c(19), vec![]),
+        case(rng, dt, (2, 3, 3, 13, 70, 12), false, Some(DType::F32), c(0), c(66), vec![]),
+        case(rng, dt, (2, 4, 1, 8, 8, 8), true, Some(DType::F16), c(0), c(8), vec![]),
+        case(
+            rng,
+            dt,
+            (2, 4, 2, 10, 41, 40),
+            true,
+            Some(dt),
+            Scalar::var("pos"),
+            Scalar::var("kv"),
+            vec![("pos", 23), ("kv", 33)],
         ),
         // Chunked prefill continuing a cache: 3 queries at positions 10..12, 13 valid keys, padded.
         case(
