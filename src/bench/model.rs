@@ -68,8 +68,8 @@ pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBen
         decode_tokens_per_sec: decode,
         decode_tokens: g.tokens.len(),
         decode_dispatches_per_token: s.decode_dispatches(),
-        weight_bytes_per_token: s.weight_bytes,
-        decode_weight_gbps: s.weight_bytes as f64 * decode / 1e9,
+        weight_bytes_per_token: s.bytes_per_token(),
+        decode_weight_gbps: s.bytes_per_token() as f64 * decode / 1e9,
         gpu_memory_bytes: s.gpu_bytes(),
         decode_profile,
     })

@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
+use crate::graph::Op;
 use crate::models::{gpt2, llama, ConfigSource, Precision};
 
 /// The decoder architectures a session runs.
@@ -156,6 +157,24 @@ impl<'g> Session<'g> {
     /// Forget the conversation (the cache rows are overwritten by the next tokens).
     pub fn reset(&mut self) {
         self.pos = 0;
+    }
+
+    /// Weight bytes one decode step reads: every param, except that a table only gathered from (an
+    /// untied embedding table) costs one row.
+    pub fn bytes_per_token(&self) -> u64 {
+        let g = self.decode.graph();
+        let mut bytes = 0;
+        for (i, node) in g.nodes.iter().enumerate() {
+            if !matches!(node.op, Op::Param { .. }) {
+                continue;
+            }
+            let users: Vec<&crate::graph::Node> =
+                g.nodes.iter().filter(|n| n.inputs.first() == Some(&crate::graph::ValueId(i))).collect();
+            let gathered = !users.is_empty() && users.iter().all(|n| matches!(n.op, Op::Embedding));
+            let n = if gathered { *node.shape.last().unwrap_or(&1) } else { node.shape.iter().product() };
+            bytes += (n * node.dtype.size()) as u64;
+        }
+        bytes
     }
 
     /// Dispatches in one decode step.
