@@ -71,10 +71,7 @@ pub fn build(
     for l in 0..cfg.n_layers {
         let lp = format!("{p}h.{l}");
         let h = layernorm(&mut g, &format!("{lp}.ln_1"), x, c, cfg.eps, dt)?;
-        let heads = |g: &mut GraphBuilder, y: ValueId| -> Result<ValueId> {
-            let r = g.reshape(y, &[1, t, cfg.n_head, hd])?;
-            g.op(Op::Permute0213, &[r])
-        };
+        let heads = |g: &mut GraphBuilder, y: ValueId| super::split_heads(g, y, cfg.n_head, hd);
         let q = conv1d(&mut g, &format!("{lp}.attn.q"), h, c, c, dt)?;
         let k = conv1d(&mut g, &format!("{lp}.attn.k"), h, c, c, dt)?;
         let v = conv1d(&mut g, &format!("{lp}.attn.v"), h, c, c, dt)?;

@@ -246,10 +246,7 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
             down: lin(&mut g, "mlp.down_proj", c, cfg.intermediate, false)?,
         };
         let h = g.rmsnorm(x, ly.attn_norm, cfg.rms_eps)?;
-        let heads = |g: &mut GraphBuilder, y: ValueId, n: usize| -> Result<ValueId> {
-            let r = g.reshape(y, &[1, t, n, hd])?;
-            g.op(Op::Permute0213, &[r])
-        };
+        let heads = |g: &mut GraphBuilder, y: ValueId, n: usize| super::split_heads(g, y, n, hd);
         let q = ly.q.forward(&mut g, h)?;
         let k = ly.k.forward(&mut g, h)?;
         let v = ly.v.forward(&mut g, h)?;
@@ -278,6 +275,7 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
     let x = g.rmsnorm(x, norm, cfg.rms_eps)?;
     // The head: tied to the embedding table unless it runs int8 (then it is its own int8 copy of the table).
     let logits = if cfg.tie_embeddings && prec.int8_for("lm_head", c).is_none() {
+        g.tap("lm_head", x); // the head's input, for calibrating an int8 head
         g.linear(x, embed, None)?
     } else {
         Linear::new(&mut g, "lm_head", cfg.vocab, c, false, prec)?.forward(&mut g, x)?

@@ -72,6 +72,25 @@ impl ConfigSource {
     }
 }
 
+/// [B, T, n·hd] → heads [B, n, T, hd]. With one token (decode) the two layouts are the same bytes, so it
+/// is a reshape and costs no dispatch.
+pub fn split_heads(g: &mut GraphBuilder, y: ValueId, n: usize, hd: usize) -> Result<ValueId> {
+    let (b, t) = (g.shape(y)[0], g.shape(y)[1]);
+    if t == 1 {
+        return g.reshape(y, &[b, n, 1, hd]);
+    }
+    let r = g.reshape(y, &[b, t, n, hd])?;
+    g.op(Op::Permute0213, &[r])
+}
+
+/// Heads [B, n, T, hd] → [B, T, n·hd] (the inverse of `split_heads`; a reshape for one token).
+pub fn merge_heads(g: &mut GraphBuilder, a: ValueId) -> Result<ValueId> {
+    let s = g.shape(a).to_vec();
+    let (b, n, t, hd) = (s[0], s[1], s[2], s[3]);
+    let a = if t == 1 { a } else { g.op(Op::Permute0213, &[a])? };
+    g.reshape(a, &[b, t, n * hd])
+}
+
 /// Causal self-attention of a decode/prefill step through the KV cache: k and v ([1, Hkv, t, D], after any
 /// rotary) are written into the state leaves `cache.{layer}.k` / `.v` ([1, Hkv, max_seq, D]) at the runtime
 /// position `pos`, and q ([1, Hq, t, D]) attends over the first `len` cached positions. Returns [1, t, Hq·D].
@@ -79,7 +98,7 @@ pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], m
     use crate::graph::{AttnSpec, Scalar};
     let [q, k, v] = qkv;
     let (qs, ks) = (g.shape(q).to_vec(), g.shape(k).to_vec());
-    let (n_head, t, hd, n_kv) = (qs[1], qs[2], qs[3], ks[1]);
+    let (hd, n_kv) = (qs[3], ks[1]);
     let dt = g.dtype(q);
     let pos = Scalar::var("pos");
     let kc = g.state(&format!("cache.{layer}.k"), &[1, n_kv, max_seq, hd], dt)?;
@@ -94,8 +113,7 @@ pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], m
         kv_len: Scalar::var("len"),
     };
     let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
-    let a = g.op(Op::Permute0213, &[a])?;
-    g.reshape(a, &[1, t, n_head * hd])
+    merge_heads(g, a)
 }
 
 /// Bidirectional multi-head attention over a padded batch: q, k, v [B, T, C] (after their projections) →
@@ -103,12 +121,11 @@ pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], m
 pub fn encoder_attention(g: &mut GraphBuilder, qkv: [ValueId; 3], mask: ValueId, n_head: usize) -> Result<ValueId> {
     use crate::graph::{AttnSpec, Scalar};
     let s = g.shape(qkv[0]).to_vec();
-    let (b, t, c) = (s[0], s[1], s[2]);
+    let (t, c) = (s[1], s[2]);
     let d = c / n_head;
     let mut heads = [qkv[0]; 3];
     for (i, &y) in qkv.iter().enumerate() {
-        let r = g.reshape(y, &[b, t, n_head, d])?;
-        heads[i] = g.op(Op::Permute0213, &[r])?;
+        heads[i] = split_heads(g, y, n_head, d)?;
     }
     let spec = AttnSpec {
         causal: false,
@@ -118,8 +135,7 @@ pub fn encoder_attention(g: &mut GraphBuilder, qkv: [ValueId; 3], mask: ValueId,
         kv_len: Scalar::Const(t as u32),
     };
     let a = g.op(Op::Attention(spec), &[heads[0], heads[1], heads[2], mask])?;
-    let a = g.op(Op::Permute0213, &[a])?;
-    g.reshape(a, &[b, t, c])
+    merge_heads(g, a)
 }
 
 /// LayerNorm with the params `{name}.weight` and `{name}.bias` of width `c`.

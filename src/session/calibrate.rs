@@ -25,7 +25,7 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Run a plan compiled with `tap_outputs` as its outputs and fold in the rows `real(row)` says are tokens
+    /// Run a plan compiled with `tap_outputs` as its first outputs and fold in the rows `real(row)` says are tokens
     /// (not padding).
     pub fn observe_run(
         &mut self,

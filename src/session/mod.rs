@@ -147,7 +147,10 @@ impl<'g> Session<'g> {
             return Err(Error::Run(format!("a calibration window needs 1..={} tokens", self.max_seq)));
         }
         let g = self.cfg.build(t, 1, self.max_seq, &self.prec)?;
-        let mut plan = Plan::compile_shared(self.gpu, &g.graph, &calibrate::tap_outputs(&g.graph), Some(&self.shared))?;
+        // The logits ride along (after the taps) so every input of the step is part of the plan.
+        let mut outputs = calibrate::tap_outputs(&g.graph);
+        outputs.push(g.logits);
+        let mut plan = Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))?;
         let inputs = step_inputs(&plan, ids, t, &[t as u32 - 1], 0, self.cfg.max_pos())?;
         cal.observe_run(&mut plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
         self.pos = t;
