@@ -116,7 +116,13 @@ pub fn model_tensors(path: &Path) -> Result<ModelTensors> {
         g
     };
     // GPT-2's Conv1D layers ([in, out] weights) are not `Linear`s and record no taps.
-    let linear = graph.taps.iter().map(|(n, _)| n.clone()).collect();
+    // A tied head's input is tapped too, but its weight is the embedding table: not listed.
+    let linear = graph
+        .taps
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| out.iter().any(|t: &ExportTensor| t.name == format!("{n}.weight")))
+        .collect();
     let config = match &src {
         ConfigSource::Json(v) => {
             let mut v = v.clone();

@@ -128,7 +128,9 @@ pub fn quantize_model(
         if tied && find(&m.tensors, "lm_head.weight").is_none() && prec.int8_for("lm_head", c).is_some() {
             let t = &m.tensors[e];
             m.tensors.push(ExportTensor::f32("lm_head.weight", &t.shape.clone(), t.to_f32()));
-            linear.push("lm_head".into());
+            if !linear.iter().any(|l| l == "lm_head") {
+                linear.push("lm_head".into());
+            }
         }
     }
     let scales = match &calibration {

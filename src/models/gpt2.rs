@@ -48,9 +48,11 @@ fn conv1d(g: &mut GraphBuilder, name: &str, x: ValueId, inp: usize, out: usize, 
     g.add(y, b)
 }
 
-/// As `llama::build` (GPT-2 keeps float weights: its Conv1D layout is [in, out]).
+/// As `llama::build_batch` (GPT-2 keeps float weights: its Conv1D layout is [in, out]); `pos_ids` [b, t]
+/// gives each token its learned position.
 pub fn build(
     cfg: &Config,
+    b: usize,
     t: usize,
     rows: usize,
     max_seq: usize,
@@ -60,9 +62,10 @@ pub fn build(
     let mut g = GraphBuilder::new();
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
     let hd = c / cfg.n_head;
-    let ids = g.input("ids", &[1, t], DType::U32)?;
-    let pos_ids = g.input("pos_ids", &[1, t], DType::U32)?;
+    let ids = g.input("ids", &[b, t], DType::U32)?;
+    let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
     let last = g.input("last", &[rows], DType::U32)?;
+    let mask = if b > 1 { Some(g.input("mask", &[b, max_seq], dt)?) } else { None };
     let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
     let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
     let x = g.op(Op::Embedding, &[wte, ids])?;
@@ -76,7 +79,7 @@ pub fn build(
         let k = conv1d(&mut g, &format!("{lp}.attn.k"), h, c, c, dt)?;
         let v = conv1d(&mut g, &format!("{lp}.attn.v"), h, c, c, dt)?;
         let (q, k, v) = (heads(&mut g, q)?, heads(&mut g, k)?, heads(&mut g, v)?);
-        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq)?;
+        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask)?;
         let a = conv1d(&mut g, &format!("{lp}.attn.c_proj"), a, c, c, dt)?;
         x = g.add(x, a)?;
         let h = layernorm(&mut g, &format!("{lp}.ln_2"), x, c, cfg.eps, dt)?;
@@ -85,7 +88,7 @@ pub fn build(
         let m = conv1d(&mut g, &format!("{lp}.mlp.c_proj"), m, cfg.inner, c, dt)?;
         x = g.add(x, m)?;
     }
-    let x = g.reshape(x, &[t, c])?;
+    let x = g.reshape(x, &[b * t, c])?;
     let x = g.op(Op::Embedding, &[x, last])?;
     let x = layernorm(&mut g, &format!("{p}ln_f"), x, c, cfg.eps, dt)?;
     let logits = g.linear(x, wte, None)?;

@@ -216,11 +216,25 @@ struct Layer {
 /// [t − 1] for generation, all of them for perplexity); logits are [rows, vocab]. Runtime scalars: `pos` (the
 /// position of the first new token) and `len` (= pos + t).
 pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<StepGraph> {
+    build_batch(cfg, 1, t, rows, max_seq, prec)
+}
+
+/// `build` for `b` sequences stepping together (b > 1 adds the input `mask` [b, max_seq]: 1 for the cache
+/// positions holding a sequence's tokens, 0 for its left padding). `last` indexes the b·t rows.
+pub fn build_batch(
+    cfg: &Config,
+    b: usize,
+    t: usize,
+    rows: usize,
+    max_seq: usize,
+    prec: &Precision,
+) -> Result<StepGraph> {
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, hd) = (cfg.hidden, cfg.head_dim);
-    let ids = g.input("ids", &[1, t], DType::U32)?;
+    let ids = g.input("ids", &[b, t], DType::U32)?;
     let last = g.input("last", &[rows], DType::U32)?;
+    let mask = if b > 1 { Some(g.input("mask", &[b, max_seq], dt)?) } else { None };
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
     let pos = Scalar::var("pos");
@@ -257,7 +271,7 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
             (std::iter::once(q).chain(freq).collect(), std::iter::once(k).chain(freq).collect());
         let q = g.op(rope.clone(), &qa)?;
         let k = g.op(rope, &ka)?;
-        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq)?;
+        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask)?;
         let a = ly.o.forward(&mut g, a)?;
         x = g.add(x, a)?;
         let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;
@@ -270,7 +284,7 @@ pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precisi
     }
     let norm = g.param("model.norm.weight", &[c], dt)?;
     // Only the last position goes through the head: gather its row (the embedding kernel on activations).
-    let x = g.reshape(x, &[t, c])?;
+    let x = g.reshape(x, &[b * t, c])?;
     let x = g.op(Op::Embedding, &[x, last])?;
     let x = g.rmsnorm(x, norm, cfg.rms_eps)?;
     // The head: tied to the embedding table unless it runs int8 (then it is its own int8 copy of the table).

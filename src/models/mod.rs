@@ -91,28 +91,37 @@ pub fn merge_heads(g: &mut GraphBuilder, a: ValueId) -> Result<ValueId> {
     g.reshape(a, &[b, t, n * hd])
 }
 
-/// Causal self-attention of a decode/prefill step through the KV cache: k and v ([1, Hkv, t, D], after any
-/// rotary) are written into the state leaves `cache.{layer}.k` / `.v` ([1, Hkv, max_seq, D]) at the runtime
-/// position `pos`, and q ([1, Hq, t, D]) attends over the first `len` cached positions. Returns [1, t, Hq·D].
-pub fn cached_attention(g: &mut GraphBuilder, layer: usize, qkv: [ValueId; 3], max_seq: usize) -> Result<ValueId> {
+/// Causal self-attention of a decode/prefill step through the KV cache: k and v ([B, Hkv, t, D], after any
+/// rotary) are written into the state leaves `cache.{layer}.k` / `.v` ([B, Hkv, max_seq, D]) at the runtime
+/// position `pos`, and q ([B, Hq, t, D]) attends over the first `len` cached positions, hiding the keys
+/// `mask` ([B, max_seq], 0 = padding) marks, if given. Returns [B, t, Hq·D].
+pub fn cached_attention(
+    g: &mut GraphBuilder,
+    layer: usize,
+    qkv: [ValueId; 3],
+    max_seq: usize,
+    mask: Option<ValueId>,
+) -> Result<ValueId> {
     use crate::graph::{AttnSpec, Scalar};
     let [q, k, v] = qkv;
     let (qs, ks) = (g.shape(q).to_vec(), g.shape(k).to_vec());
-    let (hd, n_kv) = (qs[3], ks[1]);
+    let (b, hd, n_kv) = (qs[0], qs[3], ks[1]);
     let dt = g.dtype(q);
     let pos = Scalar::var("pos");
-    let kc = g.state(&format!("cache.{layer}.k"), &[1, n_kv, max_seq, hd], dt)?;
-    let vc = g.state(&format!("cache.{layer}.v"), &[1, n_kv, max_seq, hd], dt)?;
+    let kc = g.state(&format!("cache.{layer}.k"), &[b, n_kv, max_seq, hd], dt)?;
+    let vc = g.state(&format!("cache.{layer}.v"), &[b, n_kv, max_seq, hd], dt)?;
     let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
     let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
     let spec = AttnSpec {
         causal: true,
         scale: 1.0 / (hd as f32).sqrt(),
-        mask: false,
+        mask: mask.is_some(),
         q_offset: pos,
         kv_len: Scalar::var("len"),
     };
-    let a = g.op(Op::Attention(spec), &[q, kc, vc])?;
+    let mut ins = vec![q, kc, vc];
+    ins.extend(mask);
+    let a = g.op(Op::Attention(spec), &ins)?;
     merge_heads(g, a)
 }
 

@@ -3,6 +3,7 @@
 //! real positions, and the next step overwrites its cache rows); the decode plan is compiled once and replayed
 //! with a new position each step, creating no pipelines, buffers or bind groups.
 
+pub mod batch;
 pub mod calibrate;
 pub mod encoder;
 pub mod perplexity;
@@ -32,9 +33,20 @@ impl Arch {
     }
     /// The step graph over `t` tokens with logits for `rows` of them.
     pub fn build(&self, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<llama::StepGraph> {
+        self.build_batch(1, t, rows, max_seq, prec)
+    }
+    /// The step graph of `b` sequences stepping together (see `llama::build_batch`).
+    pub fn build_batch(
+        &self,
+        b: usize,
+        t: usize,
+        rows: usize,
+        max_seq: usize,
+        prec: &Precision,
+    ) -> Result<llama::StepGraph> {
         match self {
-            Arch::Llama(c) => llama::build(c, t, rows, max_seq, prec),
-            Arch::Gpt2(c) => gpt2::build(c, t, rows, max_seq, prec),
+            Arch::Llama(c) => llama::build_batch(c, b, t, rows, max_seq, prec),
+            Arch::Gpt2(c) => gpt2::build(c, b, t, rows, max_seq, prec),
         }
     }
     pub fn load_param(&self, store: &crate::loader::WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
@@ -66,6 +78,8 @@ pub struct Session<'g> {
     /// The precision the model runs in (the requested one, or a quantized checkpoint's scheme).
     pub prec: Precision,
     pub max_seq: usize,
+    /// Sequences stepping together (1 unless opened with `load_batch`).
+    pub batch: usize,
     shared: SharedLeaves,
     decode: Plan<'g>,
     prefill: Vec<(usize, Plan<'g>)>,
@@ -91,7 +105,20 @@ impl<'g> Session<'g> {
     /// upload the weights in `prec` (an int8 checkpoint runs its own scheme unless `prec` asks for int8).
     /// `max_seq` bounds the KV cache (and so the context).
     pub fn load(gpu: &'g Gpu, path: &Path, prec: impl Into<Precision>, max_seq: usize) -> Result<Self> {
+        Self::load_batch(gpu, path, prec, max_seq, 1)
+    }
+
+    /// `load` for `batch` sequences that step together (`generate_batch`); a KV cache of `max_seq` positions
+    /// per sequence.
+    pub fn load_batch(
+        gpu: &'g Gpu,
+        path: &Path,
+        prec: impl Into<Precision>,
+        max_seq: usize,
+        batch: usize,
+    ) -> Result<Self> {
         let t0 = Instant::now();
+        let batch = batch.max(1);
         let mut prec = prec.into();
         let dtype = prec.dtype;
         if dtype == DType::F16 && !gpu.caps().f16 {
@@ -110,7 +137,7 @@ impl<'g> Session<'g> {
             }
         }
         let max_seq = max_seq.min(cfg.max_pos()).max(1);
-        let step = cfg.build(1, 1, max_seq, &prec)?;
+        let step = cfg.build_batch(batch, 1, batch, max_seq, &prec)?;
         let shared = SharedLeaves::new();
         let mut decode = Plan::compile_shared(gpu, &step.graph, &[step.logits], Some(&shared))?;
         let weight_bytes = crate::models::upload_params(
@@ -126,6 +153,7 @@ impl<'g> Session<'g> {
             dtype,
             prec,
             max_seq,
+            batch,
             shared,
             decode,
             prefill: vec![],
@@ -142,6 +170,7 @@ impl<'g> Session<'g> {
         if self.prec.int8.is_some() {
             return Err(Error::Run("calibration runs a float model (load it with --dtype f32 or f16)".into()));
         }
+        self.single("calibrate")?;
         let t = ids.len();
         if t == 0 || t > self.max_seq {
             return Err(Error::Run(format!("a calibration window needs 1..={} tokens", self.max_seq)));
@@ -194,13 +223,23 @@ impl<'g> Session<'g> {
     /// Per-dispatch GPU times of one decode step of token `id` at the current position (the cache row it
     /// writes is overwritten by the next real step).
     pub fn profile_decode(&mut self, id: u32) -> Result<Vec<crate::exec::OpTiming>> {
+        self.single("profile_decode")?;
         let pos = self.pos as u32;
         let inputs = step_inputs(&self.decode, &[id], 1, &[0], pos, self.cfg.max_pos())?;
         self.decode.profile(&feeds(&inputs), &[("pos", pos), ("len", pos + 1)])
     }
 
+    /// An error for single-sequence work on a batched session.
+    fn single(&self, what: &str) -> Result<()> {
+        if self.batch != 1 {
+            return Err(Error::Run(format!("{what} runs one sequence; this session steps {} together", self.batch)));
+        }
+        Ok(())
+    }
+
     /// Run `ids` at the current position and return the logits of the last one.
     pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.single("forward")?;
         if ids.is_empty() {
             return Err(Error::Run("forward needs at least one token".into()));
         }

@@ -100,6 +100,7 @@ impl Session<'_> {
     /// `ids` (from position 0), and the number of tokens scored. Overwrites the KV cache: the conversation is
     /// forgotten (`pos` = 0). One plan per length of `ids`, compiled over the session's weights, is kept.
     pub fn nll(&mut self, ids: &[u32], first_scored: usize) -> Result<(f64, usize)> {
+        self.single("nll")?;
         let t = ids.len();
         if t < 2 || first_scored == 0 || first_scored >= t {
             return Err(Error::Run(format!(
