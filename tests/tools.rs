@@ -2,6 +2,8 @@
 //! Face folders and GGUF files; atomic writes), magnitude pruning (the maths against brute force, the CLI) and
 //! sliding-window perplexity (GPU cross-entropy against the CPU reference). Run: `cargo test --test tools`.
 
+#[path = "tools/batch_cli.rs"]
+mod batch_cli;
 #[path = "kernels/common.rs"]
 mod common;
 #[path = "tools/export.rs"]

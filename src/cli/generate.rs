@@ -96,6 +96,56 @@ fn open<'g>(gpu: &'g Gpu, m: &ModelArgs) -> Result<(Session<'g>, Tokenizer, Path
     Ok((s, tok, path))
 }
 
+/// Several prompts as one batch (`session::batch`): each prompt's text (cut at a stop string) in order, or
+/// a JSON array of {prompt_tokens, tokens, text}, with the batch's timings.
+pub fn run_generate_batch(
+    gpu: &Gpu,
+    m: &ModelArgs,
+    sa: &SampleArgs,
+    prompts: &[String],
+    n: usize,
+    json: bool,
+    stops: &[String],
+) -> Result<()> {
+    let path = m.path()?;
+    let tok = Tokenizer::from_path(&path)?;
+    let mut s = Session::load_batch(gpu, &path, m.precision(gpu)?, m.ctx, prompts.len())?;
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.encode(p, true)).collect::<Result<_>>()?;
+    let mut samplers: Vec<_> = prompts.iter().map(|_| sa.sampler()).collect::<Result<_>>()?;
+    let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
+    let gens = crate::session::batch::generate_batch(&mut s, &ids, n, &mut samplers, &eos, 0)?;
+    let mut items = vec![];
+    for (i, g) in gens.iter().enumerate() {
+        let mut text = tok.decode(&g.tokens, true);
+        if let Some(cut) = cut_at_stop(&text, stops) {
+            text.truncate(cut);
+        }
+        if json {
+            items.push(serde_json::json!({"prompt_tokens": ids[i], "tokens": g.tokens, "text": text}));
+        } else {
+            println!("[{i}] {}{text}", prompts[i]);
+        }
+    }
+    let t = &gens[0].timings;
+    if json {
+        let v = serde_json::json!({"results": items, "timings": t, "dtype": s.prec.name(), "adapter": gpu.info.name,
+            "batch": prompts.len()});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        eprintln!(
+            "[{} prompts: {} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s (batch), {}, {}]",
+            prompts.len(),
+            t.prompt_tokens,
+            t.prefill_tokens_per_sec,
+            t.generated_tokens,
+            t.decode_tokens_per_sec,
+            s.prec.name(),
+            gpu.info.name
+        );
+    }
+    Ok(())
+}
+
 /// Stop strings: cut the text at the first one and report whether one was found.
 fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
     stops.iter().filter_map(|s| text.find(s.as_str())).min()

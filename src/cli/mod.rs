@@ -62,8 +62,9 @@ enum Cmd {
         model: ModelArgs,
         #[command(flatten)]
         sample: SampleArgs,
-        #[arg(short, long)]
-        prompt: String,
+        /// The prompt; repeat -p to generate for several prompts as one batch (printed in order).
+        #[arg(short, long, required = true)]
+        prompt: Vec<String>,
         /// Tokens to generate at most.
         #[arg(short = 'n', long, default_value_t = 128)]
         max_tokens: usize,
@@ -234,7 +235,11 @@ pub fn main() -> Result<()> {
         }
         Cmd::Generate { model, sample, prompt, max_tokens, json, top_logprobs, stop } => {
             let gpu = cli.gpu.open()?;
-            generate::run_generate(&gpu, &model, &sample, &prompt, max_tokens, json, top_logprobs, &stop)
+            if prompt.len() > 1 {
+                generate::run_generate_batch(&gpu, &model, &sample, &prompt, max_tokens, json, &stop)
+            } else {
+                generate::run_generate(&gpu, &model, &sample, &prompt[0], max_tokens, json, top_logprobs, &stop)
+            }
         }
         Cmd::Chat { model, sample, system, max_tokens } => {
             let gpu = cli.gpu.open()?;

@@ -137,8 +137,5 @@ pub fn generate_batch(
         decode_tokens_per_sec: if steps > 0 { (steps * b) as f64 / decode_secs.max(1e-9) } else { 0.0 },
         time_to_first_token_secs: ttft,
     };
-    Ok(out
-        .into_iter()
-        .map(|(tokens, logprobs)| Generation { tokens, logprobs, timings: timings.clone() })
-        .collect())
+    Ok(out.into_iter().map(|(tokens, logprobs)| Generation { tokens, logprobs, timings: timings.clone() }).collect())
 }
