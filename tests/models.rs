@@ -339,3 +339,46 @@ fn batched_generation_equals_one_by_one() {
         assert!(bs.forward(&[1]).is_err(), "single-sequence forward on a batched session");
     }
 }
+
+/// Sentence-transformers pooling as the folder's modules.json / 1_Pooling config say: modes concatenated
+/// in its order (cls, max, mean, mean·√len), normalisation only when listed; absent config = mean + norm.
+#[test]
+fn pooling_follows_the_sentence_transformers_config() {
+    use wgpu_llm::session::encoder::Pooling;
+    let h = [1.0f32, -2.0, 3.0, 4.0, 5.0, -6.0]; // 3 tokens × 2 dims
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-pooling-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    assert_eq!(Pooling::from_folder(&dir).unwrap(), Pooling::default());
+    std::fs::write(
+        dir.join("modules.json"),
+        r#"[{"idx":0,"path":"","type":"sentence_transformers.models.Transformer"},
+            {"idx":1,"path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("1_Pooling/config.json"),
+        r#"{"pooling_mode_cls_token": true, "pooling_mode_max_tokens": true, "pooling_mode_mean_tokens": true,
+            "pooling_mode_mean_sqrt_len_tokens": true}"#,
+    )
+    .unwrap();
+    let p = Pooling::from_folder(&dir).unwrap();
+    assert!(p.cls && p.max && p.mean && p.mean_sqrt_len && !p.normalize);
+    let s3 = 3f32.sqrt();
+    let want = [1.0, -2.0, 5.0, 4.0, 3.0, -4.0 / 3.0, 9.0 / s3, -4.0 / s3];
+    let got = p.pool(&h, 2);
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6), "{got:?} vs {want:?}");
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#).unwrap();
+    std::fs::write(
+        dir.join("modules.json"),
+        r#"[{"path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+            {"path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]"#,
+    )
+    .unwrap();
+    let p = Pooling::from_folder(&dir).unwrap();
+    let got = p.pool(&h, 2);
+    let n = 5f32.sqrt();
+    assert!((got[0] - 1.0 / n).abs() < 1e-6 && (got[1] + 2.0 / n).abs() < 1e-6, "{got:?}");
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_weightedmean_tokens": true}"#).unwrap();
+    assert!(Pooling::from_folder(&dir).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}

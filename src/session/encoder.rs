@@ -21,6 +21,88 @@ pub struct Encoder<'g> {
     shared: SharedLeaves,
     plans: Vec<((usize, usize), Plan<'g>)>,
     head: Option<bert::Head>,
+    pub pooling: Pooling,
+}
+
+/// Sentence-transformers' Pooling (1_Pooling/config.json) and Normalize (modules.json) modules: the modes
+/// that are on, concatenated in its order (cls, max, mean, mean·√len), then L2 normalisation if listed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pooling {
+    pub cls: bool,
+    pub max: bool,
+    pub mean: bool,
+    pub mean_sqrt_len: bool,
+    pub normalize: bool,
+}
+
+impl Default for Pooling {
+    /// Without a sentence-transformers config: mean pooling, normalised (all-MiniLM-L6-v2's).
+    fn default() -> Self {
+        Pooling { cls: false, max: false, mean: true, mean_sqrt_len: false, normalize: true }
+    }
+}
+
+impl Pooling {
+    /// From a model folder's modules.json and pooling config; the default where they are absent.
+    pub fn from_folder(dir: &Path) -> Result<Self> {
+        let read = |p: std::path::PathBuf| -> Result<Option<serde_json::Value>> {
+            let Ok(text) = std::fs::read_to_string(&p) else { return Ok(None) };
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::Format { file: p.display().to_string(), detail: format!("not JSON: {e}") })
+        };
+        let Some(modules) = read(dir.join("modules.json"))? else { return Ok(Pooling::default()) };
+        let list = modules.as_array().cloned().unwrap_or_default();
+        let kind = |m: &serde_json::Value, t: &str| m["type"].as_str().is_some_and(|s| s.ends_with(t));
+        let normalize = list.iter().any(|m| kind(m, "Normalize"));
+        let Some(pool) = list.iter().find(|m| kind(m, "Pooling")) else {
+            return Ok(Pooling { normalize, ..Pooling::default() });
+        };
+        let cfg = read(dir.join(pool["path"].as_str().unwrap_or("1_Pooling")).join("config.json"))?;
+        let Some(cfg) = cfg else { return Ok(Pooling { normalize, ..Pooling::default() }) };
+        let on = |k: &str| cfg[k].as_bool().unwrap_or(false);
+        let p = Pooling {
+            cls: on("pooling_mode_cls_token"),
+            max: on("pooling_mode_max_tokens"),
+            mean: on("pooling_mode_mean_tokens"),
+            mean_sqrt_len: on("pooling_mode_mean_sqrt_len_tokens"),
+            normalize,
+        };
+        if !(p.cls || p.max || p.mean || p.mean_sqrt_len) {
+            return Err(Error::Unsupported {
+                op: "embed".into(),
+                detail: format!(
+                    "{}: no pooling mode this engine knows is on (cls, max, mean, mean_sqrt_len)",
+                    dir.display()
+                ),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Pool one sequence's hidden states `h` ([len × c], real tokens only).
+    pub fn pool(&self, h: &[f32], c: usize) -> Vec<f32> {
+        let n = (h.len() / c).max(1);
+        let col = |j: usize| h.iter().skip(j).step_by(c).map(|&x| x as f64);
+        let mut v: Vec<f64> = vec![];
+        if self.cls {
+            v.extend(h[..c].iter().map(|&x| x as f64));
+        }
+        if self.max {
+            v.extend((0..c).map(|j| col(j).fold(f64::NEG_INFINITY, f64::max)));
+        }
+        if self.mean {
+            v.extend((0..c).map(|j| col(j).sum::<f64>() / n as f64));
+        }
+        if self.mean_sqrt_len {
+            v.extend((0..c).map(|j| col(j).sum::<f64>() / (n as f64).sqrt()));
+        }
+        if self.normalize {
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v.into_iter().map(|x| x as f32).collect()
+    }
 }
 
 impl<'g> Encoder<'g> {
@@ -45,7 +127,8 @@ impl<'g> Encoder<'g> {
             }
         }
         let head = bert::Head::load(&cfg, &store)?;
-        Ok(Encoder { gpu, cfg, dtype, prec, store, shared: SharedLeaves::new(), plans: vec![], head })
+        let pooling = if path.is_dir() { Pooling::from_folder(path)? } else { Pooling::default() };
+        Ok(Encoder { gpu, cfg, dtype, prec, pooling, store, shared: SharedLeaves::new(), plans: vec![], head })
     }
 
     /// Last hidden states of each sequence ([len_i × C], row-major), `type_ids` defaulting to zeros.
@@ -149,8 +232,9 @@ impl<'g> Encoder<'g> {
         }
     }
 
-    /// Sentence embeddings: mean over tokens, L2-normalised. Sequences are run in groups of one padded
-    /// length, so one long text does not pad every short one.
+    /// Sentence embeddings, pooled and normalised as the model's sentence-transformers config says
+    /// (`self.pooling`; mean pooling and L2 normalisation without one). Sequences are run in groups of one
+    /// padded length, so one long text does not pad every short one.
     pub fn embed(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let c = self.cfg.hidden;
         let mut out = vec![vec![]; batch.len()];
@@ -161,11 +245,7 @@ impl<'g> Encoder<'g> {
         for idx in groups.values() {
             let seqs: Vec<Vec<u32>> = idx.iter().map(|&i| batch[i].clone()).collect();
             for (k, h) in self.hidden(&seqs, None)?.into_iter().enumerate() {
-                let n = (h.len() / c).max(1) as f64;
-                let mean: Vec<f64> =
-                    (0..c).map(|j| h.iter().skip(j).step_by(c).map(|&x| x as f64).sum::<f64>() / n).collect();
-                let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-                out[idx[k]] = mean.iter().map(|x| (x / norm) as f32).collect();
+                out[idx[k]] = self.pooling.pool(&h, c);
             }
         }
         Ok(out)
