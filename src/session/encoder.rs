@@ -162,7 +162,9 @@ impl<'g> Encoder<'g> {
     fn compile(&mut self, b: usize, t: usize, taps: bool) -> Result<Plan<'g>> {
         let g = bert::build(&self.cfg, b, t, &self.prec)?;
         let fresh = self.shared.bytes() == 0;
-        let outputs = if taps { super::calibrate::tap_outputs(&g.graph) } else { vec![g.hidden] };
+        // Taps first (for calibration), then the hidden state, so every param is part of the plan.
+        let mut outputs = if taps { super::calibrate::tap_outputs(&g.graph) } else { vec![] };
+        outputs.push(g.hidden);
         let mut plan = Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))?;
         if fresh {
             let store = &self.store;

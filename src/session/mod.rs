@@ -28,6 +28,12 @@ impl Arch {
     pub fn from_source(src: &ConfigSource, store: &crate::loader::WeightStore) -> Result<Self> {
         match src.architecture()?.as_str() {
             "gpt2" => Ok(Arch::Gpt2(gpt2::Config::from_source(src, store)?)),
+            "bert" => Err(Error::Unsupported {
+                op: "model".into(),
+                detail: "this is a BERT encoder: embed and classify run it; generate, chat and perplexity need a \
+                         causal language model"
+                    .into(),
+            }),
             _ => Ok(Arch::Llama(llama::Config::from_source(src, store)?)),
         }
     }
