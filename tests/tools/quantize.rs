@@ -177,3 +177,30 @@ fn broken_int8_checkpoints_are_clear_errors() {
     let e = Session::load(gpu(), &out, DType::F32, 16).err().unwrap().to_string();
     assert!(e.contains(drop), "{e}");
 }
+
+/// A BERT folder quantized with static scales (calibrated through the encoder) embeds like the float model.
+#[test]
+fn static_bert_folder_embeds_like_the_float_model() {
+    use wgpu_llm::session::encoder::Encoder;
+    let dir = TempDir::new("quantize-bert");
+    let m = dir.path("model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("tiny-bert").join(f), m.join(f)).unwrap();
+    }
+    write_word_tokenizer(&m);
+    let calib = dir.path("calib.txt");
+    std::fs::write(&calib, format!("{CALIB}\nw3 w4 w5 w6\n\nw60 w61 w62 w63 w1\n")).unwrap();
+    let out = dir.path("q");
+    let c = CalibrationText { file: &calib, samples: 8, len: 8 };
+    let r = quantize_model(&open_gpu, &m, &out, ActQuant::Static, vec![], Some(c), false).unwrap();
+    assert!(r.calibration_tokens > 20, "{r:?}");
+    let batch = vec![vec![1, 5, 9, 13, 2], vec![1, 40, 41, 2]];
+    let want = Encoder::load(gpu(), &m, DType::F32).unwrap().embed(&batch).unwrap();
+    let mut enc = Encoder::load(gpu(), &out, DType::F32).unwrap();
+    assert_eq!(enc.prec.int8, Some(ActQuant::Static));
+    for (g, w) in enc.embed(&batch).unwrap().iter().zip(&want) {
+        let cos: f32 = g.iter().zip(w).map(|(a, b)| a * b).sum(); // both L2-normalised
+        assert!(cos > 0.995, "static int8 BERT embedding cosine {cos}");
+    }
+}
