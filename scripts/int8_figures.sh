@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The figures of the int8 work (issue 4) on whatever adapter wgpu picks: perplexity of SmolLM2-135M on
 # The Tempest (public domain) for f32, f16, int8 weight-only, W8A8 dynamic and static, 30% pruned (f32 and
-# int8); decode speed of the static folder; all-MiniLM-L6-v2 int8 vs f32 embeddings over 100+ sentences.
-# Usage: scripts/int8_figures.sh [OUT]      env: PPL_TOKENS (default 4096), PPL_CTX (default 256)
+# int8); decode speed of the static and pruned folders; all-MiniLM-L6-v2 int8 vs f32 embeddings over 100+
+# sentences.
+# Usage: scripts/int8_figures.sh [OUT]
+#   env: PPL_TOKENS (default 4096), PPL_CTX (default 256),
+#        PPL_RUNS (default: every run below; a run whose JSON exists already is skipped)
 # Writes JSON per run under OUT (default target/figures) and prints a summary.
 set -euo pipefail
 OUT=${1:-target/figures}
 N=${PPL_TOKENS:-4096}
 CTX=${PPL_CTX:-256}
+RUNS=${PPL_RUNS:-"f32 f16 int8 w8a8-static pruned30-f32 pruned30-int8 int8-all w8a8-dynamic"}
 BIN=./target/release/wgpu-llm
 mkdir -p "$OUT" target/q
 scripts/fetch_corpus.sh target/corpus >/dev/null
@@ -17,40 +21,52 @@ TEXT=target/corpus/tempest.txt
 [[ -d target/q/smollm2-static ]] || $BIN quantize -m smollm2 -o target/q/smollm2-static --mode static \
     --calibration target/corpus/macbeth.txt --calib-samples 8 --calib-len 128 --keep none --json > "$OUT/quantize-static.json"
 [[ -d target/q/smollm2-pruned30 ]] || $BIN prune -m smollm2 -o target/q/smollm2-pruned30 --rate 0.3 --json > "$OUT/prune30.json"
+[[ -d target/q/minilm-static ]] || $BIN quantize -m minilm -o target/q/minilm-static --mode static \
+    --calibration target/corpus/macbeth.txt --calib-samples 64 --keep none --json > "$OUT/quantize-minilm-static.json"
 
 ppl() { # name, model, extra args...
     local name=$1 model=$2; shift 2
+    [[ " $RUNS " == *" $name "* && ! -s "$OUT/ppl-$name.json" ]] || return 0
     $BIN perplexity -m "$model" -f "$TEXT" --ctx "$CTX" --max-tokens "$N" --json "$@" > "$OUT/ppl-$name.json"
 }
 ppl f32 smollm2 --dtype f32
 ppl f16 smollm2 --dtype f16
 ppl int8 smollm2 --dtype int8
-ppl int8-all smollm2 --dtype int8 --keep none
-ppl w8a8-dynamic smollm2 --dtype w8a8 --keep none
 ppl w8a8-static target/q/smollm2-static
 ppl pruned30-f32 target/q/smollm2-pruned30 --dtype f32
-ppl pruned30-w8a8 target/q/smollm2-pruned30 --dtype w8a8 --keep none
-$BIN bench model -m target/q/smollm2-static -n 16 --json > "$OUT/bench-w8a8-static.json"
-$BIN bench model -m target/q/smollm2-pruned30 --dtype f32 -n 16 --json > "$OUT/bench-pruned30-f32.json"
+ppl pruned30-int8 target/q/smollm2-pruned30 --dtype int8
+ppl int8-all smollm2 --dtype int8 --keep none
+ppl w8a8-dynamic smollm2 --dtype w8a8 --keep none
+bench() { # name, args...
+    local name=$1; shift
+    [[ -s "$OUT/bench-$name.json" ]] || $BIN bench model "$@" -n 16 --json > "$OUT/bench-$name.json"
+}
+bench w8a8-static -m target/q/smollm2-static
+bench pruned30-f32 -m target/q/smollm2-pruned30 --dtype f32
 
 # MiniLM: the first 120 lines of Macbeth's dialogue longer than 30 characters as sentences.
 grep -E '^[A-Z][a-z].{30,}' target/corpus/macbeth.txt | head -120 > "$OUT/sentences.txt"
 for d in f32 int8 w8a8; do
-    $BIN embed -m minilm --dtype "$d" --file "$OUT/sentences.txt" --json > "$OUT/embed-$d.json"
+    [[ -s "$OUT/embed-$d.json" ]] || $BIN embed -m minilm --dtype "$d" --file "$OUT/sentences.txt" --json > "$OUT/embed-$d.json"
 done
+[[ -s "$OUT/embed-static.json" ]] || $BIN embed -m target/q/minilm-static --file "$OUT/sentences.txt" --json > "$OUT/embed-static.json"
 
 python3 - "$OUT" <<'PY'
 import json, math, sys, glob, os
 out = sys.argv[1]
 for f in sorted(glob.glob(f"{out}/ppl-*.json")):
     j = json.load(open(f))
-    print(f"{os.path.basename(f)[4:-5]:16s} ppl {j['ppl']:.4f}  tokens {j['tokens_scored']}  {j.get('tokens_per_sec', 0):.1f} tok/s  {j.get('precision', '')}")
+    print(f"{os.path.basename(f)[4:-5]:16s} ppl {j['ppl']:.4f}  tokens {j['tokens_scored']}  {j['tokens_per_sec']:.1f} tok/s  {j['precision']}")
+for f in sorted(glob.glob(f"{out}/bench-*.json")):
+    j = json.load(open(f))
+    print(f"{os.path.basename(f)[6:-5]:16s} decode {j['decode_tokens_per_sec']:.2f} tok/s  prefill@256 {j['prefill_256_tokens_per_sec']:.1f} tok/s  "
+          f"{j['weight_bytes_per_token']/1e6:.0f} MB/token  {j['dtype']}")
 def load(d): return json.load(open(f"{out}/embed-{d}.json"))
 ref = load("f32")
-for d in ["int8", "w8a8"]:
+for d in ["int8", "w8a8", "static"]:
     j = load(d)
     cos = [sum(a*b for a, b in zip(x, y)) / (math.sqrt(sum(a*a for a in x)) * math.sqrt(sum(b*b for b in y)))
            for x, y in zip(ref["embeddings"], j["embeddings"])]
-    print(f"minilm {d}: mean cosine to f32 {sum(cos)/len(cos):.5f} (min {min(cos):.5f}) over {len(cos)} sentences, "
+    print(f"minilm {j['dtype']:22s}: mean cosine to f32 {sum(cos)/len(cos):.5f} (min {min(cos):.5f}) over {len(cos)} sentences, "
           f"{j['sentences_per_sec']:.1f} sentences/s (f32 {ref['sentences_per_sec']:.1f})")
 PY
