@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The figures of the int8 work (issue 4) on whatever adapter wgpu picks: perplexity of SmolLM2-135M on
 # The Tempest (public domain) for f32, f16, int8 weight-only, W8A8 dynamic and static, 30% pruned (f32 and
-# int8); decode speed of the static and pruned folders; all-MiniLM-L6-v2 int8 vs f32 embeddings over 100+
+# int8); decode speed of each; all-MiniLM-L6-v2 int8 vs f32 embeddings over 100+
 # sentences.
 # Usage: scripts/int8_figures.sh [OUT]
 #   env: PPL_TOKENS (default 4096), PPL_CTX (default 256),
@@ -41,6 +41,11 @@ bench() { # name, args...
     local name=$1; shift
     [[ -s "$OUT/bench-$name.json" ]] || $BIN bench model "$@" -n 16 --json > "$OUT/bench-$name.json"
 }
+bench f32 -m smollm2 --dtype f32
+bench f16 -m smollm2 --dtype f16
+bench int8 -m smollm2 --dtype int8
+bench int8-all -m smollm2 --dtype int8 --keep none
+bench w8a8-dynamic -m smollm2 --dtype w8a8 --keep none
 bench w8a8-static -m target/q/smollm2-static
 bench pruned30-f32 -m target/q/smollm2-pruned30 --dtype f32
 
