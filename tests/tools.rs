@@ -56,6 +56,17 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A copy of the fixture `name` (config and weights) in `dir/model`, with `write_word_tokenizer`'s tokenizer.
+pub fn model_with_tokenizer(dir: &TempDir, name: &str) -> PathBuf {
+    let m = dir.path("model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture(name).join(f), m.join(f)).unwrap();
+    }
+    write_word_tokenizer(&m);
+    m
+}
+
 /// A word-level tokenizer.json over the tiny fixtures' 64 ids ("[UNK]" = 0, "w1" … "w63"), split on spaces.
 pub fn write_word_tokenizer(dir: &Path) {
     let mut vocab = serde_json::Map::new();

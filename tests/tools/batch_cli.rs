@@ -1,17 +1,12 @@
 //! `generate` with several prompts runs them as one batch and prints each prompt's continuation as the
 //! single-prompt command does.
 
-use super::{cli, fixture, stderr, write_word_tokenizer, TempDir};
+use super::{cli, model_with_tokenizer, stderr, TempDir};
 
 #[test]
 fn generate_with_several_prompts_matches_one_by_one() {
     let dir = TempDir::new("batch-cli");
-    let m = dir.path("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture("tiny-llama").join(f), m.join(f)).unwrap();
-    }
-    write_word_tokenizer(&m);
+    let m = model_with_tokenizer(&dir, "tiny-llama");
     let m = m.to_str().unwrap();
     let prompts = ["w5 w9 w13", "w2 w40 w41 w7 w7 w63"];
     let one = |p: &str| -> serde_json::Value {

@@ -10,7 +10,7 @@ use wgpu_llm::session::{Arch, Session};
 use wgpu_llm::tensor::{DType, HostTensor};
 
 use super::common::{gpu, Rng};
-use super::{cli, fixture, stderr, write_word_tokenizer, TempDir};
+use super::{cli, fixture, model_with_tokenizer, stderr, TempDir};
 
 /// The logits [t, V] of every position of `ids` from the CPU reference interpreter.
 fn cpu_logits(name: &str, ids: &[u32]) -> Vec<Vec<f64>> {
@@ -101,12 +101,7 @@ fn windows_score_every_token_once() {
 #[test]
 fn perplexity_cli_reports_and_rejects_bad_input() {
     let tmp = TempDir::new("ppl-cli");
-    let model = tmp.path("model");
-    std::fs::create_dir(&model).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture("tiny-llama").join(f), model.join(f)).unwrap();
-    }
-    write_word_tokenizer(&model);
+    let model = model_with_tokenizer(&tmp, "tiny-llama");
     let text = tmp.path("text.txt");
     std::fs::write(&text, (0..40).map(|i| format!("w{}", (i * 7) % 63 + 1)).collect::<Vec<_>>().join(" ")).unwrap();
     let (m, f) = (model.to_str().unwrap(), text.to_str().unwrap());

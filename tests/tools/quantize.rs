@@ -12,18 +12,7 @@ use wgpu_llm::session::{Arch, Session};
 use wgpu_llm::tensor::{DType, HostTensor};
 
 use super::common::gpu;
-use super::{cli, fixture, stderr, write_word_tokenizer, TempDir};
-
-/// tiny-llama with a word-level tokenizer, copied into `dir/model`.
-fn model_with_tokenizer(dir: &TempDir) -> std::path::PathBuf {
-    let m = dir.path("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture("tiny-llama").join(f), m.join(f)).unwrap();
-    }
-    write_word_tokenizer(&m);
-    m
-}
+use super::{cli, fixture, model_with_tokenizer, stderr, TempDir};
 
 fn open_gpu() -> wgpu_llm::error::Result<wgpu_llm::gpu::Gpu> {
     wgpu_llm::gpu::Gpu::new(&Default::default())
@@ -47,7 +36,7 @@ const CALIB: &str = "w5 w9 w13 w2 w40 w41 w7 w7 w63 w1 w30 w22 w18 w11 w3 w50 w4
 #[test]
 fn quantized_folders_load_and_track_transformers() {
     let dir = TempDir::new("quantize");
-    let model = model_with_tokenizer(&dir);
+    let model = model_with_tokenizer(&dir, "tiny-llama");
     let calib = dir.path("calib.txt");
     std::fs::write(&calib, CALIB).unwrap();
     let (input, want) = expected();
@@ -115,7 +104,7 @@ fn calibration_maxima_match_the_reference() {
 #[test]
 fn bad_input_writes_nothing() {
     let dir = TempDir::new("quantize-bad");
-    let model = model_with_tokenizer(&dir);
+    let model = model_with_tokenizer(&dir, "tiny-llama");
     let m = model.to_str().unwrap();
     let out = dir.path("out");
     let o = out.to_str().unwrap();
@@ -149,7 +138,7 @@ fn bad_input_writes_nothing() {
 #[test]
 fn broken_int8_checkpoints_are_clear_errors() {
     let dir = TempDir::new("quantize-broken");
-    let model = model_with_tokenizer(&dir);
+    let model = model_with_tokenizer(&dir, "tiny-llama");
     let out = dir.path("q");
     quantize_model(&open_gpu, &model, &out, ActQuant::Dynamic, vec![], None, false).unwrap();
     // A foreign scheme.
@@ -183,12 +172,7 @@ fn broken_int8_checkpoints_are_clear_errors() {
 fn static_bert_folder_embeds_like_the_float_model() {
     use wgpu_llm::session::encoder::Encoder;
     let dir = TempDir::new("quantize-bert");
-    let m = dir.path("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture("tiny-bert").join(f), m.join(f)).unwrap();
-    }
-    write_word_tokenizer(&m);
+    let m = model_with_tokenizer(&dir, "tiny-bert");
     let calib = dir.path("calib.txt");
     std::fs::write(&calib, format!("{CALIB}\nw3 w4 w5 w6\n\nw60 w61 w62 w63 w1\n")).unwrap();
     let out = dir.path("q");
