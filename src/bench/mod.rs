@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::exec::RawKernel;
 use crate::gpu::Gpu;
-use crate::graph::{AttnSpec, Op, Scalar};
+use crate::graph::{ActQuant, AttnSpec, Op, Scalar};
 use crate::kernels::{self, matmul, ArgInfo, Lowered};
+use crate::quant::{QTensor, BLOCK};
 use crate::reference::{self, Val};
 use crate::tensor::{DType, HostTensor};
 
@@ -194,6 +195,24 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
             let flops = 4.0 * 9.0 * 64.0 * pairs;
             let bytes = ((9 * t * 64 * 2 + 2 * 3 * s * 64) * dt.size()) as f64;
             out.push(case(gpu, &name, Op::Attention(spec), vec![q, k, v], flops, bytes, Check::Reference)?);
+        }
+    }
+    // Int8 linear layers at SmolLM2's shapes (f32 activations): decode GEMVs and a 256-token prefill GEMM,
+    // weight-only and W8A8 (dynamic; weight-only where the tier lacks the int8 dot product).
+    for (m, n) in [(1usize, 1536usize), (1, 49152), (256, 1536)] {
+        for act in [ActQuant::None, ActQuant::Dynamic] {
+            let kind = if m == 1 { "qgemv" } else { "qgemm" };
+            let name = format!("{kind} {} {m}x576 by 576x{n} int8", act.name());
+            if !want(&name) {
+                continue;
+            }
+            let x = rng.tensor(&[m, 576], DType::F32);
+            let q = QTensor::quantize(&rng.tensor(&[n, 576], DType::F32).to_f32(), n, 576)?;
+            let wq = HostTensor::u32(&[n, 144], q.packed())?;
+            let ws = HostTensor::f32(&[n, 576 / BLOCK], q.scales)?;
+            let bytes = (n * 576 + 4 * n * 576 / BLOCK + 4 * m * (576 + n)) as f64;
+            let flops = 2.0 * (m * n * 576) as f64;
+            out.push(case(gpu, &name, Op::QMatMul { act }, vec![x, wq, ws], flops, bytes, Check::Reference)?);
         }
     }
     Ok(out)
