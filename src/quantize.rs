@@ -26,6 +26,8 @@ pub struct CalibrationText<'a> {
     pub samples: usize,
     /// Tokens per decoder window.
     pub len: usize,
+    /// The percentile of the tokens' block maxima that sets a static scale (100: the maximum).
+    pub percentile: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,8 +137,11 @@ pub fn quantize_model(
     }
     let scales = match &calibration {
         Some(c) => {
+            if !(c.percentile > 0.0 && c.percentile <= 100.0) {
+                return Err(Error::Other(format!("--calib-percentile {} is outside (0, 100]", c.percentile)));
+            }
             let cal = calibrate(&gpu()?, path, &arch, c)?;
-            Some((cal.scales(), cal.rows))
+            Some((cal.scales(c.percentile), cal.rows))
         }
         None => None,
     };
@@ -179,7 +184,8 @@ pub fn quantize_model(
         "block_size": BLOCK,
         "keep": keep,
         "calibration": calibration.as_ref().map(|c| serde_json::json!({
-            "file": c.file.display().to_string(), "tokens": scales.as_ref().map_or(0, |s| s.1)
+            "file": c.file.display().to_string(), "tokens": scales.as_ref().map_or(0, |s| s.1),
+            "percentile": c.percentile
         })),
     });
     write_model_folder(out, path, &m.config, &m.tensors, overwrite)?;

@@ -157,6 +157,10 @@ enum Cmd {
         /// Tokens per calibration window (decoders).
         #[arg(long, default_value_t = 128)]
         calib_len: usize,
+        /// Static scales: this percentile of the calibration tokens' per-block maxima (100 = the maximum;
+        /// lower clips the rare tokens with massive activations).
+        #[arg(long, default_value_t = 100.0)]
+        calib_percentile: f64,
         /// Comma-separated fragments of linear layer names kept float (default: lm_head; `none` for none).
         #[arg(long)]
         keep: Option<String>,
@@ -248,7 +252,18 @@ pub fn main() -> Result<()> {
         Cmd::Prune { model, out, rate, pattern, overwrite, json } => {
             prune::run(model.as_deref(), &out, rate, pattern.as_deref(), overwrite, json)
         }
-        Cmd::Quantize { model, out, mode, calibration, calib_samples, calib_len, keep, overwrite, json } => {
+        Cmd::Quantize {
+            model,
+            out,
+            mode,
+            calibration,
+            calib_samples,
+            calib_len,
+            calib_percentile,
+            keep,
+            overwrite,
+            json,
+        } => {
             let args = quantize::Args {
                 model: model.as_deref(),
                 out: &out,
@@ -256,6 +271,7 @@ pub fn main() -> Result<()> {
                 calibration: calibration.as_deref(),
                 calib_samples,
                 calib_len,
+                calib_percentile,
                 keep: keep.as_deref(),
                 overwrite,
                 json,

@@ -15,6 +15,7 @@ pub struct Args<'a> {
     pub calibration: Option<&'a Path>,
     pub calib_samples: usize,
     pub calib_len: usize,
+    pub calib_percentile: f64,
     pub keep: Option<&'a str>,
     pub overwrite: bool,
     pub json: bool,
@@ -24,7 +25,12 @@ pub fn run(gpu: &dyn Fn() -> Result<crate::gpu::Gpu>, a: Args) -> Result<()> {
     let mode = ActQuant::parse(a.mode)
         .ok_or_else(|| Error::Other(format!("unknown --mode {:?} (weight-only, dynamic, static)", a.mode)))?;
     let path = resolve(a.model)?;
-    let calibration = a.calibration.map(|file| CalibrationText { file, samples: a.calib_samples, len: a.calib_len });
+    let calibration = a.calibration.map(|file| CalibrationText {
+        file,
+        samples: a.calib_samples,
+        len: a.calib_len,
+        percentile: a.calib_percentile,
+    });
     let keep = crate::models::parse_keep(a.keep);
     let r = quantize_model(gpu, &path, a.out, mode, keep, calibration, a.overwrite)?;
     if a.json {

@@ -1,6 +1,8 @@
 //! Static int8 calibration: the largest |x| each linear layer sees at its input, per block of 32 input
-//! channels, over calibration text run through the float model on the GPU. The static activation scale of
-//! a block is that maximum / 127 (`quant::block_scale`), so no calibration value clips.
+//! channels and per token, over calibration text run through the float model on the GPU. The static
+//! activation scale of a block is a high percentile of those per-token maxima / 127 (`quant::block_scale`):
+//! at 100 no calibration value clips, but then the few tokens with massive activations (SmolLM2's first
+//! token carries values in the thousands) set the scale for every token and round most of them to zero.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,10 @@ pub fn tap_outputs(graph: &Graph) -> Vec<ValueId> {
 /// Running per-block maxima of |x| by layer name, and the token rows seen.
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
+    /// Per layer and block, the largest |x| over every token.
     pub maxima: BTreeMap<String, Vec<f32>>,
+    /// Per layer and block, each token's largest |x| (for percentiles).
+    pub row_maxima: BTreeMap<String, Vec<Vec<f32>>>,
     pub rows: usize,
 }
 
@@ -50,9 +55,12 @@ impl Calibration {
                 return Err(Error::Run(format!("calibration of {name}: width {k} changed between runs")));
             }
             rows.get_or_insert_with(|| (0..x.len() / k).filter(|&r| real(r)).count());
+            let per_row = self.row_maxima.entry(name.clone()).or_insert_with(|| vec![vec![]; k / BLOCK]);
             for (_, row) in x.chunks(k).enumerate().filter(|(r, _)| real(*r)) {
                 for (b, blk) in row.chunks(BLOCK).enumerate() {
-                    m[b] = blk.iter().fold(m[b], |a, v| a.max(v.abs()));
+                    let a = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    m[b] = m[b].max(a);
+                    per_row[b].push(a);
                 }
             }
         }
@@ -60,12 +68,21 @@ impl Calibration {
         Ok(())
     }
 
-    /// The static activation scales of each layer: block maximum / 127 (a block never seen non-zero gets
-    /// the smallest positive scale, so it quantizes to zeros instead of dividing by zero).
-    pub fn scales(&self) -> BTreeMap<String, Vec<f32>> {
-        self.maxima
+    /// The static activation scales of each layer: the `percentile` (0 < p ≤ 100) of the tokens' block
+    /// maxima, / 127; 100 is the block maximum. A block never seen non-zero gets the smallest positive
+    /// scale, so it quantizes to zeros instead of dividing by zero.
+    pub fn scales(&self, percentile: f64) -> BTreeMap<String, Vec<f32>> {
+        let pick = |v: &[f32]| -> f32 {
+            let mut s = v.to_vec();
+            s.sort_by(f32::total_cmp);
+            let i = ((percentile / 100.0 * s.len() as f64).ceil() as usize).clamp(1, s.len().max(1)) - 1;
+            s.get(i).copied().unwrap_or(0.0)
+        };
+        self.row_maxima
             .iter()
-            .map(|(n, m)| (n.clone(), m.iter().map(|&a| block_scale(a).max(f32::MIN_POSITIVE)).collect()))
+            .map(|(n, blocks)| {
+                (n.clone(), blocks.iter().map(|v| block_scale(pick(v)).max(f32::MIN_POSITIVE)).collect())
+            })
             .collect()
     }
 }

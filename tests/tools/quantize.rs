@@ -42,7 +42,12 @@ fn quantized_folders_load_and_track_transformers() {
     let (input, want) = expected();
     for (mode, budget) in [(ActQuant::None, 1e-3), (ActQuant::Dynamic, 3e-3), (ActQuant::Static, 3e-2)] {
         let out = dir.path(&format!("q-{}", mode.name()));
-        let c = (mode == ActQuant::Static).then_some(CalibrationText { file: &calib, samples: 4, len: 8 });
+        let c = (mode == ActQuant::Static).then_some(CalibrationText {
+            file: &calib,
+            samples: 4,
+            len: 8,
+            percentile: 100.0,
+        });
         let r = quantize_model(&open_gpu, &model, &out, mode, vec![], c, false).unwrap();
         assert!(r.bytes < r.f32_bytes && !r.layers.is_empty(), "{r:?}");
         let store = wgpu_llm::loader::open(&out).unwrap();
@@ -176,7 +181,7 @@ fn static_bert_folder_embeds_like_the_float_model() {
     let calib = dir.path("calib.txt");
     std::fs::write(&calib, format!("{CALIB}\nw3 w4 w5 w6\n\nw60 w61 w62 w63 w1\n")).unwrap();
     let out = dir.path("q");
-    let c = CalibrationText { file: &calib, samples: 8, len: 8 };
+    let c = CalibrationText { file: &calib, samples: 8, len: 8, percentile: 100.0 };
     let r = quantize_model(&open_gpu, &m, &out, ActQuant::Static, vec![], Some(c), false).unwrap();
     assert!(r.calibration_tokens > 20, "{r:?}");
     let batch = vec![vec![1, 5, 9, 13, 2], vec![1, 40, 41, 2]];
