@@ -206,9 +206,10 @@ impl<'g> Session<'g> {
             if !matches!(node.op, Op::Param { .. }) {
                 continue;
             }
-            let users: Vec<&crate::graph::Node> =
-                g.nodes.iter().filter(|n| n.inputs.first() == Some(&crate::graph::ValueId(i))).collect();
-            let gathered = !users.is_empty() && users.iter().all(|n| matches!(n.op, Op::Embedding));
+            let v = crate::graph::ValueId(i);
+            let users: Vec<&crate::graph::Node> = g.nodes.iter().filter(|n| n.inputs.contains(&v)).collect();
+            let gathered = !users.is_empty()
+                && users.iter().all(|n| matches!(n.op, Op::Embedding) && n.inputs.first() == Some(&v));
             let n = if gathered { *node.shape.last().unwrap_or(&1) } else { node.shape.iter().product() };
             bytes += (n * node.dtype.size()) as u64;
         }
