@@ -50,7 +50,7 @@ bench w8a8-static -m target/q/smollm2-static
 bench pruned30-f32 -m target/q/smollm2-pruned30 --dtype f32
 
 # MiniLM: the first 120 lines of Macbeth's dialogue longer than 30 characters as sentences.
-grep -E '^[A-Z][a-z].{30,}' target/corpus/macbeth.txt | head -120 > "$OUT/sentences.txt"
+grep -m 120 -E '^[A-Z][a-z].{30,}' target/corpus/macbeth.txt > "$OUT/sentences.txt"
 for d in f32 int8 w8a8; do
     [[ -s "$OUT/embed-$d.json" ]] || $BIN embed -m minilm --dtype "$d" --file "$OUT/sentences.txt" --json > "$OUT/embed-$d.json"
 done
