@@ -288,6 +288,17 @@ impl From<DType> for Precision {
 }
 
 impl Precision {
+    /// An int8 checkpoint runs its own scheme (`checkpoint_int8`) unless int8 was asked for explicitly.
+    pub fn adopt_checkpoint(&mut self, src: &ConfigSource) -> Result<()> {
+        if self.int8.is_none() {
+            if let Some((act, keep)) = checkpoint_int8(src)? {
+                self.int8 = Some(act);
+                self.keep = keep;
+            }
+        }
+        Ok(())
+    }
+
     /// `f32`, `f16`, or `int8-{activations}/{float dtype}` (e.g. `int8-dynamic/f32`).
     pub fn name(&self) -> String {
         match self.int8 {

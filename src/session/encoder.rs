@@ -120,12 +120,7 @@ impl<'g> Encoder<'g> {
             });
         }
         let cfg = bert::Config::from_source(&src, &store)?;
-        if prec.int8.is_none() {
-            if let Some((act, keep)) = crate::models::checkpoint_int8(&src)? {
-                prec.int8 = Some(act);
-                prec.keep = keep;
-            }
-        }
+        prec.adopt_checkpoint(&src)?;
         let head = bert::Head::load(&cfg, &store)?;
         let pooling = if path.is_dir() { Pooling::from_folder(path)? } else { Pooling::default() };
         Ok(Encoder { gpu, cfg, dtype, prec, pooling, store, shared: SharedLeaves::new(), plans: vec![], head })

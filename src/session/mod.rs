@@ -136,12 +136,7 @@ impl<'g> Session<'g> {
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
         let cfg = Arch::from_source(&src, &store)?;
-        if prec.int8.is_none() {
-            if let Some((act, keep)) = crate::models::checkpoint_int8(&src)? {
-                prec.int8 = Some(act);
-                prec.keep = keep;
-            }
-        }
+        prec.adopt_checkpoint(&src)?;
         let max_seq = max_seq.min(cfg.max_pos()).max(1);
         let step = cfg.build_batch(batch, 1, batch, max_seq, &prec)?;
         let shared = SharedLeaves::new();
