@@ -64,8 +64,7 @@ fn read_text(file: &Path) -> Result<String> {
 }
 
 /// Run the calibration text through the float model at `path`.
-fn calibrate(gpu: &crate::gpu::Gpu, path: &Path, arch: &str, c: &CalibrationText) -> Result<Calibration> {
-    let text = read_text(c.file)?;
+fn calibrate(gpu: &crate::gpu::Gpu, path: &Path, arch: &str, c: &CalibrationText, text: &str) -> Result<Calibration> {
     let tok = crate::tokenizer::Tokenizer::from_path(path)?;
     let mut cal = Calibration::default();
     if arch == "bert" {
@@ -78,7 +77,7 @@ fn calibrate(gpu: &crate::gpu::Gpu, path: &Path, arch: &str, c: &CalibrationText
     } else {
         let len = c.len.max(2);
         let mut s = crate::session::Session::load(gpu, path, DType::F32, len)?;
-        let ids = tok.encode(&text, true)?;
+        let ids = tok.encode(text, true)?;
         for w in ids.chunks(len).filter(|w| w.len() >= 2).take(c.samples.max(1)) {
             s.calibrate(w, &mut cal)?;
         }
@@ -114,9 +113,8 @@ pub fn quantize_model(
         (_, Some(_)) => return Err(Error::Other("--calibration applies to --mode static only".into())),
         (_, None) => None,
     };
-    if let Some(c) = &calibration {
-        read_text(c.file)?; // fail on bad text before any work
-    }
+    // Read (and reject bad) calibration text before any work.
+    let text = calibration.as_ref().map(|c| read_text(c.file)).transpose()?;
     let mut m = model_tensors(path)?;
     let arch = m.config["model_type"].as_str().unwrap_or("").to_string();
     let f32_bytes: u64 = m.tensors.iter().map(|t| 4 * t.shape.iter().product::<usize>() as u64).sum();
@@ -140,7 +138,7 @@ pub fn quantize_model(
             if !(c.percentile > 0.0 && c.percentile <= 100.0) {
                 return Err(Error::Other(format!("--calib-percentile {} is outside (0, 100]", c.percentile)));
             }
-            let cal = calibrate(&gpu()?, path, &arch, c)?;
+            let cal = calibrate(&gpu()?, path, &arch, c, text.as_deref().unwrap_or_default())?;
             Some((cal.scales(c.percentile), cal.rows))
         }
         None => None,
