@@ -39,14 +39,15 @@ impl Calibration {
         vars: &[(&str, u32)],
         real: &dyn Fn(usize) -> bool,
     ) -> Result<()> {
-        let graph = plan.graph().clone();
-        let values = tap_outputs(&graph);
+        let graph = plan.graph();
+        let values = tap_outputs(graph);
+        let taps: Vec<(String, ValueId, usize)> =
+            graph.taps.iter().map(|(n, v)| (n.clone(), *v, *graph.shape(*v).last().unwrap_or(&1))).collect();
         let outs = plan.run(feeds, vars)?;
         let mut rows = None;
-        for (name, v) in &graph.taps {
-            let i = values.iter().position(|x| x == v).expect("every tap is an output");
+        for (name, v, k) in taps {
+            let i = values.iter().position(|x| *x == v).expect("every tap is an output");
             let x = outs[i].to_f32();
-            let k = *graph.shape(*v).last().unwrap_or(&1);
             if !k.is_multiple_of(BLOCK) {
                 continue; // a layer that cannot run int8 needs no scales
             }

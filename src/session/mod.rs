@@ -91,6 +91,8 @@ pub struct Session<'g> {
     prefill: Vec<(usize, Plan<'g>)>,
     /// Scoring plans (logits of every row into a cross-entropy), one per window length (see `nll`).
     nll_plans: Vec<(usize, Plan<'g>)>,
+    /// Calibration plans (every linear layer's input as an output), one per window length.
+    calib_plans: Vec<(usize, Plan<'g>)>,
     /// Tokens in the KV cache.
     pub pos: usize,
     pub load_secs: f64,
@@ -159,6 +161,7 @@ impl<'g> Session<'g> {
             decode,
             prefill: vec![],
             nll_plans: vec![],
+            calib_plans: vec![],
             pos: 0,
             load_secs: t0.elapsed().as_secs_f64(),
             weight_bytes,
@@ -176,13 +179,17 @@ impl<'g> Session<'g> {
         if t == 0 || t > self.max_seq {
             return Err(Error::Run(format!("a calibration window needs 1..={} tokens", self.max_seq)));
         }
-        let g = self.cfg.build(t, 1, self.max_seq, &self.prec)?;
-        // The logits ride along (after the taps) so every input of the step is part of the plan.
-        let mut outputs = calibrate::tap_outputs(&g.graph);
-        outputs.push(g.logits);
-        let mut plan = Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))?;
-        let inputs = step_inputs(&plan, ids, t, &[t as u32 - 1], 0, self.cfg.max_pos())?;
-        cal.observe_run(&mut plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
+        if !self.calib_plans.iter().any(|p| p.0 == t) {
+            let g = self.cfg.build(t, 1, self.max_seq, &self.prec)?;
+            // The logits ride along (after the taps) so every input of the step is part of the plan.
+            let mut outputs = calibrate::tap_outputs(&g.graph);
+            outputs.push(g.logits);
+            self.calib_plans.push((t, Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))?));
+        }
+        let max_pos = self.cfg.max_pos();
+        let plan = &mut self.calib_plans.iter_mut().find(|p| p.0 == t).expect("compiled above").1;
+        let inputs = step_inputs(plan, ids, t, &[t as u32 - 1], 0, max_pos)?;
+        cal.observe_run(plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
         self.pos = t;
         Ok(())
     }
@@ -218,7 +225,7 @@ impl<'g> Session<'g> {
 
     /// Bytes on the GPU: shared weights and KV cache, plus each plan's transient pool.
     pub fn gpu_bytes(&self) -> u64 {
-        let plans = self.prefill.iter().chain(&self.nll_plans);
+        let plans = self.prefill.iter().chain(&self.nll_plans).chain(&self.calib_plans);
         self.shared.bytes() + self.decode.memory().1 + plans.map(|p| p.1.memory().1).sum::<u64>()
     }
 
