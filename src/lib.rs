@@ -23,6 +23,7 @@ pub mod quantize;
 pub mod reference;
 pub mod sample;
 pub mod session;
+pub mod smooth;
 pub mod tensor;
 pub mod tokenizer;
 

@@ -101,8 +101,12 @@ fn minilm_int8_embeddings_stay_close() {
     let texts = exp["texts"].as_array().unwrap();
     let batch: Vec<Vec<u32>> = texts.iter().map(|t| ids(&t["ids"])).collect();
     for act in [ActQuant::None, ActQuant::Dynamic] {
-        let mut enc =
-            Encoder::load(gpu(), &path, Precision { dtype: DType::F32, int8: Some(act), keep: vec![] }).unwrap();
+        let mut enc = Encoder::load(
+            gpu(),
+            &path,
+            Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![] },
+        )
+        .unwrap();
         for (t, e) in texts.iter().zip(enc.embed(&batch).unwrap()) {
             let w: Vec<f32> = t["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
             let dot: f32 = e.iter().zip(&w).map(|(a, b)| a * b).sum();
@@ -122,7 +126,7 @@ fn smollm2_int8_first_tokens_match() {
     let exp = fixture("smollm2.json");
     let path = model("smollm2");
     for act in [ActQuant::None, ActQuant::Dynamic] {
-        let prec = Precision { dtype: DType::F32, int8: Some(act), keep: vec![] };
+        let prec = Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![] };
         let mut s = Session::load(gpu(), &path, prec, 128).unwrap();
         let mut checked = 0;
         for p in exp["generation"]["prompts"].as_array().unwrap() {

@@ -41,7 +41,8 @@ impl ModelArgs {
         // converted lane by lane and measured no faster than f32 (bench model: 0.82 vs 0.90 tok/s).
         let float =
             if gpu.caps().f16 && gpu.info.device_type != wgpu::DeviceType::Cpu { DType::F16 } else { DType::F32 };
-        let int8 = |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(self.keep.as_deref()) };
+        let int8 =
+            |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(self.keep.as_deref()), dynamic: vec![] };
         match self.dtype.as_deref() {
             None => Ok(float.into()),
             Some("f32") => Ok(DType::F32.into()),

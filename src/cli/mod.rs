@@ -161,6 +161,15 @@ enum Cmd {
         /// lower clips the rare tokens with massive activations).
         #[arg(long, default_value_t = 100.0)]
         calib_percentile: f64,
+        /// Static mode, Llama family: smooth outlier channels into the weights first (SmoothQuant) with
+        /// migration strength α in [0, 1] (default: no smoothing).
+        #[arg(long)]
+        smooth: Option<f64>,
+        /// Static mode: comma-separated fragments of layer names whose inputs are quantized per token on the
+        /// fly instead of with calibrated scales (default: mlp.down_proj for the Llama family, none for
+        /// others; `none` for fully static).
+        #[arg(long)]
+        dynamic: Option<String>,
         /// Comma-separated fragments of linear layer names kept float (default: lm_head; `none` for none).
         #[arg(long)]
         keep: Option<String>,
@@ -260,6 +269,8 @@ pub fn main() -> Result<()> {
             calib_samples,
             calib_len,
             calib_percentile,
+            smooth,
+            dynamic,
             keep,
             overwrite,
             json,
@@ -272,6 +283,8 @@ pub fn main() -> Result<()> {
                 calib_samples,
                 calib_len,
                 calib_percentile,
+                smooth,
+                dynamic: dynamic.as_deref(),
                 keep: keep.as_deref(),
                 overwrite,
                 json,

@@ -189,9 +189,17 @@ fn stored_int8(store: &WeightStore, name: &str, shape: &[usize]) -> Result<QTens
         .map_err(|e| Error::Format { file, detail: format!("{scale_name}: {e}") })
 }
 
+/// The int8 scheme an int8 checkpoint's config records (`Precision`'s int8 fields).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int8Scheme {
+    pub act: ActQuant,
+    pub keep: Vec<String>,
+    pub dynamic: Vec<String>,
+}
+
 /// The quantization scheme recorded in a checkpoint's config.json by `wgpu-llm quantize`
 /// (`"quantization_config": {"quant_method": "wgpu-llm-int8", "activations": …, "keep": […]}`).
-pub fn checkpoint_int8(src: &ConfigSource) -> Result<Option<(ActQuant, Vec<String>)>> {
+pub fn checkpoint_int8(src: &ConfigSource) -> Result<Option<Int8Scheme>> {
     let ConfigSource::Json(v) = src else { return Ok(None) };
     let Some(q) = v.get("quantization_config").filter(|q| !q.is_null()) else { return Ok(None) };
     let bad = |detail: String| Error::Format { file: "config.json".into(), detail };
@@ -201,8 +209,10 @@ pub fn checkpoint_int8(src: &ConfigSource) -> Result<Option<(ActQuant, Vec<Strin
     let act = q["activations"].as_str().and_then(ActQuant::parse).ok_or_else(|| {
         bad(format!("quantization_config.activations {} is not weight-only|dynamic|static", q["activations"]))
     })?;
-    let keep = q["keep"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect());
-    Ok(Some((act, keep.unwrap_or_default())))
+    let list = |k: &str| -> Vec<String> {
+        q[k].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    };
+    Ok(Some(Int8Scheme { act, keep: list("keep"), dynamic: list("dynamic") }))
 }
 
 /// Upload every param of `graph` through `set` and return the bytes uploaded. Float params come from `load`
@@ -265,6 +275,9 @@ pub struct Precision {
     /// Linear layers whose name contains one of these strings keep float weights (`DEFAULT_KEEP` unless
     /// chosen).
     pub keep: Vec<String>,
+    /// Under static int8, linear layers whose name contains one of these strings quantize their inputs per
+    /// token on the fly instead (inputs too heavy-tailed for one calibrated scale; `crate::quantize`).
+    pub dynamic: Vec<String>,
 }
 
 /// The linear layers that stay float under int8 unless the user says otherwise: the output head (the
@@ -283,7 +296,7 @@ pub fn parse_keep(arg: Option<&str>) -> Vec<String> {
 
 impl From<DType> for Precision {
     fn from(dtype: DType) -> Self {
-        Precision { dtype, int8: None, keep: vec![] }
+        Precision { dtype, int8: None, keep: vec![], dynamic: vec![] }
     }
 }
 
@@ -291,9 +304,10 @@ impl Precision {
     /// An int8 checkpoint runs its own scheme (`checkpoint_int8`) unless int8 was asked for explicitly.
     pub fn adopt_checkpoint(&mut self, src: &ConfigSource) -> Result<()> {
         if self.int8.is_none() {
-            if let Some((act, keep)) = checkpoint_int8(src)? {
-                self.int8 = Some(act);
-                self.keep = keep;
+            if let Some(q) = checkpoint_int8(src)? {
+                self.int8 = Some(q.act);
+                self.keep = q.keep;
+                self.dynamic = q.dynamic;
             }
         }
         Ok(())
@@ -310,8 +324,9 @@ impl Precision {
     /// whole blocks of 32 along the input dim.
     pub fn int8_for(&self, name: &str, inp: usize) -> Option<ActQuant> {
         let act = self.int8?;
-        let kept = self.keep.iter().any(|k| name.contains(k.as_str()));
-        (!kept && inp.is_multiple_of(crate::quant::BLOCK)).then_some(act)
+        let has = |list: &[String]| list.iter().any(|k| name.contains(k.as_str()));
+        let act = if act == ActQuant::Static && has(&self.dynamic) { ActQuant::Dynamic } else { act };
+        (!has(&self.keep) && inp.is_multiple_of(crate::quant::BLOCK)).then_some(act)
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Calibration {
     pub maxima: BTreeMap<String, Vec<f32>>,
     /// Per layer and block, each token's largest |x| (for percentiles).
     pub row_maxima: BTreeMap<String, Vec<Vec<f32>>>,
+    /// Per layer and input channel, the largest |x| over every token (for smoothing: `crate::smooth`).
+    pub channel_maxima: BTreeMap<String, Vec<f32>>,
     pub rows: usize,
 }
 
@@ -57,7 +59,9 @@ impl Calibration {
             }
             rows.get_or_insert_with(|| (0..x.len() / k).filter(|&r| real(r)).count());
             let per_row = self.row_maxima.entry(name.clone()).or_insert_with(|| vec![vec![]; k / BLOCK]);
+            let ch = self.channel_maxima.entry(name.clone()).or_insert_with(|| vec![0.0; k]);
             for (_, row) in x.chunks(k).enumerate().filter(|(r, _)| real(*r)) {
+                ch.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(v.abs()));
                 for (b, blk) in row.chunks(BLOCK).enumerate() {
                     let a = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
                     m[b] = m[b].max(a);
@@ -67,6 +71,32 @@ impl Calibration {
         }
         self.rows += rows.unwrap_or(0);
         Ok(())
+    }
+
+    /// Static activation scales from per-channel maxima (the block maximum / 127), as `scales(100.0)` gives
+    /// from the same calibration, for maxima that smoothing has rescaled.
+    pub fn scales_from_channels(channels: &BTreeMap<String, Vec<f32>>) -> BTreeMap<String, Vec<f32>> {
+        channels
+            .iter()
+            .map(|(n, ch)| {
+                let s =
+                    ch.chunks(BLOCK).map(|b| block_scale(b.iter().fold(0f32, |a, v| a.max(*v))).max(f32::MIN_POSITIVE));
+                (n.clone(), s.collect())
+            })
+            .collect()
+    }
+
+    /// How much coarser `scales` (one layer's static scales) round the calibration tokens than per-token
+    /// scales would: Σ over tokens and blocks of scale² / Σ (token's block max / 127)², the ratio of the
+    /// rounding noise powers (1 for a layer whose every token reaches its block maxima).
+    pub fn noise_ratio(&self, layer: &str, scales: &[f32]) -> Option<f64> {
+        let rows = self.row_maxima.get(layer)?;
+        let (mut stat, mut dynamic) = (0f64, 0f64);
+        for (blk, s) in rows.iter().zip(scales) {
+            stat += blk.len() as f64 * (*s as f64).powi(2);
+            dynamic += blk.iter().map(|&m| (block_scale(m) as f64).powi(2)).sum::<f64>();
+        }
+        (dynamic > 0.0).then(|| stat / dynamic)
     }
 
     /// The static activation scales of each layer: the `percentile` (0 < p ≤ 100) of the tokens' block

@@ -180,7 +180,8 @@ impl<'g> Session<'g> {
             return Err(Error::Run(format!("a calibration window needs 1..={} tokens", self.max_seq)));
         }
         if !self.calib_plans.iter().any(|p| p.0 == t) {
-            let g = self.cfg.build(t, 1, self.max_seq, &self.prec)?;
+            // Every position goes through the head, so an int8 head is calibrated on all of them.
+            let g = self.cfg.build(t, t, self.max_seq, &self.prec)?;
             // The logits ride along (after the taps) so every input of the step is part of the plan.
             let mut outputs = calibrate::tap_outputs(&g.graph);
             outputs.push(g.logits);
@@ -188,7 +189,8 @@ impl<'g> Session<'g> {
         }
         let max_pos = self.cfg.max_pos();
         let plan = &mut self.calib_plans.iter_mut().find(|p| p.0 == t).expect("compiled above").1;
-        let inputs = step_inputs(plan, ids, t, &[t as u32 - 1], 0, max_pos)?;
+        let rows: Vec<u32> = (0..t as u32).collect();
+        let inputs = step_inputs(plan, ids, t, &rows, 0, max_pos)?;
         cal.observe_run(plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
         self.pos = t;
         Ok(())

@@ -47,6 +47,8 @@ fn quantized_folders_load_and_track_transformers() {
             samples: 4,
             len: 8,
             percentile: 100.0,
+            smooth: None,
+            dynamic: None,
         });
         let r = quantize_model(&open_gpu, &model, &out, mode, vec![], c, false).unwrap();
         assert!(r.bytes < r.f32_bytes && !r.layers.is_empty(), "{r:?}");
@@ -77,7 +79,8 @@ fn calibration_maxima_match_the_reference() {
     assert_eq!(cal.rows, t);
     let store = wgpu_llm::loader::open(&dir).unwrap();
     let arch = Arch::from_source(&ConfigSource::find(&dir, &store).unwrap(), &store).unwrap();
-    let step = arch.build(t, 1, 16, &DType::F32.into()).unwrap();
+    // Calibration runs every position through the head (an int8 head's scales cover all of them).
+    let step = arch.build(t, t, 16, &DType::F32.into()).unwrap();
     let mut leaves = HashMap::new();
     for node in &step.graph.nodes {
         if let Op::Param { name } = &node.op {
@@ -85,7 +88,7 @@ fn calibration_maxima_match_the_reference() {
         }
     }
     leaves.insert("ids".into(), HostTensor::u32(&[1, t], ids.clone()).unwrap());
-    leaves.insert("last".into(), HostTensor::u32(&[1], vec![t as u32 - 1]).unwrap());
+    leaves.insert("last".into(), HostTensor::u32(&[t], (0..t as u32).collect()).unwrap());
     let vars = HashMap::from([("pos".to_string(), 0), ("len".to_string(), t as u32)]);
     let taps: Vec<_> = step.graph.taps.iter().map(|x| x.1).collect();
     let outs = wgpu_llm::reference::run_graph(&step.graph, &mut leaves, &vars, &taps).unwrap();
@@ -104,6 +107,103 @@ fn calibration_maxima_match_the_reference() {
         }
     }
     assert!(checked > 4, "only {checked} blocks checked");
+    assert!(cal.maxima.contains_key("lm_head"), "the head's input was not calibrated");
+}
+
+/// Layers named by `dynamic` in a static scheme keep no calibrated scale and quantize per token; the
+/// folder records them and loads with them.
+#[test]
+fn static_folders_keep_dynamic_layers_per_token() {
+    let dir = TempDir::new("quantize-mixed");
+    let model = model_with_tokenizer(&dir, "tiny-llama");
+    let calib = dir.path("calib.txt");
+    std::fs::write(&calib, CALIB).unwrap();
+    let out = dir.path("q");
+    let dynamic = Some(vec!["o_proj".to_string()]);
+    let c = CalibrationText { file: &calib, samples: 4, len: 8, percentile: 100.0, smooth: None, dynamic };
+    let r = quantize_model(&open_gpu, &model, &out, ActQuant::Static, vec![], Some(c), false).unwrap();
+    assert_eq!(r.dynamic, vec!["o_proj"]);
+    // Calibrated layers report how much coarser their static scales round than per-token ones (≥ 1).
+    let noise = |n: &str| r.layers.iter().find(|l| l.name == n).unwrap().act_noise_ratio;
+    assert!(noise("model.layers.0.self_attn.q_proj").is_some_and(|x| x >= 1.0 - 1e-9), "{r:?}");
+    assert_eq!(noise("model.layers.0.self_attn.o_proj"), None);
+    let store = wgpu_llm::loader::open(&out).unwrap();
+    assert!(store.contains("model.layers.0.self_attn.q_proj.input_scale"));
+    assert!(!store.contains("model.layers.0.self_attn.o_proj.input_scale"));
+    let mut s = Session::load(gpu(), &out, DType::F32, 64).unwrap();
+    assert_eq!(s.prec.dynamic, vec!["o_proj"]);
+    assert_eq!(s.prec.int8_for("model.layers.1.self_attn.o_proj", 32), Some(ActQuant::Dynamic));
+    assert_eq!(s.prec.int8_for("model.layers.1.self_attn.v_proj", 32), Some(ActQuant::Static));
+    let (input, want) = expected();
+    let got: Vec<f32> = input.iter().flat_map(|&id| s.forward(&[id]).unwrap()).collect();
+    let e = nmse(&got, &want);
+    assert!(e < 3e-2, "logits NMSE {e:e}");
+}
+
+/// Smoothing folds its factors into norms and producer rows: the float model computes the same logits
+/// (grouped-query attention, q/k/v biases and an int8 head's norm included), and the factors follow
+/// s = max|x|^α / max|W|^(1−α).
+#[test]
+fn smoothing_leaves_the_float_model_unchanged() {
+    use wgpu_llm::export::{model_tensors, write_model_folder};
+    use wgpu_llm::smooth;
+    for fixture_name in ["tiny-llama", "tiny-qwen2"] {
+        let dir = TempDir::new("smooth");
+        let model = model_with_tokenizer(&dir, fixture_name);
+        let mut m = model_tensors(&model).unwrap();
+        let head = m.tensors.iter().any(|t| t.name == "lm_head.weight");
+        let groups = smooth::llama_groups(&m.config, &m.tensors, true).unwrap();
+        assert_eq!(groups.len(), 4 * 2 + usize::from(head), "{fixture_name}");
+        let mut seed = 0x9e37_79b9u32;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as f32 / u32::MAX as f32
+        };
+        let mut act = std::collections::BTreeMap::new();
+        for g in &groups {
+            for c in &g.consumers {
+                act.insert(c.clone(), (0..g.map.len()).map(|_| 0.1 + 10.0 * rnd()).collect::<Vec<f32>>());
+            }
+        }
+        let before = act.clone();
+        let ids = [1u32, 5, 9, 13, 2, 40, 41, 7];
+        let logits = |path: &std::path::Path| {
+            let mut s = Session::load(gpu(), path, DType::F32, 16).unwrap();
+            ids.iter().flat_map(|&id| s.forward(&[id]).unwrap()).collect::<Vec<f32>>()
+        };
+        let want = logits(&model);
+        for g in &groups {
+            let s = smooth::factors(g, &act, &m.tensors, 0.5).unwrap();
+            // The first channel's factor by hand.
+            let p0: Vec<usize> = (0..g.map.len()).filter(|&c| g.map[c] == 0).collect();
+            let a = g.consumers.iter().flat_map(|c| p0.iter().map(|&ch| act[c][ch])).fold(0f32, f32::max);
+            let mut w = 0f32;
+            for c in &g.consumers {
+                let t = m.tensors.iter().find(|t| t.name == format!("{c}.weight")).unwrap();
+                let k = t.shape[1];
+                for row in t.to_f32().chunks(k) {
+                    w = p0.iter().fold(w, |w, &ch| w.max(row[ch].abs()));
+                }
+            }
+            let s0 = (a / w).sqrt();
+            assert!((s[0] - s0).abs() <= 1e-5 * s0, "{fixture_name} {:?}: s0 {} vs {s0}", g.producer, s[0]);
+            smooth::apply(g, &s, &mut m.tensors, &mut act).unwrap();
+            // The consumers' calibrated maxima are divided by the factors.
+            let c = &g.consumers[0];
+            assert!((act[c][p0[0]] * s[0] - before[c][p0[0]]).abs() <= 1e-5 * before[c][p0[0]]);
+        }
+        let out = dir.path("smoothed");
+        write_model_folder(&out, &model, &m.config, &m.tensors, false).unwrap();
+        let got = logits(&out);
+        let e = nmse(&got, &want);
+        assert!(e < 1e-10, "{fixture_name}: smoothed float logits NMSE {e:e}");
+        // And the weights did change.
+        let w0 = model_tensors(&model).unwrap().tensors;
+        let changed = m.tensors.iter().zip(&w0).filter(|(a, b)| a.to_f32() != b.to_f32()).count();
+        assert!(changed > 10, "{fixture_name}: only {changed} tensors changed");
+    }
 }
 
 #[test]
@@ -181,7 +281,7 @@ fn static_bert_folder_embeds_like_the_float_model() {
     let calib = dir.path("calib.txt");
     std::fs::write(&calib, format!("{CALIB}\nw3 w4 w5 w6\n\nw60 w61 w62 w63 w1\n")).unwrap();
     let out = dir.path("q");
-    let c = CalibrationText { file: &calib, samples: 8, len: 8, percentile: 100.0 };
+    let c = CalibrationText { file: &calib, samples: 8, len: 8, percentile: 100.0, smooth: None, dynamic: None };
     let r = quantize_model(&open_gpu, &m, &out, ActQuant::Static, vec![], Some(c), false).unwrap();
     assert!(r.calibration_tokens > 20, "{r:?}");
     let batch = vec![vec![1, 5, 9, 13, 2], vec![1, 40, 41, 2]];
