@@ -4,22 +4,26 @@
 # int8); decode speed of each; all-MiniLM-L6-v2 int8 vs f32 embeddings over 100+
 # sentences.
 # Usage: scripts/int8_figures.sh [OUT]
-#   env: PPL_TOKENS (default 4096), PPL_CTX (default 256),
+#   env: PPL_TOKENS (default 4096), PPL_CTX (default 256), BIN (default ./target/release/wgpu-llm),
 #        PPL_RUNS (default: every run below; a run whose JSON exists already is skipped)
 # Writes JSON per run under OUT (default target/figures) and prints a summary.
 set -euo pipefail
 OUT=${1:-target/figures}
 N=${PPL_TOKENS:-4096}
 CTX=${PPL_CTX:-256}
-RUNS=${PPL_RUNS:-"f32 f16 int8 w8a8-static pruned30-f32 pruned30-int8 int8-all w8a8-dynamic"}
-BIN=./target/release/wgpu-llm
+RUNS=${PPL_RUNS:-"f32 f16 int8 w8a8-static w8a8-static-pure pruned30-f32 pruned30-int8 int8-all w8a8-dynamic"}
+BIN=${BIN:-./target/release/wgpu-llm}
 mkdir -p "$OUT" target/q
 scripts/fetch_corpus.sh target/corpus >/dev/null
 TEXT=target/corpus/tempest.txt
 
-# Folders: W8A8 static (calibrated on Macbeth, not the evaluation text) and 30% magnitude-pruned.
+# Folders: W8A8 static (calibrated on Macbeth, not the evaluation text; mlp.down_proj per token, the
+# default) and fully static (--dynamic none), and 30% magnitude-pruned.
 [[ -d target/q/smollm2-static ]] || $BIN quantize -m smollm2 -o target/q/smollm2-static --mode static \
     --calibration target/corpus/macbeth.txt --calib-samples 8 --calib-len 128 --keep none --json > "$OUT/quantize-static.json"
+[[ " $RUNS " != *" w8a8-static-pure "* || -d target/q/smollm2-static-pure ]] || $BIN quantize -m smollm2 \
+    -o target/q/smollm2-static-pure --mode static --dynamic none --calibration target/corpus/macbeth.txt \
+    --calib-samples 8 --calib-len 128 --keep none --json > "$OUT/quantize-static-pure.json"
 [[ -d target/q/smollm2-pruned30 ]] || $BIN prune -m smollm2 -o target/q/smollm2-pruned30 --rate 0.3 --json > "$OUT/prune30.json"
 [[ -d target/q/minilm-static ]] || $BIN quantize -m minilm -o target/q/minilm-static --mode static \
     --calibration target/corpus/macbeth.txt --calib-samples 64 --keep none --json > "$OUT/quantize-minilm-static.json"
@@ -33,6 +37,7 @@ ppl f32 smollm2 --dtype f32
 ppl f16 smollm2 --dtype f16
 ppl int8 smollm2 --dtype int8
 ppl w8a8-static target/q/smollm2-static
+ppl w8a8-static-pure target/q/smollm2-static-pure
 ppl pruned30-f32 target/q/smollm2-pruned30 --dtype f32
 ppl pruned30-int8 target/q/smollm2-pruned30 --dtype int8
 ppl int8-all smollm2 --dtype int8 --keep none
