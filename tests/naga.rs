@@ -106,7 +106,16 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
 #[test]
 fn params_structs_match_the_rust_mirrors() {
     let (graph, outs) = sample_ops();
-    let caps = Caps { f16: true, subgroups: false, subgroup_min: 4, subgroup_max: 64, int8dot: true };
+    let caps = Caps {
+        f16: true,
+        subgroups: false,
+        subgroup_min: 4,
+        subgroup_max: 64,
+        int8dot: true,
+        texture_weights: false,
+        max_texture_rows: 16384,
+        max_uniform: 65536,
+    };
     let mut checked = 0;
     for o in outs {
         let node = graph.node(o);

@@ -42,6 +42,7 @@ impl GpuArgs {
             backend: self.backend.clone(),
             tier: self.tier.as_deref().map(Tier::parse).transpose()?,
             max_binding: None,
+            texture_weights: GpuOptions::default().texture_weights,
         })
     }
     pub fn open(&self) -> Result<Gpu> {

@@ -4,11 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use super::twins::{Twin, Twins};
 use super::value_name;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Op, ValueId};
-use crate::kernels::ArgInfo;
+use crate::kernels::{ArgInfo, BindKind};
 use crate::tensor::numel;
 
 pub enum Storage {
@@ -25,6 +26,7 @@ pub enum Storage {
 #[derive(Default)]
 pub struct SharedLeaves {
     map: Mutex<HashMap<String, Shards>>,
+    twins: Twins,
 }
 
 /// A leaf's buffers with the row range each holds.
@@ -36,7 +38,8 @@ impl SharedLeaves {
     }
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        self.map.lock().unwrap().values().flat_map(|v| v.iter().map(|b| b.0.size())).sum()
+        let twins: u64 = self.twins.lock().unwrap().values().map(Twin::bytes).sum();
+        twins + self.map.lock().unwrap().values().flat_map(|v| v.iter().map(|b| b.0.size())).sum::<u64>()
     }
 }
 
@@ -45,6 +48,8 @@ pub struct MemoryPlan {
     storage: Vec<Option<Storage>>,
     pool: Vec<wgpu::Buffer>,
     scratch: Vec<wgpu::Buffer>,
+    /// Texture twins of leaves bound as textures (shared with `SharedLeaves`'s when there is one).
+    twins: Twins,
     pub persistent_bytes: u64,
     pub transient_bytes: u64,
 }
@@ -91,6 +96,7 @@ impl MemoryPlan {
             storage: (0..n).map(|_| None).collect(),
             pool: vec![],
             scratch: vec![],
+            twins: shared.map(|s| s.twins.clone()).unwrap_or_default(),
             persistent_bytes: 0,
             transient_bytes: 0,
         };
@@ -273,10 +279,38 @@ impl MemoryPlan {
                 for (buf, (a, b)) in sh {
                     gpu.write(buf, 0, &bytes[a * row_bytes..b * row_bytes]);
                 }
+                if let Some(t) = self.twins.lock().unwrap().get(&value_name(graph, v)) {
+                    t.write(gpu, bytes);
+                }
                 Ok(())
             }
             _ => Err(Error::Run(format!("{} is not a leaf", value_name(graph, v)))),
         }
+    }
+
+    /// The texture twin of leaf `v` (made on first use, filled from the leaf's buffer).
+    pub fn twin(&self, gpu: &Gpu, graph: &Graph, v: ValueId, kind: BindKind) -> Result<wgpu::TextureView> {
+        let root = self.root(graph, v);
+        let name = value_name(graph, root);
+        let Storage::Shards(sh) = self.resolve(graph, root)? else {
+            return Err(Error::Graph(format!("{name} is bound as a texture but is not a leaf")));
+        };
+        let [(buffer, _)] = &sh[..] else {
+            return Err(Error::Graph(format!("{name} is stored in shards and cannot be bound as a texture")));
+        };
+        let bytes = value_bytes(graph, root);
+        let mut map = self.twins.lock().unwrap();
+        if let Some(t) = map.get(&name) {
+            if t.kind != kind || t.bytes() < bytes {
+                return Err(Error::Graph(format!("{name}'s texture twin is {:?} of {} bytes", t.kind, t.bytes())));
+            }
+            return Ok(t.view.clone());
+        }
+        let t = Twin::new(gpu, &name, kind, bytes)?;
+        t.copy_from(gpu, buffer);
+        let view = t.view.clone();
+        map.insert(name, t);
+        Ok(view)
     }
 
     /// Read a value's bytes back (all shards, in order).

@@ -6,6 +6,7 @@
 mod memory;
 mod profile;
 mod raw;
+pub mod twins;
 
 pub use profile::OpTiming;
 pub use raw::RawKernel;
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Pipeline};
 use crate::graph::{leaf_name, Graph, Op, Scalar, ValueId};
-use crate::kernels::{self, Arg, ArgInfo, Word};
+use crate::kernels::{self, Arg, ArgInfo, BindKind, Word};
 use crate::tensor::HostTensor;
 use memory::MemoryPlan;
 pub use memory::SharedLeaves;
@@ -70,11 +71,13 @@ impl Step {
     }
 }
 
-/// Create the pipeline, Params buffer and bind group of one dispatch; `buf` finds the buffer of each binding.
+/// Create the pipeline, Params buffer and bind group of one dispatch; `buf` finds the buffer of each buffer
+/// binding, `views[k]` is the texture view of texture binding k.
 fn make_step<'b>(
     gpu: &Gpu,
     d: &kernels::Dispatch,
     buf: &dyn Fn(Arg) -> Result<&'b wgpu::Buffer>,
+    views: &[Option<wgpu::TextureView>],
     node: usize,
 ) -> Result<Step> {
     let pipeline = gpu.pipeline(d)?;
@@ -96,7 +99,23 @@ fn make_step<'b>(
     gpu.write(&params, 0, bytemuck::cast_slice(&words));
     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
     for (k, b) in d.bindings.iter().enumerate() {
-        entries.push(wgpu::BindGroupEntry { binding: k as u32 + 1, resource: buf(b.arg)?.as_entire_binding() });
+        let resource = match (b.kind, views.get(k).and_then(Option::as_ref)) {
+            (kind, Some(v)) if kind.is_texture() => wgpu::BindingResource::TextureView(v),
+            (kind, _) if kind.is_texture() => {
+                return Err(Error::Graph(format!("{}: texture binding {k} has no view", pipeline.key)))
+            }
+            (BindKind::Uniform, _) => {
+                let b = buf(b.arg)?;
+                let size = b.size().min(gpu.limits.max_uniform_buffer_binding_size);
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(size),
+                })
+            }
+            _ => buf(b.arg)?.as_entire_binding(),
+        };
+        entries.push(wgpu::BindGroupEntry { binding: k as u32 + 1, resource });
     }
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&pipeline.key),
@@ -143,6 +162,16 @@ impl<'g> Plan<'g> {
                 .map(|(k, &b)| gpu.buffer(&format!("{}#{i} scratch {k}", node.op.name()), b))
                 .collect::<Result<_>>()?;
             for d in &lowered.dispatches {
+                let mut views = vec![];
+                for b in &d.bindings {
+                    views.push(match (b.kind.is_texture(), b.arg) {
+                        (false, _) => None,
+                        (true, Arg::Input(j)) => Some(mem.twin(gpu, &graph, node.inputs[j], b.kind)?),
+                        (true, arg) => {
+                            return Err(Error::Graph(format!("op {} binds {arg:?} as a texture", node.op.name())))
+                        }
+                    });
+                }
                 let buf = |arg: Arg| -> Result<&wgpu::Buffer> {
                     match arg {
                         Arg::Input(j) => mem.buffer(&graph, node.inputs[j], 0),
@@ -153,7 +182,7 @@ impl<'g> Plan<'g> {
                         }),
                     }
                 };
-                steps.push(make_step(gpu, d, &buf, i)?);
+                steps.push(make_step(gpu, d, &buf, &views, i)?);
             }
             mem.keep_scratch(scratch);
         }

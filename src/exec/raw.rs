@@ -1,6 +1,7 @@
 //! Run a lowered kernel on its own, outside any graph: the benchmark's way to time one op (or a kernel
 //! variant that no op lowers to, such as the baseline matmul and the plain copy) on buffers it owns.
 
+use super::twins::Twin;
 use super::{make_step, Step};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -14,6 +15,7 @@ pub struct RawKernel<'g> {
     out_shape: Vec<usize>,
     out_dtype: crate::tensor::DType,
     _bufs: (Vec<wgpu::Buffer>, Vec<wgpu::Buffer>),
+    _twins: Vec<Twin>,
 }
 
 impl<'g> RawKernel<'g> {
@@ -41,6 +43,7 @@ impl<'g> RawKernel<'g> {
         let scratch: Vec<wgpu::Buffer> =
             lowered.scratch.iter().map(|&b| gpu.buffer("bench scratch", b)).collect::<Result<_>>()?;
         let mut steps = vec![];
+        let mut twins = vec![];
         for d in &lowered.dispatches {
             let buf = |arg: Arg| -> Result<&wgpu::Buffer> {
                 match arg {
@@ -51,7 +54,22 @@ impl<'g> RawKernel<'g> {
                 }
                 .ok_or_else(|| Error::Run(format!("{}: binding {arg:?} has no buffer", d.entry)))
             };
-            let mut step = make_step(gpu, d, &buf, 0)?;
+            // Texture bindings of inputs get twins of their buffers (kept with the kernel).
+            let mut views = vec![];
+            for b in &d.bindings {
+                views.push(match (b.kind.is_texture(), b.arg) {
+                    (false, _) => None,
+                    (true, Arg::Input(j)) => {
+                        let t = Twin::new(gpu, &format!("bench input {j}"), b.kind, ins[j].size())?;
+                        t.write(gpu, &inputs[j].to_bytes());
+                        let v = t.view.clone();
+                        twins.push(t);
+                        Some(v)
+                    }
+                    (true, arg) => return Err(Error::Run(format!("{}: {arg:?} cannot be a texture", d.entry))),
+                });
+            }
+            let mut step = make_step(gpu, d, &buf, &views, 0)?;
             if !step.vars.is_empty() {
                 let table: std::collections::HashMap<&str, u32> = vars.iter().copied().collect();
                 for (k, sc, add) in &step.vars {
@@ -62,7 +80,15 @@ impl<'g> RawKernel<'g> {
             }
             steps.push(step);
         }
-        Ok(RawKernel { gpu, steps, out, out_shape: out_shape.to_vec(), out_dtype, _bufs: (ins, scratch) })
+        Ok(RawKernel {
+            gpu,
+            steps,
+            out,
+            out_shape: out_shape.to_vec(),
+            out_dtype,
+            _bufs: (ins, scratch),
+            _twins: twins,
+        })
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass) {

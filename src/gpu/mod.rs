@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::kernels::Caps;
+use crate::kernels::{BindKind, Caps};
 
 /// What the kernels may use, in increasing order; the running tier is the lower of what the adapter offers
 /// and what was asked for, so every lower tier is testable on any adapter.
@@ -59,6 +59,9 @@ pub struct GpuOptions {
     pub tier: Option<Tier>,
     /// Force the max storage binding size down (bytes), to exercise sharded tensors.
     pub max_binding: Option<u64>,
+    /// Bind int8 weights as textures for decode (default: on CPU adapters only; env
+    /// `WGPU_LLM_TEXTURE_WEIGHTS=0|1`).
+    pub texture_weights: Option<bool>,
 }
 
 impl Default for GpuOptions {
@@ -69,6 +72,7 @@ impl Default for GpuOptions {
             backend: env("WGPU_LLM_BACKEND"),
             tier: env("WGPU_LLM_TIER").and_then(|t| Tier::parse(&t).ok()),
             max_binding: None,
+            texture_weights: env("WGPU_LLM_TEXTURE_WEIGHTS").map(|v| v != "0"),
         }
     }
 }
@@ -84,8 +88,10 @@ pub struct Gpu {
     pub tier: Tier,
     /// The largest tensor one storage binding may hold (bytes, a multiple of 4).
     pub max_binding: u64,
+    /// Int8 weights are bound as textures for decode (`GpuOptions::texture_weights`).
+    pub texture_weights: bool,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
-    layouts: Mutex<HashMap<Vec<bool>, Arc<wgpu::BindGroupLayout>>>,
+    layouts: Mutex<HashMap<Vec<BindKind>, Arc<wgpu::BindGroupLayout>>>,
 }
 
 impl Gpu {
@@ -116,6 +122,7 @@ impl Gpu {
         let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(hw_max, |m| m.min(hw_max)) & !3;
         log::info!("adapter {} ({:?}), tier {}", info.name, info.backend, tier.name());
+        let texture_weights = opts.texture_weights.unwrap_or(info.device_type == wgpu::DeviceType::Cpu);
         Ok(Gpu {
             adapter,
             device,
@@ -125,6 +132,7 @@ impl Gpu {
             features,
             tier,
             max_binding,
+            texture_weights,
             pipelines: Mutex::default(),
             layouts: Mutex::default(),
         })
@@ -138,6 +146,9 @@ impl Gpu {
             subgroup_min: self.info.subgroup_min_size,
             subgroup_max: self.info.subgroup_max_size,
             int8dot: self.tier >= Tier::Int8Dot,
+            texture_weights: self.texture_weights,
+            max_texture_rows: self.limits.max_texture_dimension_2d,
+            max_uniform: self.limits.max_uniform_buffer_binding_size,
         }
     }
 
@@ -160,7 +171,11 @@ impl Gpu {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            // Uniform too: a kernel may read a small intermediate through the uniform path (`BindKind::Uniform`).
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -219,11 +234,11 @@ impl Gpu {
     }
 
     /// The explicit bind group layout for an access signature: binding 0 is the uniform Params, then one
-    /// storage binding per flag (true = read_write). Shared by every pipeline with the same signature.
-    pub fn layout(&self, writes: &[bool]) -> Arc<wgpu::BindGroupLayout> {
+    /// binding per kind. Shared by every pipeline with the same signature.
+    pub fn layout(&self, kinds: &[BindKind]) -> Arc<wgpu::BindGroupLayout> {
         let mut cache = self.layouts.lock().unwrap();
         cache
-            .entry(writes.to_vec())
+            .entry(kinds.to_vec())
             .or_insert_with(|| {
                 let mut entries = vec![wgpu::BindGroupLayoutEntry {
                     binding: 0,
@@ -235,15 +250,25 @@ impl Gpu {
                     },
                     count: None,
                 }];
-                for (i, &w) in writes.iter().enumerate() {
+                for (i, &kind) in kinds.iter().enumerate() {
+                    let buffer =
+                        |ty| wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None };
+                    let texture = |sample_type| wgpu::BindingType::Texture {
+                        sample_type,
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    };
+                    let ty = match kind {
+                        BindKind::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
+                        BindKind::Write => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
+                        BindKind::Uniform => buffer(wgpu::BufferBindingType::Uniform),
+                        BindKind::TextureU32x4 => texture(wgpu::TextureSampleType::Uint),
+                        BindKind::TextureF32 => texture(wgpu::TextureSampleType::Float { filterable: false }),
+                    };
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,
                         visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage { read_only: !w },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
+                        ty,
                         count: None,
                     });
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Gpu;
 use crate::error::{Error, Result};
-use crate::kernels::{prelude, Dispatch};
+use crate::kernels::{prelude, BindKind, Dispatch};
 
 /// A compiled pipeline and the bind group layout its bindings use.
 pub struct Pipeline {
@@ -21,8 +21,18 @@ impl Gpu {
         for (n, v) in &d.overrides {
             k += &format!(":{n}={v}");
         }
-        let writes: Vec<&str> = d.bindings.iter().map(|b| if b.write { "w" } else { "r" }).collect();
-        k + ":" + &writes.concat()
+        let kinds: String = d
+            .bindings
+            .iter()
+            .map(|b| match b.kind {
+                BindKind::Read => 'r',
+                BindKind::Write => 'w',
+                BindKind::Uniform => 'u',
+                BindKind::TextureU32x4 => 't',
+                BindKind::TextureF32 => 'f',
+            })
+            .collect();
+        k + ":" + &kinds
     }
 
     /// The pipeline for a dispatch, compiling it on first use.
@@ -47,8 +57,8 @@ impl Gpu {
         }
         // Parse and validate with naga first: its messages carry line numbers and name the entry point.
         let module = naga::front::wgsl::parse_str(&source).map_err(|e| compile_err(e.emit_to_string(&source)))?;
-        let writes: Vec<bool> = d.bindings.iter().map(|b| b.write).collect();
-        let layout = self.layout(&writes);
+        let kinds: Vec<BindKind> = d.bindings.iter().map(|b| b.kind).collect();
+        let layout = self.layout(&kinds);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let shader = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&key),

@@ -34,11 +34,31 @@ pub enum Arg {
     Scratch(usize),
 }
 
+/// How a binding is bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindKind {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>` (outputs, scratch written here, in-place inputs).
+    Write,
+    /// `var<uniform>` of a buffer written by an earlier dispatch (at most `Caps::max_uniform` bytes bound).
+    Uniform,
+    /// A leaf's texture twin (`exec::twins`): `texture_2d<u32>` of rgba32uint texels (16 bytes each).
+    TextureU32x4,
+    /// A leaf's texture twin: `texture_2d<f32>` of r32float texels (one f32 each).
+    TextureF32,
+}
+
+impl BindKind {
+    pub fn is_texture(self) -> bool {
+        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Binding {
     pub arg: Arg,
-    /// Bound read_write (outputs, scratch written here, in-place inputs).
-    pub write: bool,
+    pub kind: BindKind,
 }
 
 /// One compute dispatch.
@@ -108,7 +128,11 @@ pub fn no_shards(op: &Op, ins: &[ArgInfo]) -> Result<()> {
 }
 
 pub(crate) fn bind(arg: Arg, write: bool) -> Binding {
-    Binding { arg, write }
+    Binding { arg, kind: if write { BindKind::Write } else { BindKind::Read } }
+}
+
+pub(crate) fn bind_as(arg: Arg, kind: BindKind) -> Binding {
+    Binding { arg, kind }
 }
 
 /// Every WGSL family with its source, for validation without a device.
@@ -133,6 +157,13 @@ pub struct Caps {
     pub subgroup_max: u32,
     /// WGSL's packed int8 dot product (`dot4I8Packed`): the W8A8 kernels.
     pub int8dot: bool,
+    /// Bind int8 weights as textures for decode (`exec::twins`; on by default on CPU adapters, where
+    /// texel fetches are much cheaper than storage loads).
+    pub texture_weights: bool,
+    /// Rows a texture twin may have (`max_texture_dimension_2d`).
+    pub max_texture_rows: u32,
+    /// The most bytes a uniform binding may hold.
+    pub max_uniform: u64,
 }
 
 pub mod attention;
@@ -157,6 +188,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("optim", optim::SOURCE),
     ("position", position::SOURCE),
     ("qdot", qmatmul::DOT_SOURCE),
+    ("qtex", qmatmul::TEX_SOURCE),
     ("qmatmul", qmatmul::SOURCE),
     ("softmax", softmax::SOURCE),
 ];

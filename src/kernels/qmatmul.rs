@@ -4,13 +4,17 @@
 //! and Static fall back to weight-only (the activations stay float), as `Op::QMatMul`'s contract allows
 //! only through this choice of kernel: the fallback is more accurate, never less.
 
-use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{bind, bind_as, ceil_div, grid_1d, no_shards, Arg, ArgInfo, BindKind, Caps, Dispatch, Lowered, Word};
 use crate::error::{Error, Result};
 use crate::graph::{ActQuant, Op};
 use crate::quant::BLOCK;
 
 pub const SOURCE: &str = include_str!("../../shaders/qmatmul.wgsl");
 pub const DOT_SOURCE: &str = include_str!("../../shaders/qdot.wgsl");
+pub const TEX_SOURCE: &str = include_str!("../../shaders/qtex.wgsl");
+
+/// Bytes of each uniform array of shaders/qtex.wgsl (its scratch inputs are at least this large).
+const TEX_UNIFORM_BYTES: u64 = 65_536;
 
 /// Up to this many rows run as GEMVs (one row per z); more use the 64×64-tiled GEMM.
 const GEMV_MAX_ROWS: usize = 8;
@@ -80,6 +84,36 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         bindings: qbind,
         grid: grid_1d(ceil_div(blocks, 64)),
     };
+    // Decode on an adapter that prefers texture reads: the weights through texture twins, the quantized row
+    // through uniform bindings, where they fit.
+    let rows_fit =
+        |bytes: u64, kind| crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64);
+    let tex = gemv
+        && caps.texture_weights
+        && caps.max_uniform >= TEX_UNIFORM_BYTES
+        && (m * k) as u64 <= TEX_UNIFORM_BYTES
+        && rows_fit((n * k) as u64, BindKind::TextureU32x4)
+        && rows_fit((n * k / BLOCK * 4) as u64, BindKind::TextureF32);
+    if tex {
+        let product = Dispatch {
+            family: "qtex",
+            source: TEX_SOURCE,
+            entry: "gemv_w8a8_tex",
+            dtype,
+            overrides: vec![],
+            params: params(m, n, k),
+            bindings: vec![
+                bind_as(Arg::Scratch(0), BindKind::Uniform),
+                bind_as(Arg::Scratch(1), BindKind::Uniform),
+                bind_as(Arg::Input(1), BindKind::TextureU32x4),
+                bind_as(Arg::Input(2), BindKind::TextureF32),
+                bind(Arg::Output, true),
+            ],
+            grid,
+        };
+        let scratch = vec![((m * k) as u64).max(TEX_UNIFORM_BYTES), ((blocks * 4) as u64).max(TEX_UNIFORM_BYTES)];
+        return Ok(Lowered { scratch, dispatches: vec![quantize, product] });
+    }
     let product = Dispatch {
         family: "qdot",
         source: DOT_SOURCE,

@@ -38,6 +38,23 @@ pub fn gpu_f32_tier() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new(&GpuOptions { tier: Some(Tier::F32), ..GpuOptions::default() }).expect("a GPU adapter"))
 }
 
+/// A device that binds int8 weights as storage buffers only (on a CPU adapter the default decode path
+/// reads them as textures), so both GEMV paths are tested.
+pub fn gpu_storage_weights() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::new(&GpuOptions { texture_weights: Some(false), ..GpuOptions::default() }).expect("a GPU adapter")
+    })
+}
+
+/// A device that binds int8 weights as textures for decode, whatever the adapter.
+pub fn gpu_texture_weights() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::new(&GpuOptions { texture_weights: Some(true), ..GpuOptions::default() }).expect("a GPU adapter")
+    })
+}
+
 /// A device whose max storage binding is forced down to `bytes`, to test sharded tensors.
 pub fn gpu_small_binding(bytes: u64) -> Gpu {
     Gpu::new(&GpuOptions { max_binding: Some(bytes), ..GpuOptions::default() }).expect("a GPU adapter")

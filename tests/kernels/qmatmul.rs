@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use wgpu_llm::exec::Plan;
 use wgpu_llm::graph::{ActQuant, GraphBuilder, Op};
+use wgpu_llm::kernels::{lower, ArgInfo};
 use wgpu_llm::quant::{QTensor, BLOCK};
 use wgpu_llm::reference;
 use wgpu_llm::tensor::{DType, HostTensor};
@@ -17,6 +18,8 @@ use crate::common::{self, check_op, Rng, Tol, F16, F32_REDUCE};
 /// on the GPU and on the CPU (1/s is not correctly rounded in WGSL), moving one product by one activation
 /// quantum s·|w| ≤ 1/127 for inputs in [-1, 1): a few such flips per output at most.
 const W8A8: Tol = Tol { abs: 2e-2, rel: 1e-3 };
+/// Two kernels doing the same arithmetic in the same order.
+const SAME: Tol = Tol { abs: 1e-6, rel: 1e-6 };
 /// Output NMSE of int8 weights (block 32, |w| < 1) against the f32 weights: per-weight error variance
 /// (amax/127)²/12 against the weights' variance 1/3 gives ≈ 1.6e-5.
 const NMSE_WEIGHT_ONLY: f64 = 1e-4;
@@ -110,6 +113,49 @@ fn against_the_f32_weights() {
             let got = run_gpu(common::gpu(), act, args(&ins, act)).to_f32();
             let e = nmse(&got, &want);
             assert!(e < budget, "{} [{m}, {k}]·[{n}, {k}]ᵀ: NMSE {e:e} against f32 weights > {budget:e}", act.name());
+        }
+    }
+}
+
+/// The decode GEMVs with the weights bound as textures (and the quantized row as uniforms) and as storage
+/// buffers: the same arithmetic, so the same values (f32 and f16), and f32 matches the CPU reference; static
+/// and dynamic, partial column quads, more weight texels than one texture row holds.
+#[test]
+fn texture_and_storage_gemv_match_the_reference() {
+    let mut r = Rng::new(44);
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    assert!(tex.caps().texture_weights && !storage.caps().texture_weights);
+    for dt in common::dtypes() {
+        for (m, k, n) in [(1, 32, 1), (1, 576, 130), (3, 96, 70), (8, 256, 1031), (2, 64, 4099)] {
+            let (ins, _) = operands(&mut r, m, k, n, dt);
+            for act in [ActQuant::Dynamic, ActQuant::Static] {
+                let ins = args(&ins, act);
+                let mut env: HashMap<String, HostTensor> =
+                    ins.iter().enumerate().map(|(i, t)| (format!("in{i}"), t.clone())).collect();
+                let mut b = GraphBuilder::new();
+                let leaves: Vec<_> = ins
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| b.input(&format!("in{i}"), &t.shape, t.dtype).unwrap())
+                    .collect();
+                let y = b.op(Op::QMatMul { act }, &leaves).unwrap();
+                let want = reference::run_graph(&b.finish(), &mut env, &HashMap::new(), &[y]).unwrap().remove(0);
+                let case = format!("gemv {} [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}", act.name());
+                // The texture device does lower to the texture kernel.
+                let info =
+                    |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+                let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
+                let lowered = lower(&Op::QMatMul { act }, &infos, &info(&[m, n], dt), &tex.caps()).unwrap();
+                assert!(
+                    lowered.dispatches.iter().any(|d| d.entry == "gemv_w8a8_tex"),
+                    "{case}: not lowered to textures"
+                );
+                let (got_tex, got_storage) = (run_gpu(tex, act, ins), run_gpu(storage, act, ins));
+                common::assert_close(&format!("texture vs storage {case}"), &got_tex, &got_storage, SAME);
+                if dt == DType::F32 {
+                    common::assert_close(&format!("texture {case}"), &got_tex, &want, W8A8);
+                }
+            }
         }
     }
 }
