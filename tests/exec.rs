@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use common::{assert_close, gpu, gpu_small_binding, Rng, F32_REDUCE};
 use wgpu_llm::exec::Plan;
 use wgpu_llm::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar};
-use wgpu_llm::kernels::{Arg, Binding, Dispatch, Word};
+use wgpu_llm::kernels::{Arg, BindKind, Binding, Dispatch, Word};
 use wgpu_llm::reference::run_graph;
 use wgpu_llm::tensor::{DType, HostTensor};
 use wgpu_llm::Error;
@@ -38,7 +38,7 @@ fn a_wgsl_error_is_a_compile_error_naming_the_kernel() {
     let d2 = Dispatch {
         source: "@compute @workgroup_size(1) fn main() {}",
         entry: "nope",
-        bindings: vec![Binding { arg: Arg::Output, write: true }],
+        bindings: vec![Binding { arg: Arg::Output, kind: BindKind::Write }],
         params: vec![],
         ..d
     };
