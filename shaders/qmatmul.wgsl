@@ -9,6 +9,9 @@
 //             every x load serves 4 rows of W and nothing is reduced across invocations (on llvmpipe a
 //             storage load is a per-lane loop: loads, not FMAs, set the speed). Workgroups of 16 → 64
 //             columns each. grid (⌈n/64⌉ folded 2-D, 1, m).
+//   gemv_w8_tex  gemv_w8 with bindings 2 and 3 as texture twins (exec::twins): wq rgba32uint (texel t = words
+//             4t..4t+3), ws r32float (texel t = scale t), texel t at (t % 4096, t / 4096); chosen for decode
+//             on CPU adapters (llvmpipe fetches texels in straight-line code, storage loads lane by lane).
 //   gemm_w8   prefill: workgroup (8, 8), each invocation an 8×8 register tile of y (a 64×64 tile per
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
@@ -26,6 +29,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wq4: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> ws: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<T>;
+@group(0) @binding(2) var wqt: texture_2d<u32>;
+@group(0) @binding(3) var wst: texture_2d<f32>;
+
+const TW: u32 = 4096u;
 
 // The four int8 bytes of a word, sign-extended, as floats.
 fn i8x4(w: u32) -> vec4<f32> {
@@ -70,6 +77,47 @@ fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
                            dot16(x0, x1, x2, x3, wq4[wr.z + q]), dot16(x0, x1, x2, x3, wq4[wr.w + q]));
         }
         acc += s * vec4<f32>(ws[sr.x + b], ws[sr.y + b], ws[sr.z + b], ws[sr.w + b]);
+    }
+    store_y(i, j0, acc.x);
+    store_y(i, j0 + 1u, acc.y);
+    store_y(i, j0 + 2u, acc.z);
+    store_y(i, j0 + 3u, acc.w);
+}
+
+fn wtex(t: u32) -> vec4<u32> {
+    return textureLoad(wqt, vec2<u32>(t % TW, t / TW), 0);
+}
+
+fn stex(t: u32) -> f32 {
+    return textureLoad(wst, vec2<u32>(t % TW, t / TW), 0).x;
+}
+
+@compute @workgroup_size(16)
+fn gemv_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    let last = p.n - 1u;
+    let r = vec4<u32>(j0, min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
+    let wr = r * k16;
+    let sr = r * kb;
+    let xr = i * (p.k / 4u);
+    var acc = vec4<f32>(0.0);
+    for (var b = 0u; b < kb; b++) {
+        var s = vec4<f32>(0.0);
+        for (var h = 0u; h < 2u; h++) {
+            let q = b * 2u + h;
+            let x0 = vec4<f32>(x4[xr + q * 4u]);
+            let x1 = vec4<f32>(x4[xr + q * 4u + 1u]);
+            let x2 = vec4<f32>(x4[xr + q * 4u + 2u]);
+            let x3 = vec4<f32>(x4[xr + q * 4u + 3u]);
+            s += vec4<f32>(dot16(x0, x1, x2, x3, wtex(wr.x + q)), dot16(x0, x1, x2, x3, wtex(wr.y + q)),
+                           dot16(x0, x1, x2, x3, wtex(wr.z + q)), dot16(x0, x1, x2, x3, wtex(wr.w + q)));
+        }
+        acc += s * vec4<f32>(stex(sr.x + b), stex(sr.y + b), stex(sr.z + b), stex(sr.w + b));
     }
     store_y(i, j0, acc.x);
     store_y(i, j0 + 1u, acc.y);

@@ -50,20 +50,31 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     let dtype = out.dtype;
     let grid = product_grid(op, m, n)?;
     let gemv = m <= GEMV_MAX_ROWS;
+    // Decode on an adapter that prefers texture reads: the weights and their scales through texture twins.
+    let rows_fit =
+        |bytes: u64, kind| crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64);
+    let twins_fit = gemv
+        && caps.texture_weights
+        && rows_fit((n * k) as u64, BindKind::TextureU32x4)
+        && rows_fit((n * k / BLOCK * 4) as u64, BindKind::TextureF32);
+    let (wq, ws) = if twins_fit {
+        (bind_as(Arg::Input(1), BindKind::TextureU32x4), bind_as(Arg::Input(2), BindKind::TextureF32))
+    } else {
+        (bind(Arg::Input(1), false), bind(Arg::Input(2), false))
+    };
     if act == ActQuant::None || !caps.int8dot {
         let d = Dispatch {
             family: "qmatmul",
             source: SOURCE,
-            entry: if gemv { "gemv_w8" } else { "gemm_w8" },
+            entry: match (gemv, twins_fit) {
+                (true, true) => "gemv_w8_tex",
+                (true, false) => "gemv_w8",
+                _ => "gemm_w8",
+            },
             dtype,
             overrides: vec![],
             params: params(m, n, k),
-            bindings: vec![
-                bind(Arg::Input(0), false),
-                bind(Arg::Input(1), false),
-                bind(Arg::Input(2), false),
-                bind(Arg::Output, true),
-            ],
+            bindings: vec![bind(Arg::Input(0), false), wq, ws, bind(Arg::Output, true)],
             grid,
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
@@ -84,16 +95,8 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         bindings: qbind,
         grid: grid_1d(ceil_div(blocks, 64)),
     };
-    // Decode on an adapter that prefers texture reads: the weights through texture twins, the quantized row
-    // through uniform bindings, where they fit.
-    let rows_fit =
-        |bytes: u64, kind| crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64);
-    let tex = gemv
-        && caps.texture_weights
-        && caps.max_uniform >= TEX_UNIFORM_BYTES
-        && (m * k) as u64 <= TEX_UNIFORM_BYTES
-        && rows_fit((n * k) as u64, BindKind::TextureU32x4)
-        && rows_fit((n * k / BLOCK * 4) as u64, BindKind::TextureF32);
+    // With texture twins, the quantized row goes through uniform bindings where it fits.
+    let tex = twins_fit && caps.max_uniform >= TEX_UNIFORM_BYTES && (m * k) as u64 <= TEX_UNIFORM_BYTES;
     if tex {
         let product = Dispatch {
             family: "qtex",

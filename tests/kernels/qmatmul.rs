@@ -117,9 +117,9 @@ fn against_the_f32_weights() {
     }
 }
 
-/// The decode GEMVs with the weights bound as textures (and the quantized row as uniforms) and as storage
-/// buffers: the same arithmetic, so the same values (f32 and f16), and f32 matches the CPU reference; static
-/// and dynamic, partial column quads, more weight texels than one texture row holds.
+/// The decode GEMVs with the weights bound as textures (and W8A8's quantized row as uniforms) and as storage
+/// buffers: the same arithmetic, so the same values (f32 and f16), and f32 matches the CPU reference;
+/// weight-only, static and dynamic, partial column quads, more weight texels than one texture row holds.
 #[test]
 fn texture_and_storage_gemv_match_the_reference() {
     let mut r = Rng::new(44);
@@ -128,7 +128,7 @@ fn texture_and_storage_gemv_match_the_reference() {
     for dt in common::dtypes() {
         for (m, k, n) in [(1, 32, 1), (1, 576, 130), (3, 96, 70), (8, 256, 1031), (2, 64, 4099)] {
             let (ins, _) = operands(&mut r, m, k, n, dt);
-            for act in [ActQuant::Dynamic, ActQuant::Static] {
+            for act in [ActQuant::None, ActQuant::Dynamic, ActQuant::Static] {
                 let ins = args(&ins, act);
                 let mut env: HashMap<String, HostTensor> =
                     ins.iter().enumerate().map(|(i, t)| (format!("in{i}"), t.clone())).collect();
@@ -146,14 +146,13 @@ fn texture_and_storage_gemv_match_the_reference() {
                     |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
                 let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
                 let lowered = lower(&Op::QMatMul { act }, &infos, &info(&[m, n], dt), &tex.caps()).unwrap();
-                assert!(
-                    lowered.dispatches.iter().any(|d| d.entry == "gemv_w8a8_tex"),
-                    "{case}: not lowered to textures"
-                );
+                let entry = if act == ActQuant::None { "gemv_w8_tex" } else { "gemv_w8a8_tex" };
+                assert!(lowered.dispatches.iter().any(|d| d.entry == entry), "{case}: not lowered to {entry}");
                 let (got_tex, got_storage) = (run_gpu(tex, act, ins), run_gpu(storage, act, ins));
                 common::assert_close(&format!("texture vs storage {case}"), &got_tex, &got_storage, SAME);
                 if dt == DType::F32 {
-                    common::assert_close(&format!("texture {case}"), &got_tex, &want, W8A8);
+                    let tol = if act == ActQuant::None { F32_REDUCE } else { W8A8 };
+                    common::assert_close(&format!("texture {case}"), &got_tex, &want, tol);
                 }
             }
         }
