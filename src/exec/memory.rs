@@ -279,7 +279,9 @@ impl MemoryPlan {
                 for (buf, (a, b)) in sh {
                     gpu.write(buf, 0, &bytes[a * row_bytes..b * row_bytes]);
                 }
-                if let Some(t) = self.twins.lock().unwrap().get(&value_name(graph, v)) {
+                let twins = self.twins.lock().unwrap();
+                // (Inputs are uploaded every step: no name lookup unless some leaf has a twin.)
+                if let Some(t) = (!twins.is_empty()).then(|| twins.get(&value_name(graph, v))).flatten() {
                     t.write(gpu, bytes);
                 }
                 Ok(())
