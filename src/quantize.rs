@@ -167,11 +167,15 @@ pub fn quantize_model(
     let head = !tied
         && find(&m.tensors, "lm_head.weight")
             .is_some_and(|i| prec.int8_for("lm_head", m.tensors[i].shape[1]).is_some());
-    let groups: Vec<smooth::Group> = smooth::llama_groups(&m.config, &m.tensors, head)?
-        .into_iter()
-        .filter(|g| g.consumers.iter().any(|n| prec.int8_for(n, g.map.len()).is_some()))
-        .collect();
+    // Smoothing groups only when smoothing was asked (they need config fields plain quantization does not).
     let alpha = calibration.as_ref().and_then(|c| c.smooth);
+    let groups: Vec<smooth::Group> = match alpha {
+        Some(_) => smooth::llama_groups(&m.config, &m.tensors, head)?
+            .into_iter()
+            .filter(|g| g.consumers.iter().any(|n| prec.int8_for(n, g.map.len()).is_some()))
+            .collect(),
+        None => vec![],
+    };
     if let Some(a) = alpha {
         if !(0.0..=1.0).contains(&a) {
             return Err(Error::Other(format!("--smooth {a}: α must lie in [0, 1]")));
