@@ -259,7 +259,7 @@ pub fn quantize_model(
         "calibration": calibration.as_ref().map(|c| serde_json::json!({
             "file": c.file.display().to_string(), "tokens": scales.as_ref().map_or(0, |s| s.1),
             "percentile": c.percentile,
-            "smooth_alpha": alpha, "smoothed_groups": alpha.map_or(0, |_| groups.len()),
+            "smooth_alpha": alpha, "smoothed_groups": groups.len(),
         })),
     });
     write_model_folder(out, path, &m.config, &m.tensors, overwrite)?;
@@ -283,7 +283,7 @@ pub fn quantize_model(
         bytes,
         calibration_tokens: scales.map_or(0, |s| s.1),
         smooth_alpha: alpha,
-        smoothed_groups: alpha.map_or(0, |_| groups.len()),
+        smoothed_groups: groups.len(),
         dynamic,
     })
 }
