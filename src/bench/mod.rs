@@ -30,6 +30,7 @@ pub struct Row {
     pub clock: String,
 }
 
+#[derive(Clone, Copy)]
 enum Check {
     /// Run the reference for the whole op.
     Reference,
@@ -39,6 +40,7 @@ enum Check {
     Matmul(usize, usize, usize),
 }
 
+#[derive(Clone)]
 struct Case {
     name: String,
     op: Op,
@@ -146,6 +148,22 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
                 bytes,
                 Check::Matmul(1, 576, n),
             )?);
+        }
+        // A prefill linear layer at SmolLM2's shape (x·Wᵀ): the kernel the adapter gets (gemm_tex on a CPU
+        // adapter), and the storage-buffer tiled kernel for comparison.
+        let name = format!("linear 256x576 by 1536x576 {}", dt.name());
+        if want(&name) {
+            let (x, w) = (rng.tensor(&[256, 576], dt), rng.tensor(&[1536, 576], dt));
+            let bytes = ((256 * 576 + 1536 * 576 + 256 * 1536) * dt.size()) as f64;
+            let flops = 2.0 * (256 * 576 * 1536) as f64;
+            let op = Op::MatMul { ta: false, tb: true };
+            let c = case(gpu, &name, op.clone(), vec![x, w], flops, bytes, Check::Matmul(256, 576, 1536))?;
+            let mut tiled = Case { name: format!("{name} (storage tiled)"), ..c.clone() };
+            let infos: Vec<ArgInfo> = c.inputs.iter().map(info).collect();
+            let out_info = ArgInfo { shape: c.out_shape.clone(), dtype: c.out_dtype, shards: vec![(0, 256)] };
+            tiled.lowered = matmul::lower_kernel(&op, &infos, &out_info, matmul::Kernel::Tiled, &gpu.caps())?;
+            out.push(c);
+            out.push(tiled);
         }
         let rows = 512;
         let name = format!("softmax {rows}x4096 {}", dt.name());

@@ -29,6 +29,21 @@ pub struct ModelBench {
     pub gpu_memory_bytes: u64,
     /// GPU time of one decode step by op (microseconds, summed over its dispatches), largest first.
     pub decode_profile: Vec<(String, f64, usize)>,
+    /// The same for one prefill of 256 tokens.
+    pub prefill_256_profile: Vec<(String, f64, usize)>,
+}
+
+/// Dispatch timings summed by op, largest first.
+fn by_op(timings: Vec<crate::exec::OpTiming>) -> Vec<(String, f64, usize)> {
+    let mut by_op: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for t in timings {
+        let e = by_op.entry(t.op).or_default();
+        e.0 += t.micros;
+        e.1 += 1;
+    }
+    let mut v: Vec<(String, f64, usize)> = by_op.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
 }
 
 /// Prompts of arbitrary ids (the speed does not depend on the text); greedy decode of `n` tokens.
@@ -49,14 +64,8 @@ pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBen
     let mut sampler = Sampler::new(SamplerConfig::default());
     let g = generate(&mut s, &ids(64), n, &mut sampler, &[], 0, &mut |_| true)?;
     let decode = g.timings.decode_tokens_per_sec;
-    let mut by_op: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
-    for t in s.profile_decode(100)? {
-        let e = by_op.entry(t.op).or_default();
-        e.0 += t.micros;
-        e.1 += 1;
-    }
-    let mut decode_profile: Vec<(String, f64, usize)> = by_op.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
-    decode_profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let decode_profile = by_op(s.profile_decode(100)?);
+    let prefill_256_profile = by_op(s.profile_prefill(&ids(256))?);
     Ok(ModelBench {
         model: path.display().to_string(),
         adapter: gpu.info.name.clone(),
@@ -72,5 +81,6 @@ pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBen
         decode_weight_gbps: s.bytes_per_token() as f64 * decode / 1e9,
         gpu_memory_bytes: s.gpu_bytes(),
         decode_profile,
+        prefill_256_profile,
     })
 }

@@ -319,10 +319,14 @@ pub fn main() -> Result<()> {
                     r.weight_bytes_per_token as f64 / 1e6,
                     r.decode_weight_gbps
                 );
-                let total: f64 = r.decode_profile.iter().map(|p| p.1).sum();
-                println!("  one decode step on the GPU: {:.1} ms", total / 1e3);
-                for (op, us, n) in &r.decode_profile {
-                    println!("    {op:<20} {:>9.1} ms {:>5.1}% ({n} dispatches)", us / 1e3, 100.0 * us / total);
+                for (what, profile) in
+                    [("one decode step", &r.decode_profile), ("one prefill of 256 tokens", &r.prefill_256_profile)]
+                {
+                    let total: f64 = profile.iter().map(|p| p.1).sum();
+                    println!("  {what} on the GPU: {:.1} ms", total / 1e3);
+                    for (op, us, n) in profile {
+                        println!("    {op:<20} {:>9.1} ms {:>5.1}% ({n} dispatches)", us / 1e3, 100.0 * us / total);
+                    }
                 }
             }
             Ok(())

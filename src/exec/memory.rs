@@ -218,6 +218,11 @@ impl MemoryPlan {
         Ok(shards)
     }
 
+    /// Count a plan-owned texture (staged bindings) as transient memory.
+    pub fn keep_texture_bytes(&mut self, bytes: u64) {
+        self.transient_bytes += bytes;
+    }
+
     pub fn keep_scratch(&mut self, bufs: Vec<wgpu::Buffer>) {
         self.transient_bytes += bufs.iter().map(|b| b.size()).sum::<u64>();
         self.scratch.extend(bufs);

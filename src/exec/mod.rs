@@ -1,7 +1,8 @@
 //! Compile a Graph into a Plan, then replay it: op order, the memory plan (persistent leaves, liveness-based
 //! reuse of transient buffers), pipelines and bind groups are made once in `compile`; `run` uploads the
 //! inputs, rewrites only the Params words that depend on runtime scalars, records every dispatch into one
-//! command buffer and submits once.
+//! command buffer and submits once. A dispatch that binds a value as a staged texture (`BindKind::is_staged`)
+//! has the value's buffer copied into a plan texture right before it (the compute pass is split there).
 
 mod memory;
 mod profile;
@@ -31,6 +32,33 @@ struct Step {
     words: Vec<u32>,
     grid: [u32; 3],
     node: usize,
+    /// Buffer → texture copies recorded before the dispatch (staged texture bindings).
+    copies: Vec<Staged>,
+}
+
+/// One staged texture binding: the first `bytes` of `buffer` are copied into `texture` before the dispatch.
+#[derive(Clone)]
+struct Staged {
+    buffer: wgpu::Buffer,
+    texture: twins::Twin,
+    bytes: u64,
+}
+
+/// Record `steps` into `enc`: one compute pass per run of steps, split before each step with copies.
+fn record_steps<'a>(enc: &mut wgpu::CommandEncoder, steps: impl IntoIterator<Item = &'a Step>) {
+    let steps: Vec<&Step> = steps.into_iter().collect();
+    let mut start = 0;
+    while start < steps.len() {
+        let end = (start + 1..steps.len()).find(|&i| !steps[i].copies.is_empty()).unwrap_or(steps.len());
+        for c in &steps[start].copies {
+            c.texture.record_copy(enc, &c.buffer, c.bytes);
+        }
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for s in &steps[start..end] {
+            s.record(&mut pass);
+        }
+        start = end;
+    }
 }
 
 /// A compiled graph, ready to run many times.
@@ -122,7 +150,7 @@ fn make_step<'b>(
         layout: &pipeline.layout,
         entries: &entries,
     });
-    Ok(Step { pipeline, bind_group, params, vars, words, grid: d.grid, node })
+    Ok(Step { pipeline, bind_group, params, vars, words, grid: d.grid, node, copies: vec![] })
 }
 
 impl<'g> Plan<'g> {
@@ -143,6 +171,9 @@ impl<'g> Plan<'g> {
         let mut mem = MemoryPlan::new(gpu, &graph, outputs, shared)?;
         let caps = gpu.caps();
         let mut steps = vec![];
+        // Staged textures by (kind, rows, binding slot): a copy precedes every use, so one texture serves
+        // every dispatch of its size.
+        let mut staged: HashMap<(BindKind, u64, usize), twins::Twin> = HashMap::new();
         for i in mem.order.clone() {
             let node = &graph.nodes[i];
             if node.op.is_leaf() {
@@ -163,9 +194,32 @@ impl<'g> Plan<'g> {
                 .collect::<Result<_>>()?;
             for d in &lowered.dispatches {
                 let mut views = vec![];
-                for b in &d.bindings {
+                let mut copies = vec![];
+                for (slot, b) in d.bindings.iter().enumerate() {
                     views.push(match (b.kind.is_texture(), b.arg) {
                         (false, _) => None,
+                        (true, Arg::Input(j)) if b.kind.is_staged() => {
+                            let v = node.inputs[j];
+                            let bytes = mem.bytes(&graph, v);
+                            let rows = twins::rows_for(b.kind, bytes).ok_or_else(|| {
+                                Error::Graph(format!("{}: {bytes} bytes are not whole texels", value_name(&graph, v)))
+                            })?;
+                            let texture = match staged.get(&(b.kind, rows, slot)) {
+                                Some(t) => t.clone(),
+                                None => {
+                                    let (_, texel) = twins::format(b.kind).expect("a texture kind");
+                                    let cap = rows * twins::TEXTURE_WIDTH as u64 * texel;
+                                    let t = twins::Twin::new(gpu, &format!("staged {rows} rows"), b.kind, cap)?;
+                                    mem.keep_texture_bytes(cap);
+                                    staged.insert((b.kind, rows, slot), t.clone());
+                                    t
+                                }
+                            };
+                            let buffer = mem.buffer(&graph, v, 0)?.clone();
+                            let view = texture.view.clone();
+                            copies.push(Staged { buffer, texture, bytes });
+                            Some(view)
+                        }
                         (true, Arg::Input(j)) => Some(mem.twin(gpu, &graph, node.inputs[j], b.kind)?),
                         (true, arg) => {
                             return Err(Error::Graph(format!("op {} binds {arg:?} as a texture", node.op.name())))
@@ -182,7 +236,9 @@ impl<'g> Plan<'g> {
                         }),
                     }
                 };
-                steps.push(make_step(gpu, d, &buf, &views, i)?);
+                let mut step = make_step(gpu, d, &buf, &views, i)?;
+                step.copies = copies;
+                steps.push(step);
             }
             mem.keep_scratch(scratch);
         }
@@ -294,12 +350,7 @@ impl<'g> Plan<'g> {
         self.feed(inputs, vars)?;
         let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for s in &self.steps {
-                s.record(&mut pass);
-            }
-        }
+        record_steps(&mut enc, &self.steps);
         for (o, st) in self.outputs.iter().zip(&self.staging) {
             let buf = self.mem.buffer(&self.graph, *o, 0)?;
             enc.copy_buffer_to_buffer(buf, 0, st, 0, st.size());

@@ -18,11 +18,13 @@ pub struct OpTiming {
     pub clock: &'static str,
 }
 
-/// Record `n` compute passes (`record(i, pass)` fills pass i) and return each one's time in microseconds,
-/// with the clock used.
+/// Record `n` compute passes (`pre(i, encoder)` records what must precede pass i, such as copies, outside
+/// the timing; `record(i, pass)` fills pass i) and return each pass's time in microseconds, with the clock
+/// used.
 pub(super) fn time_passes(
     gpu: &Gpu,
     n: usize,
+    pre: &dyn Fn(usize, &mut wgpu::CommandEncoder),
     record: &dyn Fn(usize, &mut wgpu::ComputePass),
 ) -> Result<(Vec<f64>, &'static str)> {
     if n == 0 {
@@ -31,6 +33,9 @@ pub(super) fn time_passes(
     if !gpu.has_timestamps() {
         let mut out = vec![];
         for i in 0..n {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            pre(i, &mut enc);
+            gpu.queue.submit([enc.finish()]);
             let t0 = Instant::now();
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             record(i, &mut enc.begin_compute_pass(&Default::default()));
@@ -58,6 +63,7 @@ pub(super) fn time_passes(
     let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     for i in 0..n as u32 {
+        pre(i as usize, &mut enc);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: None,
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -77,11 +83,17 @@ pub(super) fn time_passes(
 }
 
 impl Plan<'_> {
-    /// Run once with a timing around every dispatch. Returns one entry per dispatch, in order.
+    /// Run once with a timing around every dispatch (not the staging copies before it). Returns one entry
+    /// per dispatch, in order.
     pub fn profile(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<Vec<OpTiming>> {
         self.feed(inputs, vars)?;
         let steps: Vec<&super::Step> = self.steps.iter().filter(|s| !s.grid.contains(&0)).collect();
-        let (micros, clock) = time_passes(self.gpu, steps.len(), &|i, pass| steps[i].record(pass))?;
+        let pre = |i: usize, enc: &mut wgpu::CommandEncoder| {
+            for c in &steps[i].copies {
+                c.texture.record_copy(enc, &c.buffer, c.bytes);
+            }
+        };
+        let (micros, clock) = time_passes(self.gpu, steps.len(), &pre, &|i, pass| steps[i].record(pass))?;
         Ok(steps
             .iter()
             .zip(micros)

@@ -2,7 +2,7 @@
 //! variant that no op lowers to, such as the baseline matmul and the plain copy) on buffers it owns.
 
 use super::twins::Twin;
-use super::{make_step, Step};
+use super::{make_step, record_steps, Staged, Step};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Arg, Lowered};
@@ -56,9 +56,17 @@ impl<'g> RawKernel<'g> {
             };
             // Texture bindings of inputs get twins of their buffers (kept with the kernel).
             let mut views = vec![];
+            let mut copies = vec![];
             for b in &d.bindings {
                 views.push(match (b.kind.is_texture(), b.arg) {
                     (false, _) => None,
+                    (true, Arg::Input(j)) if b.kind.is_staged() => {
+                        let bytes = inputs[j].to_bytes().len() as u64;
+                        let texture = Twin::new(gpu, &format!("bench staged {j}"), b.kind, bytes)?;
+                        let v = texture.view.clone();
+                        copies.push(Staged { buffer: ins[j].clone(), texture, bytes });
+                        Some(v)
+                    }
                     (true, Arg::Input(j)) => {
                         let t = Twin::new(gpu, &format!("bench input {j}"), b.kind, ins[j].size())?;
                         t.write(gpu, &inputs[j].to_bytes());
@@ -70,6 +78,7 @@ impl<'g> RawKernel<'g> {
                 });
             }
             let mut step = make_step(gpu, d, &buf, &views, 0)?;
+            step.copies = copies;
             if !step.vars.is_empty() {
                 let table: std::collections::HashMap<&str, u32> = vars.iter().copied().collect();
                 for (k, sc, add) in &step.vars {
@@ -97,10 +106,17 @@ impl<'g> RawKernel<'g> {
         }
     }
 
+    /// Record the staging copies of every step (staged texture bindings).
+    fn record_copies(&self, enc: &mut wgpu::CommandEncoder) {
+        for c in self.steps.iter().flat_map(|s| &s.copies) {
+            c.texture.record_copy(enc, &c.buffer, c.bytes);
+        }
+    }
+
     /// Run once and read the output back.
     pub fn run(&self) -> Result<HostTensor> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.record(&mut enc.begin_compute_pass(&Default::default()));
+        record_steps(&mut enc, &self.steps);
         self.gpu.queue.submit([enc.finish()]);
         let bytes =
             self.gpu.read(&self.out, 0, (self.out_shape.iter().product::<usize>() * self.out_dtype.size()) as u64)?;
@@ -109,7 +125,8 @@ impl<'g> RawKernel<'g> {
 
     /// Time `reps` runs (each all of the kernel's dispatches): GPU timestamps around each run where the
     /// adapter has them, else the wall clock of a submit-and-wait. Returns (microseconds per run, clock).
+    /// Staging copies run before each timed pass and are not counted.
     pub fn time(&self, reps: usize) -> Result<(Vec<f64>, &'static str)> {
-        super::profile::time_passes(self.gpu, reps, &|_, pass| self.record(pass))
+        super::profile::time_passes(self.gpu, reps, &|_, enc| self.record_copies(enc), &|_, pass| self.record(pass))
     }
 }

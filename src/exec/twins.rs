@@ -7,7 +7,12 @@
 //!
 //! A twin is filled from the leaf's buffer when it is made and rewritten whenever the leaf is uploaded
 //! (`MemoryPlan::upload`). Kernels never write a twin, so a leaf that a kernel updates in place must not be
-//! bound as a texture (only int8 weights are, and those are inference-only).
+//! bound as a twin (only int8 weights are, and those are inference-only).
+//!
+//! Staged textures (`BindKind::StagedF32x4` / `StagedF16x4`) use the same layout for any value, leaf or
+//! intermediate: the plan copies the value's buffer in right before the dispatch, every run (a buffer →
+//! texture copy runs at about 8 GB/s on llvmpipe), so they are never stale and cost one texture per size
+//! instead of a second copy of every weight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +42,8 @@ pub fn format(kind: BindKind) -> Option<(wgpu::TextureFormat, u64)> {
     match kind {
         BindKind::TextureU32x4 => Some((wgpu::TextureFormat::Rgba32Uint, 16)),
         BindKind::TextureF32 => Some((wgpu::TextureFormat::R32Float, 4)),
+        BindKind::StagedF32x4 => Some((wgpu::TextureFormat::Rgba32Float, 16)),
+        BindKind::StagedF16x4 => Some((wgpu::TextureFormat::Rgba16Float, 8)),
         _ => None,
     }
 }
@@ -82,10 +89,11 @@ impl Twin {
         self.texels * self.texel
     }
 
-    /// The copies that fill the twin: (first texel, texture origin row, width in texels, rows).
-    fn pieces(&self) -> Vec<(u64, u32, u32, u32)> {
+    /// The copies that fill the first `texels` texels: (first texel, texture origin row, width in texels,
+    /// rows).
+    fn pieces(texels: u64) -> Vec<(u64, u32, u32, u32)> {
         let w = TEXTURE_WIDTH as u64;
-        let (full, rem) = (self.texels / w, self.texels % w);
+        let (full, rem) = (texels / w, texels % w);
         let mut v = vec![];
         if full > 0 {
             v.push((0, 0, TEXTURE_WIDTH, full as u32));
@@ -107,7 +115,7 @@ impl Twin {
 
     /// Write the leaf's bytes.
     pub fn write(&self, gpu: &Gpu, bytes: &[u8]) {
-        for (t0, row, width, rows) in self.pieces() {
+        for (t0, row, width, rows) in Self::pieces(self.texels) {
             let start = (t0 * self.texel) as usize;
             let end = start + (width as u64 * rows as u64 * self.texel) as usize;
             gpu.queue.write_texture(
@@ -126,7 +134,14 @@ impl Twin {
     /// Copy the leaf's buffer in (for a twin made after the leaf was uploaded).
     pub fn copy_from(&self, gpu: &Gpu, buffer: &wgpu::Buffer) {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        for (t0, row, width, rows) in self.pieces() {
+        self.record_copy(&mut enc, buffer, self.bytes());
+        gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Record the copy of the first `bytes` of `buffer` (whole texels, at most the texture's capacity) into
+    /// the texture.
+    pub fn record_copy(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, bytes: u64) {
+        for (t0, row, width, rows) in Self::pieces(bytes / self.texel) {
             enc.copy_buffer_to_texture(
                 wgpu::TexelCopyBufferInfo {
                     buffer,
@@ -141,6 +156,5 @@ impl Twin {
                 wgpu::Extent3d { width, height: rows, depth_or_array_layers: 1 },
             );
         }
-        gpu.queue.submit([enc.finish()]);
     }
 }

@@ -59,8 +59,8 @@ pub struct GpuOptions {
     pub tier: Option<Tier>,
     /// Force the max storage binding size down (bytes), to exercise sharded tensors.
     pub max_binding: Option<u64>,
-    /// Bind int8 weights as textures for decode (default: on CPU adapters only; env
-    /// `WGPU_LLM_TEXTURE_WEIGHTS=0|1`).
+    /// Read weights through textures: int8 decode GEMVs and float x·Wᵀ GEMMs (default: on CPU adapters
+    /// only; env `WGPU_LLM_TEXTURE_WEIGHTS=0|1`).
     pub texture_weights: Option<bool>,
 }
 
@@ -88,7 +88,7 @@ pub struct Gpu {
     pub tier: Tier,
     /// The largest tensor one storage binding may hold (bytes, a multiple of 4).
     pub max_binding: u64,
-    /// Int8 weights are bound as textures for decode (`GpuOptions::texture_weights`).
+    /// Weights are read through textures (int8 decode GEMVs, float GEMMs; `GpuOptions::texture_weights`).
     pub texture_weights: bool,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     layouts: Mutex<HashMap<Vec<BindKind>, Arc<wgpu::BindGroupLayout>>>,
@@ -263,7 +263,9 @@ impl Gpu {
                         BindKind::Write => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
                         BindKind::Uniform => buffer(wgpu::BufferBindingType::Uniform),
                         BindKind::TextureU32x4 => texture(wgpu::TextureSampleType::Uint),
-                        BindKind::TextureF32 => texture(wgpu::TextureSampleType::Float { filterable: false }),
+                        BindKind::TextureF32 | BindKind::StagedF32x4 | BindKind::StagedF16x4 => {
+                            texture(wgpu::TextureSampleType::Float { filterable: false })
+                        }
                     };
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,

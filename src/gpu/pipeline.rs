@@ -30,6 +30,8 @@ impl Gpu {
                 BindKind::Uniform => 'u',
                 BindKind::TextureU32x4 => 't',
                 BindKind::TextureF32 => 'f',
+                BindKind::StagedF32x4 => 's',
+                BindKind::StagedF16x4 => 'h',
             })
             .collect();
         k + ":" + &kinds

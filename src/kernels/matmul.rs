@@ -1,17 +1,20 @@
 //! Lowering of MatMul (shaders/matmul.wgsl): the tiled GEMM, the decode GEMV (m = 1) and the plain 4×4
-//! baseline the benchmark compares against; batching, transposes and row-sharded weights.
+//! baseline the benchmark compares against; batching, transposes and row-sharded weights. On CPU adapters
+//! (`Caps::texture_weights`) x·Wᵀ with more than 8 rows runs shaders/matmul_tex.wgsl's `gemm_tex` on staged
+//! textures instead.
 //!
 //! A weight b (2-D) stored in several shards (split by rows of its first dim) runs as one dispatch per shard:
 //! with `tb` (W [N, K]) a shard's rows are output columns, so each dispatch writes its own column range of c;
 //! without `tb` (W [K, N]) a shard's rows are a slice of the reduction, so every dispatch reads the matching
 //! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
 
-use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{bind, bind_as, ceil_div, grid_1d, no_shards, Arg, ArgInfo, BindKind, Caps, Dispatch, Lowered, Word};
 use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::tensor::DType;
 
 pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+pub const TEX_SOURCE: &str = include_str!("../../shaders/matmul_tex.wgsl");
 
 /// Which matmul kernel to use; `Auto` is what `lower` picks (gemv for single-row products, else tiled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +23,8 @@ pub enum Kernel {
     Tiled,
     Gemv,
     Baseline,
+    /// `gemm_tex` on staged textures (x·Wᵀ only).
+    Texture,
 }
 
 /// One dispatch's sub-problem (see the Params comment in the shader).
@@ -126,18 +131,27 @@ pub fn baseline_dispatch(m: usize, k: usize, n: usize, ta: bool, tb: bool, dtype
 
 /// `WGPU_LLM_MATMUL=tiled|gemv|baseline` forces a kernel (a debug and benchmarking aid; gemv falls back to
 /// tiled where it does not apply).
-pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     let kernel = match std::env::var("WGPU_LLM_MATMUL").as_deref() {
         Ok("tiled") => Kernel::Tiled,
         Ok("gemv") => Kernel::Gemv,
         Ok("baseline") => Kernel::Baseline,
         _ => Kernel::Auto,
     };
-    lower_kernel(op, ins, out, kernel)
+    lower_kernel(op, ins, out, kernel, caps)
+}
+
+/// The staged-texture kind of a float dtype.
+fn staged_kind(dtype: DType) -> Option<BindKind> {
+    match dtype {
+        DType::F32 => Some(BindKind::StagedF32x4),
+        DType::F16 => Some(BindKind::StagedF16x4),
+        _ => None,
+    }
 }
 
 /// `lower` with the kernel chosen by the caller (the benchmark compares them on one shape).
-pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel) -> Result<Lowered> {
+pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, caps: &Caps) -> Result<Lowered> {
     let Op::MatMul { ta, tb } = *op else {
         return Err(Error::Unsupported { op: op.name().into(), detail: "not a matmul".into() });
     };
@@ -176,13 +190,46 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel) -> 
             detail: format!("shapes {a:?} × {b:?} need more workgroups than one dispatch allows"),
         });
     }
+    let dtype = out.dtype;
+    // gemm_tex: x·Wᵀ with one 2-D weight in one buffer, whole texels per row, both operands within the
+    // texture height limit.
+    let texture_fits = |bytes: usize| {
+        staged_kind(dtype).is_some_and(|kind| {
+            crate::exec::twins::rows_for(kind, bytes as u64).is_some_and(|r| r <= caps.max_texture_rows as u64)
+        })
+    };
+    let texture = !ta
+        && tb
+        && rb == 2
+        && shards.len() <= 1
+        && k.is_multiple_of(4)
+        && ins[0].dtype == dtype
+        && ins[1].dtype == dtype
+        && texture_fits(g.m * k * dtype.size())
+        && texture_fits(n * k * dtype.size());
     let kernel = match kernel {
         Kernel::Auto if g.m == 1 && !ta => Kernel::Gemv,
+        Kernel::Auto if g.m > 8 && texture && caps.texture_weights => Kernel::Texture,
+        Kernel::Texture if !texture => Kernel::Tiled,
         Kernel::Gemv if ta || g.m != 1 => Kernel::Tiled,
         Kernel::Auto => Kernel::Tiled,
         other => other,
     };
-    let dtype = out.dtype;
+    if kernel == Kernel::Texture {
+        let kind = staged_kind(dtype).expect("checked by `texture`");
+        let u = |x: usize| Word::U32(x as u32);
+        let d = Dispatch {
+            family: "matmul_tex",
+            source: TEX_SOURCE,
+            entry: "gemm_tex",
+            dtype,
+            overrides: vec![],
+            params: vec![("m", u(g.m)), ("n", u(n)), ("k", u(k))],
+            bindings: vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), kind), bind(Arg::Output, true)],
+            grid: [ceil_div(n, 64).max(1), ceil_div(g.m, 128).max(1), 1],
+        };
+        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+    }
     let mut dispatches = vec![];
     if shards.len() <= 1 {
         dispatches.push(dispatch(&g, kernel, ta, tb, dtype, Arg::Input(1)));

@@ -47,11 +47,21 @@ pub enum BindKind {
     TextureU32x4,
     /// A leaf's texture twin: `texture_2d<f32>` of r32float texels (one f32 each).
     TextureF32,
+    /// Any value, copied before the dispatch on every run into a plan texture laid out like a twin:
+    /// `texture_2d<f32>` of rgba32float texels (four f32 each).
+    StagedF32x4,
+    /// The same for an f16 value: rgba16float texels (four f16 each, read as `vec4<f32>`).
+    StagedF16x4,
 }
 
 impl BindKind {
     pub fn is_texture(self) -> bool {
-        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32)
+        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32 | BindKind::StagedF32x4 | BindKind::StagedF16x4)
+    }
+
+    /// A texture the executor refills from the value's buffer before every use (not a leaf's twin).
+    pub fn is_staged(self) -> bool {
+        matches!(self, BindKind::StagedF32x4 | BindKind::StagedF16x4)
     }
 }
 
@@ -157,8 +167,9 @@ pub struct Caps {
     pub subgroup_max: u32,
     /// WGSL's packed int8 dot product (`dot4I8Packed`): the W8A8 kernels.
     pub int8dot: bool,
-    /// Bind int8 weights as textures for decode (`exec::twins`; on by default on CPU adapters, where
-    /// texel fetches are much cheaper than storage loads).
+    /// Read weights through textures: int8 weights' twins for decode GEMVs (`exec::twins`) and staged
+    /// textures for float x·Wᵀ GEMMs (`gemm_tex`). On by default on CPU adapters, where texel fetches are
+    /// much cheaper than storage loads.
     pub texture_weights: bool,
     /// Rows a texture twin may have (`max_texture_dimension_2d`).
     pub max_texture_rows: u32,
@@ -184,6 +195,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("embedding", embedding::SOURCE),
     ("loss", loss::SOURCE),
     ("matmul", matmul::SOURCE),
+    ("matmul_tex", matmul::TEX_SOURCE),
     ("norm", norm::SOURCE),
     ("optim", optim::SOURCE),
     ("position", position::SOURCE),

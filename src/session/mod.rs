@@ -240,6 +240,20 @@ impl<'g> Session<'g> {
         self.decode.profile(&feeds(&inputs), &[("pos", pos), ("len", pos + 1)])
     }
 
+    /// Time each dispatch of the prefill plan of `ids` at position 0 (after running it once, which compiles
+    /// and warms it); the cache is left reset.
+    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<Vec<crate::exec::OpTiming>> {
+        self.reset();
+        self.forward(ids)?;
+        self.reset();
+        let b = self.prefill.iter().find(|p| p.0 >= ids.len()).map(|p| p.0).unwrap_or(ids.len());
+        let plan = &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("compiled by forward").1;
+        let inputs = step_inputs(plan, ids, b, &[ids.len() as u32 - 1], 0, self.cfg.max_pos())?;
+        let out = plan.profile(&feeds(&inputs), &[("pos", 0), ("len", b as u32)]);
+        self.reset();
+        out
+    }
+
     /// An error for single-sequence work on a batched session.
     fn single(&self, what: &str) -> Result<()> {
         if self.batch != 1 {

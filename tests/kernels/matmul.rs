@@ -150,3 +150,54 @@ fn bad_shapes_are_typed_errors() {
     let e = b.matmul(y, z, false, false).unwrap_err().to_string();
     assert!(e.contains("matmul") && e.contains("batch"), "{e}");
 }
+
+#[test]
+fn texture_gemm_matches_the_reference() {
+    use wgpu_llm::kernels::{matmul, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(17);
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    // Sizes off the 128 × 64 workgroup tile and the 16 × 8 invocation tile, k a multiple of 4 (whole
+    // texels) but not of 64, a batch folded into the rows, and a weight spanning several texture rows.
+    for (batch, m, k, n) in
+        [(vec![], 9, 4, 1), (vec![], 37, 132, 70), (vec![], 130, 64, 65), (vec![3], 20, 36, 9), (vec![], 12, 1100, 31)]
+    {
+        for (dt, tol) in dtypes() {
+            let (sa, sb) = shapes(&batch, m, k, n, false, true, true);
+            let case = format!("texture gemm {sa:?}·{sb:?}ᵀ {dt:?}");
+            let op = Op::MatMul { ta: false, tb: true };
+            let mut so = sa.clone();
+            *so.last_mut().unwrap() = n;
+            for (gpu, entry) in [(tex, "gemm_tex"), (storage, "matmul_tiled")] {
+                let lowered = matmul::lower(&op, &[info(&sa, dt), info(&sb, dt)], &info(&so, dt), &gpu.caps()).unwrap();
+                assert_eq!(lowered.dispatches[0].entry, entry, "{case}");
+                let (a, b) = (r.tensor(&sa, dt), r.tensor(&sb, dt));
+                check_op_on(gpu, &format!("{case} ({entry})"), op.clone(), &[a, b], &[], tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn texture_gemm_sees_a_weight_set_again() {
+    // A staged texture is refilled before every run, so a weight changed between runs of one plan
+    // (training, LoRA merges) is never read stale.
+    use std::collections::HashMap;
+    use wgpu_llm::{exec::Plan, reference};
+    let gpu = common::gpu_texture_weights();
+    let mut r = Rng::new(18);
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[33, 40], DType::F32).unwrap();
+    let w = b.param("w", &[24, 40], DType::F32).unwrap();
+    let y = b.matmul(x, w, false, true).unwrap();
+    let graph = b.finish();
+    let mut plan = Plan::compile(gpu, &graph, &[y]).unwrap();
+    for round in 0..2 {
+        let (xv, wv) = (r.tensor(&[33, 40], DType::F32), r.tensor(&[24, 40], DType::F32));
+        plan.set("w", &wv).unwrap();
+        let got = plan.run(&[("x", &xv)], &[]).unwrap();
+        let mut env: HashMap<String, _> = [("x".to_string(), xv), ("w".to_string(), wv)].into();
+        let want = reference::run_graph(&graph, &mut env, &HashMap::new(), &[y]).unwrap();
+        common::assert_close(&format!("texture gemm, weight set for round {round}"), &got[0], &want[0], F32_REDUCE);
+    }
+}
