@@ -15,6 +15,10 @@
 //   gemm_w8   prefill: workgroup (8, 8), each invocation an 8×8 register tile of y (a 64×64 tile per
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
+//   gemm_w8_tex  prefill on CPU adapters: binding 1 is x as a staged texture, 2 and 3 twins (see its
+//             section); 16 × 8 tiles per invocation. grid (⌈n/64⌉, ⌈m/128⌉, 1).
+//   gemm_w8a8_tex  the same for W8A8 (quantized x from qdot.wgsl's quantizers, bindings 1 and 5 staged;
+//             see its section).
 // Rows of W past n and rows of x past m are clamped to the last one and never stored.
 // CPU reference: reference::qmatmul::qmatmul_forward (act = None).
 
@@ -31,6 +35,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<T>;
 @group(0) @binding(2) var wqt: texture_2d<u32>;
 @group(0) @binding(3) var wst: texture_2d<f32>;
+@group(0) @binding(1) var xt: texture_2d<f32>;
+@group(0) @binding(1) var qxt: texture_2d<u32>;
+@group(0) @binding(5) var sxt: texture_2d<f32>;
 
 const TW: u32 = 4096u;
 
@@ -172,4 +179,178 @@ fn gemm_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             store_y(i0 + r, j0 + c, acc[r * 8u + c]);
         }
     }
+}
+
+// ---- gemm_w8_tex --------------------------------------------------------------------------------------
+// Prefill on CPU adapters: x as a staged texture (exec: rgba32float / rgba16float, texel t = x elements
+// 4t..4t+3), the weights and scales as twins. Workgroup (8, 8), each invocation a 16 × 8 register tile (rows
+// i0..i0+15, columns j0..j0+7) as in matmul_tex.wgsl: a step of 16 k fetches 8 weight texels (dequantized
+// once, scale folded in) and 4 x texels per row for 2048 FMAs.
+
+fn xtex(t: u32) -> vec4<f32> {
+    return textureLoad(xt, vec2<u32>(t % TW, t / TW), 0);
+}
+
+// wf[4c..4c+3] = the 16 weights of texel w of column c times the column's block scale.
+fn dequant16(wf: ptr<function, array<vec4<f32>, 32>>, c: u32, w: vec4<u32>, s: f32) {
+    (*wf)[4u * c] = i8x4(w.x) * s;
+    (*wf)[4u * c + 1u] = i8x4(w.y) * s;
+    (*wf)[4u * c + 2u] = i8x4(w.z) * s;
+    (*wf)[4u * c + 3u] = i8x4(w.w) * s;
+}
+
+fn xw(x: ptr<function, array<vec4<f32>, 4>>, wf: ptr<function, array<vec4<f32>, 32>>, c: u32) -> f32 {
+    return dot((*x)[0], (*wf)[4u * c]) + dot((*x)[1], (*wf)[4u * c + 1u]) + dot((*x)[2], (*wf)[4u * c + 2u])
+        + dot((*x)[3], (*wf)[4u * c + 3u]);
+}
+
+// Row r of the tile over one step of 16 k: x texels t..t+3.
+fn w8_row(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, t: u32, wf: ptr<function, array<vec4<f32>, 32>>) {
+    var x = array<vec4<f32>, 4>(xtex(t), xtex(t + 1u), xtex(t + 2u), xtex(t + 3u));
+    (*acc)[2u * r] += vec4<f32>(xw(&x, wf, 0u), xw(&x, wf, 1u), xw(&x, wf, 2u), xw(&x, wf, 3u));
+    (*acc)[2u * r + 1u] += vec4<f32>(xw(&x, wf, 4u), xw(&x, wf, 5u), xw(&x, wf, 6u), xw(&x, wf, 7u));
+}
+
+fn store_row8(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (i >= p.m) { return; }
+    let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+    for (var c = 0u; c < 8u; c++) {
+        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
+    }
+}
+
+@compute @workgroup_size(8, 8)
+fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k4 = p.k / 4u;
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    let j0 = (wid.x * 8u + lid.x) * 8u;
+    let i0 = (wid.y * 8u + lid.y) * 16u;
+    let ml = p.m - 1u;
+    let nl = p.n - 1u;
+    var acc: array<vec4<f32>, 32>;
+    var wf: array<vec4<f32>, 32>;
+    for (var q = 0u; q < k16; q++) {
+        let b = q / 2u;
+        dequant16(&wf, 0u, wtex(min(j0, nl) * k16 + q), stex(min(j0, nl) * kb + b));
+        dequant16(&wf, 1u, wtex(min(j0 + 1u, nl) * k16 + q), stex(min(j0 + 1u, nl) * kb + b));
+        dequant16(&wf, 2u, wtex(min(j0 + 2u, nl) * k16 + q), stex(min(j0 + 2u, nl) * kb + b));
+        dequant16(&wf, 3u, wtex(min(j0 + 3u, nl) * k16 + q), stex(min(j0 + 3u, nl) * kb + b));
+        dequant16(&wf, 4u, wtex(min(j0 + 4u, nl) * k16 + q), stex(min(j0 + 4u, nl) * kb + b));
+        dequant16(&wf, 5u, wtex(min(j0 + 5u, nl) * k16 + q), stex(min(j0 + 5u, nl) * kb + b));
+        dequant16(&wf, 6u, wtex(min(j0 + 6u, nl) * k16 + q), stex(min(j0 + 6u, nl) * kb + b));
+        dequant16(&wf, 7u, wtex(min(j0 + 7u, nl) * k16 + q), stex(min(j0 + 7u, nl) * kb + b));
+        let xq = q * 4u;
+        w8_row(&acc, 0u, min(i0, ml) * k4 + xq, &wf);
+        w8_row(&acc, 1u, min(i0 + 1u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 2u, min(i0 + 2u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 3u, min(i0 + 3u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 4u, min(i0 + 4u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 5u, min(i0 + 5u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 6u, min(i0 + 6u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 7u, min(i0 + 7u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 8u, min(i0 + 8u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 9u, min(i0 + 9u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 10u, min(i0 + 10u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 11u, min(i0 + 11u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 12u, min(i0 + 12u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 13u, min(i0 + 13u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 14u, min(i0 + 14u, ml) * k4 + xq, &wf);
+        w8_row(&acc, 15u, min(i0 + 15u, ml) * k4 + xq, &wf);
+    }
+    store_row8(i0, j0, acc[0], acc[1]);
+    store_row8(i0 + 1u, j0, acc[2], acc[3]);
+    store_row8(i0 + 2u, j0, acc[4], acc[5]);
+    store_row8(i0 + 3u, j0, acc[6], acc[7]);
+    store_row8(i0 + 4u, j0, acc[8], acc[9]);
+    store_row8(i0 + 5u, j0, acc[10], acc[11]);
+    store_row8(i0 + 6u, j0, acc[12], acc[13]);
+    store_row8(i0 + 7u, j0, acc[14], acc[15]);
+    store_row8(i0 + 8u, j0, acc[16], acc[17]);
+    store_row8(i0 + 9u, j0, acc[18], acc[19]);
+    store_row8(i0 + 10u, j0, acc[20], acc[21]);
+    store_row8(i0 + 11u, j0, acc[22], acc[23]);
+    store_row8(i0 + 12u, j0, acc[24], acc[25]);
+    store_row8(i0 + 13u, j0, acc[26], acc[27]);
+    store_row8(i0 + 14u, j0, acc[28], acc[29]);
+    store_row8(i0 + 15u, j0, acc[30], acc[31]);
+}
+
+// ---- gemm_w8a8_tex ------------------------------------------------------------------------------------
+// W8A8 prefill on CPU adapters: gemm_w8_tex with the activations already quantized (qdot.wgsl's quantizers):
+// binding 1 qx [m, k/4] u32 as a staged rgba32uint texture (texel t = words 4t..4t+3, 16 int8), 5 sx
+// [m, k/32] f32 as a staged r32float texture. Each product is (qx · sx)(qw · sw) in f32: the same int8
+// values and scales as the integer kernel, rounded in a different order (llvmpipe emulates dot4I8Packed
+// with several instructions per product, so float FMAs on unpacked int8 are faster there).
+
+fn qxtex(t: u32) -> vec4<u32> {
+    return textureLoad(qxt, vec2<u32>(t % TW, t / TW), 0);
+}
+
+fn sxtex(t: u32) -> f32 {
+    return textureLoad(sxt, vec2<u32>(t % TW, t / TW), 0).x;
+}
+
+// Row r of the tile over one step of 16 k: quantized texel t of x, block scale s.
+fn w8a8_row(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, t: u32, s: f32,
+            wf: ptr<function, array<vec4<f32>, 32>>) {
+    let q = qxtex(t);
+    var x = array<vec4<f32>, 4>(i8x4(q.x) * s, i8x4(q.y) * s, i8x4(q.z) * s, i8x4(q.w) * s);
+    (*acc)[2u * r] += vec4<f32>(xw(&x, wf, 0u), xw(&x, wf, 1u), xw(&x, wf, 2u), xw(&x, wf, 3u));
+    (*acc)[2u * r + 1u] += vec4<f32>(xw(&x, wf, 4u), xw(&x, wf, 5u), xw(&x, wf, 6u), xw(&x, wf, 7u));
+}
+
+@compute @workgroup_size(8, 8)
+fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    let j0 = (wid.x * 8u + lid.x) * 8u;
+    let i0 = (wid.y * 8u + lid.y) * 16u;
+    let ml = p.m - 1u;
+    let nl = p.n - 1u;
+    var acc: array<vec4<f32>, 32>;
+    var wf: array<vec4<f32>, 32>;
+    for (var q = 0u; q < k16; q++) {
+        let b = q / 2u;
+        dequant16(&wf, 0u, wtex(min(j0, nl) * k16 + q), stex(min(j0, nl) * kb + b));
+        dequant16(&wf, 1u, wtex(min(j0 + 1u, nl) * k16 + q), stex(min(j0 + 1u, nl) * kb + b));
+        dequant16(&wf, 2u, wtex(min(j0 + 2u, nl) * k16 + q), stex(min(j0 + 2u, nl) * kb + b));
+        dequant16(&wf, 3u, wtex(min(j0 + 3u, nl) * k16 + q), stex(min(j0 + 3u, nl) * kb + b));
+        dequant16(&wf, 4u, wtex(min(j0 + 4u, nl) * k16 + q), stex(min(j0 + 4u, nl) * kb + b));
+        dequant16(&wf, 5u, wtex(min(j0 + 5u, nl) * k16 + q), stex(min(j0 + 5u, nl) * kb + b));
+        dequant16(&wf, 6u, wtex(min(j0 + 6u, nl) * k16 + q), stex(min(j0 + 6u, nl) * kb + b));
+        dequant16(&wf, 7u, wtex(min(j0 + 7u, nl) * k16 + q), stex(min(j0 + 7u, nl) * kb + b));
+        w8a8_row(&acc, 0u, min(i0, ml) * k16 + q, sxtex(min(i0, ml) * kb + b), &wf);
+        w8a8_row(&acc, 1u, min(i0 + 1u, ml) * k16 + q, sxtex(min(i0 + 1u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 2u, min(i0 + 2u, ml) * k16 + q, sxtex(min(i0 + 2u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 3u, min(i0 + 3u, ml) * k16 + q, sxtex(min(i0 + 3u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 4u, min(i0 + 4u, ml) * k16 + q, sxtex(min(i0 + 4u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 5u, min(i0 + 5u, ml) * k16 + q, sxtex(min(i0 + 5u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 6u, min(i0 + 6u, ml) * k16 + q, sxtex(min(i0 + 6u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 7u, min(i0 + 7u, ml) * k16 + q, sxtex(min(i0 + 7u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 8u, min(i0 + 8u, ml) * k16 + q, sxtex(min(i0 + 8u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 9u, min(i0 + 9u, ml) * k16 + q, sxtex(min(i0 + 9u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 10u, min(i0 + 10u, ml) * k16 + q, sxtex(min(i0 + 10u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 11u, min(i0 + 11u, ml) * k16 + q, sxtex(min(i0 + 11u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 12u, min(i0 + 12u, ml) * k16 + q, sxtex(min(i0 + 12u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 13u, min(i0 + 13u, ml) * k16 + q, sxtex(min(i0 + 13u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 14u, min(i0 + 14u, ml) * k16 + q, sxtex(min(i0 + 14u, ml) * kb + b), &wf);
+        w8a8_row(&acc, 15u, min(i0 + 15u, ml) * k16 + q, sxtex(min(i0 + 15u, ml) * kb + b), &wf);
+    }
+    store_row8(i0, j0, acc[0], acc[1]);
+    store_row8(i0 + 1u, j0, acc[2], acc[3]);
+    store_row8(i0 + 2u, j0, acc[4], acc[5]);
+    store_row8(i0 + 3u, j0, acc[6], acc[7]);
+    store_row8(i0 + 4u, j0, acc[8], acc[9]);
+    store_row8(i0 + 5u, j0, acc[10], acc[11]);
+    store_row8(i0 + 6u, j0, acc[12], acc[13]);
+    store_row8(i0 + 7u, j0, acc[14], acc[15]);
+    store_row8(i0 + 8u, j0, acc[16], acc[17]);
+    store_row8(i0 + 9u, j0, acc[18], acc[19]);
+    store_row8(i0 + 10u, j0, acc[20], acc[21]);
+    store_row8(i0 + 11u, j0, acc[22], acc[23]);
+    store_row8(i0 + 12u, j0, acc[24], acc[25]);
+    store_row8(i0 + 13u, j0, acc[26], acc[27]);
+    store_row8(i0 + 14u, j0, acc[28], acc[29]);
+    store_row8(i0 + 15u, j0, acc[30], acc[31]);
 }

@@ -198,11 +198,22 @@ impl<'g> Plan<'g> {
                 for (slot, b) in d.bindings.iter().enumerate() {
                     views.push(match (b.kind.is_texture(), b.arg) {
                         (false, _) => None,
-                        (true, Arg::Input(j)) if b.kind.is_staged() => {
-                            let v = node.inputs[j];
-                            let bytes = mem.bytes(&graph, v);
+                        (true, arg) if b.kind.is_staged() => {
+                            let (buffer, bytes) = match arg {
+                                Arg::Input(j) => {
+                                    let v = node.inputs[j];
+                                    (mem.buffer(&graph, v, 0)?.clone(), mem.bytes(&graph, v))
+                                }
+                                Arg::Scratch(s) if s < scratch.len() => (scratch[s].clone(), lowered.scratch[s]),
+                                _ => {
+                                    return Err(Error::Graph(format!(
+                                        "op {} stages {arg:?}, which has no single buffer",
+                                        node.op.name()
+                                    )))
+                                }
+                            };
                             let rows = twins::rows_for(b.kind, bytes).ok_or_else(|| {
-                                Error::Graph(format!("{}: {bytes} bytes are not whole texels", value_name(&graph, v)))
+                                Error::Graph(format!("op {}: {bytes} bytes are not whole texels", node.op.name()))
                             })?;
                             let texture = match staged.get(&(b.kind, rows, slot)) {
                                 Some(t) => t.clone(),
@@ -215,7 +226,6 @@ impl<'g> Plan<'g> {
                                     t
                                 }
                             };
-                            let buffer = mem.buffer(&graph, v, 0)?.clone();
                             let view = texture.view.clone();
                             copies.push(Staged { buffer, texture, bytes });
                             Some(view)

@@ -60,11 +60,15 @@ impl<'g> RawKernel<'g> {
             for b in &d.bindings {
                 views.push(match (b.kind.is_texture(), b.arg) {
                     (false, _) => None,
-                    (true, Arg::Input(j)) if b.kind.is_staged() => {
-                        let bytes = inputs[j].to_bytes().len() as u64;
-                        let texture = Twin::new(gpu, &format!("bench staged {j}"), b.kind, bytes)?;
+                    (true, arg @ (Arg::Input(_) | Arg::Scratch(_))) if b.kind.is_staged() => {
+                        let (buffer, bytes) = match arg {
+                            Arg::Input(j) => (ins[j].clone(), inputs[j].to_bytes().len() as u64),
+                            Arg::Scratch(s) => (scratch[s].clone(), lowered.scratch[s]),
+                            _ => unreachable!("matched above"),
+                        };
+                        let texture = Twin::new(gpu, &format!("bench staged {arg:?}"), b.kind, bytes)?;
                         let v = texture.view.clone();
-                        copies.push(Staged { buffer: ins[j].clone(), texture, bytes });
+                        copies.push(Staged { buffer, texture, bytes });
                         Some(v)
                     }
                     (true, Arg::Input(j)) => {
@@ -125,7 +129,8 @@ impl<'g> RawKernel<'g> {
 
     /// Time `reps` runs (each all of the kernel's dispatches): GPU timestamps around each run where the
     /// adapter has them, else the wall clock of a submit-and-wait. Returns (microseconds per run, clock).
-    /// Staging copies run before each timed pass and are not counted.
+    /// Staging copies run before each timed pass and are not counted (so a staged scratch buffer holds the
+    /// previous run's values while timed: the times are right, the values are `run`'s to check).
     pub fn time(&self, reps: usize) -> Result<(Vec<f64>, &'static str)> {
         super::profile::time_passes(self.gpu, reps, &|_, enc| self.record_copies(enc), &|_, pass| self.record(pass))
     }

@@ -40,8 +40,8 @@ pub type Twins = Arc<Mutex<HashMap<String, Twin>>>;
 /// The texture format of a texture binding and its texel size in bytes.
 pub fn format(kind: BindKind) -> Option<(wgpu::TextureFormat, u64)> {
     match kind {
-        BindKind::TextureU32x4 => Some((wgpu::TextureFormat::Rgba32Uint, 16)),
-        BindKind::TextureF32 => Some((wgpu::TextureFormat::R32Float, 4)),
+        BindKind::TextureU32x4 | BindKind::StagedU32x4 => Some((wgpu::TextureFormat::Rgba32Uint, 16)),
+        BindKind::TextureF32 | BindKind::StagedF32 => Some((wgpu::TextureFormat::R32Float, 4)),
         BindKind::StagedF32x4 => Some((wgpu::TextureFormat::Rgba32Float, 16)),
         BindKind::StagedF16x4 => Some((wgpu::TextureFormat::Rgba16Float, 8)),
         _ => None,

@@ -262,8 +262,8 @@ impl Gpu {
                         BindKind::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
                         BindKind::Write => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
                         BindKind::Uniform => buffer(wgpu::BufferBindingType::Uniform),
-                        BindKind::TextureU32x4 => texture(wgpu::TextureSampleType::Uint),
-                        BindKind::TextureF32 | BindKind::StagedF32x4 | BindKind::StagedF16x4 => {
+                        BindKind::TextureU32x4 | BindKind::StagedU32x4 => texture(wgpu::TextureSampleType::Uint),
+                        BindKind::TextureF32 | BindKind::StagedF32x4 | BindKind::StagedF16x4 | BindKind::StagedF32 => {
                             texture(wgpu::TextureSampleType::Float { filterable: false })
                         }
                     };

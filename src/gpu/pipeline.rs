@@ -32,6 +32,8 @@ impl Gpu {
                 BindKind::TextureF32 => 'f',
                 BindKind::StagedF32x4 => 's',
                 BindKind::StagedF16x4 => 'h',
+                BindKind::StagedU32x4 => 'q',
+                BindKind::StagedF32 => 'g',
             })
             .collect();
         k + ":" + &kinds

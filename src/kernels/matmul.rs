@@ -8,7 +8,7 @@
 //! without `tb` (W [K, N]) a shard's rows are a slice of the reduction, so every dispatch reads the matching
 //! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
 
-use super::{bind, bind_as, ceil_div, grid_1d, no_shards, Arg, ArgInfo, BindKind, Caps, Dispatch, Lowered, Word};
+use super::{bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
 use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::tensor::DType;
@@ -141,15 +141,6 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     lower_kernel(op, ins, out, kernel, caps)
 }
 
-/// The staged-texture kind of a float dtype.
-fn staged_kind(dtype: DType) -> Option<BindKind> {
-    match dtype {
-        DType::F32 => Some(BindKind::StagedF32x4),
-        DType::F16 => Some(BindKind::StagedF16x4),
-        _ => None,
-    }
-}
-
 /// `lower` with the kernel chosen by the caller (the benchmark compares them on one shape).
 pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, caps: &Caps) -> Result<Lowered> {
     let Op::MatMul { ta, tb } = *op else {
@@ -193,11 +184,8 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
     let dtype = out.dtype;
     // gemm_tex: x·Wᵀ with one 2-D weight in one buffer, whole texels per row, both operands within the
     // texture height limit.
-    let texture_fits = |bytes: usize| {
-        staged_kind(dtype).is_some_and(|kind| {
-            crate::exec::twins::rows_for(kind, bytes as u64).is_some_and(|r| r <= caps.max_texture_rows as u64)
-        })
-    };
+    let texture_fits =
+        |bytes: usize| staged_kind(dtype).is_some_and(|kind| super::texture_fits(caps, kind, bytes as u64));
     let texture = !ta
         && tb
         && rb == 2

@@ -52,16 +52,20 @@ pub enum BindKind {
     StagedF32x4,
     /// The same for an f16 value: rgba16float texels (four f16 each, read as `vec4<f32>`).
     StagedF16x4,
+    /// The same for a u32 value: `texture_2d<u32>` of rgba32uint texels (four words each).
+    StagedU32x4,
+    /// The same for an f32 value read one element a texel: `texture_2d<f32>` of r32float texels.
+    StagedF32,
 }
 
 impl BindKind {
     pub fn is_texture(self) -> bool {
-        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32 | BindKind::StagedF32x4 | BindKind::StagedF16x4)
+        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32) || self.is_staged()
     }
 
     /// A texture the executor refills from the value's buffer before every use (not a leaf's twin).
     pub fn is_staged(self) -> bool {
-        matches!(self, BindKind::StagedF32x4 | BindKind::StagedF16x4)
+        matches!(self, BindKind::StagedF32x4 | BindKind::StagedF16x4 | BindKind::StagedU32x4 | BindKind::StagedF32)
     }
 }
 
@@ -143,6 +147,20 @@ pub(crate) fn bind(arg: Arg, write: bool) -> Binding {
 
 pub(crate) fn bind_as(arg: Arg, kind: BindKind) -> Binding {
     Binding { arg, kind }
+}
+
+/// The staged-texture kind of a float dtype.
+pub(crate) fn staged_kind(dtype: DType) -> Option<BindKind> {
+    match dtype {
+        DType::F32 => Some(BindKind::StagedF32x4),
+        DType::F16 => Some(BindKind::StagedF16x4),
+        _ => None,
+    }
+}
+
+/// Whether `bytes` laid out as texture `kind` fit the adapter's texture height (`exec::twins`).
+pub(crate) fn texture_fits(caps: &Caps, kind: BindKind, bytes: u64) -> bool {
+    crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64)
 }
 
 /// Every WGSL family with its source, for validation without a device.

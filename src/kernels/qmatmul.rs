@@ -4,7 +4,10 @@
 //! and Static fall back to weight-only (the activations stay float), as `Op::QMatMul`'s contract allows
 //! only through this choice of kernel: the fallback is more accurate, never less.
 
-use super::{bind, bind_as, ceil_div, grid_1d, no_shards, Arg, ArgInfo, BindKind, Caps, Dispatch, Lowered, Word};
+use super::{
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, BindKind, Caps, Dispatch,
+    Lowered, Word,
+};
 use crate::error::{Error, Result};
 use crate::graph::{ActQuant, Op};
 use crate::quant::BLOCK;
@@ -50,13 +53,31 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     let dtype = out.dtype;
     let grid = product_grid(op, m, n)?;
     let gemv = m <= GEMV_MAX_ROWS;
-    // Decode on an adapter that prefers texture reads: the weights and their scales through texture twins.
-    let rows_fit =
-        |bytes: u64, kind| crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64);
-    let twins_fit = gemv
-        && caps.texture_weights
-        && rows_fit((n * k) as u64, BindKind::TextureU32x4)
-        && rows_fit((n * k / BLOCK * 4) as u64, BindKind::TextureF32);
+    // On an adapter that prefers texture reads: the weights and their scales through texture twins (decode),
+    // and for prefill the activations through a staged texture too.
+    let weights_fit = caps.texture_weights
+        && texture_fits(caps, BindKind::TextureU32x4, (n * k) as u64)
+        && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
+    let twins_fit = gemv && weights_fit;
+    let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));
+    if let (false, true, Some(kind), true) = (gemv, weights_fit, x_staged, act == ActQuant::None || !caps.int8dot) {
+        let d = Dispatch {
+            family: "qmatmul",
+            source: SOURCE,
+            entry: "gemm_w8_tex",
+            dtype,
+            overrides: vec![],
+            params: params(m, n, k),
+            bindings: vec![
+                bind_as(Arg::Input(0), kind),
+                bind_as(Arg::Input(1), BindKind::TextureU32x4),
+                bind_as(Arg::Input(2), BindKind::TextureF32),
+                bind(Arg::Output, true),
+            ],
+            grid: [ceil_div(n, 64), ceil_div(m, 128), 1],
+        };
+        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+    }
     let (wq, ws) = if twins_fit {
         (bind_as(Arg::Input(1), BindKind::TextureU32x4), bind_as(Arg::Input(2), BindKind::TextureF32))
     } else {
@@ -95,8 +116,34 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         bindings: qbind,
         grid: grid_1d(ceil_div(blocks, 64)),
     };
+    let qx_bytes = (m * k) as u64;
+    let sx_bytes = (blocks * 4) as u64;
+    // Prefill on an adapter that prefers texture reads: the quantized activations staged as textures.
+    if !gemv
+        && weights_fit
+        && texture_fits(caps, BindKind::StagedU32x4, qx_bytes)
+        && texture_fits(caps, BindKind::StagedF32, sx_bytes)
+    {
+        let product = Dispatch {
+            family: "qmatmul",
+            source: SOURCE,
+            entry: "gemm_w8a8_tex",
+            dtype,
+            overrides: vec![],
+            params: params(m, n, k),
+            bindings: vec![
+                bind_as(Arg::Scratch(0), BindKind::StagedU32x4),
+                bind_as(Arg::Input(1), BindKind::TextureU32x4),
+                bind_as(Arg::Input(2), BindKind::TextureF32),
+                bind(Arg::Output, true),
+                bind_as(Arg::Scratch(1), BindKind::StagedF32),
+            ],
+            grid: [ceil_div(n, 64), ceil_div(m, 128), 1],
+        };
+        return Ok(Lowered { scratch: vec![qx_bytes, sx_bytes], dispatches: vec![quantize, product] });
+    }
     // With texture twins, the quantized row goes through uniform bindings where it fits.
-    let tex = twins_fit && caps.max_uniform >= TEX_UNIFORM_BYTES && (m * k) as u64 <= TEX_UNIFORM_BYTES;
+    let tex = twins_fit && caps.max_uniform >= TEX_UNIFORM_BYTES && qx_bytes <= TEX_UNIFORM_BYTES;
     if tex {
         let product = Dispatch {
             family: "qtex",
@@ -114,7 +161,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             ],
             grid,
         };
-        let scratch = vec![((m * k) as u64).max(TEX_UNIFORM_BYTES), ((blocks * 4) as u64).max(TEX_UNIFORM_BYTES)];
+        let scratch = vec![qx_bytes.max(TEX_UNIFORM_BYTES), sx_bytes.max(TEX_UNIFORM_BYTES)];
         return Ok(Lowered { scratch, dispatches: vec![quantize, product] });
     }
     let product = Dispatch {
@@ -133,5 +180,5 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         ],
         grid,
     };
-    Ok(Lowered { scratch: vec![(m * k) as u64, (blocks * 4) as u64], dispatches: vec![quantize, product] })
+    Ok(Lowered { scratch: vec![qx_bytes, sx_bytes], dispatches: vec![quantize, product] })
 }
