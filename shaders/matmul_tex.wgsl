@@ -8,6 +8,9 @@
 //
 // Bindings: 0 params; 1 a (texture) [m, k]; 2 b (texture) [n, k]; 3 y (read_write) [m, n].
 // Needs k % 4 == 0 (whole texels per row; the lowering checks).
+//   gemv_tex  decode (m ≤ 8, one row per z): b is a leaf's texture twin (exec::twins, same layout), a the
+//             staged row; each invocation 4 columns walking all of k, workgroups of 16.
+//             grid (⌈n/64⌉ folded 2-D, 1, m).
 //   gemm_tex  workgroup (8, 8), each invocation a 16 × 8 register tile (rows i0..i0+15, columns j0..j0+7):
 //             a step of 4 k fetches 16 + 8 texels for 512 FMAs. 16 × 8 was the fastest of 4×4 … 32×8 in
 //             the experiment. Rows past m and columns past n are clamped to the last one and never stored.
@@ -97,4 +100,26 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     store_row(i0 + 13u, j0, acc[26], acc[27]);
     store_row(i0 + 14u, j0, acc[28], acc[29]);
     store_row(i0 + 15u, j0, acc[30], acc[31]);
+}
+
+@compute @workgroup_size(16)
+fn gemv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let k4 = p.k / 4u;
+    let nl = p.n - 1u;
+    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k4;
+    let xr = i * k4;
+    var acc = vec4<f32>(0.0);
+    for (var kk = 0u; kk < k4; kk++) {
+        let x = texel_a(xr + kk);
+        acc += vec4<f32>(dot(x, texel_b(r.x + kk)), dot(x, texel_b(r.y + kk)), dot(x, texel_b(r.z + kk)),
+                         dot(x, texel_b(r.w + kk)));
+    }
+    let v = array<f32, 4>(acc.x, acc.y, acc.z, acc.w);
+    for (var c = 0u; c < 4u; c++) {
+        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
+    }
 }

@@ -267,7 +267,7 @@ impl MemoryPlan {
         ArgInfo { shape: node.shape.clone(), dtype: node.dtype, shards }
     }
 
-    fn root(&self, graph: &Graph, mut v: ValueId) -> ValueId {
+    pub fn root(&self, graph: &Graph, mut v: ValueId) -> ValueId {
         while let Some(Storage::Alias(a)) = self.storage.get(v.0).and_then(|s| s.as_ref()) {
             v = *a;
         }
@@ -292,6 +292,27 @@ impl MemoryPlan {
                 Ok(())
             }
             _ => Err(Error::Run(format!("{} is not a leaf", value_name(graph, v)))),
+        }
+    }
+
+    /// Whether `v` is (a view of) a leaf held in one buffer: what a texture twin can mirror.
+    pub fn is_single_leaf(&self, graph: &Graph, v: ValueId) -> bool {
+        matches!(self.resolve(graph, v), Ok(Storage::Shards(sh)) if sh.len() == 1)
+    }
+
+    /// Record copies that bring the twins of `leaves` (if they have any yet) up to date with their buffers:
+    /// run after dispatches that write those leaves in place, so no plan sharing the twins reads them stale.
+    pub fn record_twin_sync(&self, enc: &mut wgpu::CommandEncoder, graph: &Graph, leaves: &[ValueId]) {
+        let twins = self.twins.lock().unwrap();
+        if twins.is_empty() {
+            return;
+        }
+        for &v in leaves {
+            if let (Some(t), Ok(Storage::Shards(sh))) = (twins.get(&value_name(graph, v)), self.resolve(graph, v)) {
+                if let [(buffer, _)] = &sh[..] {
+                    t.record_copy(enc, buffer, t.bytes());
+                }
+            }
         }
     }
 

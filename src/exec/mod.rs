@@ -70,6 +70,9 @@ pub struct Plan<'g> {
     outputs: Vec<ValueId>,
     staging: Vec<wgpu::Buffer>,
     last_vars: HashMap<String, u32>,
+    /// Leaves that some dispatch writes in place: their texture twins (of any plan sharing them) are
+    /// refreshed at the end of every run.
+    written_leaves: Vec<ValueId>,
 }
 
 fn word_bits(w: &Word, vars: &dyn Fn(&str) -> Option<u32>) -> Result<u32> {
@@ -174,6 +177,7 @@ impl<'g> Plan<'g> {
         // Staged textures by (kind, rows, binding slot): a copy precedes every use, so one texture serves
         // every dispatch of its size.
         let mut staged: HashMap<(BindKind, u64, usize), twins::Twin> = HashMap::new();
+        let mut written_leaves = vec![];
         for i in mem.order.clone() {
             let node = &graph.nodes[i];
             if node.op.is_leaf() {
@@ -196,9 +200,18 @@ impl<'g> Plan<'g> {
                 let mut views = vec![];
                 let mut copies = vec![];
                 for (slot, b) in d.bindings.iter().enumerate() {
+                    if let (BindKind::Write, Arg::Input(j) | Arg::InputShard(j, _)) = (b.kind, b.arg) {
+                        let root = mem.root(&graph, node.inputs[j]);
+                        if mem.is_single_leaf(&graph, root) && !written_leaves.contains(&root) {
+                            written_leaves.push(root);
+                        }
+                    }
+                    // A twin binding of a value that is not a single-buffer leaf is staged instead.
+                    let staged_here = b.kind.is_staged()
+                        || matches!(b.arg, Arg::Input(j) if !mem.is_single_leaf(&graph, node.inputs[j]));
                     views.push(match (b.kind.is_texture(), b.arg) {
                         (false, _) => None,
-                        (true, arg) if b.kind.is_staged() => {
+                        (true, arg) if staged_here => {
                             let (buffer, bytes) = match arg {
                                 Arg::Input(j) => {
                                     let v = node.inputs[j];
@@ -275,7 +288,16 @@ impl<'g> Plan<'g> {
                 })
             })
             .collect();
-        Ok(Plan { gpu, graph, mem, steps, outputs: outputs.to_vec(), staging, last_vars: HashMap::new() })
+        Ok(Plan {
+            gpu,
+            graph,
+            mem,
+            steps,
+            outputs: outputs.to_vec(),
+            staging,
+            last_vars: HashMap::new(),
+            written_leaves,
+        })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -361,6 +383,7 @@ impl<'g> Plan<'g> {
         let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         record_steps(&mut enc, &self.steps);
+        self.mem.record_twin_sync(&mut enc, &self.graph, &self.written_leaves);
         for (o, st) in self.outputs.iter().zip(&self.staging) {
             let buf = self.mem.buffer(&self.graph, *o, 0)?;
             enc.copy_buffer_to_buffer(buf, 0, st, 0, st.size());

@@ -94,6 +94,9 @@ impl Plan<'_> {
             }
         };
         let (micros, clock) = time_passes(self.gpu, steps.len(), &pre, &|i, pass| steps[i].record(pass))?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.mem.record_twin_sync(&mut enc, &self.graph, &self.written_leaves);
+        self.gpu.queue.submit([enc.finish()]);
         Ok(steps
             .iter()
             .zip(micros)

@@ -5,9 +5,11 @@
 //! partly used); a kernel binding the leaf as a texture (`BindKind::TextureU32x4` / `TextureF32`) reads
 //! texel t at (t % TEXTURE_WIDTH, t / TEXTURE_WIDTH).
 //!
-//! A twin is filled from the leaf's buffer when it is made and rewritten whenever the leaf is uploaded
-//! (`MemoryPlan::upload`). Kernels never write a twin, so a leaf that a kernel updates in place must not be
-//! bound as a twin (only int8 weights are, and those are inference-only).
+//! A twin is filled from the leaf's buffer when it is made, rewritten whenever the leaf is uploaded
+//! (`MemoryPlan::upload`), and copied again from the buffer at the end of every run of a plan that writes the
+//! leaf in place (an optimizer step; `MemoryPlan::record_twin_sync`), so a plan sharing the twin never reads
+//! it stale. Twins hold float weights for decode GEMVs and int8 weights for every int8 product; a binding of a
+//! twin kind on a value that is not a single-buffer leaf is staged instead (below).
 //!
 //! Staged textures (`BindKind::StagedF32x4` / `StagedF16x4`) use the same layout for any value, leaf or
 //! intermediate: the plan copies the value's buffer in right before the dispatch, every run (a buffer →
@@ -42,8 +44,8 @@ pub fn format(kind: BindKind) -> Option<(wgpu::TextureFormat, u64)> {
     match kind {
         BindKind::TextureU32x4 | BindKind::StagedU32x4 => Some((wgpu::TextureFormat::Rgba32Uint, 16)),
         BindKind::TextureF32 | BindKind::StagedF32 => Some((wgpu::TextureFormat::R32Float, 4)),
-        BindKind::StagedF32x4 => Some((wgpu::TextureFormat::Rgba32Float, 16)),
-        BindKind::StagedF16x4 => Some((wgpu::TextureFormat::Rgba16Float, 8)),
+        BindKind::StagedF32x4 | BindKind::TextureF32x4 => Some((wgpu::TextureFormat::Rgba32Float, 16)),
+        BindKind::StagedF16x4 | BindKind::TextureF16x4 => Some((wgpu::TextureFormat::Rgba16Float, 8)),
         _ => None,
     }
 }

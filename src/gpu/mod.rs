@@ -263,9 +263,12 @@ impl Gpu {
                         BindKind::Write => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
                         BindKind::Uniform => buffer(wgpu::BufferBindingType::Uniform),
                         BindKind::TextureU32x4 | BindKind::StagedU32x4 => texture(wgpu::TextureSampleType::Uint),
-                        BindKind::TextureF32 | BindKind::StagedF32x4 | BindKind::StagedF16x4 | BindKind::StagedF32 => {
-                            texture(wgpu::TextureSampleType::Float { filterable: false })
-                        }
+                        BindKind::TextureF32
+                        | BindKind::TextureF32x4
+                        | BindKind::TextureF16x4
+                        | BindKind::StagedF32x4
+                        | BindKind::StagedF16x4
+                        | BindKind::StagedF32 => texture(wgpu::TextureSampleType::Float { filterable: false }),
                     };
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,

@@ -33,6 +33,8 @@ impl Gpu {
                 BindKind::StagedF32x4 => 's',
                 BindKind::StagedF16x4 => 'h',
                 BindKind::StagedU32x4 => 'q',
+                BindKind::TextureF32x4 => 'v',
+                BindKind::TextureF16x4 => 'x',
                 BindKind::StagedF32 => 'g',
             })
             .collect();

@@ -8,7 +8,12 @@
 //! without `tb` (W [K, N]) a shard's rows are a slice of the reduction, so every dispatch reads the matching
 //! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
 
-use super::{bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, twin_kind, Arg, ArgInfo, Caps, Dispatch, Lowered, Word,
+};
+
+/// Up to this many rows (of a's rows, batch folded) the texture path runs a GEMV per row.
+const GEMV_MAX_ROWS: usize = 8;
 use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::tensor::DType;
@@ -196,25 +201,36 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
         && texture_fits(g.m * k * dtype.size())
         && texture_fits(n * k * dtype.size());
     let kernel = match kernel {
+        Kernel::Auto if texture && caps.texture_weights => Kernel::Texture,
         Kernel::Auto if g.m == 1 && !ta => Kernel::Gemv,
-        Kernel::Auto if g.m > 8 && texture && caps.texture_weights => Kernel::Texture,
         Kernel::Texture if !texture => Kernel::Tiled,
         Kernel::Gemv if ta || g.m != 1 => Kernel::Tiled,
         Kernel::Auto => Kernel::Tiled,
         other => other,
     };
     if kernel == Kernel::Texture {
+        // GEMM: both operands staged (a weight's twin would double its memory; the copy costs ~1% of a
+        // prefill). GEMV: the weight through its twin (copying every weight every token would cost about as
+        // much as reading it), the row staged.
         let kind = staged_kind(dtype).expect("checked by `texture`");
         let u = |x: usize| Word::U32(x as u32);
+        let gemv = g.m <= GEMV_MAX_ROWS;
+        let (entry, b_kind, grid) = if gemv {
+            let mut grid = grid_1d(ceil_div(n, 64));
+            grid[2] = g.m as u32;
+            ("gemv_tex", twin_kind(dtype).expect("float"), grid)
+        } else {
+            ("gemm_tex", kind, [ceil_div(n, 64).max(1), ceil_div(g.m, 128).max(1), 1])
+        };
         let d = Dispatch {
             family: "matmul_tex",
             source: TEX_SOURCE,
-            entry: "gemm_tex",
+            entry,
             dtype,
             overrides: vec![],
             params: vec![("m", u(g.m)), ("n", u(n)), ("k", u(k))],
-            bindings: vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), kind), bind(Arg::Output, true)],
-            grid: [ceil_div(n, 64).max(1), ceil_div(g.m, 128).max(1), 1],
+            bindings: vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), b_kind), bind(Arg::Output, true)],
+            grid,
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
     }

@@ -47,6 +47,10 @@ pub enum BindKind {
     TextureU32x4,
     /// A leaf's texture twin: `texture_2d<f32>` of r32float texels (one f32 each).
     TextureF32,
+    /// A leaf's texture twin: `texture_2d<f32>` of rgba32float texels (four f32 each).
+    TextureF32x4,
+    /// A leaf's texture twin: `texture_2d<f32>` of rgba16float texels (four f16 each, read as `vec4<f32>`).
+    TextureF16x4,
     /// Any value, copied before the dispatch on every run into a plan texture laid out like a twin:
     /// `texture_2d<f32>` of rgba32float texels (four f32 each).
     StagedF32x4,
@@ -60,7 +64,8 @@ pub enum BindKind {
 
 impl BindKind {
     pub fn is_texture(self) -> bool {
-        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32) || self.is_staged()
+        matches!(self, BindKind::TextureU32x4 | BindKind::TextureF32 | BindKind::TextureF32x4 | BindKind::TextureF16x4)
+            || self.is_staged()
     }
 
     /// A texture the executor refills from the value's buffer before every use (not a leaf's twin).
@@ -154,6 +159,15 @@ pub(crate) fn staged_kind(dtype: DType) -> Option<BindKind> {
     match dtype {
         DType::F32 => Some(BindKind::StagedF32x4),
         DType::F16 => Some(BindKind::StagedF16x4),
+        _ => None,
+    }
+}
+
+/// The twin kind of a float dtype (four elements a texel).
+pub(crate) fn twin_kind(dtype: DType) -> Option<BindKind> {
+    match dtype {
+        DType::F32 => Some(BindKind::TextureF32x4),
+        DType::F16 => Some(BindKind::TextureF16x4),
         _ => None,
     }
 }

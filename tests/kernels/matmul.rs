@@ -201,3 +201,69 @@ fn texture_gemm_sees_a_weight_set_again() {
         common::assert_close(&format!("texture gemm, weight set for round {round}"), &got[0], &want[0], F32_REDUCE);
     }
 }
+
+#[test]
+fn texture_gemv_matches_the_reference() {
+    use wgpu_llm::kernels::{matmul, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(19);
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    // One to eight rows, partial column quads and workgroups, a weight spanning several texture rows.
+    for (m, k, n) in [(1, 4, 1), (1, 132, 70), (3, 64, 129), (8, 36, 9), (1, 2048, 37)] {
+        for (dt, tol) in dtypes() {
+            let case = format!("texture gemv [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}");
+            let op = Op::MatMul { ta: false, tb: true };
+            let lowered =
+                matmul::lower(&op, &[info(&[m, k], dt), info(&[n, k], dt)], &info(&[m, n], dt), &tex.caps()).unwrap();
+            assert_eq!(lowered.dispatches[0].entry, "gemv_tex", "{case}");
+            let (a, b) = (r.tensor(&[m, k], dt), r.tensor(&[n, k], dt));
+            // The weight as a param (its twin) and as an input (staged).
+            check_with_param(tex, &case, op.clone(), &[a.clone(), b.clone()], 1, tol);
+            check_op_on(tex, &format!("{case}, weight staged"), op.clone(), &[a.clone(), b.clone()], &[], tol);
+            check_op_on(storage, &format!("{case} on storage"), op, &[a, b], &[], tol);
+        }
+    }
+}
+
+#[test]
+fn a_twin_follows_in_place_updates_from_another_plan() {
+    // Plan A reads w through its texture twin (decode GEMV); plan B, sharing the leaves, updates w in place
+    // (AdamW). A's next run must see the updated w.
+    use std::collections::HashMap;
+    use wgpu_llm::exec::{Plan, SharedLeaves};
+    use wgpu_llm::graph::{AdamWSpec, Scalar};
+    let gpu = common::gpu_texture_weights();
+    let mut r = Rng::new(20);
+    let (n, k) = (24, 40);
+    let shared = SharedLeaves::new();
+    let mut ga = GraphBuilder::new();
+    let x = ga.input("x", &[1, k], DType::F32).unwrap();
+    let w = ga.param("w", &[n, k], DType::F32).unwrap();
+    let y = ga.matmul(x, w, false, true).unwrap();
+    let ga = ga.finish();
+    let mut gb = GraphBuilder::new();
+    let wb = gb.param("w", &[n, k], DType::F32).unwrap();
+    let g = gb.input("g", &[n, k], DType::F32).unwrap();
+    let spec = AdamWSpec { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: Scalar::Const(1) };
+    let upd = wgpu_llm::optim::adamw(&mut gb, &[wb], &[g], &spec).unwrap();
+    let gb = gb.finish();
+    let mut pa = Plan::compile_shared(gpu, &ga, &[y], Some(&shared)).unwrap();
+    let mut pb = Plan::compile_shared(gpu, &gb, &upd, Some(&shared)).unwrap();
+    let (xv, wv) = (r.tensor(&[1, k], DType::F32), r.tensor(&[n, k], DType::F32));
+    pa.set("w", &wv).unwrap();
+    for name in ["w.adam_m", "w.adam_v"] {
+        pb.set(name, &wgpu_llm::tensor::HostTensor::f32(&[n, k], vec![0.0; n * k]).unwrap()).unwrap();
+    }
+    let check = |pa: &mut Plan, w_now: &wgpu_llm::tensor::HostTensor, what: &str| {
+        let got = pa.run(&[("x", &xv)], &[]).unwrap();
+        let mut env: HashMap<String, _> = [("x".to_string(), xv.clone()), ("w".to_string(), w_now.clone())].into();
+        let want = wgpu_llm::reference::run_graph(&ga, &mut env, &HashMap::new(), &[y]).unwrap();
+        common::assert_close(what, &got[0], &want[0], F32_REDUCE);
+    };
+    check(&mut pa, &wv, "before the update");
+    pb.run(&[("g", &r.tensor(&[n, k], DType::F32))], &[]).unwrap();
+    let w_new = pb.read("w").unwrap();
+    let moved = w_new.to_f32().iter().zip(wv.to_f32()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(moved > 0.05, "AdamW moved w by only {moved}");
+    check(&mut pa, &w_new, "after plan B updated w in place");
+}
