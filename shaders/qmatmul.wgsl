@@ -199,6 +199,20 @@ fn dequant16(wf: ptr<function, array<vec4<f32>, 32>>, c: u32, w: vec4<u32>, s: f
     (*wf)[4u * c + 3u] = i8x4(w.w) * s;
 }
 
+// The 16 weights of step q (block b) of columns j0..j0+7 (clamped to nl), dequantized into wf.
+fn dequant_cols(wf: ptr<function, array<vec4<f32>, 32>>, j0: u32, nl: u32, q: u32, b: u32) {
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    dequant16(wf, 0u, wtex(min(j0, nl) * k16 + q), stex(min(j0, nl) * kb + b));
+    dequant16(wf, 1u, wtex(min(j0 + 1u, nl) * k16 + q), stex(min(j0 + 1u, nl) * kb + b));
+    dequant16(wf, 2u, wtex(min(j0 + 2u, nl) * k16 + q), stex(min(j0 + 2u, nl) * kb + b));
+    dequant16(wf, 3u, wtex(min(j0 + 3u, nl) * k16 + q), stex(min(j0 + 3u, nl) * kb + b));
+    dequant16(wf, 4u, wtex(min(j0 + 4u, nl) * k16 + q), stex(min(j0 + 4u, nl) * kb + b));
+    dequant16(wf, 5u, wtex(min(j0 + 5u, nl) * k16 + q), stex(min(j0 + 5u, nl) * kb + b));
+    dequant16(wf, 6u, wtex(min(j0 + 6u, nl) * k16 + q), stex(min(j0 + 6u, nl) * kb + b));
+    dequant16(wf, 7u, wtex(min(j0 + 7u, nl) * k16 + q), stex(min(j0 + 7u, nl) * kb + b));
+}
+
 fn xw(x: ptr<function, array<vec4<f32>, 4>>, wf: ptr<function, array<vec4<f32>, 32>>, c: u32) -> f32 {
     return dot((*x)[0], (*wf)[4u * c]) + dot((*x)[1], (*wf)[4u * c + 1u]) + dot((*x)[2], (*wf)[4u * c + 2u])
         + dot((*x)[3], (*wf)[4u * c + 3u]);
@@ -219,11 +233,30 @@ fn store_row8(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
 }
 
+// The 16 × 8 tile acc (acc[2r], acc[2r + 1] = row i0 + r, columns j0..j0+3, j0+4..j0+7).
+fn store_tile16x8(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
+    store_row8(i0, j0, (*acc)[0], (*acc)[1]);
+    store_row8(i0 + 1u, j0, (*acc)[2], (*acc)[3]);
+    store_row8(i0 + 2u, j0, (*acc)[4], (*acc)[5]);
+    store_row8(i0 + 3u, j0, (*acc)[6], (*acc)[7]);
+    store_row8(i0 + 4u, j0, (*acc)[8], (*acc)[9]);
+    store_row8(i0 + 5u, j0, (*acc)[10], (*acc)[11]);
+    store_row8(i0 + 6u, j0, (*acc)[12], (*acc)[13]);
+    store_row8(i0 + 7u, j0, (*acc)[14], (*acc)[15]);
+    store_row8(i0 + 8u, j0, (*acc)[16], (*acc)[17]);
+    store_row8(i0 + 9u, j0, (*acc)[18], (*acc)[19]);
+    store_row8(i0 + 10u, j0, (*acc)[20], (*acc)[21]);
+    store_row8(i0 + 11u, j0, (*acc)[22], (*acc)[23]);
+    store_row8(i0 + 12u, j0, (*acc)[24], (*acc)[25]);
+    store_row8(i0 + 13u, j0, (*acc)[26], (*acc)[27]);
+    store_row8(i0 + 14u, j0, (*acc)[28], (*acc)[29]);
+    store_row8(i0 + 15u, j0, (*acc)[30], (*acc)[31]);
+}
+
 @compute @workgroup_size(8, 8)
 fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let k4 = p.k / 4u;
     let k16 = p.k / 16u;
-    let kb = p.k / 32u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
     let i0 = (wid.y * 8u + lid.y) * 16u;
     let ml = p.m - 1u;
@@ -231,15 +264,7 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var acc: array<vec4<f32>, 32>;
     var wf: array<vec4<f32>, 32>;
     for (var q = 0u; q < k16; q++) {
-        let b = q / 2u;
-        dequant16(&wf, 0u, wtex(min(j0, nl) * k16 + q), stex(min(j0, nl) * kb + b));
-        dequant16(&wf, 1u, wtex(min(j0 + 1u, nl) * k16 + q), stex(min(j0 + 1u, nl) * kb + b));
-        dequant16(&wf, 2u, wtex(min(j0 + 2u, nl) * k16 + q), stex(min(j0 + 2u, nl) * kb + b));
-        dequant16(&wf, 3u, wtex(min(j0 + 3u, nl) * k16 + q), stex(min(j0 + 3u, nl) * kb + b));
-        dequant16(&wf, 4u, wtex(min(j0 + 4u, nl) * k16 + q), stex(min(j0 + 4u, nl) * kb + b));
-        dequant16(&wf, 5u, wtex(min(j0 + 5u, nl) * k16 + q), stex(min(j0 + 5u, nl) * kb + b));
-        dequant16(&wf, 6u, wtex(min(j0 + 6u, nl) * k16 + q), stex(min(j0 + 6u, nl) * kb + b));
-        dequant16(&wf, 7u, wtex(min(j0 + 7u, nl) * k16 + q), stex(min(j0 + 7u, nl) * kb + b));
+        dequant_cols(&wf, j0, nl, q, q / 2u);
         let xq = q * 4u;
         w8_row(&acc, 0u, min(i0, ml) * k4 + xq, &wf);
         w8_row(&acc, 1u, min(i0 + 1u, ml) * k4 + xq, &wf);
@@ -258,22 +283,7 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         w8_row(&acc, 14u, min(i0 + 14u, ml) * k4 + xq, &wf);
         w8_row(&acc, 15u, min(i0 + 15u, ml) * k4 + xq, &wf);
     }
-    store_row8(i0, j0, acc[0], acc[1]);
-    store_row8(i0 + 1u, j0, acc[2], acc[3]);
-    store_row8(i0 + 2u, j0, acc[4], acc[5]);
-    store_row8(i0 + 3u, j0, acc[6], acc[7]);
-    store_row8(i0 + 4u, j0, acc[8], acc[9]);
-    store_row8(i0 + 5u, j0, acc[10], acc[11]);
-    store_row8(i0 + 6u, j0, acc[12], acc[13]);
-    store_row8(i0 + 7u, j0, acc[14], acc[15]);
-    store_row8(i0 + 8u, j0, acc[16], acc[17]);
-    store_row8(i0 + 9u, j0, acc[18], acc[19]);
-    store_row8(i0 + 10u, j0, acc[20], acc[21]);
-    store_row8(i0 + 11u, j0, acc[22], acc[23]);
-    store_row8(i0 + 12u, j0, acc[24], acc[25]);
-    store_row8(i0 + 13u, j0, acc[26], acc[27]);
-    store_row8(i0 + 14u, j0, acc[28], acc[29]);
-    store_row8(i0 + 15u, j0, acc[30], acc[31]);
+    store_tile16x8(i0, j0, &acc);
 }
 
 // ---- gemm_w8a8_tex ------------------------------------------------------------------------------------
@@ -312,14 +322,7 @@ fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     var wf: array<vec4<f32>, 32>;
     for (var q = 0u; q < k16; q++) {
         let b = q / 2u;
-        dequant16(&wf, 0u, wtex(min(j0, nl) * k16 + q), stex(min(j0, nl) * kb + b));
-        dequant16(&wf, 1u, wtex(min(j0 + 1u, nl) * k16 + q), stex(min(j0 + 1u, nl) * kb + b));
-        dequant16(&wf, 2u, wtex(min(j0 + 2u, nl) * k16 + q), stex(min(j0 + 2u, nl) * kb + b));
-        dequant16(&wf, 3u, wtex(min(j0 + 3u, nl) * k16 + q), stex(min(j0 + 3u, nl) * kb + b));
-        dequant16(&wf, 4u, wtex(min(j0 + 4u, nl) * k16 + q), stex(min(j0 + 4u, nl) * kb + b));
-        dequant16(&wf, 5u, wtex(min(j0 + 5u, nl) * k16 + q), stex(min(j0 + 5u, nl) * kb + b));
-        dequant16(&wf, 6u, wtex(min(j0 + 6u, nl) * k16 + q), stex(min(j0 + 6u, nl) * kb + b));
-        dequant16(&wf, 7u, wtex(min(j0 + 7u, nl) * k16 + q), stex(min(j0 + 7u, nl) * kb + b));
+        dequant_cols(&wf, j0, nl, q, b);
         w8a8_row(&acc, 0u, min(i0, ml) * k16 + q, sxtex(min(i0, ml) * kb + b), &wf);
         w8a8_row(&acc, 1u, min(i0 + 1u, ml) * k16 + q, sxtex(min(i0 + 1u, ml) * kb + b), &wf);
         w8a8_row(&acc, 2u, min(i0 + 2u, ml) * k16 + q, sxtex(min(i0 + 2u, ml) * kb + b), &wf);
@@ -337,20 +340,5 @@ fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         w8a8_row(&acc, 14u, min(i0 + 14u, ml) * k16 + q, sxtex(min(i0 + 14u, ml) * kb + b), &wf);
         w8a8_row(&acc, 15u, min(i0 + 15u, ml) * k16 + q, sxtex(min(i0 + 15u, ml) * kb + b), &wf);
     }
-    store_row8(i0, j0, acc[0], acc[1]);
-    store_row8(i0 + 1u, j0, acc[2], acc[3]);
-    store_row8(i0 + 2u, j0, acc[4], acc[5]);
-    store_row8(i0 + 3u, j0, acc[6], acc[7]);
-    store_row8(i0 + 4u, j0, acc[8], acc[9]);
-    store_row8(i0 + 5u, j0, acc[10], acc[11]);
-    store_row8(i0 + 6u, j0, acc[12], acc[13]);
-    store_row8(i0 + 7u, j0, acc[14], acc[15]);
-    store_row8(i0 + 8u, j0, acc[16], acc[17]);
-    store_row8(i0 + 9u, j0, acc[18], acc[19]);
-    store_row8(i0 + 10u, j0, acc[20], acc[21]);
-    store_row8(i0 + 11u, j0, acc[22], acc[23]);
-    store_row8(i0 + 12u, j0, acc[24], acc[25]);
-    store_row8(i0 + 13u, j0, acc[26], acc[27]);
-    store_row8(i0 + 14u, j0, acc[28], acc[29]);
-    store_row8(i0 + 15u, j0, acc[30], acc[31]);
+    store_tile16x8(i0, j0, &acc);
 }
