@@ -11,10 +11,11 @@
 //   gemv_tex  decode (m ≤ 8, one row per z): b is a leaf's texture twin (exec::twins, same layout), a the
 //             staged row; each invocation 4 columns walking all of k, workgroups of 16.
 //             grid (⌈n/64⌉ folded 2-D, 1, m).
-//   gemm_tex  workgroup (8, 8), each invocation a 16 × 8 register tile (rows i0..i0+15, columns j0..j0+7):
-//             a step of 4 k fetches 16 + 8 texels for 512 FMAs. 16 × 8 was the fastest of 4×4 … 32×8 in
-//             the experiment. Rows past m and columns past n are clamped to the last one and never stored.
-//             grid (⌈n/64⌉, ⌈m/128⌉, 1).
+//   gemm_tex  workgroup (8, 8), each invocation a ROWS × 8 register tile (rows i0..i0+ROWS-1, columns
+//             j0..j0+7): a step of 4 k fetches ROWS + 8 texels for ROWS·32 FMAs. 16 × 8 was the fastest of
+//             4×4 … 32×8 in the experiment; ROWS = 8 (override) wastes less of the tile on short prompts.
+//             Rows past m and columns past n are clamped to the last one and never stored.
+//             grid (⌈n/64⌉, ⌈m/(8·ROWS)⌉, 1).
 // CPU reference: reference::matmul::matmul_forward (ta = false, tb = true).
 
 struct Params {
@@ -29,6 +30,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<T>;
 
 const W: u32 = 4096u;
+// Rows of gemm_tex's register tile: 16, or 8 (the upper half of the tile is then neither computed nor stored).
+override ROWS: u32 = 16u;
 
 fn texel_a(t: u32) -> vec4<f32> {
     return textureLoad(ta, vec2<u32>(t % W, t / W), 0);
@@ -57,7 +60,7 @@ fn store_row(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let k4 = p.k / 4u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
-    let i0 = (wid.y * 8u + lid.y) * 16u;
+    let i0 = (wid.y * 8u + lid.y) * ROWS;
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
@@ -75,14 +78,16 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         row_step(&acc, 5u, texel_a(min(i0 + 5u, ml) * k4 + kk), &b);
         row_step(&acc, 6u, texel_a(min(i0 + 6u, ml) * k4 + kk), &b);
         row_step(&acc, 7u, texel_a(min(i0 + 7u, ml) * k4 + kk), &b);
-        row_step(&acc, 8u, texel_a(min(i0 + 8u, ml) * k4 + kk), &b);
-        row_step(&acc, 9u, texel_a(min(i0 + 9u, ml) * k4 + kk), &b);
-        row_step(&acc, 10u, texel_a(min(i0 + 10u, ml) * k4 + kk), &b);
-        row_step(&acc, 11u, texel_a(min(i0 + 11u, ml) * k4 + kk), &b);
-        row_step(&acc, 12u, texel_a(min(i0 + 12u, ml) * k4 + kk), &b);
-        row_step(&acc, 13u, texel_a(min(i0 + 13u, ml) * k4 + kk), &b);
-        row_step(&acc, 14u, texel_a(min(i0 + 14u, ml) * k4 + kk), &b);
-        row_step(&acc, 15u, texel_a(min(i0 + 15u, ml) * k4 + kk), &b);
+        if (ROWS > 8u) {
+            row_step(&acc, 8u, texel_a(min(i0 + 8u, ml) * k4 + kk), &b);
+            row_step(&acc, 9u, texel_a(min(i0 + 9u, ml) * k4 + kk), &b);
+            row_step(&acc, 10u, texel_a(min(i0 + 10u, ml) * k4 + kk), &b);
+            row_step(&acc, 11u, texel_a(min(i0 + 11u, ml) * k4 + kk), &b);
+            row_step(&acc, 12u, texel_a(min(i0 + 12u, ml) * k4 + kk), &b);
+            row_step(&acc, 13u, texel_a(min(i0 + 13u, ml) * k4 + kk), &b);
+            row_step(&acc, 14u, texel_a(min(i0 + 14u, ml) * k4 + kk), &b);
+            row_step(&acc, 15u, texel_a(min(i0 + 15u, ml) * k4 + kk), &b);
+        }
     }
     store_row(i0, j0, acc[0], acc[1]);
     store_row(i0 + 1u, j0, acc[2], acc[3]);
@@ -92,14 +97,16 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     store_row(i0 + 5u, j0, acc[10], acc[11]);
     store_row(i0 + 6u, j0, acc[12], acc[13]);
     store_row(i0 + 7u, j0, acc[14], acc[15]);
-    store_row(i0 + 8u, j0, acc[16], acc[17]);
-    store_row(i0 + 9u, j0, acc[18], acc[19]);
-    store_row(i0 + 10u, j0, acc[20], acc[21]);
-    store_row(i0 + 11u, j0, acc[22], acc[23]);
-    store_row(i0 + 12u, j0, acc[24], acc[25]);
-    store_row(i0 + 13u, j0, acc[26], acc[27]);
-    store_row(i0 + 14u, j0, acc[28], acc[29]);
-    store_row(i0 + 15u, j0, acc[30], acc[31]);
+    if (ROWS > 8u) {
+        store_row(i0 + 8u, j0, acc[16], acc[17]);
+        store_row(i0 + 9u, j0, acc[18], acc[19]);
+        store_row(i0 + 10u, j0, acc[20], acc[21]);
+        store_row(i0 + 11u, j0, acc[22], acc[23]);
+        store_row(i0 + 12u, j0, acc[24], acc[25]);
+        store_row(i0 + 13u, j0, acc[26], acc[27]);
+        store_row(i0 + 14u, j0, acc[28], acc[29]);
+        store_row(i0 + 15u, j0, acc[30], acc[31]);
+    }
 }
 
 @compute @workgroup_size(16)

@@ -16,7 +16,8 @@
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
 //   gemm_w8_tex  prefill on CPU adapters: binding 1 is x as a staged texture, 2 and 3 twins (see its
-//             section); 16 × 8 tiles per invocation. grid (⌈n/64⌉, ⌈m/128⌉, 1).
+//             section); ROWS × 8 tiles per invocation (override ROWS = 16, or 8 for short prompts).
+//             grid (⌈n/64⌉, ⌈m/(8·ROWS)⌉, 1).
 //   gemm_w8a8_tex  the same for W8A8 (quantized x from qdot.wgsl's quantizers, bindings 1 and 5 staged;
 //             see its section).
 // Rows of W past n and rows of x past m are clamped to the last one and never stored.
@@ -40,6 +41,8 @@ struct Params {
 @group(0) @binding(5) var sxt: texture_2d<f32>;
 
 const TW: u32 = 4096u;
+// Rows of the texture GEMMs' register tiles: 16, or 8 (the upper half is then neither computed nor stored).
+override ROWS: u32 = 16u;
 
 // The four int8 bytes of a word, sign-extended, as floats.
 fn i8x4(w: u32) -> vec4<f32> {
@@ -183,8 +186,9 @@ fn gemm_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 
 // ---- gemm_w8_tex --------------------------------------------------------------------------------------
 // Prefill on CPU adapters: x as a staged texture (exec: rgba32float / rgba16float, texel t = x elements
-// 4t..4t+3), the weights and scales as twins. Workgroup (8, 8), each invocation a 16 × 8 register tile (rows
-// i0..i0+15, columns j0..j0+7) as in matmul_tex.wgsl: a step of 16 k fetches 8 weight texels (dequantized
+// 4t..4t+3), the weights and scales as twins. Workgroup (8, 8), each invocation a ROWS × 8 register tile
+// (rows i0..i0+ROWS-1, columns j0..j0+7) as in matmul_tex.wgsl: a step of 16 k fetches 8 weight texels
+// (dequantized
 // once, scale folded in) and 4 x texels per row for 2048 FMAs.
 
 fn xtex(t: u32) -> vec4<f32> {
@@ -234,7 +238,7 @@ fn store_row8(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 }
 
 // The 16 × 8 tile acc (acc[2r], acc[2r + 1] = row i0 + r, columns j0..j0+3, j0+4..j0+7).
-fn store_tile16x8(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
+fn store_tile(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
     store_row8(i0, j0, (*acc)[0], (*acc)[1]);
     store_row8(i0 + 1u, j0, (*acc)[2], (*acc)[3]);
     store_row8(i0 + 2u, j0, (*acc)[4], (*acc)[5]);
@@ -243,14 +247,16 @@ fn store_tile16x8(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
     store_row8(i0 + 5u, j0, (*acc)[10], (*acc)[11]);
     store_row8(i0 + 6u, j0, (*acc)[12], (*acc)[13]);
     store_row8(i0 + 7u, j0, (*acc)[14], (*acc)[15]);
-    store_row8(i0 + 8u, j0, (*acc)[16], (*acc)[17]);
-    store_row8(i0 + 9u, j0, (*acc)[18], (*acc)[19]);
-    store_row8(i0 + 10u, j0, (*acc)[20], (*acc)[21]);
-    store_row8(i0 + 11u, j0, (*acc)[22], (*acc)[23]);
-    store_row8(i0 + 12u, j0, (*acc)[24], (*acc)[25]);
-    store_row8(i0 + 13u, j0, (*acc)[26], (*acc)[27]);
-    store_row8(i0 + 14u, j0, (*acc)[28], (*acc)[29]);
-    store_row8(i0 + 15u, j0, (*acc)[30], (*acc)[31]);
+    if (ROWS > 8u) {
+        store_row8(i0 + 8u, j0, (*acc)[16], (*acc)[17]);
+        store_row8(i0 + 9u, j0, (*acc)[18], (*acc)[19]);
+        store_row8(i0 + 10u, j0, (*acc)[20], (*acc)[21]);
+        store_row8(i0 + 11u, j0, (*acc)[22], (*acc)[23]);
+        store_row8(i0 + 12u, j0, (*acc)[24], (*acc)[25]);
+        store_row8(i0 + 13u, j0, (*acc)[26], (*acc)[27]);
+        store_row8(i0 + 14u, j0, (*acc)[28], (*acc)[29]);
+        store_row8(i0 + 15u, j0, (*acc)[30], (*acc)[31]);
+    }
 }
 
 @compute @workgroup_size(8, 8)
@@ -258,7 +264,7 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let k4 = p.k / 4u;
     let k16 = p.k / 16u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
-    let i0 = (wid.y * 8u + lid.y) * 16u;
+    let i0 = (wid.y * 8u + lid.y) * ROWS;
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
@@ -274,16 +280,18 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         w8_row(&acc, 5u, min(i0 + 5u, ml) * k4 + xq, &wf);
         w8_row(&acc, 6u, min(i0 + 6u, ml) * k4 + xq, &wf);
         w8_row(&acc, 7u, min(i0 + 7u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 8u, min(i0 + 8u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 9u, min(i0 + 9u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 10u, min(i0 + 10u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 11u, min(i0 + 11u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 12u, min(i0 + 12u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 13u, min(i0 + 13u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 14u, min(i0 + 14u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 15u, min(i0 + 15u, ml) * k4 + xq, &wf);
+        if (ROWS > 8u) {
+            w8_row(&acc, 8u, min(i0 + 8u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 9u, min(i0 + 9u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 10u, min(i0 + 10u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 11u, min(i0 + 11u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 12u, min(i0 + 12u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 13u, min(i0 + 13u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 14u, min(i0 + 14u, ml) * k4 + xq, &wf);
+            w8_row(&acc, 15u, min(i0 + 15u, ml) * k4 + xq, &wf);
+        }
     }
-    store_tile16x8(i0, j0, &acc);
+    store_tile(i0, j0, &acc);
 }
 
 // ---- gemm_w8a8_tex ------------------------------------------------------------------------------------
@@ -315,7 +323,7 @@ fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let k16 = p.k / 16u;
     let kb = p.k / 32u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
-    let i0 = (wid.y * 8u + lid.y) * 16u;
+    let i0 = (wid.y * 8u + lid.y) * ROWS;
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
@@ -331,14 +339,16 @@ fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         w8a8_row(&acc, 5u, min(i0 + 5u, ml) * k16 + q, sxtex(min(i0 + 5u, ml) * kb + b), &wf);
         w8a8_row(&acc, 6u, min(i0 + 6u, ml) * k16 + q, sxtex(min(i0 + 6u, ml) * kb + b), &wf);
         w8a8_row(&acc, 7u, min(i0 + 7u, ml) * k16 + q, sxtex(min(i0 + 7u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 8u, min(i0 + 8u, ml) * k16 + q, sxtex(min(i0 + 8u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 9u, min(i0 + 9u, ml) * k16 + q, sxtex(min(i0 + 9u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 10u, min(i0 + 10u, ml) * k16 + q, sxtex(min(i0 + 10u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 11u, min(i0 + 11u, ml) * k16 + q, sxtex(min(i0 + 11u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 12u, min(i0 + 12u, ml) * k16 + q, sxtex(min(i0 + 12u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 13u, min(i0 + 13u, ml) * k16 + q, sxtex(min(i0 + 13u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 14u, min(i0 + 14u, ml) * k16 + q, sxtex(min(i0 + 14u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 15u, min(i0 + 15u, ml) * k16 + q, sxtex(min(i0 + 15u, ml) * kb + b), &wf);
+        if (ROWS > 8u) {
+            w8a8_row(&acc, 8u, min(i0 + 8u, ml) * k16 + q, sxtex(min(i0 + 8u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 9u, min(i0 + 9u, ml) * k16 + q, sxtex(min(i0 + 9u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 10u, min(i0 + 10u, ml) * k16 + q, sxtex(min(i0 + 10u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 11u, min(i0 + 11u, ml) * k16 + q, sxtex(min(i0 + 11u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 12u, min(i0 + 12u, ml) * k16 + q, sxtex(min(i0 + 12u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 13u, min(i0 + 13u, ml) * k16 + q, sxtex(min(i0 + 13u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 14u, min(i0 + 14u, ml) * k16 + q, sxtex(min(i0 + 14u, ml) * kb + b), &wf);
+            w8a8_row(&acc, 15u, min(i0 + 15u, ml) * k16 + q, sxtex(min(i0 + 15u, ml) * kb + b), &wf);
+        }
     }
-    store_tile16x8(i0, j0, &acc);
+    store_tile(i0, j0, &acc);
 }

@@ -9,7 +9,8 @@
 //! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
 
 use super::{
-    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, twin_kind, Arg, ArgInfo, Caps, Dispatch, Lowered, Word,
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, twin_kind, Arg, ArgInfo, Caps, Dispatch,
+    Lowered, Word,
 };
 
 /// Up to this many rows (of a's rows, batch folded) the texture path runs a GEMV per row.
@@ -215,19 +216,21 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
         let kind = staged_kind(dtype).expect("checked by `texture`");
         let u = |x: usize| Word::U32(x as u32);
         let gemv = g.m <= GEMV_MAX_ROWS;
-        let (entry, b_kind, grid) = if gemv {
+        let rows = tex_gemm_rows(g.m);
+        let (entry, b_kind, grid, overrides) = if gemv {
             let mut grid = grid_1d(ceil_div(n, 64));
             grid[2] = g.m as u32;
-            ("gemv_tex", twin_kind(dtype).expect("float"), grid)
+            ("gemv_tex", twin_kind(dtype).expect("float"), grid, vec![])
         } else {
-            ("gemm_tex", kind, [ceil_div(n, 64).max(1), ceil_div(g.m, 128).max(1), 1])
+            let grid = [ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1];
+            ("gemm_tex", kind, grid, vec![("ROWS", rows as f64)])
         };
         let d = Dispatch {
             family: "matmul_tex",
             source: TEX_SOURCE,
             entry,
             dtype,
-            overrides: vec![],
+            overrides,
             params: vec![("m", u(g.m)), ("n", u(n)), ("k", u(k))],
             bindings: vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), b_kind), bind(Arg::Output, true)],
             grid,

@@ -163,6 +163,16 @@ pub(crate) fn staged_kind(dtype: DType) -> Option<BindKind> {
     }
 }
 
+/// Rows of the texture GEMMs' register tiles (override ROWS) for m rows: 8 up to 64 rows (a workgroup
+/// then covers 64), else 16 (128).
+pub(crate) fn tex_gemm_rows(m: usize) -> usize {
+    if m <= 64 {
+        8
+    } else {
+        16
+    }
+}
+
 /// The twin kind of a float dtype (four elements a texel).
 pub(crate) fn twin_kind(dtype: DType) -> Option<BindKind> {
     match dtype {

@@ -5,8 +5,8 @@
 //! only through this choice of kernel: the fallback is more accurate, never less.
 
 use super::{
-    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, BindKind, Caps, Dispatch,
-    Lowered, Word,
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, texture_fits, Arg, ArgInfo, BindKind,
+    Caps, Dispatch, Lowered, Word,
 };
 use crate::error::{Error, Result};
 use crate::graph::{ActQuant, Op};
@@ -66,7 +66,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             source: SOURCE,
             entry: "gemm_w8_tex",
             dtype,
-            overrides: vec![],
+            overrides: vec![("ROWS", tex_gemm_rows(m) as f64)],
             params: params(m, n, k),
             bindings: vec![
                 bind_as(Arg::Input(0), kind),
@@ -74,7 +74,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
                 bind_as(Arg::Input(2), BindKind::TextureF32),
                 bind(Arg::Output, true),
             ],
-            grid: [ceil_div(n, 64), ceil_div(m, 128), 1],
+            grid: [ceil_div(n, 64), ceil_div(m, 8 * tex_gemm_rows(m)), 1],
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
     }
@@ -129,7 +129,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             source: SOURCE,
             entry: "gemm_w8a8_tex",
             dtype,
-            overrides: vec![],
+            overrides: vec![("ROWS", tex_gemm_rows(m) as f64)],
             params: params(m, n, k),
             bindings: vec![
                 bind_as(Arg::Scratch(0), BindKind::StagedU32x4),
@@ -138,7 +138,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
                 bind(Arg::Output, true),
                 bind_as(Arg::Scratch(1), BindKind::StagedF32),
             ],
-            grid: [ceil_div(n, 64), ceil_div(m, 128), 1],
+            grid: [ceil_div(n, 64), ceil_div(m, 8 * tex_gemm_rows(m)), 1],
         };
         return Ok(Lowered { scratch: vec![qx_bytes, sx_bytes], dispatches: vec![quantize, product] });
     }
