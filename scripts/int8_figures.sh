@@ -11,7 +11,7 @@ set -euo pipefail
 OUT=${1:-target/figures}
 N=${PPL_TOKENS:-4096}
 CTX=${PPL_CTX:-256}
-RUNS=${PPL_RUNS:-"f32 f16 int8 w8a8-static w8a8-static-pure pruned30-f32 pruned30-int8 int8-all w8a8-dynamic"}
+RUNS=${PPL_RUNS:-"f32 f16 int8 w8a8-static w8a8-static-pure pruned30-f32 pruned30-f16 pruned30-int8 pruned30-w8a8-static int8-all w8a8-dynamic"}
 BIN=${BIN:-./target/release/wgpu-llm}
 mkdir -p "$OUT" target/q
 scripts/fetch_corpus.sh target/corpus >/dev/null
@@ -25,6 +25,9 @@ TEXT=target/corpus/tempest.txt
     -o target/q/smollm2-static-pure --mode static --dynamic none --calibration target/corpus/macbeth.txt \
     --calib-samples 8 --calib-len 128 --keep none --json > "$OUT/quantize-static-pure.json"
 [[ -d target/q/smollm2-pruned30 ]] || $BIN prune -m smollm2 -o target/q/smollm2-pruned30 --rate 0.3 --json > "$OUT/prune30.json"
+[[ " $RUNS " != *" pruned30-w8a8-static "* || -d target/q/smollm2-pruned30-static ]] || $BIN quantize \
+    -m target/q/smollm2-pruned30 -o target/q/smollm2-pruned30-static --mode static \
+    --calibration target/corpus/macbeth.txt --calib-samples 8 --calib-len 128 --keep none --json > "$OUT/quantize-pruned30-static.json"
 [[ -d target/q/minilm-static ]] || $BIN quantize -m minilm -o target/q/minilm-static --mode static \
     --calibration target/corpus/macbeth.txt --calib-samples 64 --keep none --json > "$OUT/quantize-minilm-static.json"
 
@@ -39,7 +42,9 @@ ppl int8 smollm2 --dtype int8
 ppl w8a8-static target/q/smollm2-static
 ppl w8a8-static-pure target/q/smollm2-static-pure
 ppl pruned30-f32 target/q/smollm2-pruned30 --dtype f32
+ppl pruned30-f16 target/q/smollm2-pruned30 --dtype f16
 ppl pruned30-int8 target/q/smollm2-pruned30 --dtype int8
+ppl pruned30-w8a8-static target/q/smollm2-pruned30-static
 ppl int8-all smollm2 --dtype int8 --keep none
 ppl w8a8-dynamic smollm2 --dtype w8a8 --keep none
 bench() { # name, args...
@@ -53,6 +58,9 @@ bench int8-all -m smollm2 --dtype int8 --keep none
 bench w8a8-dynamic -m smollm2 --dtype w8a8 --keep none
 bench w8a8-static -m target/q/smollm2-static
 bench pruned30-f32 -m target/q/smollm2-pruned30 --dtype f32
+[[ " $RUNS " != *" pruned30-f16 "* ]] || bench pruned30-f16 -m target/q/smollm2-pruned30 --dtype f16
+[[ " $RUNS " != *" pruned30-int8 "* ]] || bench pruned30-int8 -m target/q/smollm2-pruned30 --dtype int8
+[[ " $RUNS " != *" pruned30-w8a8-static "* ]] || bench pruned30-w8a8-static -m target/q/smollm2-pruned30-static
 
 # MiniLM: the first 120 lines of Macbeth's dialogue longer than 30 characters as sentences.
 grep -m 120 -E '^[A-Z][a-z].{30,}' target/corpus/macbeth.txt > "$OUT/sentences.txt"
