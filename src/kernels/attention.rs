@@ -1,12 +1,34 @@
 //! Lowering of the attention family (shaders/attention.wgsl): fused scaled dot-product attention (online
 //! softmax), its probabilities, and dq / dk / dv by recomputation from per-row (lse, Σ P·dP) statistics.
 
-use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use std::sync::LazyLock;
+
+use super::{
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, Caps, Dispatch, Lowered, Word,
+};
 use crate::error::{Error, Result};
 use crate::graph::{AttnSpec, Op};
 use crate::tensor::DType;
 
 pub const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
+
+/// The family's text with attention_forward_rows reading K and V through staged textures (exec::twins
+/// layout, texel t = vec4 t of the row-major tensor; prefill on CPU adapters, where texel fetches are
+/// gathered in straight-line code and storage loads lane by lane): the same text with the two load
+/// functions swapped and the textures declared.
+pub fn tex_source() -> &'static str {
+    static TEXT: LazyLock<String> = LazyLock::new(|| {
+        let mut s = SOURCE.to_string();
+        for (name, buf, tex) in [("ldk", "k4", "kt"), ("ldv", "v4", "vt")] {
+            let from = format!("fn {name}(i: u32) -> vec4<f32> {{\n    return vec4<f32>({buf}[i]);\n}}");
+            let to = format!("fn {name}(i: u32) -> vec4<f32> {{\n    return textureLoad({tex}, vec2<u32>(i % 4096u, i / 4096u), 0);\n}}");
+            assert!(s.contains(&from), "shaders/attention.wgsl no longer defines {name} as expected");
+            s = s.replace(&from, &to);
+        }
+        s + "\n@group(0) @binding(2) var kt: texture_2d<f32>;\n@group(0) @binding(3) var vt: texture_2d<f32>;\n"
+    });
+    &TEXT
+}
 
 /// Workgroup size; each invocation owns up to `MAXC` output dims (the shader's constant).
 const WG: usize = 64;
@@ -17,7 +39,7 @@ const RQ: usize = 8;
 const ROWS_WG: usize = 16;
 const ROWS_MAX_D: usize = 64;
 
-pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
     let spec: &AttnSpec = match op {
         Op::Attention(a)
@@ -94,6 +116,17 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
                 grid_1d(ceil_div(b * hkv * (hq / hkv * t).div_ceil(RQ), ROWS_WG)),
             );
             rows.overrides = vec![("WG", ROWS_WG as f64), ("D4", (d / 4) as f64)];
+            // Prefill on a CPU adapter: K and V (read once per 8 query rows) staged as textures. Not for decode,
+            // where copying the whole cache would cost more than the few reads it saves.
+            let kv_bytes = (b * hkv * s * d * dt.size()) as u64;
+            if let Some(kind) = staged_kind(dt).filter(|&kind| {
+                caps.texture_weights && t > 8 && ins[1].dtype == dt && texture_fits(caps, kind, kv_bytes)
+            }) {
+                rows.family = "attention_tex";
+                rows.source = tex_source();
+                rows.bindings[1] = bind_as(Arg::Input(1), kind);
+                rows.bindings[2] = bind_as(Arg::Input(2), kind);
+            }
             return Ok(Lowered { scratch: vec![], dispatches: vec![rows] });
         }
         return Ok(fwd("attention_forward"));

@@ -187,9 +187,12 @@ pub(crate) fn texture_fits(caps: &Caps, kind: BindKind, bytes: u64) -> bool {
     crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64)
 }
 
-/// Every WGSL family with its source, for validation without a device.
+/// Every WGSL family with its source, for validation without a device (with the texts assembled at run
+/// time: attention's texture variant).
 pub fn all_sources() -> Vec<(&'static str, &'static str)> {
-    FAMILIES.to_vec()
+    let mut v = FAMILIES.to_vec();
+    v.push(("attention_tex", attention::tex_source()));
+    v
 }
 
 /// The WGSL prelude for a float dtype.

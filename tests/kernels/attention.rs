@@ -181,3 +181,33 @@ fn bad_inputs_are_typed_errors() {
     let m2 = b.input("m2", &[1, 4], DType::F32).unwrap();
     assert!(matches!(b.op(Op::AttentionGradQ(spec), &[q2, k, v, m2]), Err(Error::Shape { .. })));
 }
+
+#[test]
+fn prefill_reads_k_and_v_through_textures_on_cpu_adapters() {
+    // attention_forward_rows with K and V staged as textures (more than 8 query rows, texture path on) and
+    // through storage: both match the reference; decode keeps storage reads.
+    use wgpu_llm::kernels::{attention, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut rng = Rng::new(35);
+    let c = Scalar::Const;
+    for dt in dtypes() {
+        for (shape, mask, want_tex) in [
+            ((1, 6, 2, 19, 19, 64), None, true),
+            ((2, 3, 3, 13, 70, 12), Some(DType::F32), true),
+            ((1, 4, 2, 9, 4100, 8), None, true),
+            ((1, 4, 2, 1, 37, 16), None, false),
+        ] {
+            let cs =
+                case(&mut rng, dt, shape, true, mask, c(shape.4 as u32 - shape.3 as u32), c(shape.4 as u32), vec![]);
+            let info =
+                |t: &HostTensor| ArgInfo { shape: t.shape.clone(), dtype: t.dtype, shards: vec![(0, t.shape[0])] };
+            let infos: Vec<ArgInfo> = cs.ins.iter().map(info).collect();
+            let op = Op::Attention(cs.spec.clone());
+            let lowered = attention::lower(&op, &infos, &info(&cs.ins[0]), &tex.caps()).unwrap();
+            let family = if want_tex { "attention_tex" } else { "attention" };
+            assert_eq!(lowered.dispatches[0].family, family, "{}", cs.name);
+            check_op_on(tex, &format!("texture attention {}", cs.name), op.clone(), &cs.ins, &[], tol(dt));
+            check_op_on(storage, &format!("storage attention {}", cs.name), op, &cs.ins, &[], tol(dt));
+        }
+    }
+}
