@@ -16,11 +16,17 @@
 //   *_backward_x:         1 x [rows, c]  2 gamma [c]  3 dy [rows, c]  4 dx [rows, c] (rw)
 //   norm_row_stats:       1 x [rows, c]  2 stats_w [rows, 2] f32 (rw, scratch)
 //   norm_grad_gamma:      1 x [rows, c]  2 dy2 [rows, c]  3 stats [rows, 2] f32  4 dgamma [c] (rw)
+//   rmsnorm_rows, layernorm_rows (CPU adapters, c % 4 == 0): x, gamma and beta as textures (exec::twins
+//                         layout, texel t = elements 4t..4t+3: x staged, gamma/beta twins or staged),
+//                         y as vec4 stores; same slots as the forward entries above.
 //
 // Overrides: WG (workgroup size, a power of two ≤ 256, default 64); RMS (norm_row_stats: RMSNorm stats).
 // Dispatch: one workgroup per row (grid_1d(rows), row = wid.x + wid.y·nwg.x) for every entry except
-//   norm_grad_gamma: one invocation per column, grid_1d(ceil(c / WG)).
-// Numerics: every sum is f32, in a fixed tree order (deterministic), even for f16 storage; squares are
+//   norm_grad_gamma: one invocation per column, grid_1d(ceil(c / WG)); and the *_rows entries: one
+//   invocation per row, walking it alone (no workgroup memory or barriers, which llvmpipe runs lane by lane),
+//   workgroups of 16 rows, grid_1d(ceil(rows / 16)).
+// Numerics: every sum is f32, in a fixed tree order (the *_rows entries: in row order, four lanes of a vec4
+//   added at the end; deterministic), even for f16 storage; squares are
 //   taken as f32(x)·f32(x) so activations near 22,500 do not overflow f16. LayerNorm variance is two-pass
 //   (Σ(x − mean)²), not E[x²] − mean², to avoid cancellation. norm_grad_gamma sums rows in order 0..rows.
 // CPU reference: reference::norm::{layernorm_forward, layernorm_backward_x, rmsnorm_forward,
@@ -213,4 +219,68 @@ fn norm_grad_gamma(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
         acc += f32(dy2[i]) * (f32(x[i]) - stats[2u * r]) * stats[2u * r + 1u];
     }
     dgamma[j] = T(acc);
+}
+
+// ---- rmsnorm_rows, layernorm_rows ---------------------------------------------------------------------
+@group(0) @binding(1) var xt: texture_2d<f32>;
+@group(0) @binding(2) var gt: texture_2d<f32>;
+@group(0) @binding(3) var bt: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> y34: array<vec4<T>>;
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<T>>;
+
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+fn rows_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * 16u + lid;
+}
+
+@compute @workgroup_size(16)
+fn rmsnorm_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = rows_row(wid, nwg, lid);
+    if (row >= p.rows) {
+        return;
+    }
+    let c4 = p.c / 4u;
+    let base = row * c4;
+    var ss = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        let v = texel(xt, base + j);
+        ss += v * v;
+    }
+    let rstd = inverseSqrt(hsum(ss) / f32(p.c) + p.eps);
+    for (var j = 0u; j < c4; j++) {
+        y34[base + j] = vec4<T>(texel(xt, base + j) * rstd * texel(gt, j));
+    }
+}
+
+@compute @workgroup_size(16)
+fn layernorm_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = rows_row(wid, nwg, lid);
+    if (row >= p.rows) {
+        return;
+    }
+    let c4 = p.c / 4u;
+    let base = row * c4;
+    var s = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        s += texel(xt, base + j);
+    }
+    let mean = hsum(s) / f32(p.c);
+    var sq = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        let d = texel(xt, base + j) - mean;
+        sq += d * d;
+    }
+    let rstd = inverseSqrt(hsum(sq) / f32(p.c) + p.eps);
+    for (var j = 0u; j < c4; j++) {
+        y4[base + j] = vec4<T>((texel(xt, base + j) - mean) * rstd * texel(gt, j) + texel(bt, j));
+    }
 }

@@ -1,6 +1,9 @@
 //! Lowering of the norm family (shaders/norm.wgsl): LayerNorm and RMSNorm, forward, dx, and dgamma.
 
-use super::{bind, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, twin_kind, Arg, ArgInfo, Caps, Dispatch,
+    Lowered, Word,
+};
 use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::tensor::DType;
@@ -36,7 +39,7 @@ fn dispatch(
     }
 }
 
-pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
     let x = &ins[0];
     let c = *x.shape.last().unwrap_or(&1);
@@ -51,6 +54,28 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
         scratch: vec![],
         dispatches: vec![dispatch(entry, dt, ov.clone(), (rows, c, eps), bindings, row_grid)],
     };
+    // On a CPU adapter the forward norms walk one row per invocation through textures (see the shader).
+    let rows_kind = staged_kind(dt).filter(|&kind| {
+        caps.texture_weights
+            && c.is_multiple_of(4)
+            && ins.iter().all(|i| i.dtype == dt)
+            && texture_fits(caps, kind, (rows * c * dt.size()) as u64)
+    });
+    if let (Some(kind), Op::LayerNorm { eps } | Op::RmsNorm { eps }) = (rows_kind, op) {
+        let rms = matches!(op, Op::RmsNorm { .. });
+        let param = twin_kind(dt).expect("a float dtype");
+        let mut bindings = vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), param)];
+        if !rms {
+            bindings.push(bind_as(Arg::Input(2), param));
+        }
+        bindings.push(w);
+        let entry = if rms { "rmsnorm_rows" } else { "layernorm_rows" };
+        let grid = grid_1d(ceil_div(rows, 16));
+        return Ok(Lowered {
+            scratch: vec![],
+            dispatches: vec![dispatch(entry, dt, vec![], (rows, c, *eps), bindings, grid)],
+        });
+    }
     Ok(match *op {
         Op::LayerNorm { eps } => single("layernorm_forward", eps, vec![r(0), r(1), r(2), w]),
         Op::RmsNorm { eps } => single("rmsnorm_forward", eps, vec![r(0), r(1), w]),

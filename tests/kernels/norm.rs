@@ -141,3 +141,36 @@ fn wrong_gamma_shape_is_a_shape_error() {
     let dy = b.input("dy", &[2, 7], DType::F32).unwrap();
     assert!(matches!(b.op(Op::NormGradGamma { eps: EPS, rms: true }, &[x, dy]), Err(Error::Shape { .. })));
 }
+
+#[test]
+fn row_kernels_on_textures_match_the_reference() {
+    // CPU adapters: one invocation per row through textures (c % 4 == 0); storage devices: a workgroup per
+    // row. Partial workgroups of 16 rows, a row spanning texture rows, large activations, gamma as a param
+    // (its twin) and as an input (staged).
+    use wgpu_llm::kernels::{norm, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut rng = Rng::new(3);
+    let info = |t: &HostTensor| ArgInfo { shape: t.shape.clone(), dtype: t.dtype, shards: vec![(0, t.shape[0])] };
+    for dt in dtypes() {
+        for (shape, scale) in
+            [(vec![1, 4], 1.0), (vec![17, 36], 1.0), (vec![2, 3, 20000], 1.0), (vec![5, 64], 20_000.0)]
+        {
+            let c = *shape.last().unwrap();
+            let v: Vec<f32> = rng.vec(shape.iter().product(), -scale, scale);
+            let x = if dt == DType::F16 { HostTensor::f16(&shape, v) } else { HostTensor::f32(&shape, v) }.unwrap();
+            let (g, b) = (rng.tensor(&[c], dt), rng.tensor(&[c], dt));
+            for (op, ins, entry) in [
+                (Op::RmsNorm { eps: EPS }, vec![x.clone(), g.clone()], "rmsnorm_rows"),
+                (Op::LayerNorm { eps: EPS }, vec![x.clone(), g.clone(), b.clone()], "layernorm_rows"),
+            ] {
+                let case = format!("{entry} {shape:?} ×{scale} {dt:?}");
+                let infos: Vec<ArgInfo> = ins.iter().map(info).collect();
+                let lowered = norm::lower(&op, &infos, &info(&x), &tex.caps()).unwrap();
+                assert_eq!(lowered.dispatches[0].entry, entry, "{case}");
+                crate::matmul::check_with_param(tex, &case, op.clone(), &ins, 1, tol(dt));
+                check_op_on(tex, &format!("{case}, gamma staged"), op.clone(), &ins, &[], tol(dt));
+                check_op_on(storage, &format!("{case} on storage"), op, &ins, &[], tol(dt));
+            }
+        }
+    }
+}
