@@ -10,8 +10,9 @@
 //             storage load is a per-lane loop: loads, not FMAs, set the speed). Workgroups of 16 → 64
 //             columns each. grid (⌈n/64⌉ folded 2-D, 1, m).
 //   gemv_w8_tex  gemv_w8 with bindings 2 and 3 as texture twins (exec::twins): wq rgba32uint (texel t = words
-//             4t..4t+3), ws r32float (texel t = scale t), texel t at (t % 4096, t / 4096); chosen for decode
-//             on CPU adapters (llvmpipe fetches texels in straight-line code, storage loads lane by lane).
+//             4t..4t+3), ws r32float (texel t = scale t), texel t at (t % 4096, t / 4096), and binding 1 x as
+//             a staged texture (xt, as gemm_w8_tex's); chosen for decode on CPU adapters (llvmpipe fetches
+//             texels in straight-line code, storage loads lane by lane).
 //   gemm_w8   prefill: workgroup (8, 8), each invocation an 8×8 register tile of y (a 64×64 tile per
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
@@ -120,10 +121,10 @@ fn gemv_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         var s = vec4<f32>(0.0);
         for (var h = 0u; h < 2u; h++) {
             let q = b * 2u + h;
-            let x0 = vec4<f32>(x4[xr + q * 4u]);
-            let x1 = vec4<f32>(x4[xr + q * 4u + 1u]);
-            let x2 = vec4<f32>(x4[xr + q * 4u + 2u]);
-            let x3 = vec4<f32>(x4[xr + q * 4u + 3u]);
+            let x0 = xtex(xr + q * 4u);
+            let x1 = xtex(xr + q * 4u + 1u);
+            let x2 = xtex(xr + q * 4u + 2u);
+            let x3 = xtex(xr + q * 4u + 3u);
             s += vec4<f32>(dot16(x0, x1, x2, x3, wtex(wr.x + q)), dot16(x0, x1, x2, x3, wtex(wr.y + q)),
                            dot16(x0, x1, x2, x3, wtex(wr.z + q)), dot16(x0, x1, x2, x3, wtex(wr.w + q)));
         }

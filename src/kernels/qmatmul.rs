@@ -58,8 +58,8 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     let weights_fit = caps.texture_weights
         && texture_fits(caps, BindKind::TextureU32x4, (n * k) as u64)
         && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
-    let twins_fit = gemv && weights_fit;
     let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));
+    let twins_fit = gemv && weights_fit && x_staged.is_some();
     if let (false, true, Some(kind), true) = (gemv, weights_fit, x_staged, act == ActQuant::None || !caps.int8dot) {
         let d = Dispatch {
             family: "qmatmul",
@@ -95,7 +95,15 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             dtype,
             overrides: vec![],
             params: params(m, n, k),
-            bindings: vec![bind(Arg::Input(0), false), wq, ws, bind(Arg::Output, true)],
+            bindings: vec![
+                match (twins_fit, x_staged) {
+                    (true, Some(kind)) => bind_as(Arg::Input(0), kind),
+                    _ => bind(Arg::Input(0), false),
+                },
+                wq,
+                ws,
+                bind(Arg::Output, true),
+            ],
             grid,
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
