@@ -31,17 +31,28 @@ pub struct ModelBench {
     pub decode_profile: Vec<(String, f64, usize)>,
     /// The same for one prefill of 256 tokens.
     pub prefill_256_profile: Vec<(String, f64, usize)>,
+    /// One decode step's GPU time by kernel (family:entry), largest first.
+    pub decode_kernels: Vec<(String, f64, usize)>,
 }
 
 /// Dispatch timings summed by op, largest first.
 fn by_op(timings: Vec<crate::exec::OpTiming>) -> Vec<(String, f64, usize)> {
-    let mut by_op: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
-    for t in timings {
-        let e = by_op.entry(t.op).or_default();
-        e.0 += t.micros;
+    summed(timings.into_iter().map(|t| (t.op, t.micros)))
+}
+
+/// Dispatch timings summed by kernel (the pipeline key's family and entry point), largest first.
+fn by_kernel(timings: Vec<crate::exec::OpTiming>) -> Vec<(String, f64, usize)> {
+    summed(timings.into_iter().map(|t| (t.kernel.split(':').take(2).collect::<Vec<_>>().join(":"), t.micros)))
+}
+
+fn summed(timings: impl Iterator<Item = (String, f64)>) -> Vec<(String, f64, usize)> {
+    let mut sums: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for (name, micros) in timings {
+        let e = sums.entry(name).or_default();
+        e.0 += micros;
         e.1 += 1;
     }
-    let mut v: Vec<(String, f64, usize)> = by_op.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
+    let mut v: Vec<(String, f64, usize)> = sums.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v
 }
@@ -64,7 +75,9 @@ pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBen
     let mut sampler = Sampler::new(SamplerConfig::default());
     let g = generate(&mut s, &ids(64), n, &mut sampler, &[], 0, &mut |_| true)?;
     let decode = g.timings.decode_tokens_per_sec;
-    let decode_profile = by_op(s.profile_decode(100)?);
+    let decode_timings = s.profile_decode(100)?;
+    let decode_kernels = by_kernel(decode_timings.clone());
+    let decode_profile = by_op(decode_timings);
     let prefill_256_profile = by_op(s.profile_prefill(&ids(256))?);
     Ok(ModelBench {
         model: path.display().to_string(),
@@ -82,5 +95,6 @@ pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBen
         gpu_memory_bytes: s.gpu_bytes(),
         decode_profile,
         prefill_256_profile,
+        decode_kernels,
     })
 }

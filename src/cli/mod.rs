@@ -319,9 +319,11 @@ pub fn main() -> Result<()> {
                     r.weight_bytes_per_token as f64 / 1e6,
                     r.decode_weight_gbps
                 );
-                for (what, profile) in
-                    [("one decode step", &r.decode_profile), ("one prefill of 256 tokens", &r.prefill_256_profile)]
-                {
+                for (what, profile) in [
+                    ("one decode step", &r.decode_profile),
+                    ("one decode step by kernel", &r.decode_kernels),
+                    ("one prefill of 256 tokens", &r.prefill_256_profile),
+                ] {
                     let total: f64 = profile.iter().map(|p| p.1).sum();
                     println!("  {what} on the GPU: {:.1} ms", total / 1e3);
                     for (op, us, n) in profile {
