@@ -5,6 +5,7 @@
 # sentences.
 # Usage: scripts/int8_figures.sh [OUT]
 #   env: PPL_TOKENS (default 4096), PPL_CTX (default 256), BIN (default ./target/release/wgpu-llm),
+#        BENCH_BIN (the binary of the speed and embedding runs; default BIN),
 #        PPL_RUNS (default: every run below; a run whose JSON exists already is skipped)
 # Writes JSON per run under OUT (default target/figures) and prints a summary.
 set -euo pipefail
@@ -13,6 +14,7 @@ N=${PPL_TOKENS:-4096}
 CTX=${PPL_CTX:-256}
 RUNS=${PPL_RUNS:-"f32 f16 int8 w8a8-static w8a8-static-pure pruned30-f32 pruned30-f16 pruned30-int8 pruned30-w8a8-static int8-all w8a8-dynamic"}
 BIN=${BIN:-./target/release/wgpu-llm}
+BENCH_BIN=${BENCH_BIN:-$BIN}
 mkdir -p "$OUT" target/q
 scripts/fetch_corpus.sh target/corpus >/dev/null
 TEXT=target/corpus/tempest.txt
@@ -49,7 +51,7 @@ ppl int8-all smollm2 --dtype int8 --keep none
 ppl w8a8-dynamic smollm2 --dtype w8a8 --keep none
 bench() { # name, args...
     local name=$1; shift
-    [[ -s "$OUT/bench-$name.json" ]] || $BIN bench model "$@" -n 16 --json > "$OUT/bench-$name.json"
+    [[ -s "$OUT/bench-$name.json" ]] || $BENCH_BIN bench model "$@" -n 16 --json > "$OUT/bench-$name.json"
 }
 bench f32 -m smollm2 --dtype f32
 bench f16 -m smollm2 --dtype f16
@@ -65,9 +67,9 @@ bench pruned30-f32 -m target/q/smollm2-pruned30 --dtype f32
 # MiniLM: the first 120 lines of Macbeth's dialogue longer than 30 characters as sentences.
 grep -m 120 -E '^[A-Z][a-z].{30,}' target/corpus/macbeth.txt > "$OUT/sentences.txt"
 for d in f32 int8 w8a8; do
-    [[ -s "$OUT/embed-$d.json" ]] || $BIN embed -m minilm --dtype "$d" --file "$OUT/sentences.txt" --json > "$OUT/embed-$d.json"
+    [[ -s "$OUT/embed-$d.json" ]] || $BENCH_BIN embed -m minilm --dtype "$d" --file "$OUT/sentences.txt" --json > "$OUT/embed-$d.json"
 done
-[[ -s "$OUT/embed-static.json" ]] || $BIN embed -m target/q/minilm-static --file "$OUT/sentences.txt" --json > "$OUT/embed-static.json"
+[[ -s "$OUT/embed-static.json" ]] || $BENCH_BIN embed -m target/q/minilm-static --file "$OUT/sentences.txt" --json > "$OUT/embed-static.json"
 
 python3 - "$OUT" <<'PY'
 import json, math, sys, glob, os
