@@ -14,6 +14,9 @@
 //   cache_write  cache[h, offset + r, :] = a[h, r, :]            a: (bh, d1 = t, d3), cache: (bh, d2 = smax, d3),
 //                                                              in place (cache bound read_write); n = numel(a)
 //   copy / copy_vec4  y = a (vec4 when n % 4 == 0; n counts vec4s there) — the benchmark's bandwidth ceiling.
+//   add_tex, mul_tex, unary_tex  add, mul, unary with n % 4 == 0 (n counts vec4s), the inputs as staged textures
+//                (exec::twins layout, texel t = elements 4t..4t+3) and vec4 stores: large tensors on CPU
+//                adapters, where texel fetches are gathered in straight-line code and storage loads lane by lane.
 //
 // Bindings: 0 params; 1 a (read); 2 b (read) or the output; 3 the output when there are two inputs.
 // Casts use the f16 prelude (T = f16) and name the f32 side explicitly, so the file validates under both
@@ -224,4 +227,38 @@ fn copy_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
     y4[i] = a4[i];
+}
+
+// ---- add_tex, mul_tex, unary_tex -----------------------------------------------------------------------
+@group(0) @binding(1) var at: texture_2d<f32>;
+@group(0) @binding(2) var bt: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> y34: array<vec4<T>>;
+
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+@compute @workgroup_size(256)
+fn add_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y34[i] = vec4<T>(texel(at, i) + texel(bt, i));
+}
+
+@compute @workgroup_size(256)
+fn mul_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y34[i] = vec4<T>(texel(at, i) * texel(bt, i));
+}
+
+@compute @workgroup_size(256)
+fn unary_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let x = texel(at, i);
+    y4[i] = vec4<T>(vec4<f32>(act(x.x), act(x.y), act(x.z), act(x.w)));
 }

@@ -1,7 +1,9 @@
 //! Lowering of the elementwise family (shaders/elementwise.wgsl): add/bias, mul, scale, activations and their
 //! derivatives, sum over rows, casts, permute, KV-cache write, and the plain copy the benchmark times.
 
-use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, Caps, Dispatch, Lowered, Word,
+};
 use crate::error::{Error, Result};
 use crate::graph::{Act, Op, Scalar};
 use crate::tensor::{numel, DType};
@@ -9,6 +11,10 @@ use crate::tensor::{numel, DType};
 pub const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
 
 const WG: usize = 256;
+
+/// From this many elements on, add/mul/unary read staged textures on CPU adapters (below it the copies and
+/// the compute-pass split they need cost more than the storage loads they save: decode's rows).
+const TEX_MIN_ELEMS: usize = 16_384;
 
 /// Params words in struct order: n, cols, s, d0..d3, offset.
 fn params(n: usize, cols: usize, s: f32, d: [usize; 4], offset: Word) -> Vec<(&'static str, Word)> {
@@ -69,10 +75,30 @@ pub fn copy_dispatch(n_elems: usize, dtype: DType) -> Dispatch {
     )
 }
 
-pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
     let n = numel(&out.shape);
     let dt = out.dtype;
+    let same_shapes = ins.iter().all(|i| i.shape == out.shape && i.dtype == dt);
+    let tex = staged_kind(dt).filter(|&kind| {
+        caps.texture_weights
+            && n >= TEX_MIN_ELEMS
+            && n.is_multiple_of(4)
+            && same_shapes
+            && texture_fits(caps, kind, (n * dt.size()) as u64)
+    });
+    if let (Some(kind), Op::Add | Op::Mul | Op::Unary { .. }) = (tex, op) {
+        let (entry, overrides, bindings) = match op {
+            Op::Add => ("add_tex", vec![], vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), kind)]),
+            Op::Mul => ("mul_tex", vec![], vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), kind)]),
+            Op::Unary { act } => ("unary_tex", vec![("ACT", act_id(*act))], vec![bind_as(Arg::Input(0), kind)]),
+            _ => unreachable!("matched above"),
+        };
+        let mut bindings = bindings;
+        bindings.push(bind(Arg::Output, true));
+        let d = dispatch(entry, dt, overrides, params(n / 4, 0, 0.0, [0; 4], Word::U32(0)), bindings, n / 4);
+        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+    }
     let zero = || Word::U32(0);
     let unary_bindings = || vec![bind(Arg::Input(0), false), bind(Arg::Output, true)];
     let binary_bindings = || vec![bind(Arg::Input(0), false), bind(Arg::Input(1), false), bind(Arg::Output, true)];

@@ -131,3 +131,32 @@ fn copy_dispatch_uses_vec4_when_it_can() {
     assert_eq!(d.params[0].1, wgpu_llm::kernels::Word::U32(1 << 18));
     assert_eq!(copy_dispatch(7, DType::F16).entry, "copy");
 }
+
+#[test]
+fn large_tensors_read_staged_textures_on_cpu_adapters() {
+    // add/mul/unary over at least 16,384 elements (n % 4 == 0) read staged textures on a texture device and
+    // storage elsewhere; both match the reference, activations across both tails included.
+    use wgpu_llm::kernels::{elementwise, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(7);
+    let info = |t: &HostTensor| ArgInfo { shape: t.shape.clone(), dtype: t.dtype, shards: vec![(0, t.shape[0])] };
+    for (dt, tol) in dtypes() {
+        let shape = [37, 448];
+        let n: usize = shape.iter().product();
+        let (a, b) = (r.tensor(&shape, dt), r.tensor(&shape, dt));
+        let wide: Vec<f32> = (0..n).map(|i| -10.0 + 20.0 * i as f32 / n as f32).collect();
+        let x = if dt == DType::F16 { HostTensor::f16(&shape, wide) } else { HostTensor::f32(&shape, wide) }.unwrap();
+        let mut cases = vec![(Op::Add, vec![a.clone(), b.clone()], "add_tex"), (Op::Mul, vec![a, b], "mul_tex")];
+        for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu] {
+            cases.push((Op::Unary { act }, vec![x.clone()], "unary_tex"));
+        }
+        for (op, ins, entry) in cases {
+            let case = format!("{op:?} {shape:?} {dt:?}");
+            let infos: Vec<ArgInfo> = ins.iter().map(info).collect();
+            let lowered = elementwise::lower(&op, &infos, &info(&ins[0]), &tex.caps()).unwrap();
+            assert_eq!(lowered.dispatches[0].entry, entry, "{case}");
+            check_op_on(tex, &format!("texture {case}"), op.clone(), &ins, &[], tol);
+            check_op_on(storage, &format!("storage {case}"), op, &ins, &[], tol);
+        }
+    }
+}
