@@ -37,8 +37,9 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn precision(&self, gpu: &Gpu) -> Result<Precision> {
-        // f16 halves the bytes each decode step reads; on a CPU adapter (llvmpipe) f16 loads are
-        // converted lane by lane and measured no faster than f32 (bench model: 0.82 vs 0.90 tok/s).
+        // f16 halves the bytes each decode step reads; on a CPU adapter (llvmpipe) rgba16float texel
+        // fetches are slower than rgba32float ones, and SmolLM2 measured within run-to-run noise of f32
+        // (bench model, one run each: decode 4.73 vs 4.00 tok/s, prefill@64 43.6 vs 47.6), so f32 stays.
         let float =
             if gpu.caps().f16 && gpu.info.device_type != wgpu::DeviceType::Cpu { DType::F16 } else { DType::F32 };
         let int8 =
