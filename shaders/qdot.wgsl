@@ -12,6 +12,12 @@
 // vec4<u32>; 4 ws (read) [n, k/32]; 5 y (read_write) [m, n].
 //   gemv_w8a8  one row per z, 4 columns per invocation walking all of k; workgroups of 16.
 //              grid (⌈n/64⌉ folded 2-D, 1, m).
+//   gemv_w8a8 of the texture text (kernels::qmatmul::dot_tex_source, family qtex): the same kernel reading
+//              the weights and scales through texture twins (exec::twins: wq rgba32uint, texel t = words
+//              4t..4t+3; ws r32float; texel t at (t % 4096, t / 4096)) and the quantized row and its scales
+//              through 64 KiB uniform arrays (scratch buffers made at least that large; m·k bytes of qx must
+//              fit, the lowering checks). On llvmpipe both are gathered in straight-line code, where storage
+//              loads loop over the SIMD lanes (examples/texel_bench).
 //   gemm_w8a8  workgroup (8, 8), an 8×8 tile per invocation: a block loads 16 + 16 vec4<u32> and 16 scales
 //              for 512 dot4I8Packed. grid (⌈n/64⌉, ⌈m/64⌉, 1).
 // CPU reference: reference::qmatmul::qmatmul_forward (act = Dynamic / Static).
@@ -95,6 +101,24 @@ fn store_y(i: u32, j: u32, v: f32) {
     }
 }
 
+// gemv_w8a8's reads, storage here; kernels::qmatmul::dot_tex_source swaps these bodies for uniform and
+// texel reads.
+fn gemv_qx(t: u32) -> vec4<u32> {
+    return qx4[t];
+}
+
+fn gemv_sx(t: u32) -> f32 {
+    return sx[t];
+}
+
+fn gemv_wq(t: u32) -> vec4<u32> {
+    return wq4[t];
+}
+
+fn gemv_ws(t: u32) -> f32 {
+    return ws[t];
+}
+
 @compute @workgroup_size(16)
 fn gemv_w8a8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
@@ -109,14 +133,14 @@ fn gemv_w8a8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let sr = r * kb;
     var acc = vec4<f32>(0.0);
     for (var b = 0u; b < kb; b++) {
-        let a0 = qx4[i * k16 + 2u * b];
-        let a1 = qx4[i * k16 + 2u * b + 1u];
+        let a0 = gemv_qx(i * k16 + 2u * b);
+        let a1 = gemv_qx(i * k16 + 2u * b + 1u);
         let d = vec4<f32>(vec4<i32>(
-            idot32(a0, a1, wq4[wr.x + 2u * b], wq4[wr.x + 2u * b + 1u]),
-            idot32(a0, a1, wq4[wr.y + 2u * b], wq4[wr.y + 2u * b + 1u]),
-            idot32(a0, a1, wq4[wr.z + 2u * b], wq4[wr.z + 2u * b + 1u]),
-            idot32(a0, a1, wq4[wr.w + 2u * b], wq4[wr.w + 2u * b + 1u])));
-        acc += d * vec4<f32>(ws[sr.x + b], ws[sr.y + b], ws[sr.z + b], ws[sr.w + b]) * sx[i * kb + b];
+            idot32(a0, a1, gemv_wq(wr.x + 2u * b), gemv_wq(wr.x + 2u * b + 1u)),
+            idot32(a0, a1, gemv_wq(wr.y + 2u * b), gemv_wq(wr.y + 2u * b + 1u)),
+            idot32(a0, a1, gemv_wq(wr.z + 2u * b), gemv_wq(wr.z + 2u * b + 1u)),
+            idot32(a0, a1, gemv_wq(wr.w + 2u * b), gemv_wq(wr.w + 2u * b + 1u))));
+        acc += d * vec4<f32>(gemv_ws(sr.x + b), gemv_ws(sr.y + b), gemv_ws(sr.z + b), gemv_ws(sr.w + b)) * gemv_sx(i * kb + b);
     }
     store_y(i, j0, acc.x);
     store_y(i, j0 + 1u, acc.y);

@@ -9,10 +9,11 @@
 //             every x load serves 4 rows of W and nothing is reduced across invocations (on llvmpipe a
 //             storage load is a per-lane loop: loads, not FMAs, set the speed). Workgroups of 16 → 64
 //             columns each. grid (⌈n/64⌉ folded 2-D, 1, m).
-//   gemv_w8_tex  gemv_w8 with bindings 2 and 3 as texture twins (exec::twins): wq rgba32uint (texel t = words
-//             4t..4t+3), ws r32float (texel t = scale t), texel t at (t % 4096, t / 4096), and binding 1 x as
-//             a staged texture (xt, as gemm_w8_tex's); chosen for decode on CPU adapters (llvmpipe fetches
-//             texels in straight-line code, storage loads lane by lane).
+//   gemv_w8 of the texture text (kernels::qmatmul::tex_source, family qmatmul_tex): the same kernel with
+//             bindings 2 and 3 as texture twins (exec::twins): wq rgba32uint (texel t = words 4t..4t+3), ws
+//             r32float (texel t = scale t), texel t at (t % 4096, t / 4096), and binding 1 x as a staged
+//             texture (xt, as gemm_w8_tex's); chosen for decode on CPU adapters (llvmpipe fetches texels in
+//             straight-line code, storage loads lane by lane).
 //   gemm_w8   prefill: workgroup (8, 8), each invocation an 8×8 register tile of y (a 64×64 tile per
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
@@ -62,6 +63,20 @@ fn store_y(i: u32, j: u32, v: f32) {
     }
 }
 
+// gemv_w8's reads, storage here; kernels::qmatmul::tex_source swaps these three bodies for texel fetches
+// (the twins' wtex / stex and the staged row's xtex), which makes gemv_w8 of that text the texture variant.
+fn gemv_x(t: u32) -> vec4<f32> {
+    return vec4<f32>(x4[t]);
+}
+
+fn gemv_w(t: u32) -> vec4<u32> {
+    return wq4[t];
+}
+
+fn gemv_s(t: u32) -> f32 {
+    return ws[t];
+}
+
 @compute @workgroup_size(16)
 fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
@@ -80,14 +95,14 @@ fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         var s = vec4<f32>(0.0);
         for (var h = 0u; h < 2u; h++) {
             let q = b * 2u + h;
-            let x0 = vec4<f32>(x4[xr + q * 4u]);
-            let x1 = vec4<f32>(x4[xr + q * 4u + 1u]);
-            let x2 = vec4<f32>(x4[xr + q * 4u + 2u]);
-            let x3 = vec4<f32>(x4[xr + q * 4u + 3u]);
-            s += vec4<f32>(dot16(x0, x1, x2, x3, wq4[wr.x + q]), dot16(x0, x1, x2, x3, wq4[wr.y + q]),
-                           dot16(x0, x1, x2, x3, wq4[wr.z + q]), dot16(x0, x1, x2, x3, wq4[wr.w + q]));
+            let x0 = gemv_x(xr + q * 4u);
+            let x1 = gemv_x(xr + q * 4u + 1u);
+            let x2 = gemv_x(xr + q * 4u + 2u);
+            let x3 = gemv_x(xr + q * 4u + 3u);
+            s += vec4<f32>(dot16(x0, x1, x2, x3, gemv_w(wr.x + q)), dot16(x0, x1, x2, x3, gemv_w(wr.y + q)),
+                           dot16(x0, x1, x2, x3, gemv_w(wr.z + q)), dot16(x0, x1, x2, x3, gemv_w(wr.w + q)));
         }
-        acc += s * vec4<f32>(ws[sr.x + b], ws[sr.y + b], ws[sr.z + b], ws[sr.w + b]);
+        acc += s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
     }
     store_y(i, j0, acc.x);
     store_y(i, j0 + 1u, acc.y);
@@ -103,38 +118,6 @@ fn stex(t: u32) -> f32 {
     return textureLoad(wst, vec2<u32>(t % TW, t / TW), 0).x;
 }
 
-@compute @workgroup_size(16)
-fn gemv_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
-    if (j0 >= p.n) { return; }
-    let k16 = p.k / 16u;
-    let kb = p.k / 32u;
-    let last = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
-    let wr = r * k16;
-    let sr = r * kb;
-    let xr = i * (p.k / 4u);
-    var acc = vec4<f32>(0.0);
-    for (var b = 0u; b < kb; b++) {
-        var s = vec4<f32>(0.0);
-        for (var h = 0u; h < 2u; h++) {
-            let q = b * 2u + h;
-            let x0 = xtex(xr + q * 4u);
-            let x1 = xtex(xr + q * 4u + 1u);
-            let x2 = xtex(xr + q * 4u + 2u);
-            let x3 = xtex(xr + q * 4u + 3u);
-            s += vec4<f32>(dot16(x0, x1, x2, x3, wtex(wr.x + q)), dot16(x0, x1, x2, x3, wtex(wr.y + q)),
-                           dot16(x0, x1, x2, x3, wtex(wr.z + q)), dot16(x0, x1, x2, x3, wtex(wr.w + q)));
-        }
-        acc += s * vec4<f32>(stex(sr.x + b), stex(sr.y + b), stex(sr.z + b), stex(sr.w + b));
-    }
-    store_y(i, j0, acc.x);
-    store_y(i, j0 + 1u, acc.y);
-    store_y(i, j0 + 2u, acc.z);
-    store_y(i, j0 + 3u, acc.w);
-}
 
 @compute @workgroup_size(8, 8)
 fn gemm_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -18,14 +18,12 @@ pub const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
 /// functions swapped and the textures declared.
 pub fn tex_source() -> &'static str {
     static TEXT: LazyLock<String> = LazyLock::new(|| {
-        let mut s = SOURCE.to_string();
-        for (name, buf, tex) in [("ldk", "k4", "kt"), ("ldv", "v4", "vt")] {
-            let from = format!("fn {name}(i: u32) -> vec4<f32> {{\n    return vec4<f32>({buf}[i]);\n}}");
-            let to = format!("fn {name}(i: u32) -> vec4<f32> {{\n    return textureLoad({tex}, vec2<u32>(i % 4096u, i / 4096u), 0);\n}}");
-            assert!(s.contains(&from), "shaders/attention.wgsl no longer defines {name} as expected");
-            s = s.replace(&from, &to);
-        }
-        s + "\n@group(0) @binding(2) var kt: texture_2d<f32>;\n@group(0) @binding(3) var vt: texture_2d<f32>;\n"
+        let load = |name: &str, expr: &str| format!("fn {name}(i: u32) -> vec4<f32> {{\n    return {expr};\n}}");
+        let texel = |tex: &str| format!("textureLoad({tex}, vec2<u32>(i % 4096u, i / 4096u), 0)");
+        let (k_from, k_to) = (load("ldk", "vec4<f32>(k4[i])"), load("ldk", &texel("kt")));
+        let (v_from, v_to) = (load("ldv", "vec4<f32>(v4[i])"), load("ldv", &texel("vt")));
+        super::swap_loads("attention", SOURCE, &[(&k_from, &k_to), (&v_from, &v_to)])
+            + "\n@group(0) @binding(2) var kt: texture_2d<f32>;\n@group(0) @binding(3) var vt: texture_2d<f32>;\n"
     });
     &TEXT
 }

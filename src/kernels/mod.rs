@@ -163,6 +163,18 @@ pub(crate) fn staged_kind(dtype: DType) -> Option<BindKind> {
     }
 }
 
+/// `source` with each `(from, to)` replaced once: a texture variant of a kernel is its storage text with the
+/// load functions' bodies swapped (WGSL has no generics). Panics if a `from` is missing, so a shader edit that
+/// breaks the swap fails every test that builds the variant.
+pub(crate) fn swap_loads(family: &str, source: &str, swaps: &[(&str, &str)]) -> String {
+    let mut s = source.to_string();
+    for (from, to) in swaps {
+        assert!(s.matches(from).count() == 1, "{family}: the text to swap is not there once: {from}");
+        s = s.replace(from, to);
+    }
+    s
+}
+
 /// Rows of the texture GEMMs' register tiles (override ROWS) for m rows: 8 up to 64 rows (a workgroup
 /// then covers 64), else 16 (128).
 pub(crate) fn tex_gemm_rows(m: usize) -> usize {
@@ -188,10 +200,12 @@ pub(crate) fn texture_fits(caps: &Caps, kind: BindKind, bytes: u64) -> bool {
 }
 
 /// Every WGSL family with its source, for validation without a device (with the texts assembled at run
-/// time: attention's texture variant).
+/// time: the texture variants of attention and the int8 GEMV).
 pub fn all_sources() -> Vec<(&'static str, &'static str)> {
     let mut v = FAMILIES.to_vec();
     v.push(("attention_tex", attention::tex_source()));
+    v.push(("qmatmul_tex", qmatmul::tex_source()));
+    v.push(("qtex", qmatmul::dot_tex_source()));
     v
 }
 
@@ -245,7 +259,6 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("optim", optim::SOURCE),
     ("position", position::SOURCE),
     ("qdot", qmatmul::DOT_SOURCE),
-    ("qtex", qmatmul::TEX_SOURCE),
     ("qmatmul", qmatmul::SOURCE),
     ("softmax", softmax::SOURCE),
 ];

@@ -14,9 +14,46 @@ use crate::quant::BLOCK;
 
 pub const SOURCE: &str = include_str!("../../shaders/qmatmul.wgsl");
 pub const DOT_SOURCE: &str = include_str!("../../shaders/qdot.wgsl");
-pub const TEX_SOURCE: &str = include_str!("../../shaders/qtex.wgsl");
 
-/// Bytes of each uniform array of shaders/qtex.wgsl (its scratch inputs are at least this large).
+/// shaders/qdot.wgsl with gemv_w8a8's load functions reading the quantized row and its scales from 64 KiB
+/// uniform arrays and the weights and scales from their texture twins (decode on CPU adapters).
+pub fn dot_tex_source() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        super::swap_loads(
+            "qdot",
+            DOT_SOURCE,
+            &[
+                ("    return qx4[t];\n", "    return qxu[t];\n"),
+                ("    return sx[t];\n", "    return sxu[t / 4u][t % 4u];\n"),
+                ("    return wq4[t];\n", "    return textureLoad(wqt, vec2<u32>(t % 4096u, t / 4096u), 0);\n"),
+                ("    return ws[t];\n", "    return textureLoad(wst, vec2<u32>(t % 4096u, t / 4096u), 0).x;\n"),
+            ],
+        ) + "\n@group(0) @binding(1) var<uniform> qxu: array<vec4<u32>, 4096>;\n\
+             @group(0) @binding(2) var<uniform> sxu: array<vec4<f32>, 4096>;\n\
+             @group(0) @binding(3) var wqt: texture_2d<u32>;\n\
+             @group(0) @binding(4) var wst: texture_2d<f32>;\n"
+    });
+    &TEXT
+}
+
+/// shaders/qmatmul.wgsl with gemv_w8's three load functions reading texel fetches: its gemv_w8 reads the
+/// weights and scales through their twins and the row through a staged texture (decode on CPU adapters).
+pub fn tex_source() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        super::swap_loads(
+            "qmatmul",
+            SOURCE,
+            &[
+                ("    return vec4<f32>(x4[t]);\n", "    return xtex(t);\n"),
+                ("    return wq4[t];\n", "    return wtex(t);\n"),
+                ("    return ws[t];\n", "    return stex(t);\n"),
+            ],
+        )
+    });
+    &TEXT
+}
+
+/// Bytes of each uniform array of `dot_tex_source` (its scratch inputs are at least this large).
 const TEX_UNIFORM_BYTES: u64 = 65_536;
 
 /// Up to this many rows run as GEMVs (one row per z); more use the 64×64-tiled GEMM.
@@ -85,13 +122,9 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     };
     if act == ActQuant::None || !caps.int8dot {
         let d = Dispatch {
-            family: "qmatmul",
-            source: SOURCE,
-            entry: match (gemv, twins_fit) {
-                (true, true) => "gemv_w8_tex",
-                (true, false) => "gemv_w8",
-                _ => "gemm_w8",
-            },
+            family: if twins_fit { "qmatmul_tex" } else { "qmatmul" },
+            source: if twins_fit { tex_source() } else { SOURCE },
+            entry: if gemv { "gemv_w8" } else { "gemm_w8" },
             dtype,
             overrides: vec![],
             params: params(m, n, k),
@@ -155,8 +188,8 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     if tex {
         let product = Dispatch {
             family: "qtex",
-            source: TEX_SOURCE,
-            entry: "gemv_w8a8_tex",
+            source: dot_tex_source(),
+            entry: "gemv_w8a8",
             dtype,
             overrides: vec![],
             params: params(m, n, k),

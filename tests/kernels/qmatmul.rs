@@ -158,13 +158,16 @@ fn texture_and_storage_products_match_the_reference() {
                     |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
                 let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
                 let lowered = lower(&Op::QMatMul { act }, &infos, &info(&[m, n], dt), &tex.caps()).unwrap();
-                let entry = match (m <= 8, act == ActQuant::None) {
-                    (true, true) => "gemv_w8_tex",
-                    (true, false) => "gemv_w8a8_tex",
-                    (false, true) => "gemm_w8_tex",
-                    (false, false) => "gemm_w8a8_tex",
+                let kernel = match (m <= 8, act == ActQuant::None) {
+                    (true, true) => "qmatmul_tex:gemv_w8",
+                    (true, false) => "qtex:gemv_w8a8",
+                    (false, true) => "qmatmul:gemm_w8_tex",
+                    (false, false) => "qmatmul:gemm_w8a8_tex",
                 };
-                assert!(lowered.dispatches.iter().any(|d| d.entry == entry), "{case}: not lowered to {entry}");
+                assert!(
+                    lowered.dispatches.iter().any(|d| format!("{}:{}", d.family, d.entry) == kernel),
+                    "{case}: not lowered to {kernel}"
+                );
                 let (got_tex, got_storage) = (run_gpu(tex, act, ins), run_gpu(storage, act, ins));
                 let same = match (m <= 8, dt) {
                     (true, _) => SAME,
