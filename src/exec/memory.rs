@@ -316,17 +316,25 @@ impl MemoryPlan {
 
     /// Record copies that bring the twins of `leaves` (if they have any yet) up to date with their buffers:
     /// run after dispatches that write those leaves in place, so no plan sharing the twins reads them stale.
-    pub fn record_twin_sync(&self, enc: &mut wgpu::CommandEncoder, graph: &Graph, leaves: &[ValueId]) {
+    /// `leaves` carry their names (made once, at compile: this runs after every run of a training plan).
+    pub fn record_twin_sync(&self, enc: &mut wgpu::CommandEncoder, graph: &Graph, leaves: &[(ValueId, String)]) {
         if leaves.is_empty() {
             return;
         }
-        self.filled.lock().unwrap().extend(leaves.iter().map(|&v| value_name(graph, v)));
+        {
+            let mut filled = self.filled.lock().unwrap();
+            for (_, name) in leaves {
+                if !filled.contains(name) {
+                    filled.insert(name.clone());
+                }
+            }
+        }
         let twins = self.twins.lock().unwrap();
         if twins.is_empty() {
             return;
         }
-        for &v in leaves {
-            if let (Some(t), Ok(Storage::Shards(sh))) = (twins.get(&value_name(graph, v)), self.resolve(graph, v)) {
+        for (v, name) in leaves {
+            if let (Some(t), Ok(Storage::Shards(sh))) = (twins.get(name), self.resolve(graph, *v)) {
                 if let [(buffer, _)] = &sh[..] {
                     t.record_copy(enc, buffer, t.bytes());
                 }

@@ -72,7 +72,7 @@ pub struct Plan<'g> {
     last_vars: HashMap<String, u32>,
     /// Leaves that some dispatch writes in place: their texture twins (of any plan sharing them) are
     /// refreshed at the end of every run.
-    written_leaves: Vec<ValueId>,
+    written_leaves: Vec<(ValueId, String)>,
 }
 
 fn word_bits(w: &Word, vars: &dyn Fn(&str) -> Option<u32>) -> Result<u32> {
@@ -202,8 +202,8 @@ impl<'g> Plan<'g> {
                 for (slot, b) in d.bindings.iter().enumerate() {
                     if let (BindKind::Write, Arg::Input(j) | Arg::InputShard(j, _)) = (b.kind, b.arg) {
                         let root = mem.root(&graph, node.inputs[j]);
-                        if mem.is_single_leaf(&graph, root) && !written_leaves.contains(&root) {
-                            written_leaves.push(root);
+                        if mem.is_single_leaf(&graph, root) && !written_leaves.iter().any(|(v, _)| *v == root) {
+                            written_leaves.push((root, value_name(&graph, root)));
                         }
                     }
                     // A twin binding of a value that is not a single-buffer leaf is staged instead.
