@@ -16,6 +16,11 @@
 //             4×4 … 32×8 in the experiment; ROWS = 8 (override) wastes less of the tile on short prompts.
 //             Rows past m and columns past n are clamped to the last one and never stored.
 //             grid (⌈n/64⌉, ⌈m/(8·ROWS)⌉, 1).
+//   gemm_tex_h8, gemv_tex_h8  the same for f16 operands with k % 8 == 0, read eight to a texel: the f16
+//             bytes copied into rgba32uint textures (staged, or the weight's twin; bindings 1 and 2 as
+//             texture_2d<u32>) and unpacked with unpack2x16float. llvmpipe spends ~90 cycles on a texel fetch
+//             for 8 lanes whatever the format, so twice the values a fetch is what pays
+//             (examples/uniform_bench: the 576×49,152 GEMV 25.6 ms as rgba16float, 18.1 ms packed).
 // CPU reference: reference::matmul::matmul_forward (ta = false, tb = true).
 
 struct Params {
@@ -28,6 +33,8 @@ struct Params {
 @group(0) @binding(1) var ta: texture_2d<f32>;
 @group(0) @binding(2) var tb: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<T>;
+@group(0) @binding(1) var tau: texture_2d<u32>;
+@group(0) @binding(2) var tbu: texture_2d<u32>;
 
 const W: u32 = 4096u;
 // Rows of gemm_tex's register tile: 16, or 8 (the upper half of the tile is then neither computed nor stored).
@@ -52,6 +59,36 @@ fn store_row(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (i >= p.m) { return; }
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var c = 0u; c < 8u; c++) {
+        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
+    }
+}
+
+// The ROWS × 8 tile acc (acc[2r], acc[2r + 1] = row i0 + r, columns j0..j0+3, j0+4..j0+7).
+fn store_tile(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
+    store_row(i0, j0, (*acc)[0], (*acc)[1]);
+    store_row(i0 + 1u, j0, (*acc)[2], (*acc)[3]);
+    store_row(i0 + 2u, j0, (*acc)[4], (*acc)[5]);
+    store_row(i0 + 3u, j0, (*acc)[6], (*acc)[7]);
+    store_row(i0 + 4u, j0, (*acc)[8], (*acc)[9]);
+    store_row(i0 + 5u, j0, (*acc)[10], (*acc)[11]);
+    store_row(i0 + 6u, j0, (*acc)[12], (*acc)[13]);
+    store_row(i0 + 7u, j0, (*acc)[14], (*acc)[15]);
+    if (ROWS > 8u) {
+        store_row(i0 + 8u, j0, (*acc)[16], (*acc)[17]);
+        store_row(i0 + 9u, j0, (*acc)[18], (*acc)[19]);
+        store_row(i0 + 10u, j0, (*acc)[20], (*acc)[21]);
+        store_row(i0 + 11u, j0, (*acc)[22], (*acc)[23]);
+        store_row(i0 + 12u, j0, (*acc)[24], (*acc)[25]);
+        store_row(i0 + 13u, j0, (*acc)[26], (*acc)[27]);
+        store_row(i0 + 14u, j0, (*acc)[28], (*acc)[29]);
+        store_row(i0 + 15u, j0, (*acc)[30], (*acc)[31]);
+    }
+}
+
+// Columns j0..j0+3 of row i of a GEMV.
+fn store_cols(i: u32, j0: u32, acc: vec4<f32>) {
+    let v = array<f32, 4>(acc.x, acc.y, acc.z, acc.w);
+    for (var c = 0u; c < 4u; c++) {
         if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
     }
 }
@@ -89,24 +126,7 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             row_step(&acc, 15u, texel_a(min(i0 + 15u, ml) * k4 + kk), &b);
         }
     }
-    store_row(i0, j0, acc[0], acc[1]);
-    store_row(i0 + 1u, j0, acc[2], acc[3]);
-    store_row(i0 + 2u, j0, acc[4], acc[5]);
-    store_row(i0 + 3u, j0, acc[6], acc[7]);
-    store_row(i0 + 4u, j0, acc[8], acc[9]);
-    store_row(i0 + 5u, j0, acc[10], acc[11]);
-    store_row(i0 + 6u, j0, acc[12], acc[13]);
-    store_row(i0 + 7u, j0, acc[14], acc[15]);
-    if (ROWS > 8u) {
-        store_row(i0 + 8u, j0, acc[16], acc[17]);
-        store_row(i0 + 9u, j0, acc[18], acc[19]);
-        store_row(i0 + 10u, j0, acc[20], acc[21]);
-        store_row(i0 + 11u, j0, acc[22], acc[23]);
-        store_row(i0 + 12u, j0, acc[24], acc[25]);
-        store_row(i0 + 13u, j0, acc[26], acc[27]);
-        store_row(i0 + 14u, j0, acc[28], acc[29]);
-        store_row(i0 + 15u, j0, acc[30], acc[31]);
-    }
+    store_tile(i0, j0, &acc);
 }
 
 @compute @workgroup_size(16)
@@ -125,8 +145,92 @@ fn gemv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         acc += vec4<f32>(dot(x, texel_b(r.x + kk)), dot(x, texel_b(r.y + kk)), dot(x, texel_b(r.z + kk)),
                          dot(x, texel_b(r.w + kk)));
     }
-    let v = array<f32, 4>(acc.x, acc.y, acc.z, acc.w);
-    for (var c = 0u; c < 4u; c++) {
-        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
+    store_cols(i, j0, acc);
+}
+
+// ---- f16 packed eight to a texel ------------------------------------------------------------------------
+
+// Elements 8t..8t+3 and 8t+4..8t+7 of an f16 operand from its rgba32uint texel t.
+fn h8(v: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
+                               vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
+}
+
+fn texel_ah(t: u32) -> array<vec4<f32>, 2> {
+    return h8(textureLoad(tau, vec2<u32>(t % W, t / W), 0));
+}
+
+fn texel_bh(t: u32) -> array<vec4<f32>, 2> {
+    return h8(textureLoad(tbu, vec2<u32>(t % W, t / W), 0));
+}
+
+// Row r of the tile over 8 k: a's two halves against the columns' low and high halves.
+fn row_h8(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, a: array<vec4<f32>, 2>,
+          lo: ptr<function, array<vec4<f32>, 8>>, hi: ptr<function, array<vec4<f32>, 8>>) {
+    row_step(acc, r, a[0], lo);
+    row_step(acc, r, a[1], hi);
+}
+
+@compute @workgroup_size(8, 8)
+fn gemm_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k8 = p.k / 8u;
+    let j0 = (wid.x * 8u + lid.x) * 8u;
+    let i0 = (wid.y * 8u + lid.y) * ROWS;
+    let ml = p.m - 1u;
+    let nl = p.n - 1u;
+    var acc: array<vec4<f32>, 32>;
+    for (var kk = 0u; kk < k8; kk++) {
+        let b0 = texel_bh(min(j0, nl) * k8 + kk);
+        let b1 = texel_bh(min(j0 + 1u, nl) * k8 + kk);
+        let b2 = texel_bh(min(j0 + 2u, nl) * k8 + kk);
+        let b3 = texel_bh(min(j0 + 3u, nl) * k8 + kk);
+        let b4 = texel_bh(min(j0 + 4u, nl) * k8 + kk);
+        let b5 = texel_bh(min(j0 + 5u, nl) * k8 + kk);
+        let b6 = texel_bh(min(j0 + 6u, nl) * k8 + kk);
+        let b7 = texel_bh(min(j0 + 7u, nl) * k8 + kk);
+        var lo = array<vec4<f32>, 8>(b0[0], b1[0], b2[0], b3[0], b4[0], b5[0], b6[0], b7[0]);
+        var hi = array<vec4<f32>, 8>(b0[1], b1[1], b2[1], b3[1], b4[1], b5[1], b6[1], b7[1]);
+        row_h8(&acc, 0u, texel_ah(min(i0, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 1u, texel_ah(min(i0 + 1u, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 2u, texel_ah(min(i0 + 2u, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 3u, texel_ah(min(i0 + 3u, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 4u, texel_ah(min(i0 + 4u, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 5u, texel_ah(min(i0 + 5u, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 6u, texel_ah(min(i0 + 6u, ml) * k8 + kk), &lo, &hi);
+        row_h8(&acc, 7u, texel_ah(min(i0 + 7u, ml) * k8 + kk), &lo, &hi);
+        if (ROWS > 8u) {
+            row_h8(&acc, 8u, texel_ah(min(i0 + 8u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 9u, texel_ah(min(i0 + 9u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 10u, texel_ah(min(i0 + 10u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 11u, texel_ah(min(i0 + 11u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 12u, texel_ah(min(i0 + 12u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 13u, texel_ah(min(i0 + 13u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 14u, texel_ah(min(i0 + 14u, ml) * k8 + kk), &lo, &hi);
+            row_h8(&acc, 15u, texel_ah(min(i0 + 15u, ml) * k8 + kk), &lo, &hi);
+        }
     }
+    store_tile(i0, j0, &acc);
+}
+
+@compute @workgroup_size(16)
+fn gemv_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let k8 = p.k / 8u;
+    let nl = p.n - 1u;
+    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k8;
+    let xr = i * k8;
+    var acc = vec4<f32>(0.0);
+    for (var kk = 0u; kk < k8; kk++) {
+        let x = texel_ah(xr + kk);
+        let w0 = texel_bh(r.x + kk);
+        let w1 = texel_bh(r.y + kk);
+        let w2 = texel_bh(r.z + kk);
+        let w3 = texel_bh(r.w + kk);
+        acc += vec4<f32>(dot(x[0], w0[0]) + dot(x[1], w0[1]), dot(x[0], w1[0]) + dot(x[1], w1[1]),
+                         dot(x[0], w2[0]) + dot(x[1], w2[1]), dot(x[0], w3[0]) + dot(x[1], w3[1]));
+    }
+    store_cols(i, j0, acc);
 }

@@ -9,8 +9,8 @@
 //! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
 
 use super::{
-    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, twin_kind, Arg, ArgInfo, Caps, Dispatch,
-    Lowered, Word,
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, twin_kind, Arg, ArgInfo, BindKind, Caps,
+    Dispatch, Lowered, Word,
 };
 
 /// Up to this many rows (of a's rows, batch folded) the texture path runs a GEMV per row.
@@ -213,17 +213,23 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
         // GEMM: both operands staged (a weight's twin would double its memory; the copy costs ~1% of a
         // prefill). GEMV: the weight through its twin (copying every weight every token would cost about as
         // much as reading it), the row staged.
-        let kind = staged_kind(dtype).expect("checked by `texture`");
+        // f16 with k % 8 == 0: eight values a texel (the f16 bytes as rgba32uint), twice rgba16float's.
+        let h8 = dtype == DType::F16 && k.is_multiple_of(8);
+        let kind = if h8 { BindKind::StagedU32x4 } else { staged_kind(dtype).expect("checked by `texture`") };
         let u = |x: usize| Word::U32(x as u32);
         let gemv = g.m <= GEMV_MAX_ROWS;
         let rows = tex_gemm_rows(g.m);
         let (entry, b_kind, grid, overrides) = if gemv {
             let mut grid = grid_1d(ceil_div(n, 64));
             grid[2] = g.m as u32;
-            ("gemv_tex", twin_kind(dtype).expect("float"), grid, vec![])
+            if h8 {
+                ("gemv_tex_h8", BindKind::TextureU32x4, grid, vec![])
+            } else {
+                ("gemv_tex", twin_kind(dtype).expect("float"), grid, vec![])
+            }
         } else {
             let grid = [ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1];
-            ("gemm_tex", kind, grid, vec![("ROWS", rows as f64)])
+            (if h8 { "gemm_tex_h8" } else { "gemm_tex" }, kind, grid, vec![("ROWS", rows as f64)])
         };
         let d = Dispatch {
             family: "matmul_tex",
