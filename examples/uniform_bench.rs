@@ -313,6 +313,43 @@ fn main() -> wgpu_llm::error::Result<()> {
                 t / count as f64 * 1e6
             );
         }
+        // A staged read as the decode GEMVs do it: copy a 2,304-byte row into a texture, then dispatch.
+        let src = cx.buffer(&[0u8; 2304], wgpu::BufferUsages::COPY_SRC);
+        let tex = d.create_texture(&wgpu::TextureDescriptor {
+            label: None,
+            size: wgpu::Extent3d { width: 4096, height: 1, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let t = cx.time(3, &|enc| {
+            for _ in 0..200 {
+                enc.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &src,
+                        layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: None, rows_per_image: None },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &tex,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d::ZERO,
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d { width: 144, height: 1, depth_or_array_layers: 1 },
+                );
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&p);
+                pass.set_bind_group(0, &bgs[0], &[]);
+                pass.dispatch_workgroups(1, 1, 1);
+            }
+        });
+        println!(
+            "dispatch: 200 × (copy a row into a texture, then a pass of one dispatch): {:.1} µs each",
+            t / 200.0 * 1e6
+        );
         let t = cx.time(3, &|enc| {
             for _ in 0..100 {
                 let mut pass = enc.begin_compute_pass(&Default::default());

@@ -21,6 +21,10 @@
 //             texture_2d<u32>) and unpacked with unpack2x16float. llvmpipe spends ~90 cycles on a texel fetch
 //             for 8 lanes whatever the format, so twice the values a fetch is what pays
 //             (examples/uniform_bench: the 576×49,152 GEMV 25.6 ms as rgba16float, 18.1 ms packed).
+//   Decode GEMVs on CPU adapters read the row through a uniform array instead where it fits (the texts of
+//   kernels::matmul::uniform_row_source): llvmpipe gathers a uniform load (7–8 cycles a lane against a
+//   texel's 10–12) and the row needs no copy into a texture first, which cost ~60 µs a GEMV in wall time
+//   (a copy and a split compute pass; examples/uniform_bench dispatch).
 // CPU reference: reference::matmul::matmul_forward (ta = false, tb = true).
 
 struct Params {
@@ -129,6 +133,16 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     store_tile(i0, j0, &acc);
 }
 
+// The GEMVs' row: texel fetches of the staged row here; kernels::matmul::uniform_row_source swaps these
+// bodies for reads of a 64 KiB uniform array bound on the row's own buffer (no copy, no split pass).
+fn gemv_x(t: u32) -> vec4<f32> {
+    return texel_a(t);
+}
+
+fn gemv_xh(t: u32) -> array<vec4<f32>, 2> {
+    return texel_ah(t);
+}
+
 @compute @workgroup_size(16)
 fn gemv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
@@ -141,7 +155,7 @@ fn gemv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let xr = i * k4;
     var acc = vec4<f32>(0.0);
     for (var kk = 0u; kk < k4; kk++) {
-        let x = texel_a(xr + kk);
+        let x = gemv_x(xr + kk);
         acc += vec4<f32>(dot(x, texel_b(r.x + kk)), dot(x, texel_b(r.y + kk)), dot(x, texel_b(r.z + kk)),
                          dot(x, texel_b(r.w + kk)));
     }
@@ -224,7 +238,7 @@ fn gemv_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let xr = i * k8;
     var acc = vec4<f32>(0.0);
     for (var kk = 0u; kk < k8; kk++) {
-        let x = texel_ah(xr + kk);
+        let x = gemv_xh(xr + kk);
         let w0 = texel_bh(r.x + kk);
         let w1 = texel_bh(r.y + kk);
         let w2 = texel_bh(r.z + kk);

@@ -158,7 +158,10 @@ impl Gpu {
 
     /// A storage buffer of `bytes` (rounded up to 4), usable as copy source and destination.
     pub fn buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
-        let size = bytes.max(4).next_multiple_of(4);
+        // On an adapter that reads weights through textures, a GEMV may bind any value as a 64 KiB uniform
+        // array (kernels::matmul::uniform_row_source), so no buffer is smaller than that there.
+        let least = if self.caps().texture_weights { crate::kernels::matmul::UNIFORM_ROW_BYTES } else { 4 };
+        let size = bytes.max(least).next_multiple_of(4);
         if size > self.limits.max_buffer_size {
             return Err(Error::TooLarge {
                 tensor: label.into(),

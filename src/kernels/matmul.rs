@@ -22,6 +22,27 @@ use crate::tensor::DType;
 pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
 pub const TEX_SOURCE: &str = include_str!("../../shaders/matmul_tex.wgsl");
 
+/// Bytes of the uniform array a GEMV reads its row from (`uniform_row_source`); on CPU adapters every plan
+/// buffer is at least this large (`Gpu::buffer`), so any value can be bound that way.
+pub const UNIFORM_ROW_BYTES: u64 = 65_536;
+
+/// shaders/matmul_tex.wgsl with the GEMVs reading the row from a 64 KiB uniform array (binding 1): f32 rows
+/// as vec4<f32>, f16 rows eight values to a vec4<u32>.
+pub fn uniform_row_source() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        super::swap_loads(
+            "matmul_tex_ux",
+            TEX_SOURCE,
+            &[
+                ("    return texel_a(t);\n", "    return xu[t];\n"),
+                ("    return texel_ah(t);\n", "    return h8(xuh[t]);\n"),
+            ],
+        ) + "\n@group(0) @binding(1) var<uniform> xu: array<vec4<f32>, 4096>;\n\
+             @group(0) @binding(1) var<uniform> xuh: array<vec4<u32>, 4096>;\n"
+    });
+    &TEXT
+}
+
 /// Which matmul kernel to use; `Auto` is what `lower` picks (gemv for single-row products, else tiled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
@@ -231,14 +252,26 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
             let grid = [ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1];
             (if h8 { "gemm_tex_h8" } else { "gemm_tex" }, kind, grid, vec![("ROWS", rows as f64)])
         };
+        // A GEMV's row through the uniform path where it fits (every plan buffer on a texture-weights adapter
+        // is at least UNIFORM_ROW_BYTES).
+        let uniform_row = gemv
+            && (dtype == DType::F32 || h8)
+            && ins[0].shards.len() <= 1
+            && caps.max_uniform >= UNIFORM_ROW_BYTES
+            && (g.m * k * dtype.size()) as u64 <= UNIFORM_ROW_BYTES;
+        let (family, source, a_kind) = if uniform_row {
+            ("matmul_tex_ux", uniform_row_source(), BindKind::Uniform)
+        } else {
+            ("matmul_tex", TEX_SOURCE, kind)
+        };
         let d = Dispatch {
-            family: "matmul_tex",
-            source: TEX_SOURCE,
+            family,
+            source,
             entry,
             dtype,
             overrides,
             params: vec![("m", u(g.m)), ("n", u(n)), ("k", u(k))],
-            bindings: vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), b_kind), bind(Arg::Output, true)],
+            bindings: vec![bind_as(Arg::Input(0), a_kind), bind_as(Arg::Input(1), b_kind), bind(Arg::Output, true)],
             grid,
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });

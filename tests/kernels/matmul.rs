@@ -224,6 +224,9 @@ fn texture_gemv_matches_the_reference() {
                 matmul::lower(&op, &[info(&[m, k], dt), info(&[n, k], dt)], &info(&[m, n], dt), &tex.caps()).unwrap();
             let entry = if dt == DType::F16 && k % 8 == 0 { "gemv_tex_h8" } else { "gemv_tex" };
             assert_eq!(lowered.dispatches[0].entry, entry, "{case}");
+            // The row comes through a uniform array (no staging copy) for f32 and for f16 eight to a texel.
+            let family = if dt == DType::F32 || k % 8 == 0 { "matmul_tex_ux" } else { "matmul_tex" };
+            assert_eq!(lowered.dispatches[0].family, family, "{case}");
             let (a, b) = (r.tensor(&[m, k], dt), r.tensor(&[n, k], dt));
             // The weight as a param (its twin) and as an input (staged).
             check_with_param(tex, &case, op.clone(), &[a.clone(), b.clone()], 1, tol);
