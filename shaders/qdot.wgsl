@@ -10,16 +10,9 @@
 //   One invocation per (row, block), workgroups of 64: grid (⌈m·k/32 / 64⌉ folded 2-D).
 // Bindings of the products: 0 params; 1 qx (read) as vec4<u32>; 2 sx (read); 3 wq (read) [n, k/4] as
 // vec4<u32>; 4 ws (read) [n, k/32]; 5 y (read_write) [m, n].
-//   gemv_w8a8  one row per z, 4 columns per invocation walking all of k; workgroups of 16.
-//              grid (⌈n/64⌉ folded 2-D, 1, m).
-//   gemv_w8a8 of the texture text (kernels::qmatmul::dot_tex_source, family qtex): the same kernel reading
-//              the weights and scales through texture twins (exec::twins: wq rgba32uint, texel t = words
-//              4t..4t+3; ws r32float; texel t at (t % 4096, t / 4096)) and the quantized row and its scales
-//              through 64 KiB uniform arrays (scratch buffers made at least that large; m·k bytes of qx must
-//              fit, the lowering checks). On llvmpipe both are gathered in straight-line code, where storage
-//              loads loop over the SIMD lanes (examples/texel_bench).
 //   gemm_w8a8  workgroup (8, 8), an 8×8 tile per invocation: a block loads 16 + 16 vec4<u32> and 16 scales
 //              for 512 dot4I8Packed. grid (⌈n/64⌉, ⌈m/64⌉, 1).
+// Decode (up to 8 rows) does not come here: qmatmul.wgsl's gemv_w8_fq folds the quantizer into the GEMV.
 // CPU reference: reference::qmatmul::qmatmul_forward (act = Dynamic / Static).
 
 struct Params {
@@ -99,53 +92,6 @@ fn store_y(i: u32, j: u32, v: f32) {
     if (i < p.m && j < p.n) {
         y[i * p.n + j] = T(v);
     }
-}
-
-// gemv_w8a8's reads, storage here; kernels::qmatmul::dot_tex_source swaps these bodies for uniform and
-// texel reads.
-fn gemv_qx(t: u32) -> vec4<u32> {
-    return qx4[t];
-}
-
-fn gemv_sx(t: u32) -> f32 {
-    return sx[t];
-}
-
-fn gemv_wq(t: u32) -> vec4<u32> {
-    return wq4[t];
-}
-
-fn gemv_ws(t: u32) -> f32 {
-    return ws[t];
-}
-
-@compute @workgroup_size(16)
-fn gemv_w8a8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
-    if (j0 >= p.n) { return; }
-    let k16 = p.k / 16u;
-    let kb = p.k / 32u;
-    let last = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
-    let wr = r * k16;
-    let sr = r * kb;
-    var acc = vec4<f32>(0.0);
-    for (var b = 0u; b < kb; b++) {
-        let a0 = gemv_qx(i * k16 + 2u * b);
-        let a1 = gemv_qx(i * k16 + 2u * b + 1u);
-        let d = vec4<f32>(vec4<i32>(
-            idot32(a0, a1, gemv_wq(wr.x + 2u * b), gemv_wq(wr.x + 2u * b + 1u)),
-            idot32(a0, a1, gemv_wq(wr.y + 2u * b), gemv_wq(wr.y + 2u * b + 1u)),
-            idot32(a0, a1, gemv_wq(wr.z + 2u * b), gemv_wq(wr.z + 2u * b + 1u)),
-            idot32(a0, a1, gemv_wq(wr.w + 2u * b), gemv_wq(wr.w + 2u * b + 1u))));
-        acc += d * vec4<f32>(gemv_ws(sr.x + b), gemv_ws(sr.y + b), gemv_ws(sr.z + b), gemv_ws(sr.w + b)) * gemv_sx(i * kb + b);
-    }
-    store_y(i, j0, acc.x);
-    store_y(i, j0 + 1u, acc.y);
-    store_y(i, j0 + 2u, acc.z);
-    store_y(i, j0 + 3u, acc.w);
 }
 
 @compute @workgroup_size(8, 8)

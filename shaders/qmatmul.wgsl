@@ -11,9 +11,17 @@
 //             columns each. grid (⌈n/64⌉ folded 2-D, 1, m).
 //   gemv_w8 of the texture text (kernels::qmatmul::tex_source, family qmatmul_tex): the same kernel with
 //             bindings 2 and 3 as texture twins (exec::twins): wq rgba32uint (texel t = words 4t..4t+3), ws
-//             r32float (texel t = scale t), texel t at (t % 4096, t / 4096), and binding 1 x as a staged
-//             texture (xt, as gemm_w8_tex's); chosen for decode on CPU adapters (llvmpipe fetches texels in
-//             straight-line code, storage loads lane by lane).
+//             r32float (texel t = scale t), texel t at (t % 4096, t / 4096), and binding 1, the row, as a
+//             64 KiB uniform array (xrow8: f32 words, or f16 eight to a vec4<u32> with override X_F16); chosen
+//             for decode on CPU adapters (llvmpipe gathers texels and uniform loads in straight-line code,
+//             storage loads lane by lane).
+//   gemv_w8_fq  W8A8 decode with the activation quantizer folded in (one dispatch instead of two): per block
+//             of 32 k each invocation loads the block's 8 x vec4s, rounds them to int8 with the block's scale
+//             as qdot.wgsl's quantizers do (v · (1/s), round half to even, clamp ±127) — the calibrated
+//             xs[b] (binding 5, static) or max|x|/127 of the block (kernels::qmatmul::fq_dynamic_source) —
+//             and multiplies the integers by the unpacked int8 weights in f32, exact (|Σ| ≤ 32·127²):
+//             y = Σ_b s_x · s_w · Σ_k qx · qw, as the integer kernels. Geometry as gemv_w8; the texture text
+//             reads xs through its twin (sxt).
 //   gemm_w8   prefill: workgroup (8, 8), each invocation an 8×8 register tile of y (a 64×64 tile per
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
@@ -41,6 +49,7 @@ struct Params {
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(1) var qxt: texture_2d<u32>;
 @group(0) @binding(5) var sxt: texture_2d<f32>;
+@group(0) @binding(5) var<storage, read> xs: array<f32>;
 
 const TW: u32 = 4096u;
 // Rows of the texture GEMMs' register tiles: 16, or 8 (the upper half is then neither computed nor stored).
@@ -69,6 +78,11 @@ fn gemv_x(t: u32) -> vec4<f32> {
     return vec4<f32>(x4[t]);
 }
 
+// vec4s 2u and 2u + 1 of the rows (the texture text reads them with one uniform load when they are f16).
+fn gemv_x8(u: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(gemv_x(2u * u), gemv_x(2u * u + 1u));
+}
+
 fn gemv_w(t: u32) -> vec4<u32> {
     return wq4[t];
 }
@@ -95,14 +109,68 @@ fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         var s = vec4<f32>(0.0);
         for (var h = 0u; h < 2u; h++) {
             let q = b * 2u + h;
-            let x0 = gemv_x(xr + q * 4u);
-            let x1 = gemv_x(xr + q * 4u + 1u);
-            let x2 = gemv_x(xr + q * 4u + 2u);
-            let x3 = gemv_x(xr + q * 4u + 3u);
+            let xa = gemv_x8((xr + q * 4u) / 2u);
+            let xb = gemv_x8((xr + q * 4u) / 2u + 1u);
+            let x0 = xa[0];
+            let x1 = xa[1];
+            let x2 = xb[0];
+            let x3 = xb[1];
             s += vec4<f32>(dot16(x0, x1, x2, x3, gemv_w(wr.x + q)), dot16(x0, x1, x2, x3, gemv_w(wr.y + q)),
                            dot16(x0, x1, x2, x3, gemv_w(wr.z + q)), dot16(x0, x1, x2, x3, gemv_w(wr.w + q)));
         }
         acc += s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
+    }
+    store_y(i, j0, acc.x);
+    store_y(i, j0 + 1u, acc.y);
+    store_y(i, j0 + 2u, acc.z);
+    store_y(i, j0 + 3u, acc.w);
+}
+
+// gemv_w8_fq's static activation scale of block b; kernels::qmatmul's variants swap this body (the
+// texture text reads the twin, the dynamic text returns the block's max / 127).
+fn fq_scale(b: u32, amax: f32) -> f32 {
+    return xs[b];
+}
+
+@compute @workgroup_size(16)
+fn gemv_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    let last = p.n - 1u;
+    let r = vec4<u32>(j0, min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
+    let wr = r * k16;
+    let sr = r * kb;
+    let xr = i * (p.k / 4u);
+    var acc = vec4<f32>(0.0);
+    for (var b = 0u; b < kb; b++) {
+        var xv: array<vec4<f32>, 8>;
+        var amax = 0.0;
+        for (var c = 0u; c < 4u; c++) {
+            let pair = gemv_x8((xr + b * 8u) / 2u + c);
+            xv[2u * c] = pair[0];
+            xv[2u * c + 1u] = pair[1];
+        }
+        for (var c = 0u; c < 8u; c++) {
+            let a = abs(xv[c]);
+            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+        let s = fq_scale(b, amax);
+        let inv = select(0.0, 1.0 / s, s > 0.0);
+        for (var c = 0u; c < 8u; c++) {
+            xv[c] = clamp(round(xv[c] * inv), vec4<f32>(-127.0), vec4<f32>(127.0));
+        }
+        let q0 = 2u * b;
+        let q1 = q0 + 1u;
+        let d = vec4<f32>(
+            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.x + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.x + q1)),
+            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.y + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.y + q1)),
+            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.z + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.z + q1)),
+            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.w + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.w + q1)));
+        acc += d * s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
     }
     store_y(i, j0, acc.x);
     store_y(i, j0 + 1u, acc.y);

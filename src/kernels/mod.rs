@@ -204,8 +204,10 @@ pub(crate) fn texture_fits(caps: &Caps, kind: BindKind, bytes: u64) -> bool {
 pub fn all_sources() -> Vec<(&'static str, &'static str)> {
     let mut v = FAMILIES.to_vec();
     v.push(("attention_tex", attention::tex_source()));
+    v.push(("matmul_tex_ux", matmul::uniform_row_source()));
     v.push(("qmatmul_tex", qmatmul::tex_source()));
-    v.push(("qtex", qmatmul::dot_tex_source()));
+    v.push(("qmatmul_fqd", qmatmul::fq_dynamic_source()));
+    v.push(("qmatmul_fqd_tex", qmatmul::fq_dynamic_tex_source()));
     v
 }
 

@@ -1,9 +1,11 @@
 //! Lowering of QMatMul: weight-only int8 kernels (shaders/qmatmul.wgsl) and, where the adapter's tier has
-//! the packed int8 dot product, the W8A8 kernels (shaders/qdot.wgsl) behind a quantizer that writes the
-//! int8 activations and their block scales into two scratch buffers. Without the int8 dot product, Dynamic
-//! and Static fall back to weight-only (the activations stay float), as `Op::QMatMul`'s contract allows
-//! only through this choice of kernel: the fallback is more accurate, never less.
+//! the packed int8 dot product, W8A8: for prefill the kernels of shaders/qdot.wgsl behind a quantizer that
+//! writes the int8 activations and their block scales into two scratch buffers; for decode (up to 8 rows)
+//! one dispatch of qmatmul.wgsl's gemv_w8_fq, which rounds the activations itself. Without the int8 dot
+//! product, Dynamic and Static fall back to weight-only (the activations stay float), as `Op::QMatMul`'s
+//! contract allows only through this choice of kernel: the fallback is more accurate, never less.
 
+use super::matmul::UNIFORM_ROW_BYTES;
 use super::{
     bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, texture_fits, Arg, ArgInfo, BindKind,
     Caps, Dispatch, Lowered, Word,
@@ -11,50 +13,62 @@ use super::{
 use crate::error::{Error, Result};
 use crate::graph::{ActQuant, Op};
 use crate::quant::BLOCK;
+use crate::tensor::DType;
 
 pub const SOURCE: &str = include_str!("../../shaders/qmatmul.wgsl");
 pub const DOT_SOURCE: &str = include_str!("../../shaders/qdot.wgsl");
 
-/// shaders/qdot.wgsl with gemv_w8a8's load functions reading the quantized row and its scales from 64 KiB
-/// uniform arrays and the weights and scales from their texture twins (decode on CPU adapters).
-pub fn dot_tex_source() -> &'static str {
-    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        super::swap_loads(
-            "qdot",
-            DOT_SOURCE,
-            &[
-                ("    return qx4[t];\n", "    return qxu[t];\n"),
-                ("    return sx[t];\n", "    return sxu[t / 4u][t % 4u];\n"),
-                ("    return wq4[t];\n", "    return textureLoad(wqt, vec2<u32>(t % 4096u, t / 4096u), 0);\n"),
-                ("    return ws[t];\n", "    return textureLoad(wst, vec2<u32>(t % 4096u, t / 4096u), 0).x;\n"),
-            ],
-        ) + "\n@group(0) @binding(1) var<uniform> qxu: array<vec4<u32>, 4096>;\n\
-             @group(0) @binding(2) var<uniform> sxu: array<vec4<f32>, 4096>;\n\
-             @group(0) @binding(3) var wqt: texture_2d<u32>;\n\
-             @group(0) @binding(4) var wst: texture_2d<f32>;\n"
-    });
-    &TEXT
-}
-
-/// shaders/qmatmul.wgsl with gemv_w8's three load functions reading texel fetches: its gemv_w8 reads the
-/// weights and scales through their twins and the row through a staged texture (decode on CPU adapters).
+/// shaders/qmatmul.wgsl with the GEMVs' loads swapped for CPU adapters: the weights and scales through their
+/// texture twins, the row through a 64 KiB uniform array bound on the row's own buffer (no copy; every plan
+/// buffer there is at least that large, `Gpu::buffer`), f32 rows as words, f16 rows eight values to a
+/// vec4<u32> (override X_F16), and gemv_w8_fq's static scales through their twin (decode on CPU adapters).
 pub fn tex_source() -> &'static str {
     static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         super::swap_loads(
             "qmatmul",
             SOURCE,
             &[
-                ("    return vec4<f32>(x4[t]);\n", "    return xtex(t);\n"),
+                ("    return array<vec4<f32>, 2>(gemv_x(2u * u), gemv_x(2u * u + 1u));\n", "    return xrow8(u);\n"),
                 ("    return wq4[t];\n", "    return wtex(t);\n"),
                 ("    return ws[t];\n", "    return stex(t);\n"),
+                ("    return xs[b];\n", "    return sxtex(b);\n"),
             ],
-        )
+        ) + UNIFORM_ROW
     });
     &TEXT
 }
 
-/// Bytes of each uniform array of `dot_tex_source` (its scratch inputs are at least this large).
-const TEX_UNIFORM_BYTES: u64 = 65_536;
+/// The uniform row of `tex_source`: vec4s 2u and 2u + 1 of the row-major rows, one load for eight f16.
+const UNIFORM_ROW: &str = "
+override X_F16: bool = false;
+@group(0) @binding(1) var<uniform> xuu: array<vec4<u32>, 4096>;
+fn xrow8(u: u32) -> array<vec4<f32>, 2> {
+    if (X_F16) {
+        let v = xuu[u];
+        return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
+                                   vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
+    }
+    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(xuu[2u * u]), bitcast<vec4<f32>>(xuu[2u * u + 1u]));
+}
+";
+
+/// The block scale of gemv_w8_fq's dynamic variants: the block's max / 127, as quantize_dynamic.
+const FQ_DYNAMIC: &str = "    return amax / 127.0;\n";
+
+/// shaders/qmatmul.wgsl with gemv_w8_fq quantizing each block by its own max (W8A8 dynamic decode).
+pub fn fq_dynamic_source() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| super::swap_loads("qmatmul_fqd", SOURCE, &[("    return xs[b];\n", FQ_DYNAMIC)]));
+    &TEXT
+}
+
+/// `tex_source` with gemv_w8_fq quantizing each block by its own max (W8A8 dynamic decode on CPU adapters).
+pub fn fq_dynamic_tex_source() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        super::swap_loads("qmatmul_fqd_tex", tex_source(), &[("    return sxtex(b);\n", FQ_DYNAMIC)])
+    });
+    &TEXT
+}
 
 /// Up to this many rows run as GEMVs (one row per z); more use the 64×64-tiled GEMM.
 const GEMV_MAX_ROWS: usize = 8;
@@ -96,7 +110,14 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         && texture_fits(caps, BindKind::TextureU32x4, (n * k) as u64)
         && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
     let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));
-    let twins_fit = gemv && weights_fit && x_staged.is_some();
+    // Decode GEMVs on such an adapter: the twins, and the row through the uniform path (it must fit).
+    let row_fits = caps.max_uniform >= UNIFORM_ROW_BYTES
+        && (m * k * dtype.size()) as u64 <= UNIFORM_ROW_BYTES
+        && ins[0].shards.len() <= 1;
+    let twins_fit = gemv && weights_fit && row_fits;
+    let x_row = if twins_fit { bind_as(Arg::Input(0), BindKind::Uniform) } else { bind(Arg::Input(0), false) };
+    let row_overrides =
+        if twins_fit { vec![("X_F16", f64::from(u8::from(ins[0].dtype == DType::F16)))] } else { vec![] };
     if let (false, true, Some(kind), true) = (gemv, weights_fit, x_staged, act == ActQuant::None || !caps.int8dot) {
         let d = Dispatch {
             family: "qmatmul",
@@ -126,17 +147,38 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             source: if twins_fit { tex_source() } else { SOURCE },
             entry: if gemv { "gemv_w8" } else { "gemm_w8" },
             dtype,
-            overrides: vec![],
+            overrides: if gemv { row_overrides } else { vec![] },
             params: params(m, n, k),
-            bindings: vec![
-                match (twins_fit, x_staged) {
-                    (true, Some(kind)) => bind_as(Arg::Input(0), kind),
-                    _ => bind(Arg::Input(0), false),
-                },
-                wq,
-                ws,
-                bind(Arg::Output, true),
-            ],
+            bindings: vec![if gemv { x_row } else { bind(Arg::Input(0), false) }, wq, ws, bind(Arg::Output, true)],
+            grid,
+        };
+        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+    }
+    // W8A8 decode: one dispatch, the quantizer folded into the GEMV (gemv_w8_fq). Decode reads every weight
+    // once, so the integer dot product buys nothing there, and the quantizer's dispatch is saved.
+    if gemv {
+        let (family, source) = match (twins_fit, act == ActQuant::Dynamic) {
+            (false, false) => ("qmatmul", SOURCE),
+            (true, false) => ("qmatmul_tex", tex_source()),
+            (false, true) => ("qmatmul_fqd", fq_dynamic_source()),
+            (true, true) => ("qmatmul_fqd_tex", fq_dynamic_tex_source()),
+        };
+        let mut bindings = vec![x_row, wq, ws, bind(Arg::Output, true)];
+        if act == ActQuant::Static {
+            bindings.push(if twins_fit {
+                bind_as(Arg::Input(3), BindKind::TextureF32)
+            } else {
+                bind(Arg::Input(3), false)
+            });
+        }
+        let d = Dispatch {
+            family,
+            source,
+            entry: "gemv_w8_fq",
+            dtype,
+            overrides: row_overrides,
+            params: params(m, n, k),
+            bindings,
             grid,
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
@@ -183,32 +225,10 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         };
         return Ok(Lowered { scratch: vec![qx_bytes, sx_bytes], dispatches: vec![quantize, product] });
     }
-    // With texture twins, the quantized row goes through uniform bindings where it fits.
-    let tex = twins_fit && caps.max_uniform >= TEX_UNIFORM_BYTES && qx_bytes <= TEX_UNIFORM_BYTES;
-    if tex {
-        let product = Dispatch {
-            family: "qtex",
-            source: dot_tex_source(),
-            entry: "gemv_w8a8",
-            dtype,
-            overrides: vec![],
-            params: params(m, n, k),
-            bindings: vec![
-                bind_as(Arg::Scratch(0), BindKind::Uniform),
-                bind_as(Arg::Scratch(1), BindKind::Uniform),
-                bind_as(Arg::Input(1), BindKind::TextureU32x4),
-                bind_as(Arg::Input(2), BindKind::TextureF32),
-                bind(Arg::Output, true),
-            ],
-            grid,
-        };
-        let scratch = vec![qx_bytes.max(TEX_UNIFORM_BYTES), sx_bytes.max(TEX_UNIFORM_BYTES)];
-        return Ok(Lowered { scratch, dispatches: vec![quantize, product] });
-    }
     let product = Dispatch {
         family: "qdot",
         source: DOT_SOURCE,
-        entry: if gemv { "gemv_w8a8" } else { "gemm_w8a8" },
+        entry: "gemm_w8a8",
         dtype,
         overrides: vec![],
         params: params(m, n, k),

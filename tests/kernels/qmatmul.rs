@@ -158,11 +158,12 @@ fn texture_and_storage_products_match_the_reference() {
                     |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
                 let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
                 let lowered = lower(&Op::QMatMul { act }, &infos, &info(&[m, n], dt), &tex.caps()).unwrap();
-                let kernel = match (m <= 8, act == ActQuant::None) {
-                    (true, true) => "qmatmul_tex:gemv_w8",
-                    (true, false) => "qtex:gemv_w8a8",
-                    (false, true) => "qmatmul:gemm_w8_tex",
-                    (false, false) => "qmatmul:gemm_w8a8_tex",
+                let kernel = match (m <= 8, act) {
+                    (true, ActQuant::None) => "qmatmul_tex:gemv_w8",
+                    (true, ActQuant::Static) => "qmatmul_tex:gemv_w8_fq",
+                    (true, ActQuant::Dynamic) => "qmatmul_fqd_tex:gemv_w8_fq",
+                    (false, ActQuant::None) => "qmatmul:gemm_w8_tex",
+                    (false, _) => "qmatmul:gemm_w8a8_tex",
                 };
                 assert!(
                     lowered.dispatches.iter().any(|d| format!("{}:{}", d.family, d.entry) == kernel),
@@ -179,6 +180,33 @@ fn texture_and_storage_products_match_the_reference() {
                     let tol = if act == ActQuant::None { F32_REDUCE } else { W8A8 };
                     common::assert_close(&format!("texture {case}"), &got_tex, &want, tol);
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_folds_the_quantizer_into_the_gemv_exactly() {
+    // Up to 8 rows run gemv_w8_fq (the activation rounded inside the GEMV); more rows run the quantizer and
+    // the integer GEMM (dot4I8Packed). Both round the same values with the same scales and sum the same
+    // integer products exactly, so each row alone must give what the 9-row product gives, up to the order
+    // of the scale multiplications; skipping the activation rounding would be off by ~1e-2.
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(45);
+    let (m, k, n) = (9, 576, 130);
+    let (ins, _) = operands(&mut r, m, k, n, DType::F32);
+    let x = ins[0].to_f32();
+    for act in [ActQuant::Dynamic, ActQuant::Static] {
+        let ins = args(&ins, act);
+        let whole = run_gpu(storage, act, ins).to_f32();
+        for i in [0, 4, 8] {
+            let mut row = ins.to_vec();
+            row[0] = HostTensor::f32(&[1, k], x[i * k..(i + 1) * k].to_vec()).unwrap();
+            let want = HostTensor::f32(&[1, n], whole[i * n..(i + 1) * n].to_vec()).unwrap();
+            for (gpu, name) in [(tex, "texture"), (storage, "storage")] {
+                let got = run_gpu(gpu, act, &row);
+                let case = format!("{} row {i} of [{m}, {k}]·[{n}, {k}]ᵀ, GEMV on {name}", act.name());
+                common::assert_close(&case, &got, &want, Tol { abs: 1e-5, rel: 1e-5 });
             }
         }
     }
