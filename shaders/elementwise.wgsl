@@ -7,6 +7,7 @@
 //   scale        y[i] = s · a[i]
 //   unary        y[i] = act(a[i])                               override ACT: 0 relu, 1 gelu_erf, 2 gelu_tanh, 3 silu
 //   unary_backward y[i] = b[i] · act'(a[i])                     a = x, b = dy
+//   glu          y[i] = act(a[i]) · b[i]                       Glu's two products from scratch (ACT as unary)
 //   sum_rows     y[j] = Σ_r a[r · cols + j], r in order         a: (rows, cols), y: (cols); one invocation per column
 //   cast_to_half   yh[i] = T(xf[i])                             xf: array<f32>, yh: array<T> (T = f16 prelude)
 //   cast_to_float  yf[i] = f32(a[i])                            a: array<T> (f16), yf: array<f32>
@@ -14,7 +15,7 @@
 //   cache_write  cache[h, offset + r, :] = a[h, r, :]            a: (bh, d1 = t, d3), cache: (bh, d2 = smax, d3),
 //                                                              in place (cache bound read_write); n = numel(a)
 //   copy / copy_vec4  y = a (vec4 when n % 4 == 0; n counts vec4s there) — the benchmark's bandwidth ceiling.
-//   add_tex, mul_tex, unary_tex  add, mul, unary with n % 4 == 0 (n counts vec4s), the inputs as staged textures
+//   add_tex, mul_tex, unary_tex, glu_tex  add, mul, unary, glu with n % 4 == 0 (n counts vec4s), the inputs as staged textures
 //                (exec::twins layout, texel t = elements 4t..4t+3) and vec4 stores: large tensors on CPU
 //                adapters, where texel fetches are gathered in straight-line code and storage loads lane by lane.
 //
@@ -148,6 +149,14 @@ fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 }
 
 @compute @workgroup_size(256)
+fn glu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y3[i] = T(act(f32(a[i])) * f32(b[i]));
+}
+
+@compute @workgroup_size(256)
 fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
@@ -252,6 +261,15 @@ fn mul_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
     y34[i] = vec4<T>(texel(at, i) * texel(bt, i));
+}
+
+@compute @workgroup_size(256)
+fn glu_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let x = texel(at, i);
+    y34[i] = vec4<T>(vec4<f32>(act(x.x), act(x.y), act(x.z), act(x.w)) * texel(bt, i));
 }
 
 @compute @workgroup_size(256)

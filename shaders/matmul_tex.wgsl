@@ -39,6 +39,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<T>;
 @group(0) @binding(1) var tau: texture_2d<u32>;
 @group(0) @binding(2) var tbu: texture_2d<u32>;
+@group(0) @binding(4) var tc: texture_2d<f32>;
+@group(0) @binding(4) var tcu: texture_2d<u32>;
 
 const W: u32 = 4096u;
 // Rows of gemm_tex's register tile: 16, or 8 (the upper half of the tile is then neither computed nor stored).
@@ -247,4 +249,70 @@ fn gemv_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                          dot(x[0], w2[0]) + dot(x[1], w2[1]), dot(x[0], w3[0]) + dot(x[1], w3[1]));
     }
     store_cols(i, j0, acc);
+}
+
+// ---- gemv_glu_tex, gemv_glu_tex_h8 ----------------------------------------------------------------------
+// Glu for decode: y[i, j] = silu(Σ_k x[i, k]·wg[j, k]) · Σ_k x[i, k]·wu[j, k], both weights through their
+// twins (binding 2 wg, binding 4 wu, f32 or f16 eight to a texel), the row as the GEMVs read it; geometry
+// as gemv_tex. One dispatch instead of gate, up, silu and mul.
+
+fn texel_c(t: u32) -> vec4<f32> {
+    return textureLoad(tc, vec2<u32>(t % W, t / W), 0);
+}
+
+fn texel_ch(t: u32) -> array<vec4<f32>, 2> {
+    return h8(textureLoad(tcu, vec2<u32>(t % W, t / W), 0));
+}
+
+fn silu4(g: vec4<f32>) -> vec4<f32> {
+    return g / (vec4<f32>(1.0) + exp(-g));
+}
+
+@compute @workgroup_size(16)
+fn gemv_glu_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let k4 = p.k / 4u;
+    let nl = p.n - 1u;
+    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k4;
+    let xr = i * k4;
+    var g = vec4<f32>(0.0);
+    var u = vec4<f32>(0.0);
+    for (var kk = 0u; kk < k4; kk++) {
+        let x = gemv_x(xr + kk);
+        g += vec4<f32>(dot(x, texel_b(r.x + kk)), dot(x, texel_b(r.y + kk)), dot(x, texel_b(r.z + kk)),
+                       dot(x, texel_b(r.w + kk)));
+        u += vec4<f32>(dot(x, texel_c(r.x + kk)), dot(x, texel_c(r.y + kk)), dot(x, texel_c(r.z + kk)),
+                       dot(x, texel_c(r.w + kk)));
+    }
+    store_cols(i, j0, silu4(g) * u);
+}
+
+// x (two halves) against texel t of a weight.
+fn dot8(x: array<vec4<f32>, 2>, w: array<vec4<f32>, 2>) -> f32 {
+    return dot(x[0], w[0]) + dot(x[1], w[1]);
+}
+
+@compute @workgroup_size(16)
+fn gemv_glu_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    if (j0 >= p.n) { return; }
+    let k8 = p.k / 8u;
+    let nl = p.n - 1u;
+    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k8;
+    let xr = i * k8;
+    var g = vec4<f32>(0.0);
+    var u = vec4<f32>(0.0);
+    for (var kk = 0u; kk < k8; kk++) {
+        let x = gemv_xh(xr + kk);
+        g += vec4<f32>(dot8(x, texel_bh(r.x + kk)), dot8(x, texel_bh(r.y + kk)), dot8(x, texel_bh(r.z + kk)),
+                       dot8(x, texel_bh(r.w + kk)));
+        u += vec4<f32>(dot8(x, texel_ch(r.x + kk)), dot8(x, texel_ch(r.y + kk)), dot8(x, texel_ch(r.z + kk)),
+                       dot8(x, texel_ch(r.w + kk)));
+    }
+    store_cols(i, j0, silu4(g) * u);
 }

@@ -83,6 +83,20 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
         Op::Reshape { .. } => vec![(0, b.reshape(dy, &shape(b, ins[0]))?)],
         Op::Permute0213 => vec![(0, b.op(Op::Permute0213, &[dy])?)],
         Op::MatMul { ta, tb } => matmul_rule(b, ins[0], ins[1], *ta, *tb, dy)?,
+        Op::Glu { act } => {
+            // y = act(a) ⊙ u with a = x·Wgᵀ, u = x·Wuᵀ (recomputed here: the op keeps neither).
+            let (x, wg, wu) = (ins[0], ins[1], ins[2]);
+            let a = b.matmul(x, wg, false, true)?;
+            let u = b.matmul(x, wu, false, true)?;
+            let g = b.act(a, *act)?;
+            let du = b.mul(dy, g)?;
+            let dg = b.mul(dy, u)?;
+            let da = b.op(Op::UnaryBackward { act: *act }, &[a, dg])?;
+            let ga = matmul_rule(b, x, wg, false, true, da)?;
+            let gu = matmul_rule(b, x, wu, false, true, du)?;
+            let dx = b.add(ga[0].1, gu[0].1)?;
+            vec![(0, dx), (1, ga[1].1), (2, gu[1].1)]
+        }
         Op::QMatMul { .. } => {
             return Err(Error::Unsupported {
                 op: op.name().into(),

@@ -35,7 +35,8 @@ fn heads(b: &mut GraphBuilder, x: ValueId, h: usize) -> ValueId {
     b.op(Op::Permute0213, &[r]).unwrap()
 }
 
-/// x → LN → causal GQA attention with rotary q/k → +x → RMSNorm → GELU MLP → +h → head → cross-entropy.
+/// x → LN → causal GQA attention with rotary q/k → +x → RMSNorm → gated GELU MLP (Glu) → +h → head →
+/// cross-entropy.
 fn block(train: Option<AdamWSpec>) -> Block {
     let mut b = GraphBuilder::new();
     let f = DType::F32;
@@ -50,6 +51,7 @@ fn block(train: Option<AdamWSpec>) -> Block {
     let bo = p(&mut b, "bo", &[C]);
     let rms_g = p(&mut b, "rms.g", &[C]);
     let w1 = p(&mut b, "w1", &[F, C]);
+    let w3 = p(&mut b, "w3", &[F, C]);
     let w2 = p(&mut b, "w2", &[C, F]);
     let head = p(&mut b, "head", &[V, C]);
 
@@ -74,8 +76,7 @@ fn block(train: Option<AdamWSpec>) -> Block {
     let o = b.linear(o, wo, Some(bo)).unwrap();
     let h1 = b.add(x, o).unwrap();
     let n = b.rmsnorm(h1, rms_g, 1e-5).unwrap();
-    let u = b.linear(n, w1, None).unwrap();
-    let u = b.act(u, Act::GeluTanh).unwrap();
+    let u = b.op(Op::Glu { act: Act::GeluTanh }, &[n, w1, w3]).unwrap();
     let u = b.linear(u, w2, None).unwrap();
     let h2 = b.add(h1, u).unwrap();
     let logits = b.linear(h2, head, None).unwrap();

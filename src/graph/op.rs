@@ -113,6 +113,9 @@ pub enum Op {
     /// q = clamp(round_half_even(x/s), −127, 127) per row and block of 32, s = max|x|/127 of that row block
     /// (Dynamic) or xs[block] (Static), and the products are integer dot products rescaled by s·ws.
     QMatMul { act: ActQuant },
+    /// (x [..., K], wg [N, K], wu [N, K]) → act(x·Wgᵀ) ⊙ (x·Wuᵀ): a gated feed-forward's two projections and
+    /// its gate as one op (SwiGLU with act = Silu), so a decode step runs them as one GEMV.
+    Glu { act: Act },
 
     // ---- norms --------------------------------------------------------------------------------------------
     /// (x [..., C], gamma [C], beta [C]) → (x − mean)/√(var + eps)·gamma + beta, per row; var is biased.
@@ -222,6 +225,7 @@ impl Op {
             Op::Permute0213 => "permute0213",
             Op::MatMul { .. } => "matmul",
             Op::QMatMul { .. } => "qmatmul",
+            Op::Glu { .. } => "glu",
             Op::LayerNorm { .. } => "layernorm",
             Op::LayerNormGradX { .. } => "layernorm_grad_x",
             Op::RmsNorm { .. } => "rmsnorm",

@@ -172,6 +172,19 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             *s.last_mut().expect("rank checked") = wq[0];
             out(&s, dt)
         }
+        Op::Glu { .. } => {
+            want_inputs(op, ins, 3)?;
+            let dt = want_float(op, ins, &[0, 1, 2])?;
+            rank_at_least(op, ins, 0, 1)?;
+            let (x, wg, wu) = (ins[0].0, ins[1].0, ins[2].0);
+            let k = *x.last().expect("rank checked");
+            if wg.len() != 2 || wg[1] != k || wu != wg {
+                return Err(err(op, ins, format!("wg and wu must both be [N, {k}]")));
+            }
+            let mut s = x.to_vec();
+            *s.last_mut().expect("rank checked") = wg[0];
+            out(&s, dt)
+        }
         Op::LayerNorm { .. } => {
             want_inputs(op, ins, 3)?;
             let dt = want_float(op, ins, &[0, 1, 2])?;

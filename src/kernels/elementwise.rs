@@ -75,6 +75,24 @@ pub fn copy_dispatch(n_elems: usize, dtype: DType) -> Dispatch {
     )
 }
 
+/// y = act(a) ⊙ b over `n` elements from two scratch buffers (Glu's combining step); large ones on CPU
+/// adapters through staged textures, as add/mul/unary.
+pub fn glu_dispatch(act: Act, n: usize, dtype: DType, caps: &Caps) -> Dispatch {
+    let over = vec![("ACT", act_id(act))];
+    let tex = staged_kind(dtype).filter(|&kind| {
+        caps.texture_weights
+            && n >= TEX_MIN_ELEMS
+            && n.is_multiple_of(4)
+            && texture_fits(caps, kind, (n * dtype.size()) as u64)
+    });
+    if let Some(kind) = tex {
+        let bindings = vec![bind_as(Arg::Scratch(0), kind), bind_as(Arg::Scratch(1), kind), bind(Arg::Output, true)];
+        return dispatch("glu_tex", dtype, over, params(n / 4, 0, 0.0, [0; 4], Word::U32(0)), bindings, n / 4);
+    }
+    let bindings = vec![bind(Arg::Scratch(0), false), bind(Arg::Scratch(1), false), bind(Arg::Output, true)];
+    dispatch("glu", dtype, over, params(n, 0, 0.0, [0; 4], Word::U32(0)), bindings, n)
+}
+
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
     let n = numel(&out.shape);

@@ -16,7 +16,7 @@ use super::{
 /// Up to this many rows (of a's rows, batch folded) the texture path runs a GEMV per row.
 const GEMV_MAX_ROWS: usize = 8;
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::graph::{Act, Op};
 use crate::tensor::DType;
 
 pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
@@ -159,6 +159,9 @@ pub fn baseline_dispatch(m: usize, k: usize, n: usize, ta: bool, tb: bool, dtype
 /// `WGPU_LLM_MATMUL=tiled|gemv|baseline` forces a kernel (a debug and benchmarking aid; gemv falls back to
 /// tiled where it does not apply).
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    if let Op::Glu { act } = *op {
+        return lower_glu(act, ins, out, caps);
+    }
     let kernel = match std::env::var("WGPU_LLM_MATMUL").as_deref() {
         Ok("tiled") => Kernel::Tiled,
         Ok("gemv") => Kernel::Gemv,
@@ -166,6 +169,69 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         _ => Kernel::Auto,
     };
     lower_kernel(op, ins, out, kernel, caps)
+}
+
+/// Glu: on CPU adapters up to 8 rows run one GEMV over both weights' twins with act(g)·u in registers
+/// (Silu, f32 or f16 with k % 8 == 0); otherwise the two products go to scratch buffers (each lowered as
+/// MatMul) and elementwise `glu` combines them.
+fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let dtype = out.dtype;
+    let k = *ins[0].shape.last().expect("shape inference checked the rank");
+    let rows = ins[0].shape.iter().product::<usize>() / k.max(1);
+    let n = ins[1].shape[0];
+    let h8 = dtype == DType::F16 && k.is_multiple_of(8);
+    let twin = if h8 { Some(BindKind::TextureU32x4) } else { twin_kind(dtype).filter(|_| dtype == DType::F32) };
+    let one_buffer = ins.iter().all(|i| i.shards.len() <= 1);
+    if let Some(twin) = twin.filter(|&t| {
+        caps.texture_weights
+            && act == Act::Silu
+            && rows <= GEMV_MAX_ROWS
+            && one_buffer
+            && k.is_multiple_of(4)
+            && ins.iter().all(|i| i.dtype == dtype)
+            && caps.max_uniform >= UNIFORM_ROW_BYTES
+            && (rows * k * dtype.size()) as u64 <= UNIFORM_ROW_BYTES
+            && super::texture_fits(caps, t, (n * k * dtype.size()) as u64)
+    }) {
+        let mut grid = grid_1d(ceil_div(n, 64));
+        grid[2] = rows as u32;
+        let u = |x: usize| Word::U32(x as u32);
+        let d = Dispatch {
+            family: "matmul_tex_ux",
+            source: uniform_row_source(),
+            entry: if h8 { "gemv_glu_tex_h8" } else { "gemv_glu_tex" },
+            dtype,
+            overrides: vec![],
+            params: vec![("m", u(rows)), ("n", u(n)), ("k", u(k))],
+            bindings: vec![
+                bind_as(Arg::Input(0), BindKind::Uniform),
+                bind_as(Arg::Input(1), twin),
+                bind(Arg::Output, true),
+                bind_as(Arg::Input(2), twin),
+            ],
+            grid,
+        };
+        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+    }
+    let product = |w: usize, scratch: usize| -> Result<Vec<Dispatch>> {
+        let l = lower(&Op::MatMul { ta: false, tb: true }, &[ins[0].clone(), ins[w].clone()], out, caps)?;
+        debug_assert!(l.scratch.is_empty(), "a matmul lowering with scratch");
+        let mut ds = l.dispatches;
+        for b in ds.iter_mut().flat_map(|d| d.bindings.iter_mut()) {
+            b.arg = match b.arg {
+                Arg::Output => Arg::Scratch(scratch),
+                Arg::Input(1) => Arg::Input(w),
+                Arg::InputShard(1, s) => Arg::InputShard(w, s),
+                other => other,
+            };
+        }
+        Ok(ds)
+    };
+    let mut dispatches = product(1, 0)?;
+    dispatches.extend(product(2, 1)?);
+    dispatches.push(super::elementwise::glu_dispatch(act, rows * n, dtype, caps));
+    let bytes = (rows * n * dtype.size()) as u64;
+    Ok(Lowered { scratch: vec![bytes, bytes], dispatches })
 }
 
 /// `lower` with the kernel chosen by the caller (the benchmark compares them on one shape).

@@ -280,7 +280,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::Cast { .. }
         | Op::Permute0213
         | Op::CacheWrite { .. } => elementwise::lower(op, ins, out, caps),
-        Op::MatMul { .. } => matmul::lower(op, ins, out, caps),
+        Op::MatMul { .. } | Op::Glu { .. } => matmul::lower(op, ins, out, caps),
         Op::QMatMul { .. } => qmatmul::lower(op, ins, out, caps),
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }

@@ -275,10 +275,7 @@ pub fn build_batch(
         let a = ly.o.forward(&mut g, a)?;
         x = g.add(x, a)?;
         let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;
-        let gate = ly.gate.forward(&mut g, h)?;
-        let gate = g.act(gate, crate::graph::Act::Silu)?;
-        let up = ly.up.forward(&mut g, h)?;
-        let m = g.mul(gate, up)?;
+        let m = super::Linear::glu(&mut g, &ly.gate, &ly.up, h, crate::graph::Act::Silu)?;
         let m = ly.down.forward(&mut g, m)?;
         x = g.add(x, m)?;
     }

@@ -8,7 +8,7 @@ pub mod textbook;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::graph::{ActQuant, GraphBuilder, Op, ValueId};
+use crate::graph::{Act, ActQuant, GraphBuilder, Op, ValueId};
 use crate::loader::{MetaValue, SourceDType, WeightStore};
 use crate::quant::QTensor;
 use crate::tensor::{DType, HostTensor};
@@ -357,6 +357,21 @@ impl Linear {
             _ => None,
         };
         Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)) })
+    }
+
+    /// act(gate(x)) ⊙ up(x): one Glu op when both are float without bias (decode runs it as one GEMV), else
+    /// the two layers, the activation and the product. Both inputs are recorded as taps, as `forward` does.
+    pub fn glu(g: &mut GraphBuilder, gate: &Linear, up: &Linear, x: ValueId, act: Act) -> Result<ValueId> {
+        let plain = |l: &Linear| l.int8.is_none() && l.b.is_none();
+        if plain(gate) && plain(up) {
+            g.tap(&gate.name, x);
+            g.tap(&up.name, x);
+            return g.op(Op::Glu { act }, &[x, gate.w, up.w]);
+        }
+        let a = gate.forward(g, x)?;
+        let a = g.act(a, act)?;
+        let u = up.forward(g, x)?;
+        g.mul(a, u)
     }
 
     /// y = x·Wᵀ (+ b). The input is recorded as a tap named after the layer (static calibration reads it).

@@ -2,7 +2,7 @@
 
 use super::{Val, Vars};
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::graph::{Act, Op};
 
 /// c (batch, m, n) = op(a)·op(b).
 /// a: (batch, m, k), or (batch, k, m) if `ta`; b: (batch, k, n), or (batch, n, k) if `tb`, with the batch
@@ -47,8 +47,21 @@ pub fn matmul_dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> (usize, usiz
     (batch, m, k, n, rb == 2 && batch != 1)
 }
 
-/// Evaluate MatMul.
+/// y (rows, n) = act(x·Wgᵀ) ⊙ (x·Wuᵀ), x (rows, k), wg and wu (n, k).
+pub fn glu_forward(x: &[f64], wg: &[f64], wu: &[f64], k: usize, act: Act) -> Vec<f64> {
+    let (rows, n) = (x.len() / k, wg.len() / k);
+    let (mut a, mut u) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+    matmul_forward(&mut a, x, wg, 1, rows, k, n, false, true, true);
+    matmul_forward(&mut u, x, wu, 1, rows, k, n, false, true, true);
+    a.iter().zip(&u).map(|(a, u)| super::elementwise::act_forward(act, *a) * u).collect()
+}
+
+/// Evaluate MatMul and Glu.
 pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], _vars: &Vars) -> Result<Vec<f64>> {
+    if let Op::Glu { act } = *op {
+        let k = (*ins[0].shape.last().unwrap_or(&1)).max(1);
+        return Ok(glu_forward(&ins[0].data, &ins[1].data, &ins[2].data, k, act));
+    }
     let Op::MatMul { ta, tb } = *op else {
         return Err(Error::Run(format!("op {} is not a matmul", op.name())));
     };

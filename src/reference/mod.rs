@@ -68,7 +68,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::Permute0213
         | Op::CacheWrite { .. } => elementwise::eval(op, ins, out_shape, vars),
         Op::Reshape { .. } => Ok(ins[0].data.clone()),
-        Op::MatMul { .. } => matmul::eval(op, ins, out_shape, vars),
+        Op::MatMul { .. } | Op::Glu { .. } => matmul::eval(op, ins, out_shape, vars),
         Op::QMatMul { .. } => qmatmul::eval(op, ins, out_shape, vars),
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }

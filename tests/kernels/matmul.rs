@@ -278,3 +278,37 @@ fn a_twin_follows_in_place_updates_from_another_plan() {
     assert!(moved > 0.05, "AdamW moved w by only {moved}");
     check(&mut pa, &w_new, "after plan B updated w in place");
 }
+
+#[test]
+fn glu_matches_the_reference() {
+    use wgpu_llm::graph::Act;
+    use wgpu_llm::kernels::{matmul, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(21);
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    // Decode rows (one GEMV over both twins on the texture device: f32, or f16 with k % 8 == 0) and longer
+    // inputs (two products into scratch and elementwise glu, glu_tex from 16,384 elements), partial column
+    // quads, k off the texel.
+    for (m, k, n) in [(1, 64, 37), (3, 40, 70), (8, 24, 9), (1, 36, 130), (9, 64, 33), (20, 36, 17), (64, 32, 260)] {
+        for (dt, tol) in dtypes() {
+            for act in [Act::Silu, Act::GeluTanh] {
+                let op = Op::Glu { act };
+                let case = format!("glu {act:?} [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}");
+                let ins = [info(&[m, k], dt), info(&[n, k], dt), info(&[n, k], dt)];
+                let lowered = matmul::lower(&op, &ins, &info(&[m, n], dt), &tex.caps()).unwrap();
+                let fused = m <= 8 && act == Act::Silu && (dt == DType::F32 || k % 8 == 0);
+                let entries: Vec<&str> = lowered.dispatches.iter().map(|d| d.entry).collect();
+                if fused {
+                    let want = if dt == DType::F16 { "gemv_glu_tex_h8" } else { "gemv_glu_tex" };
+                    assert_eq!(entries, [want], "{case}");
+                } else {
+                    let combine = if m * n >= 16_384 { "glu_tex" } else { "glu" };
+                    assert_eq!((entries.len(), entries[2]), (3, combine), "{case}");
+                }
+                let xs = [r.tensor(&[m, k], dt), r.tensor(&[n, k], dt), r.tensor(&[n, k], dt)];
+                check_op_on(tex, &case, op.clone(), &xs, &[], tol);
+                check_op_on(storage, &format!("{case} on storage"), op, &xs, &[], tol);
+            }
+        }
+    }
+}
