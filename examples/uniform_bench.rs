@@ -10,8 +10,8 @@
 //! Sections:
 //!   - dispatch: empty dispatches in one pass (about 50 µs each), with and without a buffer hazard;
 //!   - read: 256 vec4 reads per lane from a cache-resident 64 KiB source, as texels, uniform or storage;
-//!   - gemm: y = x·Wᵀ, 256×576 by 1536×576, A through a texture (gemm_tex's scheme, natural coordinates)
-//!     or a uniform-buffer window of rows (one dispatch per window, an offset into one buffer);
+//!   - gemm: y = x·Wᵀ, 256×576 by 1536×576 with A through a uniform-buffer window of rows (one dispatch
+//!     per window, an offset into one buffer), against examples/gemm_tex_bench's texture kernel;
 //!   - fmt: decode GEMVs with the weights as rgba32float, rgba16float, f16 packed eight to an rgba32uint
 //!     texel (h8) or int8 sixteen to a texel with block scales; the row from a texture or a uniform buffer;
 //!   - gemv: the f32 GEMV with 1–8 columns a lane.
@@ -19,41 +19,6 @@ use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 const TW: u32 = 4096;
-
-fn gemm_tex_src(r: usize, c: usize) -> String {
-    let mut s = String::from(
-        "@group(0) @binding(0) var ta: texture_2d<f32>;\n@group(0) @binding(1) var tb: texture_2d<f32>;\n\
-         @group(0) @binding(2) var<storage, read_write> y: array<f32>;\n",
-    );
-    s += "@compute @workgroup_size(8, 8)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {\n";
-    s += &format!("    let j0 = (wid.x * 8u + lid.x) * {c}u;\n    let i0 = (wid.y * 8u + lid.y) * {r}u;\n");
-    s += "    let k4 = textureDimensions(ta).x;\n    let n = textureDimensions(tb).y;\n";
-    for i in 0..r {
-        for j in 0..c {
-            s += &format!("    var c{i}_{j} = 0.0;\n");
-        }
-    }
-    s += "    for (var k = 0u; k < k4; k++) {\n";
-    for i in 0..r {
-        s += &format!("        let a{i} = textureLoad(ta, vec2<u32>(k, i0 + {i}u), 0);\n");
-    }
-    for j in 0..c {
-        s += &format!("        let b{j} = textureLoad(tb, vec2<u32>(k, j0 + {j}u), 0);\n");
-    }
-    for i in 0..r {
-        for j in 0..c {
-            s += &format!("        c{i}_{j} += dot(a{i}, b{j});\n");
-        }
-    }
-    s += "    }\n";
-    for i in 0..r {
-        for j in 0..c {
-            s += &format!("    y[(i0 + {i}u) * n + j0 + {j}u] = c{i}_{j};\n");
-        }
-    }
-    s += "}\n";
-    s
-}
 
 /// A from a uniform window: rows row0 .. row0 + rows of the window (p.x = first row of the window in y,
 /// p.y = the element offset of that row inside the binding). Workgroup 64 lanes along columns, each lane
@@ -433,28 +398,8 @@ fn main() -> wgpu_llm::error::Result<()> {
     });
     let spots = [(0usize, 0usize), (255, 1535), (17, 999), (128, 3), (100, 1000)];
     if want("gemm") {
-        let va = cx.texture(k4, m, &xa);
+        // (gemm_tex's own scheme, A through a texture: examples/gemm_tex_bench.)
         let vb = cx.texture(k4, n, &wb);
-        for (r, c) in [(16usize, 8usize), (8, 8)] {
-            let p = cx.pipeline(&gemm_tex_src(r, c));
-            let bg = d.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &p.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::TextureView(&va) },
-                    wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&vb) },
-                    wgpu::BindGroupEntry { binding: 2, resource: y.as_entire_binding() },
-                ],
-            });
-            let t = cx.time(3, &|enc| {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&p);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(n / (8 * c as u32), m / (8 * r as u32), 1);
-            });
-            let err = check(&cx.read(&y, (m * n) as usize), &spots);
-            println!("gemm tex  {r:2}x{c}: {:7.2} ms {:6.2} GFLOP/s (err {err:.1e})", t * 1e3, flops / t / 1e9);
-        }
         // One buffer holding all of A, bound 64 KiB at a time.
         let mut apad = xa.clone();
         apad.resize(apad.len() + 16384, 0.0);

@@ -135,6 +135,17 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     store_tile(i0, j0, &acc);
 }
 
+// A GEMV invocation's first column j0 (four columns j0..j0+3 a lane, workgroups of 16 folded 2-D) and the
+// four column indices clamped to the last column.
+fn gemv_j0(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+}
+
+fn gemv_cols(j0: u32) -> vec4<u32> {
+    let nl = p.n - 1u;
+    return vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl));
+}
+
 // The GEMVs' row: texel fetches of the staged row here; kernels::matmul::uniform_row_source swaps these
 // bodies for reads of a 64 KiB uniform array bound on the row's own buffer (no copy, no split pass).
 fn gemv_x(t: u32) -> vec4<f32> {
@@ -149,11 +160,10 @@ fn gemv_xh(t: u32) -> array<vec4<f32>, 2> {
 fn gemv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
     let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    let j0 = gemv_j0(wid, nwg, li);
     if (j0 >= p.n) { return; }
     let k4 = p.k / 4u;
-    let nl = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k4;
+    let r = gemv_cols(j0) * k4;
     let xr = i * k4;
     var acc = vec4<f32>(0.0);
     for (var kk = 0u; kk < k4; kk++) {
@@ -232,11 +242,10 @@ fn gemm_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 fn gemv_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    let j0 = gemv_j0(wid, nwg, li);
     if (j0 >= p.n) { return; }
     let k8 = p.k / 8u;
-    let nl = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k8;
+    let r = gemv_cols(j0) * k8;
     let xr = i * k8;
     var acc = vec4<f32>(0.0);
     for (var kk = 0u; kk < k8; kk++) {
@@ -272,11 +281,10 @@ fn silu4(g: vec4<f32>) -> vec4<f32> {
 fn gemv_glu_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
     let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    let j0 = gemv_j0(wid, nwg, li);
     if (j0 >= p.n) { return; }
     let k4 = p.k / 4u;
-    let nl = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k4;
+    let r = gemv_cols(j0) * k4;
     let xr = i * k4;
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
@@ -299,11 +307,10 @@ fn dot8(x: array<vec4<f32>, 2>, w: array<vec4<f32>, 2>) -> f32 {
 fn gemv_glu_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
     let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    let j0 = gemv_j0(wid, nwg, li);
     if (j0 >= p.n) { return; }
     let k8 = p.k / 8u;
-    let nl = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl)) * k8;
+    let r = gemv_cols(j0) * k8;
     let xr = i * k8;
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);

@@ -178,6 +178,9 @@ impl<'g> Plan<'g> {
         // every dispatch of its size.
         let mut staged: HashMap<(BindKind, u64, usize), twins::Twin> = HashMap::new();
         let mut written_leaves = vec![];
+        // Scratch buffers by slot, shared by every op of the plan: an op writes its scratch before reading it
+        // and the ops run in order, so one buffer per slot (the largest any op asks for so far) serves all.
+        let mut scratch_pool: Vec<wgpu::Buffer> = vec![];
         for i in mem.order.clone() {
             let node = &graph.nodes[i];
             if node.op.is_leaf() {
@@ -190,12 +193,22 @@ impl<'g> Plan<'g> {
                 shards: vec![(0, node.shape.first().copied().unwrap_or(1))],
             };
             let lowered = kernels::lower(&node.op, &ins, &out, &caps)?;
-            let scratch: Vec<wgpu::Buffer> = lowered
-                .scratch
-                .iter()
-                .enumerate()
-                .map(|(k, &b)| gpu.buffer(&format!("{}#{i} scratch {k}", node.op.name()), b))
-                .collect::<Result<_>>()?;
+            let mut scratch: Vec<wgpu::Buffer> = vec![];
+            for (k, &b) in lowered.scratch.iter().enumerate() {
+                match scratch_pool.get(k) {
+                    Some(buf) if buf.size() >= b => {}
+                    _ => {
+                        let buf = gpu.buffer(&format!("scratch {k}"), b)?;
+                        mem.keep_scratch(vec![buf.clone()]);
+                        if k < scratch_pool.len() {
+                            scratch_pool[k] = buf;
+                        } else {
+                            scratch_pool.push(buf);
+                        }
+                    }
+                }
+                scratch.push(scratch_pool[k].clone());
+            }
             for d in &lowered.dispatches {
                 let mut views = vec![];
                 let mut copies = vec![];
@@ -263,7 +276,6 @@ impl<'g> Plan<'g> {
                 step.copies = copies;
                 steps.push(step);
             }
-            mem.keep_scratch(scratch);
         }
         for &i in &mem.order {
             if let Op::Fill { value } = graph.nodes[i].op {
