@@ -146,6 +146,28 @@ fn gemv_cols(j0: u32) -> vec4<u32> {
     return vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl));
 }
 
+// x against step kk of the four rows of weight w starting at texels r: four vec4 dots.
+fn cols4(w: texture_2d<f32>, x: vec4<f32>, r: vec4<u32>, kk: u32) -> vec4<f32> {
+    let t = r + vec4<u32>(kk);
+    return vec4<f32>(dot(x, textureLoad(w, vec2<u32>(t.x % W, t.x / W), 0)),
+                     dot(x, textureLoad(w, vec2<u32>(t.y % W, t.y / W), 0)),
+                     dot(x, textureLoad(w, vec2<u32>(t.z % W, t.z / W), 0)),
+                     dot(x, textureLoad(w, vec2<u32>(t.w % W, t.w / W), 0)));
+}
+
+// x (eight values) against one texel of a weight row, f16 eight to a texel.
+fn dot8(x: array<vec4<f32>, 2>, w: array<vec4<f32>, 2>) -> f32 {
+    return dot(x[0], w[0]) + dot(x[1], w[1]);
+}
+
+fn cols8(w: texture_2d<u32>, x: array<vec4<f32>, 2>, r: vec4<u32>, kk: u32) -> vec4<f32> {
+    let t = r + vec4<u32>(kk);
+    return vec4<f32>(dot8(x, h8(textureLoad(w, vec2<u32>(t.x % W, t.x / W), 0))),
+                     dot8(x, h8(textureLoad(w, vec2<u32>(t.y % W, t.y / W), 0))),
+                     dot8(x, h8(textureLoad(w, vec2<u32>(t.z % W, t.z / W), 0))),
+                     dot8(x, h8(textureLoad(w, vec2<u32>(t.w % W, t.w / W), 0))));
+}
+
 // The GEMVs' row: texel fetches of the staged row here; kernels::matmul::uniform_row_source swaps these
 // bodies for reads of a 64 KiB uniform array bound on the row's own buffer (no copy, no split pass).
 fn gemv_x(t: u32) -> vec4<f32> {
@@ -167,9 +189,7 @@ fn gemv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let xr = i * k4;
     var acc = vec4<f32>(0.0);
     for (var kk = 0u; kk < k4; kk++) {
-        let x = gemv_x(xr + kk);
-        acc += vec4<f32>(dot(x, texel_b(r.x + kk)), dot(x, texel_b(r.y + kk)), dot(x, texel_b(r.z + kk)),
-                         dot(x, texel_b(r.w + kk)));
+        acc += cols4(tb, gemv_x(xr + kk), r, kk);
     }
     store_cols(i, j0, acc);
 }
@@ -249,13 +269,7 @@ fn gemv_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let xr = i * k8;
     var acc = vec4<f32>(0.0);
     for (var kk = 0u; kk < k8; kk++) {
-        let x = gemv_xh(xr + kk);
-        let w0 = texel_bh(r.x + kk);
-        let w1 = texel_bh(r.y + kk);
-        let w2 = texel_bh(r.z + kk);
-        let w3 = texel_bh(r.w + kk);
-        acc += vec4<f32>(dot(x[0], w0[0]) + dot(x[1], w0[1]), dot(x[0], w1[0]) + dot(x[1], w1[1]),
-                         dot(x[0], w2[0]) + dot(x[1], w2[1]), dot(x[0], w3[0]) + dot(x[1], w3[1]));
+        acc += cols8(tbu, gemv_xh(xr + kk), r, kk);
     }
     store_cols(i, j0, acc);
 }
@@ -264,14 +278,6 @@ fn gemv_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 // Glu for decode: y[i, j] = silu(Σ_k x[i, k]·wg[j, k]) · Σ_k x[i, k]·wu[j, k], both weights through their
 // twins (binding 2 wg, binding 4 wu, f32 or f16 eight to a texel), the row as the GEMVs read it; geometry
 // as gemv_tex. One dispatch instead of gate, up, silu and mul.
-
-fn texel_c(t: u32) -> vec4<f32> {
-    return textureLoad(tc, vec2<u32>(t % W, t / W), 0);
-}
-
-fn texel_ch(t: u32) -> array<vec4<f32>, 2> {
-    return h8(textureLoad(tcu, vec2<u32>(t % W, t / W), 0));
-}
 
 fn silu4(g: vec4<f32>) -> vec4<f32> {
     return g / (vec4<f32>(1.0) + exp(-g));
@@ -290,17 +296,10 @@ fn gemv_glu_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var u = vec4<f32>(0.0);
     for (var kk = 0u; kk < k4; kk++) {
         let x = gemv_x(xr + kk);
-        g += vec4<f32>(dot(x, texel_b(r.x + kk)), dot(x, texel_b(r.y + kk)), dot(x, texel_b(r.z + kk)),
-                       dot(x, texel_b(r.w + kk)));
-        u += vec4<f32>(dot(x, texel_c(r.x + kk)), dot(x, texel_c(r.y + kk)), dot(x, texel_c(r.z + kk)),
-                       dot(x, texel_c(r.w + kk)));
+        g += cols4(tb, x, r, kk);
+        u += cols4(tc, x, r, kk);
     }
     store_cols(i, j0, silu4(g) * u);
-}
-
-// x (two halves) against texel t of a weight.
-fn dot8(x: array<vec4<f32>, 2>, w: array<vec4<f32>, 2>) -> f32 {
-    return dot(x[0], w[0]) + dot(x[1], w[1]);
 }
 
 @compute @workgroup_size(16)
@@ -316,10 +315,8 @@ fn gemv_glu_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     var u = vec4<f32>(0.0);
     for (var kk = 0u; kk < k8; kk++) {
         let x = gemv_xh(xr + kk);
-        g += vec4<f32>(dot8(x, texel_bh(r.x + kk)), dot8(x, texel_bh(r.y + kk)), dot8(x, texel_bh(r.z + kk)),
-                       dot8(x, texel_bh(r.w + kk)));
-        u += vec4<f32>(dot8(x, texel_ch(r.x + kk)), dot8(x, texel_ch(r.y + kk)), dot8(x, texel_ch(r.z + kk)),
-                       dot8(x, texel_ch(r.w + kk)));
+        g += cols8(tbu, x, r, kk);
+        u += cols8(tcu, x, r, kk);
     }
     store_cols(i, j0, silu4(g) * u);
 }

@@ -26,6 +26,12 @@ pub const TEX_SOURCE: &str = include_str!("../../shaders/matmul_tex.wgsl");
 /// buffer is at least this large (`Gpu::buffer`), so any value can be bound that way.
 pub const UNIFORM_ROW_BYTES: u64 = 65_536;
 
+/// Whether a GEMV's input `row` (all its rows: `bytes`) can be bound as that uniform array: one buffer,
+/// small enough, and an adapter that binds 64 KiB uniforms.
+pub(crate) fn uniform_row_fits(caps: &Caps, row: &ArgInfo, bytes: usize) -> bool {
+    row.shards.len() <= 1 && caps.max_uniform >= UNIFORM_ROW_BYTES && bytes as u64 <= UNIFORM_ROW_BYTES
+}
+
 /// shaders/matmul_tex.wgsl with the GEMVs reading the row from a 64 KiB uniform array (binding 1): f32 rows
 /// as vec4<f32>, f16 rows eight values to a vec4<u32>.
 pub fn uniform_row_source() -> &'static str {
@@ -180,17 +186,19 @@ fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lo
     let rows = ins[0].shape.iter().product::<usize>() / k.max(1);
     let n = ins[1].shape[0];
     let h8 = dtype == DType::F16 && k.is_multiple_of(8);
-    let twin = if h8 { Some(BindKind::TextureU32x4) } else { twin_kind(dtype).filter(|_| dtype == DType::F32) };
-    let one_buffer = ins.iter().all(|i| i.shards.len() <= 1);
+    let twin = match dtype {
+        DType::F16 if h8 => Some(BindKind::TextureU32x4),
+        DType::F32 => twin_kind(dtype),
+        _ => None,
+    };
     if let Some(twin) = twin.filter(|&t| {
         caps.texture_weights
             && act == Act::Silu
             && rows <= GEMV_MAX_ROWS
-            && one_buffer
+            && ins[1..].iter().all(|w| w.shards.len() <= 1)
             && k.is_multiple_of(4)
             && ins.iter().all(|i| i.dtype == dtype)
-            && caps.max_uniform >= UNIFORM_ROW_BYTES
-            && (rows * k * dtype.size()) as u64 <= UNIFORM_ROW_BYTES
+            && uniform_row_fits(caps, &ins[0], rows * k * dtype.size())
             && super::texture_fits(caps, t, (n * k * dtype.size()) as u64)
     }) {
         let mut grid = grid_1d(ceil_div(n, 64));
@@ -320,11 +328,8 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
         };
         // A GEMV's row through the uniform path where it fits (every plan buffer on a texture-weights adapter
         // is at least UNIFORM_ROW_BYTES).
-        let uniform_row = gemv
-            && (dtype == DType::F32 || h8)
-            && ins[0].shards.len() <= 1
-            && caps.max_uniform >= UNIFORM_ROW_BYTES
-            && (g.m * k * dtype.size()) as u64 <= UNIFORM_ROW_BYTES;
+        let uniform_row =
+            gemv && (dtype == DType::F32 || h8) && uniform_row_fits(caps, &ins[0], g.m * k * dtype.size());
         let (family, source, a_kind) = if uniform_row {
             ("matmul_tex_ux", uniform_row_source(), BindKind::Uniform)
         } else {

@@ -5,7 +5,7 @@
 //! product, Dynamic and Static fall back to weight-only (the activations stay float), as `Op::QMatMul`'s
 //! contract allows only through this choice of kernel: the fallback is more accurate, never less.
 
-use super::matmul::UNIFORM_ROW_BYTES;
+use super::matmul::uniform_row_fits;
 use super::{
     bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, texture_fits, Arg, ArgInfo, BindKind,
     Caps, Dispatch, Lowered, Word,
@@ -111,9 +111,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
     let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));
     // Decode GEMVs on such an adapter: the twins, and the row through the uniform path (it must fit).
-    let row_fits = caps.max_uniform >= UNIFORM_ROW_BYTES
-        && (m * k * dtype.size()) as u64 <= UNIFORM_ROW_BYTES
-        && ins[0].shards.len() <= 1;
+    let row_fits = uniform_row_fits(caps, &ins[0], m * k * dtype.size());
     let twins_fit = gemv && weights_fit && row_fits;
     let x_row = if twins_fit { bind_as(Arg::Input(0), BindKind::Uniform) } else { bind(Arg::Input(0), false) };
     let row_overrides =
