@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use common::{assert_close, gpu, gpu_small_binding, Rng, F32_REDUCE};
 use wgpu_llm::exec::Plan;
+use wgpu_llm::gpu::{Gpu, GpuOptions};
 use wgpu_llm::graph::{Act, AttnSpec, GraphBuilder, Op, Scalar};
 use wgpu_llm::kernels::{Arg, BindKind, Binding, Dispatch, Word};
 use wgpu_llm::reference::run_graph;
@@ -75,9 +76,11 @@ fn bad_runs_are_errors_not_panics() {
 }
 
 /// Decode-style replay: one plan writes k/v into a cache at a runtime position and attends over it; every
-/// step matches the reference and no pipeline is created after compile.
+/// step matches the reference and no pipeline is created after compile. The plan gets a device of its own:
+/// the shared one's pipeline count moves while the other tests of this binary run in parallel threads.
 #[test]
 fn decode_steps_replay_one_plan_with_runtime_positions() {
+    let gpu = Gpu::new(&GpuOptions::default()).expect("a GPU adapter");
     let (hq, hkv, d, smax) = (4, 2, 8, 9);
     let mut b = GraphBuilder::new();
     let q = b.input("q", &[1, hq, 1, d], DType::F32).unwrap();
@@ -94,8 +97,8 @@ fn decode_steps_replay_one_plan_with_runtime_positions() {
         AttnSpec { causal: true, scale: 0.35, mask: false, q_offset: Scalar::var("pos"), kv_len: Scalar::var("len") };
     let o = b.op(Op::Attention(spec), &[qr, kc, vc]).unwrap();
     let g = b.finish();
-    let mut plan = Plan::compile(gpu(), &g, &[o]).unwrap();
-    let pipelines = gpu().pipeline_count();
+    let mut plan = Plan::compile(&gpu, &g, &[o]).unwrap();
+    let pipelines = gpu.pipeline_count();
     let dispatches = plan.dispatch_count();
     let mut env: HashMap<String, HostTensor> = HashMap::new();
     let mut rng = Rng::new(11);
@@ -115,7 +118,7 @@ fn decode_steps_replay_one_plan_with_runtime_positions() {
         assert_close(&format!("decode step {pos}"), &got[0], &want[0], F32_REDUCE);
     }
     assert_close("k cache", &plan.read("k_cache").unwrap(), &env["k_cache"], F32_REDUCE);
-    assert_eq!(gpu().pipeline_count(), pipelines, "decode steps created pipelines");
+    assert_eq!(gpu.pipeline_count(), pipelines, "decode steps created pipelines");
     assert_eq!(plan.dispatch_count(), dispatches);
 }
 
