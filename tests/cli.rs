@@ -31,7 +31,12 @@ fn bad_input_is_a_clear_error() {
         (&["generate", "-m", "/no/such/model.gguf", "-p", "hi"], "no such file"),
         (&["generate", "-m", &fixture("tiny-llama"), "-p", "hi"], "tokenizer"),
         (&["generate", "-m", "smollm2", "-p", "hi", "--dtype", "f8"], "--dtype"),
-        (&["generate", "-m", "smollm2", "-p", "hi", "--top-p", "1.5"], "top-p"),
+        (&["generate", "-m", "smollm2", "-p", "hi", "--top-p", "1.5"], "--top-p 1.5"),
+        (&["generate", "-m", "smollm2", "-p", "hi", "--repetition-penalty", "0"], "--repetition-penalty 0"),
+        (&["generate", "-m", "smollm2", "-p", "hi", "--min-p=-0.5"], "--min-p -0.5"),
+        (&["generate", "-m", "smollm2", "-p", "hi", "--temperature=NaN"], "--temperature NaN"),
+        (&["generate", "-m", "smollm2", "-p", ""], "prompt is empty"),
+        (&["generate", "-m", "smollm2", "-p", "hi", "-p", ""], "prompt 2 is empty"),
         (&["inspect", &format!("{}/README.md", fixture(""))], "README.md"),
         (&["devices", "--backend", "glide"], "backend"),
     ];

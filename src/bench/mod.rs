@@ -275,7 +275,11 @@ fn validate(c: &Case, got: &HostTensor) -> Result<f64> {
 /// Validate, then time, every case. A kernel whose error exceeds its dtype's bound is an error.
 pub fn kernels(gpu: &Gpu, filter: Option<&str>, reps: usize) -> Result<Vec<Row>> {
     let mut rows = vec![];
-    for c in cases(gpu, filter)? {
+    let cases = cases(gpu, filter)?;
+    if cases.is_empty() {
+        return Err(Error::Other(format!("no benchmark case matches --filter {:?}", filter.unwrap_or(""))));
+    }
+    for c in cases {
         let k = RawKernel::new(gpu, &c.lowered, &c.inputs, &c.out_shape, c.out_dtype, &c.vars)?;
         let got = k.run()?;
         let max_err = validate(&c, &got)?;

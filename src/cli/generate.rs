@@ -77,8 +77,19 @@ pub struct SampleArgs {
 
 impl SampleArgs {
     pub fn sampler(&self) -> Result<Sampler> {
-        if self.temperature < 0.0 || !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
-            return Err(Error::Other("--temperature must be ≥ 0, --top-p and --min-p in [0, 1]".into()));
+        let bad = |flag: &str, v: f32, want: &str| Err(Error::Other(format!("{flag} {v}: must be {want}")));
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad("--temperature", self.temperature, "≥ 0 (0 = greedy)");
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return bad("--top-p", self.top_p, "in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("--min-p", self.min_p, "in [0, 1]");
+        }
+        // The penalty divides positive logits and multiplies negative ones: 0 or less would reward repeats.
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad("--repetition-penalty", self.repetition_penalty, "> 0 (1 = off)");
         }
         Ok(Sampler::new(SamplerConfig {
             temperature: self.temperature,
@@ -109,11 +120,14 @@ pub fn run_generate_batch(
     json: bool,
     stops: &[String],
 ) -> Result<()> {
+    let mut samplers: Vec<_> = prompts.iter().map(|_| sa.sampler()).collect::<Result<_>>()?;
     let path = m.path()?;
     let tok = Tokenizer::from_path(&path)?;
-    let mut s = Session::load_batch(gpu, &path, m.precision(gpu)?, m.ctx, prompts.len())?;
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.encode(p, true)).collect::<Result<_>>()?;
-    let mut samplers: Vec<_> = prompts.iter().map(|_| sa.sampler()).collect::<Result<_>>()?;
+    if let Some(i) = ids.iter().position(|t| t.is_empty()) {
+        return Err(Error::Other(format!("prompt {} is empty: it encodes to no tokens", i + 1)));
+    }
+    let mut s = Session::load_batch(gpu, &path, m.precision(gpu)?, m.ctx, prompts.len())?;
     let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
     let gens = crate::session::batch::generate_batch(&mut s, &ids, n, &mut samplers, &eos, 0)?;
     let mut items = vec![];
@@ -164,13 +178,18 @@ pub fn run_generate(
     top_logprobs: usize,
     stops: &[String],
 ) -> Result<()> {
+    let mut sampler = sa.sampler()?;
     let (mut s, tok, _) = open(gpu, m)?;
     let ids = tok.encode(prompt, true)?;
+    if ids.is_empty() {
+        return Err(Error::Other(
+            "the prompt is empty: it encodes to no tokens, so there is nothing to continue".into(),
+        ));
+    }
     let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
     let mut dec = tok.stream_decoder(true);
     let mut text = String::new();
     let mut stdout = std::io::stdout();
-    let mut sampler = sa.sampler()?;
     let g = generate(&mut s, &ids, n, &mut sampler, &eos, top_logprobs, &mut |id| {
         if let Some(piece) = dec.step(id) {
             let before = text.len();
@@ -231,6 +250,7 @@ pub fn run_generate(
 }
 
 pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>, n: usize) -> Result<()> {
+    let mut sampler = sa.sampler()?;
     let (mut s, tok, path) = open(gpu, m)?;
     eprintln!(
         "chatting with {} ({}, {}). /reset clears the history, /exit quits.",
@@ -245,7 +265,6 @@ pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>,
     }
     let base = history.clone();
     let stdin = std::io::stdin();
-    let mut sampler = sa.sampler()?;
     loop {
         print!("> ");
         std::io::stdout().flush().ok();
