@@ -44,6 +44,21 @@ fn check_causal_lm(name: &str) {
         let got = s.forward(&[id]).unwrap();
         assert_close(&format!("{name} decode, position {i}"), &t(got), &t(logits[i].clone()), LOGITS);
     }
+    // A cache holding the first half of the input and then another token: only the rest runs again.
+    s.reset();
+    let half = input.len() / 2;
+    let other = (input[half] + 1) % v as u32;
+    s.forward(&[&input[..half], &[other, other]].concat()).unwrap();
+    let keep = s.reuse_prefix(&input);
+    assert_eq!((keep, s.pos), (half, half), "{name}: the cached prefix kept");
+    let got = s.forward(&input[keep..]).unwrap();
+    assert_close(&format!("{name} after a kept prefix"), &t(got), &t(logits[input.len() - 1].clone()), LOGITS);
+    // All of it cached: the last token runs again, for its logits.
+    assert_eq!(s.reuse_prefix(&input), input.len() - 1, "{name}: a fully cached input");
+    let got = s.forward(&input[input.len() - 1..]).unwrap();
+    assert_close(&format!("{name} fully cached"), &t(got), &t(logits[input.len() - 1].clone()), LOGITS);
+    s.reset();
+    assert_eq!(s.reuse_prefix(&input), 0, "{name}: nothing is cached after a reset");
     s.reset();
     let want = ids(&exp["generate"]["generated_ids"]);
     let mut sampler = Sampler::new(SamplerConfig::default());

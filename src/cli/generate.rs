@@ -294,11 +294,12 @@ pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>,
             }
             history.remove(keep);
         };
-        s.reset();
+        // Only what follows the cached part of the conversation runs (usually the new turn).
+        let keep = s.reuse_prefix(&ids);
         let mut dec = tok.stream_decoder(true);
         let mut reply = String::new();
         let room = n.min(s.max_seq.saturating_sub(ids.len()));
-        generate(&mut s, &ids, room, &mut sampler, &eos, 0, &mut |id| {
+        generate(&mut s, &ids[keep..], room, &mut sampler, &eos, 0, &mut |id| {
             if let Some(p) = dec.step(id) {
                 print!("{p}");
                 std::io::stdout().flush().ok();

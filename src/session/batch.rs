@@ -62,6 +62,7 @@ impl Session<'_> {
         }
         let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + t as u32)])?;
         self.pos += t;
+        self.cached.clear();
         Ok(out[0].to_f32().chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 }

@@ -95,6 +95,9 @@ pub struct Session<'g> {
     calib_plans: Vec<(usize, Plan<'g>)>,
     /// Tokens in the KV cache.
     pub pos: usize,
+    /// The ids whose keys and values the cache holds, in order, while `forward` alone has moved `pos`
+    /// (valid only when its length is `pos`; other writers of the cache clear it).
+    cached: Vec<u32>,
     pub load_secs: f64,
     pub weight_bytes: u64,
 }
@@ -163,6 +166,7 @@ impl<'g> Session<'g> {
             nll_plans: vec![],
             calib_plans: vec![],
             pos: 0,
+            cached: vec![],
             load_secs: t0.elapsed().as_secs_f64(),
             weight_bytes,
         })
@@ -193,12 +197,30 @@ impl<'g> Session<'g> {
         let inputs = step_inputs(plan, ids, t, &rows, 0, max_pos)?;
         cal.observe_run(plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
         self.pos = t;
+        self.cached.clear();
         Ok(())
     }
 
     /// Forget the conversation (the cache rows are overwritten by the next tokens).
     pub fn reset(&mut self) {
         self.pos = 0;
+        self.cached.clear();
+    }
+
+    /// Keep the longest prefix of `ids` whose keys and values the cache already holds, so that only the rest
+    /// needs a forward (a chat turn re-renders the whole conversation, of which all but the new turn is
+    /// cached). At least the last id is left to run, since its logits are wanted. Returns how many ids are
+    /// kept; the position moves back to there.
+    pub fn reuse_prefix(&mut self, ids: &[u32]) -> usize {
+        if self.cached.len() != self.pos || self.batch != 1 {
+            self.reset();
+            return 0;
+        }
+        let same = self.cached.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        let keep = same.min(ids.len().saturating_sub(1));
+        self.pos = keep;
+        self.cached.truncate(keep);
+        keep
     }
 
     /// Weight bytes one decode step reads: every param, except that a table only gathered from (an
@@ -296,6 +318,11 @@ impl<'g> Session<'g> {
         };
         let inputs = step_inputs(plan, ids, b, &[t as u32 - 1], pos, self.cfg.max_pos())?;
         let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + b as u32)])?;
+        if self.cached.len() == self.pos {
+            self.cached.extend_from_slice(ids);
+        } else {
+            self.cached.clear();
+        }
         self.pos += t;
         Ok(out[0].to_f32())
     }
@@ -363,10 +390,12 @@ pub fn generate(
     top_logprobs: usize,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generation> {
+    // The repetition penalty sees the whole context, cached tokens included (as transformers' input_ids).
+    let mut history = if s.cached.len() == s.pos { s.cached.clone() } else { vec![] };
+    history.extend_from_slice(prompt);
     let t0 = Instant::now();
     let mut logits = s.forward(prompt)?;
     let prefill_secs = t0.elapsed().as_secs_f64();
-    let mut history = prompt.to_vec();
     let mut tokens = vec![];
     let mut logprobs = vec![];
     let t1 = Instant::now();

@@ -132,6 +132,7 @@ impl Session<'_> {
         let mut inputs = step_inputs(plan, ids, t, &rows, 0, self.cfg.max_pos())?;
         inputs.push(("targets", HostTensor::i32(&[t], targets)?));
         self.pos = 0;
+        self.cached.clear();
         let out = plan.run(&feeds(&inputs), &[("pos", 0), ("len", t as u32)])?;
         let count = t - first_scored;
         Ok((out[0].to_f32()[0] as f64 * count as f64, count))
