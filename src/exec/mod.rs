@@ -337,18 +337,10 @@ impl<'g> Plan<'g> {
         if t.shape != node.shape {
             return Err(Error::Run(format!("{name}: given shape {:?}, the graph says {:?}", t.shape, node.shape)));
         }
-        let mut t = t.clone();
-        if t.dtype != node.dtype {
-            if !(t.dtype.is_float() && node.dtype.is_float()) {
-                return Err(Error::Run(format!(
-                    "{name}: given {}, the graph says {}",
-                    t.dtype.name(),
-                    node.dtype.name()
-                )));
-            }
-            t.dtype = node.dtype;
+        if t.dtype != node.dtype && !(t.dtype.is_float() && node.dtype.is_float()) {
+            return Err(Error::Run(format!("{name}: given {}, the graph says {}", t.dtype.name(), node.dtype.name())));
         }
-        self.mem.upload(self.gpu, &self.graph, v, &t.to_bytes())
+        self.mem.upload(self.gpu, &self.graph, v, &t.bytes_as(node.dtype))
     }
 
     /// Read a leaf back (e.g. updated weights, optimizer state, KV cache).
