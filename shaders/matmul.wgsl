@@ -436,6 +436,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let bi = wid.z;
     let i0 = wid.y * 64u + lid.y * 16u;
     let j0 = wid.x * 64u + lid.x * 8u;
+    if (i0 >= p.m || j0 >= p.n) { return; } // a tile wholly outside c has nothing to store
     let abase = bi * p.stride_a;
     let bbase = bi * p.stride_b;
     var acc: array<vec4<f32>, 32>;
@@ -629,6 +630,7 @@ fn matmul_tiled_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
     let bi = wid.z;
     let i0 = wid.y * 64u + lid.y * 8u;
     let j0 = wid.x * 64u + lid.x * 8u;
+    if (i0 >= p.m || j0 >= p.n) { return; } // a tile wholly outside c has nothing to store
     let abase = bi * p.stride_a;
     let bbase = bi * p.stride_b;
     var acc: array<vec4<f32>, 16>;

@@ -104,6 +104,9 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let k4 = p.k / 4u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
     let i0 = (wid.y * 8u + lid.y) * ROWS;
+    // Lanes whose rows all lie past m have nothing to store: on a CPU adapter a short prompt would otherwise
+    // compute a whole workgroup's rows (8·ROWS) of clamped duplicates.
+    if (i0 >= p.m) { return; }
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
@@ -222,6 +225,7 @@ fn gemm_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let k8 = p.k / 8u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
     let i0 = (wid.y * 8u + lid.y) * ROWS;
+    if (i0 >= p.m) { return; } // as gemm_tex
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;

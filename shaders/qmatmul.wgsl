@@ -317,6 +317,7 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let k16 = p.k / 16u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
     let i0 = (wid.y * 8u + lid.y) * ROWS;
+    if (i0 >= p.m) { return; } // rows past m: nothing to store (see gemm_tex)
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
@@ -376,6 +377,7 @@ fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let kb = p.k / 32u;
     let j0 = (wid.x * 8u + lid.x) * 8u;
     let i0 = (wid.y * 8u + lid.y) * ROWS;
+    if (i0 >= p.m) { return; } // rows past m: nothing to store (see gemm_tex)
     let ml = p.m - 1u;
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
