@@ -31,7 +31,7 @@ pub fn tex_source() -> &'static str {
 /// Workgroup size; each invocation owns up to `MAXC` output dims (the shader's constant).
 const WG: usize = 64;
 const MAXC: usize = 8;
-/// attention_forward_rows: query rows per invocation (the shader's `RQ`), invocations per workgroup, and the
+/// attention_forward_rows: query rows per invocation (the shader's `RQ`, halved for few rows), invocations per workgroup, and the
 /// largest head_dim its unrolled registers hold (other head dims take attention_forward).
 const RQ: usize = 8;
 const ROWS_WG: usize = 16;
@@ -107,13 +107,17 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         // Prefill and decode alike: on llvmpipe, rows that share K/V loads beat key-parallel workgroups even
         // at T = 1 (the GQA heads of a kv head are the rows then). See the shader for the figures.
         if d.is_multiple_of(4) && d <= ROWS_MAX_D {
+            // A kv head's rows (its g query heads × t positions), 8 to an invocation, or 4 when that is all
+            // there are (decode with g ≤ 4): half the registers, a third of llvmpipe's compile time.
+            let per_head = hq / hkv * t;
+            let rq = if per_head <= RQ / 2 { RQ / 2 } else { RQ };
             let mut rows = mk(
                 "attention_forward_rows",
                 None,
                 vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)],
-                grid_1d(ceil_div(b * hkv * (hq / hkv * t).div_ceil(RQ), ROWS_WG)),
+                grid_1d(ceil_div(b * hkv * per_head.div_ceil(rq), ROWS_WG)),
             );
-            rows.overrides = vec![("WG", ROWS_WG as f64), ("D4", (d / 4) as f64)];
+            rows.overrides = vec![("WG", ROWS_WG as f64), ("D4", (d / 4) as f64), ("RQ", rq as f64)];
             // Prefill on a CPU adapter: K and V (read once per 8 query rows) staged as textures. Not for decode,
             // where copying the whole cache would cost more than the few reads it saves.
             let kv_bytes = (b * hkv * s * d * dt.size()) as u64;

@@ -70,7 +70,10 @@ fn cases(rng: &mut Rng, dt: DType) -> Vec<Case> {
             Scalar::var("kv"),
             vec![("pos", 19), ("kv", 20)],
         ),
-        // attention_forward_rows (T ≥ 8, D a multiple of 4 up to 64, RQ = 4 rows per invocation): row counts
+        // Decode where a kv head serves exactly 4 rows (GQA 4:1, batch 2, head_dim 64): the rows kernel's
+        // 4-row variant over its whole unrolled width.
+        case(rng, dt, (2, 8, 2, 1, 23, 64), true, None, c(21), c(22), vec![]),
+        // attention_forward_rows (D a multiple of 4 up to 64, RQ = 8 rows per invocation here): row counts
         // that leave a partial row group, GQA 3:1, head_dim 64, 40, 12 and 8, and a chunk continuing a cache.
         case(rng, dt, (1, 6, 2, 19, 19, 64), true, None, c(0), c(19), vec![]),
         case(rng, dt, (2, 3, 3, 13, 70, 12), false, Some(DType::F32), c(0), c(66), vec![]),
