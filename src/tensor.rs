@@ -105,26 +105,28 @@ impl HostTensor {
     }
     /// The bytes as the GPU stores them (f16 rounded to nearest even).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.bytes_as(self.dtype)
+        self.with_bytes_as(self.dtype, <[u8]>::to_vec)
     }
 
-    /// The bytes of this tensor stored as `dtype` (f32 data rounds to f16 when `dtype` is F16; other
-    /// dtypes are the data's own bytes). Loading a model converts every weight this way: the slice
-    /// conversion uses the CPU's F16C instructions where it has them (SmolLM2's 135 M weights: ~0.6 s one
-    /// `f16::from_f32` at a time).
-    pub fn bytes_as(&self, dtype: DType) -> Vec<u8> {
+    /// `f` on the bytes of this tensor stored as `dtype` (f32 data rounds to f16 when `dtype` is F16; other
+    /// dtypes are the data's own bytes, lent without a copy). Loading a model passes every weight through
+    /// here: the f16 conversion is one slice call (half uses the CPU's F16C instructions where it has them)
+    /// into one fresh buffer; SmolLM2's 135 M weights took ~0.6 s one `f16::from_f32` at a time, plus two
+    /// copies.
+    pub fn with_bytes_as<R>(&self, dtype: DType, f: impl FnOnce(&[u8]) -> R) -> R {
         match (&self.data, dtype) {
             (HostData::F32(v), DType::F16) => {
                 use half::slice::HalfFloatSliceExt;
                 let mut h = vec![half::f16::ZERO; v.len()];
                 h.convert_from_f32_slice(v);
-                bytemuck::cast_slice(&h).to_vec()
+                f(bytemuck::cast_slice(&h))
             }
-            (HostData::F32(v), _) => bytemuck::cast_slice(v).to_vec(),
-            (HostData::U32(v), _) => bytemuck::cast_slice(v).to_vec(),
-            (HostData::I32(v), _) => bytemuck::cast_slice(v).to_vec(),
+            (HostData::F32(v), _) => f(bytemuck::cast_slice(v)),
+            (HostData::U32(v), _) => f(bytemuck::cast_slice(v)),
+            (HostData::I32(v), _) => f(bytemuck::cast_slice(v)),
         }
     }
+
     /// Rebuild a tensor from GPU bytes.
     pub fn from_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Self {
         let n = numel(shape);

@@ -340,7 +340,7 @@ impl<'g> Plan<'g> {
         if t.dtype != node.dtype && !(t.dtype.is_float() && node.dtype.is_float()) {
             return Err(Error::Run(format!("{name}: given {}, the graph says {}", t.dtype.name(), node.dtype.name())));
         }
-        self.mem.upload(self.gpu, &self.graph, v, &t.bytes_as(node.dtype))
+        t.with_bytes_as(node.dtype, |bytes| self.mem.upload(self.gpu, &self.graph, v, bytes))
     }
 
     /// Read a leaf back (e.g. updated weights, optimizer state, KV cache).
