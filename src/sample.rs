@@ -63,10 +63,14 @@ impl Sampler {
         let mut l = logits.to_vec();
         let rp = self.cfg.repetition_penalty;
         if rp != 1.0 {
-            // As in transformers and llama.cpp: divide positive logits, multiply negative ones.
+            // As in transformers and llama.cpp: divide positive logits, multiply negative ones, once for each
+            // distinct token of the history however often it occurs.
+            let mut seen = vec![false; l.len()];
             for &t in history {
-                if let Some(x) = l.get_mut(t as usize) {
-                    *x = if *x > 0.0 { *x / rp } else { *x * rp };
+                let t = t as usize;
+                if t < l.len() && !seen[t] {
+                    seen[t] = true;
+                    l[t] = if l[t] > 0.0 { l[t] / rp } else { l[t] * rp };
                 }
             }
         }
