@@ -102,4 +102,16 @@ fn generate_json_on_the_default_model() {
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["tokens"].clone()
     };
     assert_eq!(sampled("7"), sampled("7"), "same seed, same tokens");
+    // A stop string ends the text before it, streamed or in JSON.
+    let stopped = |json: bool| {
+        let mut args = vec!["generate", "-p", "The capital of France is", "-n", "3", "--stop", ".", "--dtype", "f32"];
+        if json {
+            args.push("--json");
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(String::from_utf8_lossy(&stopped(false)), " Paris\n");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&stopped(true)).unwrap()["text"], " Paris");
 }
