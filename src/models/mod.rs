@@ -237,11 +237,15 @@ pub fn upload_params(
             let q = if stored {
                 stored_int8(store, name, &[rows, cols])?
             } else {
-                QTensor::quantize(&load(name, &[rows, cols])?.to_f32(), rows, cols)?
+                let t = load(name, &[rows, cols])?;
+                match t.as_f32() {
+                    Some(w) => QTensor::quantize(w, rows, cols)?,
+                    None => QTensor::quantize(&t.to_f32(), rows, cols)?,
+                }
             };
-            set(name, &HostTensor::u32(&node.shape, q.packed())?)?;
-            set(&format!("{name}_scale"), &HostTensor::f32(&[rows, cols / crate::quant::BLOCK], q.scales.clone())?)?;
             bytes += q.bytes() as u64;
+            set(name, &HostTensor::u32(&node.shape, q.packed())?)?;
+            set(&format!("{name}_scale"), &HostTensor::f32(&[rows, cols / crate::quant::BLOCK], q.scales)?)?;
             continue;
         }
         let t = if name.ends_with(".input_scale") {
