@@ -18,6 +18,9 @@ impl Default for SamplerConfig {
     }
 }
 
+/// Candidates a top-p draw over the whole vocabulary looks at before sorting all of it.
+const FEW: usize = 256;
+
 pub struct Sampler {
     pub cfg: SamplerConfig,
     state: u64,
@@ -77,16 +80,32 @@ impl Sampler {
         if self.cfg.temperature <= 0.0 {
             return top_k(&l, 1)[0].0 as u32;
         }
-        let k = if self.cfg.top_k == 0 { l.len() } else { self.cfg.top_k };
-        let mut cand = top_k(&l, k);
+        let k = if self.cfg.top_k == 0 { l.len() } else { self.cfg.top_k.min(l.len()) };
         let t = self.cfg.temperature;
+        // Top-p over the whole vocabulary usually keeps a few dozen tokens: try the best FEW first (the
+        // normaliser still over all of them), and sort the whole vocabulary (~3 ms for 49,152 logits) only
+        // when they do not reach top_p.
+        if k == l.len() && k > FEW && self.cfg.top_p < 1.0 {
+            let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let z = l.iter().map(|&x| (((x - m) / t) as f64).exp()).sum();
+            if let Some(tok) = self.pick(&top_k(&l, FEW), z, false) {
+                return tok;
+            }
+        }
+        let cand = top_k(&l, k);
         let m = cand[0].1;
-        let mut probs: Vec<f64> = cand.iter().map(|&(_, x)| (((x - m) / t) as f64).exp()).collect();
-        let sum: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= sum);
-        // min-p: drop tokens below min_p × the top probability.
+        let z = cand.iter().map(|&(_, x)| (((x - m) / t) as f64).exp()).sum();
+        self.pick(&cand, z, true).expect("the whole candidate set is kept")
+    }
+
+    /// Sample from the best candidates `cand` (largest first, at least one), their probabilities
+    /// exp((x − max) / T) / z: keep the shortest prefix whose mass reaches top_p, less those under min_p × the
+    /// top probability, then draw. `None` when `cand` is not `complete` and its prefix never reached top_p
+    /// (the caller needs more candidates); nothing is drawn then.
+    fn pick(&mut self, cand: &[(usize, f32)], z: f64, complete: bool) -> Option<u32> {
+        let (t, m) = (self.cfg.temperature, cand[0].1);
+        let probs: Vec<f64> = cand.iter().map(|&(_, x)| (((x - m) / t) as f64).exp() / z).collect();
         let keep_min = probs[0] * self.cfg.min_p as f64;
-        // top-p: the smallest prefix whose mass reaches top_p.
         let mut mass = 0.0;
         let mut n = 0;
         for &p in &probs {
@@ -96,15 +115,17 @@ impl Sampler {
             mass += p;
             n += 1;
         }
-        cand.truncate(n);
+        if n == cand.len() && !complete && mass < self.cfg.top_p as f64 {
+            return None;
+        }
         let r = self.uniform() * mass;
         let mut acc = 0.0;
-        for (i, &(tok, _)) in cand.iter().enumerate() {
-            acc += probs[i];
+        for (&(tok, _), &p) in cand[..n].iter().zip(&probs) {
+            acc += p;
             if r < acc {
-                return tok as u32;
+                return Some(tok as u32);
             }
         }
-        cand[n - 1].0 as u32
+        Some(cand[n - 1].0 as u32)
     }
 }

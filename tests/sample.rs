@@ -125,3 +125,27 @@ fn the_same_seed_gives_the_same_tokens() {
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
 }
+
+/// Over a large vocabulary top-p first looks at the best 256 tokens only: the tokens drawn are those of the
+/// full sort, for a peaked distribution that 256 tokens cover and a flat one that they do not. The full sort
+/// is reached with top_k = vocab − 1, which drops only the last token, whose logit is −100 (e^−100 leaves
+/// every f64 sum unchanged).
+#[test]
+fn top_p_over_a_large_vocabulary_draws_what_the_full_sort_draws() {
+    let v = 5000u32;
+    let with_floor = |f: &dyn Fn(u32) -> f32| (0..v - 1).map(f).chain([-100.0]).collect::<Vec<f32>>();
+    let peaked = with_floor(&|i| 8.0 - 2.0 * ((1 + (i * 7907) % v) as f32).ln());
+    let flat = with_floor(&|i| ((i * 7919) % 1000) as f32 / 1000.0);
+    for (name, logits) in [("peaked", &peaked), ("flat", &flat)] {
+        for (t, top_p, min_p) in [(0.8, 0.95, 0.0), (1.0, 0.7, 0.0), (1.3, 0.9, 0.05)] {
+            let draws = |top_k: usize| {
+                let mut s = Sampler::new(SamplerConfig { top_k, ..cfg(t, 0, top_p, min_p, 21) });
+                (0..500).map(|_| s.sample(logits, &[])).collect::<Vec<u32>>()
+            };
+            let (fast, full) = (draws(0), draws(v as usize - 1));
+            assert_eq!(fast, full, "{name} T={t} top-p={top_p} min-p={min_p}");
+            let distinct = fast.iter().collect::<std::collections::HashSet<_>>().len();
+            assert!(distinct > 1, "{name}: the draws vary");
+        }
+    }
+}

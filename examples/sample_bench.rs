@@ -1,0 +1,38 @@
+use std::time::Instant;
+use wgpu_llm::sample::{log_softmax, top_k, Sampler, SamplerConfig};
+fn main() {
+    let mut r = 12345u32;
+    let logits: Vec<f32> = (0..49152)
+        .map(|_| {
+            r ^= r << 13;
+            r ^= r >> 17;
+            r ^= r << 5;
+            (r as f32 / u32::MAX as f32) * 20.0 - 10.0
+        })
+        .collect();
+    let hist: Vec<u32> = (0..200).collect();
+    let flat = std::env::var_os("FLAT").is_some();
+    // Zipf-like, as a language model's logits (scattered over the ids), unless FLAT.
+    let logits: Vec<f32> = if flat {
+        logits
+    } else {
+        (0..49152u32).map(|i| 10.0 - 2.0 * ((1 + (i.wrapping_mul(2654435761) % 49152)) as f32).ln()).collect()
+    };
+    for (name, cfg) in [
+        ("greedy", SamplerConfig::default()),
+        ("T0.8 top-p 0.95", SamplerConfig { temperature: 0.8, top_p: 0.95, ..SamplerConfig::default() }),
+    ] {
+        let mut s = Sampler::new(cfg);
+        let t = Instant::now();
+        for _ in 0..100 {
+            std::hint::black_box(s.sample(&logits, &hist));
+        }
+        println!("{name}: {:.3} ms", t.elapsed().as_secs_f64() * 10.0);
+    }
+    let t = Instant::now();
+    for _ in 0..100 {
+        let lp = log_softmax(&logits);
+        std::hint::black_box(top_k(&lp, 0));
+    }
+    println!("log_softmax + top_k 0: {:.3} ms", t.elapsed().as_secs_f64() * 10.0);
+}
