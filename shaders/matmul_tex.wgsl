@@ -138,16 +138,7 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     store_tile(i0, j0, &acc);
 }
 
-// A GEMV invocation's first column j0 (four columns j0..j0+3 a lane, workgroups of 16 folded 2-D) and the
-// four column indices clamped to the last column.
-fn gemv_j0(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
-}
-
-fn gemv_cols(j0: u32) -> vec4<u32> {
-    let nl = p.n - 1u;
-    return vec4<u32>(j0, min(j0 + 1u, nl), min(j0 + 2u, nl), min(j0 + 3u, nl));
-}
+// The GEMVs' column geometry (gemv_j0, gemv_cols) is shaders/gemv_cols.wgsl, appended to this text.
 
 // x against step kk of the four rows of weight w starting at texels r: four vec4 dots.
 fn cols4(w: texture_2d<f32>, x: vec4<f32>, r: vec4<u32>, kk: u32) -> vec4<f32> {

@@ -91,16 +91,16 @@ fn gemv_s(t: u32) -> f32 {
     return ws[t];
 }
 
+// The GEMVs' column geometry (gemv_j0, gemv_cols) is shaders/gemv_cols.wgsl, appended to this text.
 @compute @workgroup_size(16)
 fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
     let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    let j0 = gemv_j0(wid, nwg, li);
     if (j0 >= p.n) { return; }
     let k16 = p.k / 16u;
     let kb = p.k / 32u;
-    let last = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
+    let r = gemv_cols(j0);
     let wr = r * k16;
     let sr = r * kb;
     let xr = i * (p.k / 4u);
@@ -136,12 +136,11 @@ fn fq_scale(b: u32, amax: f32) -> f32 {
 fn gemv_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
     let i = wid.z;
-    let j0 = ((wid.x + wid.y * nwg.x) * 16u + li) * 4u;
+    let j0 = gemv_j0(wid, nwg, li);
     if (j0 >= p.n) { return; }
     let k16 = p.k / 16u;
     let kb = p.k / 32u;
-    let last = p.n - 1u;
-    let r = vec4<u32>(j0, min(j0 + 1u, last), min(j0 + 2u, last), min(j0 + 3u, last));
+    let r = gemv_cols(j0);
     let wr = r * k16;
     let sr = r * kb;
     let xr = i * (p.k / 4u);

@@ -20,7 +20,8 @@ use crate::graph::{Act, Op};
 use crate::tensor::DType;
 
 pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
-pub const TEX_SOURCE: &str = include_str!("../../shaders/matmul_tex.wgsl");
+pub const TEX_SOURCE: &str =
+    concat!(include_str!("../../shaders/matmul_tex.wgsl"), include_str!("../../shaders/gemv_cols.wgsl"));
 
 /// Bytes of the uniform array a GEMV reads its row from (`uniform_row_source`); on CPU adapters every plan
 /// buffer is at least this large (`Gpu::buffer`), so any value can be bound that way.

@@ -15,7 +15,8 @@ use crate::graph::{ActQuant, Op};
 use crate::quant::BLOCK;
 use crate::tensor::DType;
 
-pub const SOURCE: &str = include_str!("../../shaders/qmatmul.wgsl");
+pub const SOURCE: &str =
+    concat!(include_str!("../../shaders/qmatmul.wgsl"), include_str!("../../shaders/gemv_cols.wgsl"));
 pub const DOT_SOURCE: &str = include_str!("../../shaders/qdot.wgsl");
 
 /// shaders/qmatmul.wgsl with the GEMVs' loads swapped for CPU adapters: the weights and scales through their
