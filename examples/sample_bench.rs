@@ -1,8 +1,9 @@
-//! What sampling costs on the host per decode token, over SmolLM2's 49,152 logits: greedy, T 0.8 with top-p 0.95,
-//! and the log-softmax behind --top-logprobs. Zipf-like logits (as a language model's) by default, uniform ones
-//! with FLAT=1. `cargo run --release --example sample_bench`.
+//! What sampling costs on the host per decode token, over SmolLM2's 49,152 logits: greedy, T 0.8 with top-p
+//! 0.95, and each step's log-probability (with and without --top-logprobs alternatives). Zipf-like logits (as
+//! a language model's) by default, uniform ones with FLAT=1. `cargo run --release --example sample_bench`.
 use std::time::Instant;
-use wgpu_llm::sample::{log_softmax, top_k, Sampler, SamplerConfig};
+use wgpu_llm::sample::{Sampler, SamplerConfig};
+use wgpu_llm::session::TokenLogprob;
 fn main() {
     let mut r = 12345u32;
     let logits: Vec<f32> = (0..49152)
@@ -32,10 +33,11 @@ fn main() {
         }
         println!("{name}: {:.3} ms", t.elapsed().as_secs_f64() * 10.0);
     }
-    let t = Instant::now();
-    for _ in 0..100 {
-        let lp = log_softmax(&logits);
-        std::hint::black_box(top_k(&lp, 0));
+    for top in [0, 5] {
+        let t = Instant::now();
+        for _ in 0..100 {
+            std::hint::black_box(TokenLogprob::new(&logits, 7, top));
+        }
+        println!("token logprob, top {top}: {:.3} ms", t.elapsed().as_secs_f64() * 10.0);
     }
-    println!("log_softmax + top_k 0: {:.3} ms", t.elapsed().as_secs_f64() * 10.0);
 }

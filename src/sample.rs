@@ -26,15 +26,23 @@ pub struct Sampler {
     state: u64,
 }
 
+/// log Σ exp of a row (f64 accumulation): log_softmax(x)[i] = x[i] − this.
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    logits.iter().map(|&x| ((x - m) as f64).exp()).sum::<f64>().ln() as f32 + m
+}
+
 /// log-softmax of a row (f64 accumulation).
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = logits.iter().map(|&x| ((x - m) as f64).exp()).sum::<f64>().ln() as f32 + m;
+    let lse = log_sum_exp(logits);
     logits.iter().map(|&x| x - lse).collect()
 }
 
 /// The k largest entries (index, value), largest first; ties broken by the lower index.
 pub fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    if k == 0 {
+        return vec![];
+    }
     let mut idx: Vec<usize> = (0..values.len()).collect();
     let k = k.min(values.len());
     let cmp = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));

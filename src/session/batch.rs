@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::{feeds, Generation, Session, Timings, TokenLogprob};
 use crate::error::{Error, Result};
 use crate::exec::Plan;
-use crate::sample::{log_softmax, top_k, Sampler};
+use crate::sample::Sampler;
 use crate::tensor::{DType, HostTensor};
 
 impl Session<'_> {
@@ -101,12 +101,7 @@ pub fn generate_batch(
                 continue;
             }
             let tok = samplers[i].sample(&logits[i], &history[i]);
-            let lp = log_softmax(&logits[i]);
-            out[i].1.push(TokenLogprob {
-                token: tok,
-                logprob: lp[tok as usize],
-                top: top_k(&lp, top_logprobs).into_iter().map(|(k, v)| (k as u32, v)).collect(),
-            });
+            out[i].1.push(TokenLogprob::new(&logits[i], tok, top_logprobs));
             if eos.contains(&tok) {
                 done[i] = true;
                 continue;

@@ -74,7 +74,7 @@ impl Arch {
         }
     }
 }
-use crate::sample::{log_softmax, top_k, Sampler};
+use crate::sample::{log_sum_exp, top_k, Sampler};
 use crate::tensor::{DType, HostTensor};
 
 pub struct Session<'g> {
@@ -362,6 +362,20 @@ pub struct TokenLogprob {
     pub top: Vec<(u32, f32)>,
 }
 
+impl TokenLogprob {
+    /// `token`'s log-probability under `logits` and the `top` most likely tokens with theirs. Every decode
+    /// step makes one: the row's log-sum-exp is the only pass over the vocabulary unless `top` > 0 (the
+    /// log-softmax is a shift, so the top tokens of the logits are those of the log-probabilities).
+    pub fn new(logits: &[f32], token: u32, top: usize) -> Self {
+        let lse = log_sum_exp(logits);
+        TokenLogprob {
+            token,
+            logprob: logits[token as usize] - lse,
+            top: top_k(logits, top).into_iter().map(|(i, x)| (i as u32, x - lse)).collect(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Timings {
     pub prompt_tokens: usize,
@@ -402,12 +416,7 @@ pub fn generate(
     let mut ttft = 0.0;
     while tokens.len() < max_new {
         let tok = sampler.sample(&logits, &history);
-        let lp = log_softmax(&logits);
-        logprobs.push(TokenLogprob {
-            token: tok,
-            logprob: lp[tok as usize],
-            top: top_k(&lp, top_logprobs).into_iter().map(|(i, v)| (i as u32, v)).collect(),
-        });
+        logprobs.push(TokenLogprob::new(&logits, tok, top_logprobs));
         if tokens.is_empty() {
             ttft = t0.elapsed().as_secs_f64();
         }
