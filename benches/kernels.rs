@@ -10,7 +10,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    match wgpu_llm::bench::kernels(&gpu, filter.as_deref(), 5) {
+    match wgpu_llm::bench::kernels(&gpu, filter.as_deref(), 5, false) {
         Ok(rows) => wgpu_llm::bench::print(&gpu, &rows, false),
         Err(e) => {
             eprintln!("error: {e}");

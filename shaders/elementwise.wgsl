@@ -5,8 +5,11 @@
 //   add_bias     y[i] = a[i] + b[i % cols]                      a, y: (rows, cols), b: (cols)
 //   mul          y[i] = a[i] · b[i]
 //   scale        y[i] = s · a[i]
-//   unary        y[i] = act(a[i])                               override ACT: 0 relu, 1 gelu_erf, 2 gelu_tanh, 3 silu
+//   unary        y[i] = act(a[i])                               override ACT: 0 relu, 1 gelu_erf, 2 gelu_tanh, 3 silu, 4 tanh
 //   unary_backward y[i] = b[i] · act'(a[i])                     a = x, b = dy
+//   dropout      y[i] = a[i] · s if dropout_bits(d0, offset, i) ≥ d1 else 0    s = 1/(1 − p), d0 = seed,
+//                d1 = the keep threshold round(p·2³²), offset = the step (runtime); the same op is its own
+//                backward (same mask).
 //   glu          y[i] = act(a[i]) · b[i]                       Glu's two products from scratch (ACT as unary)
 //   sum_rows     y[j] = Σ_r a[r · cols + j], r in order         a: (rows, cols), y: (cols); one invocation per column
 //   cast_to_half   yh[i] = T(xf[i])                             xf: array<f32>, yh: array<T> (T = f16 prelude)
@@ -85,6 +88,7 @@ fn act(x: f32) -> f32 {
             let u = clamp(SQRT_2_OVER_PI * (x + GELU_C * x * x * x), -15.0, 15.0);
             return 0.5 * x * (1.0 + tanh(u));
         }
+        case 4u: { return tanh(clamp(x, -15.0, 15.0)); }
         default: { return x / (1.0 + exp(-x)); }
     }
 }
@@ -101,11 +105,38 @@ fn act_grad(x: f32) -> f32 {
             let t = tanh(u);
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
         }
+        case 4u: {
+            let t = tanh(clamp(x, -15.0, 15.0));
+            return 1.0 - t * t;
+        }
         default: {
             let s = 1.0 / (1.0 + exp(-x));
             return s * (1.0 + x * (1.0 - s));
         }
     }
+}
+
+// "lowbias32" (Chris Wellons): the same as reference::elementwise::hash32.
+fn hash32(x: u32) -> u32 {
+    var h = x;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+fn dropout_bits(seed: u32, step: u32, i: u32) -> u32 {
+    return hash32(i ^ hash32(seed ^ hash32(step + 0x9e3779b9u)));
+}
+
+@compute @workgroup_size(256)
+fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y2[i] = select(T(0.0), T(p.s * f32(a[i])), dropout_bits(p.d0, p.offset, i) >= p.d1);
 }
 
 @compute @workgroup_size(256)

@@ -74,6 +74,8 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
         Op::Mul => vec![(0, b.mul(dy, ins[1])?), (1, b.mul(dy, ins[0])?)],
         Op::Scale { s } => vec![(0, b.scale(dy, *s)?)],
         Op::Unary { act } => vec![(0, b.op(Op::UnaryBackward { act: *act }, &[ins[0], dy])?)],
+        // The same mask, scaled the same way: dropout is linear in x.
+        Op::Dropout { .. } => vec![(0, b.op(op.clone(), &[dy])?)],
         Op::SumRows => {
             // Broadcast dy back over the rows: zeros of x's shape plus dy as a bias.
             let z = b.fill(&shape(b, ins[0]), b.dtype(ins[0]), 0.0)?;

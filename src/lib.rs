@@ -26,5 +26,6 @@ pub mod session;
 pub mod smooth;
 pub mod tensor;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};

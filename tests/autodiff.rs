@@ -35,7 +35,7 @@ fn heads(b: &mut GraphBuilder, x: ValueId, h: usize) -> ValueId {
     b.op(Op::Permute0213, &[r]).unwrap()
 }
 
-/// x → LN → causal GQA attention with rotary q/k → +x → RMSNorm → gated GELU MLP (Glu) → +h → head →
+/// x → LN → causal GQA attention with rotary q/k → dropout → o_proj → tanh → +x → RMSNorm → gated GELU MLP (Glu) → +h → head →
 /// cross-entropy.
 fn block(train: Option<AdamWSpec>) -> Block {
     let mut b = GraphBuilder::new();
@@ -73,7 +73,10 @@ fn block(train: Option<AdamWSpec>) -> Block {
     let o = b.op(Op::Attention(spec), &[q, k, v]).unwrap();
     let o = b.op(Op::Permute0213, &[o]).unwrap();
     let o = b.reshape(o, &[B, T, C]).unwrap();
+    // A fixed dropout mask (the step is a constant here) and a tanh, so both backward rules are checked.
+    let o = b.op(Op::Dropout { p: 0.25, seed: 5, step: Scalar::Const(3) }, &[o]).unwrap();
     let o = b.linear(o, wo, Some(bo)).unwrap();
+    let o = b.act(o, Act::Tanh).unwrap();
     let h1 = b.add(x, o).unwrap();
     let n = b.rmsnorm(h1, rms_g, 1e-5).unwrap();
     let u = b.op(Op::Glu { act: Act::GeluTanh }, &[n, w1, w3]).unwrap();
@@ -86,7 +89,7 @@ fn block(train: Option<AdamWSpec>) -> Block {
     let params = b.graph.params();
     let grads = backward(&mut b, loss, &params).unwrap();
     if let Some(spec) = train {
-        wgpu_llm::optim::adamw(&mut b, &params, &grads, &spec).unwrap();
+        wgpu_llm::optim::adamw(&mut b, &params, &grads, &spec, None).unwrap();
     }
     Block { graph: b.finish(), loss, params, grads }
 }
@@ -172,8 +175,16 @@ fn gpu_gradients_equal_the_reference() {
 
 #[test]
 fn adamw_steps_on_the_gpu_follow_the_reference_and_lower_the_loss() {
-    let spec =
-        AdamWSpec { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
+    let spec = AdamWSpec {
+        lr: 1e-2,
+        lr_var: None,
+        max_grad_norm: None,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        step: Scalar::var("step"),
+    };
     let blk = block(Some(spec));
     let mut env = leaves(&blk.graph, 3);
     let mut plan = Plan::compile(gpu(), &blk.graph, &[blk.loss]).unwrap();

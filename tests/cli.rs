@@ -25,6 +25,24 @@ fn devices_json_lists_an_adapter_with_its_tier() {
     assert!(first["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
 }
 
+/// Every kernel benchmark case, at the quick shapes: each validates against the CPU reference (the run fails
+/// otherwise) and appears in the JSON with its entry and a time. The full benchmark once panicked on a case
+/// no filtered run reached (a twin sized from a padded buffer).
+#[test]
+fn bench_kernels_quick_runs_every_case() {
+    let o = run(&["bench", "kernels", "--quick", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["rows"].as_array().expect("rows");
+    for family in ["copy", "matmul", "gemv", "linear", "softmax", "rmsnorm", "attention", "qgemv", "qgemm"] {
+        assert!(rows.iter().any(|r| r["name"].as_str().unwrap().starts_with(family)), "no {family} case: {v}");
+    }
+    for r in rows {
+        assert!(r["micros"].as_f64().unwrap() > 0.0 && r["max_err"].as_f64().unwrap() <= 2e-2, "{r}");
+        assert!(!r["kernel"].as_str().unwrap().is_empty(), "{r}");
+    }
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[

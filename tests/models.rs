@@ -94,6 +94,23 @@ fn unknown_architectures_and_missing_files_are_clear_errors() {
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let e = err(&dir);
     assert!(e.contains("model.layers.2"), "{e}");
+    // Sizes that would divide by zero, underflow or not split into heads are named before any GPU work.
+    let base = cfg.clone();
+    for (key, value, want) in [
+        ("num_attention_heads", serde_json::json!(0), "num_attention_heads = 0"),
+        ("max_position_embeddings", serde_json::json!(0), "max_position_embeddings = 0"),
+        ("num_key_value_heads", serde_json::json!(-2), "num_key_value_heads = -2"),
+        ("hidden_size", serde_json::json!(64.5), "hidden_size = 64.5"),
+        ("intermediate_size", serde_json::json!(1e12), "intermediate_size"),
+        ("num_key_value_heads", serde_json::json!(3), "num_attention_heads / num_key_value_heads"),
+    ] {
+        let mut c = base.clone();
+        c["num_hidden_layers"] = 2.into();
+        c[key] = value;
+        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+        let e = err(&dir);
+        assert!(e.contains(want), "{key}: {e}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -58,7 +58,8 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::Add, &[x, bias]);
     add(&mut b, Op::Mul, &[x, x]);
     add(&mut b, Op::Scale { s: 2.0 }, &[x]);
-    for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu] {
+    add(&mut b, Op::Dropout { p: 0.1, seed: 3, step: Scalar::var("step") }, &[x]);
+    for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu, Act::Tanh] {
         add(&mut b, Op::Unary { act }, &[x]);
         add(&mut b, Op::UnaryBackward { act }, &[x, x]);
     }
@@ -97,9 +98,23 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::EmbeddingBackward { vocab: 11 }, &[ids, x]);
     add(&mut b, Op::CrossEntropy { ignore_index: -100 }, &[logits, tgt]);
     add(&mut b, Op::CrossEntropyBackward { ignore_index: -100 }, &[logits, tgt, one]);
-    let spec =
-        AdamWSpec { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: Scalar::var("step") };
-    add(&mut b, Op::AdamW(spec), &[p, w, m, v]);
+    let spec = AdamWSpec {
+        lr: 1e-3,
+        lr_var: None,
+        max_grad_norm: None,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        step: Scalar::var("step"),
+    };
+    add(&mut b, Op::AdamW(spec.clone()), &[p, w, m, v]);
+    let n2 = b.op(Op::SumSquares, &[w]).unwrap();
+    outs.push(n2);
+    let clip = AdamWSpec { max_grad_norm: Some(1.0), ..spec };
+    let (m2, v2) = (b.state("m2", &[5, 8], DType::F32).unwrap(), b.state("v2", &[5, 8], DType::F32).unwrap());
+    let p2 = b.param("p2", &[5, 8], DType::F32).unwrap();
+    outs.push(b.op(Op::AdamW(clip), &[p2, w, m2, v2, n2]).unwrap());
     (b.finish(), outs)
 }
 
@@ -115,6 +130,7 @@ fn params_structs_match_the_rust_mirrors() {
         texture_weights: false,
         max_texture_rows: 16384,
         max_uniform: 65536,
+        ..Caps::default()
     };
     let mut checked = 0;
     for o in outs {

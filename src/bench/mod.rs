@@ -83,8 +83,52 @@ fn case(gpu: &Gpu, name: &str, op: Op, inputs: Vec<HostTensor>, flops: f64, byte
     Ok(Case { name: name.into(), op, inputs, out_shape, out_dtype, lowered, flops, bytes, check, vars: vec![] })
 }
 
+/// The shapes the cases run at. `full` is the benchmark; `quick` runs every case at small shapes (CI runs it
+/// once, so no benchmark case can break unnoticed; the whole of it takes seconds on a software adapter).
+struct Sizes {
+    copy: usize,
+    square: &'static [usize],
+    /// The square size that also runs the baseline 4×4 kernel and f16.
+    square_main: usize,
+    gemv_n: &'static [usize],
+    /// Rows of the prefill linear layer and of the int8 GEMM.
+    prefill: usize,
+    rows: usize,
+    attention: &'static [(usize, usize)],
+    qgemv_n: &'static [usize],
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                copy: 1 << 18,
+                square: &[128],
+                square_main: 128,
+                gemv_n: &[1536],
+                prefill: 24,
+                rows: 16,
+                attention: &[(24, 24), (1, 40)],
+                qgemv_n: &[1536],
+            }
+        } else {
+            Sizes {
+                copy: 16 << 20,
+                square: &[512, 1024, 2048],
+                square_main: 1024,
+                gemv_n: &[1536, 49152],
+                prefill: 256,
+                rows: 512,
+                attention: &[(64, 64), (256, 256), (1024, 1024), (1, 256), (1, 1024)],
+                qgemv_n: &[1536, 49152],
+            }
+        }
+    }
+}
+
 /// The benchmark cases, in order; `filter` keeps those whose name contains it.
-fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
+fn cases(gpu: &Gpu, filter: Option<&str>, quick: bool) -> Result<Vec<Case>> {
+    let z = Sizes::new(quick);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut out = vec![];
     let want = |n: &str| filter.is_none_or(|f| n.contains(f));
@@ -93,16 +137,17 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
         dtypes.push(DType::F16);
     }
     if want("copy") {
-        let n = 16 << 20;
+        let n = z.copy;
         let x = rng.tensor(&[n], DType::F32);
-        let mut c = case(gpu, "copy 64 MiB", Op::Scale { s: 1.0 }, vec![x], 0.0, 2.0 * 4.0 * n as f64, Check::Copy)?;
+        let name = format!("copy {} MiB", (n * 4) >> 20);
+        let mut c = case(gpu, &name, Op::Scale { s: 1.0 }, vec![x], 0.0, 2.0 * 4.0 * n as f64, Check::Copy)?;
         c.lowered = Lowered { scratch: vec![], dispatches: vec![kernels::elementwise::copy_dispatch(n, DType::F32)] };
         out.push(c);
     }
     for &dt in &dtypes {
-        for s in [512usize, 1024, 2048] {
+        for &s in z.square {
             let name = format!("matmul {s}x{s}x{s} {}", dt.name());
-            if !want(&name) || (dt == DType::F16 && s != 1024) {
+            if !want(&name) || (dt == DType::F16 && s != z.square_main) {
                 continue;
             }
             let (a, b) = (rng.tensor(&[s, s], dt), rng.tensor(&[s, s], dt));
@@ -117,7 +162,7 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
                 bytes,
                 Check::Matmul(s, s, s),
             )?);
-            if s == 1024 && dt == DType::F32 {
+            if s == z.square_main && dt == DType::F32 {
                 let mut c = case(
                     gpu,
                     &format!("{name} (baseline 4x4)"),
@@ -132,7 +177,7 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
                 out.push(c);
             }
         }
-        for n in [1536usize, 49152] {
+        for &n in z.gemv_n {
             let name = format!("gemv 1x576 by 576x{n} {}", dt.name());
             if !want(&name) {
                 continue;
@@ -151,21 +196,22 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
         }
         // A prefill linear layer at SmolLM2's shape (x·Wᵀ): the kernel the adapter gets (gemm_tex on a CPU
         // adapter), and the storage-buffer tiled kernel for comparison.
-        let name = format!("linear 256x576 by 1536x576 {}", dt.name());
+        let p = z.prefill;
+        let name = format!("linear {p}x576 by 1536x576 {}", dt.name());
         if want(&name) {
-            let (x, w) = (rng.tensor(&[256, 576], dt), rng.tensor(&[1536, 576], dt));
-            let bytes = ((256 * 576 + 1536 * 576 + 256 * 1536) * dt.size()) as f64;
-            let flops = 2.0 * (256 * 576 * 1536) as f64;
+            let (x, w) = (rng.tensor(&[p, 576], dt), rng.tensor(&[1536, 576], dt));
+            let bytes = ((p * 576 + 1536 * 576 + p * 1536) * dt.size()) as f64;
+            let flops = 2.0 * (p * 576 * 1536) as f64;
             let op = Op::MatMul { ta: false, tb: true };
-            let c = case(gpu, &name, op.clone(), vec![x, w], flops, bytes, Check::Matmul(256, 576, 1536))?;
+            let c = case(gpu, &name, op.clone(), vec![x, w], flops, bytes, Check::Matmul(p, 576, 1536))?;
             let mut tiled = Case { name: format!("{name} (storage tiled)"), ..c.clone() };
             let infos: Vec<ArgInfo> = c.inputs.iter().map(info).collect();
-            let out_info = ArgInfo { shape: c.out_shape.clone(), dtype: c.out_dtype, shards: vec![(0, 256)] };
+            let out_info = ArgInfo { shape: c.out_shape.clone(), dtype: c.out_dtype, shards: vec![(0, p)] };
             tiled.lowered = matmul::lower_kernel(&op, &infos, &out_info, matmul::Kernel::Tiled, &gpu.caps())?;
             out.push(c);
             out.push(tiled);
         }
-        let rows = 512;
+        let rows = z.rows;
         let name = format!("softmax {rows}x4096 {}", dt.name());
         if want(&name) {
             let x = rng.tensor(&[rows, 4096], dt);
@@ -193,7 +239,7 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
             )?);
         }
         // SmolLM2-135M's attention geometry: 9 query heads, 3 kv heads, head_dim 64.
-        for (t, s) in [(64usize, 64usize), (256, 256), (1024, 1024), (1, 256), (1, 1024)] {
+        for &(t, s) in z.attention {
             let name = format!("attention causal T={t} S={s} 9/3 heads d64 {}", dt.name());
             // The long prefill takes tens of seconds on a software adapter: f32 only.
             if !want(&name) || (t == 1024 && dt == DType::F16) {
@@ -217,7 +263,8 @@ fn cases(gpu: &Gpu, filter: Option<&str>) -> Result<Vec<Case>> {
     }
     // Int8 linear layers at SmolLM2's shapes (f32 activations): decode GEMVs and a 256-token prefill GEMM,
     // weight-only and W8A8 (dynamic; weight-only where the tier lacks the int8 dot product).
-    for (m, n) in [(1usize, 1536usize), (1, 49152), (256, 1536)] {
+    let shapes = z.qgemv_n.iter().map(|&n| (1, n)).chain([(z.prefill, 1536)]);
+    for (m, n) in shapes {
         for act in [ActQuant::None, ActQuant::Dynamic] {
             let kind = if m == 1 { "qgemv" } else { "qgemm" };
             let name = format!("{kind} {} {m}x576 by 576x{n} int8", act.name());
@@ -273,9 +320,10 @@ fn validate(c: &Case, got: &HostTensor) -> Result<f64> {
 }
 
 /// Validate, then time, every case. A kernel whose error exceeds its dtype's bound is an error.
-pub fn kernels(gpu: &Gpu, filter: Option<&str>, reps: usize) -> Result<Vec<Row>> {
+/// `quick` runs every case at small shapes (`Sizes`).
+pub fn kernels(gpu: &Gpu, filter: Option<&str>, reps: usize, quick: bool) -> Result<Vec<Row>> {
     let mut rows = vec![];
-    let cases = cases(gpu, filter)?;
+    let cases = cases(gpu, filter, quick)?;
     if cases.is_empty() {
         return Err(Error::Other(format!("no benchmark case matches --filter {:?}", filter.unwrap_or(""))));
     }
@@ -338,7 +386,8 @@ pub fn print(gpu: &Gpu, rows: &[Row], json: bool) {
     if let (Some(t), Some(b)) = (find("matmul 1024x1024x1024 f32"), find("matmul 1024x1024x1024 f32 (baseline 4x4)")) {
         println!("tiled / baseline 4x4 at 1024³ f32: {:.2}×", b.micros / t.micros);
     }
-    if let (Some(c), Some(g)) = (find("copy 64 MiB"), find("gemv 1x576 by 576x49152 f32")) {
+    let copy = rows.iter().find(|r| r.name.starts_with("copy "));
+    if let (Some(c), Some(g)) = (copy, find("gemv 1x576 by 576x49152 f32")) {
         println!("gemv 576x49152 f32 / copy bandwidth: {:.0}%", 100.0 * g.gbps.unwrap_or(0.0) / c.gbps.unwrap_or(1.0));
     }
 }

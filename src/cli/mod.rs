@@ -5,11 +5,12 @@ pub mod model_path;
 mod perplexity;
 mod prune;
 mod quantize;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
 use generate::{ModelArgs, SampleArgs};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{list_adapters, Gpu, GpuOptions, Tier};
 
 #[derive(Parser)]
@@ -37,12 +38,14 @@ pub struct GpuArgs {
 
 impl GpuArgs {
     pub fn options(&self) -> Result<GpuOptions> {
+        if let Some(k) = std::env::var("WGPU_LLM_MATMUL").ok().filter(|k| !k.is_empty()) {
+            crate::kernels::matmul::Kernel::parse(&k).map_err(|e| Error::Other(format!("WGPU_LLM_MATMUL: {e}")))?;
+        }
         Ok(GpuOptions {
             adapter: self.adapter.clone(),
             backend: self.backend.clone(),
             tier: self.tier.as_deref().map(Tier::parse).transpose()?,
-            max_binding: None,
-            texture_weights: GpuOptions::default().texture_weights,
+            ..GpuOptions::default()
         })
     }
     pub fn open(&self) -> Result<Gpu> {
@@ -100,6 +103,34 @@ enum Cmd {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
         texts: Vec<String>,
+    },
+    /// Finetune a pretrained encoder (BERT, all-MiniLM-L6-v2) into a sequence classifier.
+    Finetune(Box<train::FinetuneArgs>),
+    /// Label texts with a classifier folder (from finetune, or a transformers BertForSequenceClassification).
+    Classify {
+        #[arg(short, long)]
+        model: std::path::PathBuf,
+        /// Read one text per line from this file.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        texts: Vec<String>,
+    },
+    /// Accuracy, macro-F1, per-class scores and the confusion matrix of a classifier on labelled data.
+    Evaluate {
+        #[arg(short, long)]
+        model: std::path::PathBuf,
+        #[arg(long)]
+        data: std::path::PathBuf,
+        #[command(flatten)]
+        columns: train::DataArgs,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Token ids of a text.
     Tokenize {
@@ -235,6 +266,10 @@ enum BenchCmd {
         /// Timed repetitions per shape.
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Every case at small shapes, one timed run each (seconds on a software adapter): a check that
+        /// every case still validates, not a measurement.
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -243,6 +278,14 @@ pub fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Devices { json } => devices(&cli.gpu, json),
         Cmd::Inspect { model, tensors } => inspect(&model_path::resolve(Some(&model))?, tensors),
+        Cmd::Finetune(args) => train::run_finetune(&|| cli.gpu.open(), &args),
+        Cmd::Classify { model, file, json, batch_size, texts } => {
+            let gpu = cli.gpu.open()?;
+            train::run_classify(&gpu, &model, &texts, file.as_deref(), batch_size, json)
+        }
+        Cmd::Evaluate { model, data, columns, batch_size, json } => {
+            train::run_evaluate(&|| cli.gpu.open(), &model, &data, &columns, batch_size, json)
+        }
         Cmd::Embed { model, json, file, texts } => {
             let gpu = cli.gpu.open()?;
             generate::run_embed(&gpu, &model, file.as_deref(), &texts, json)
@@ -333,9 +376,10 @@ pub fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Bench { what: BenchCmd::Kernels { json, filter, reps } } => {
+        Cmd::Bench { what: BenchCmd::Kernels { json, filter, reps, quick } } => {
             let gpu = cli.gpu.open()?;
-            let rows = crate::bench::kernels(&gpu, filter.as_deref(), reps)?;
+            let reps = if quick { 1 } else { reps };
+            let rows = crate::bench::kernels(&gpu, filter.as_deref(), reps, quick)?;
             crate::bench::print(&gpu, &rows, json);
             Ok(())
         }
@@ -363,6 +407,11 @@ fn devices(args: &GpuArgs, json: bool) -> Result<()> {
             a.max_buffer_size >> 20,
             a.max_compute_workgroup_storage_size >> 10,
             a.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "    kernels: texture weights {} | matmul {} | gemv_vec4 {} (env WGPU_LLM_TEXTURE_WEIGHTS, \
+             WGPU_LLM_MATMUL, WGPU_LLM_GEMV)",
+            a.texture_weights, a.matmul, a.gemv_vec4
         );
     }
     Ok(())

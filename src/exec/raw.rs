@@ -72,8 +72,11 @@ impl<'g> RawKernel<'g> {
                         Some(v)
                     }
                     (true, Arg::Input(j)) => {
-                        let t = Twin::new(gpu, &format!("bench input {j}"), b.kind, ins[j].size())?;
-                        t.write(gpu, &inputs[j].to_bytes());
+                        // The twin holds the input's bytes, not its buffer's: on a texture-weights adapter
+                        // every buffer is padded to at least 64 KiB (`Gpu::buffer`).
+                        let bytes = inputs[j].to_bytes().len() as u64;
+                        let t = Twin::new(gpu, &format!("bench input {j}"), b.kind, bytes)?;
+                        t.copy_from(gpu, &ins[j]);
                         let v = t.view.clone();
                         twins.push(t);
                         Some(v)

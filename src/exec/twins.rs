@@ -115,24 +115,6 @@ impl Twin {
         }
     }
 
-    /// Write the leaf's bytes.
-    pub fn write(&self, gpu: &Gpu, bytes: &[u8]) {
-        for (t0, row, width, rows) in Self::pieces(self.texels) {
-            let start = (t0 * self.texel) as usize;
-            let end = start + (width as u64 * rows as u64 * self.texel) as usize;
-            gpu.queue.write_texture(
-                self.dest(row),
-                &bytes[start..end.min(bytes.len())],
-                wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(width * self.texel as u32),
-                    rows_per_image: Some(rows),
-                },
-                wgpu::Extent3d { width, height: rows, depth_or_array_layers: 1 },
-            );
-        }
-    }
-
     /// Copy the leaf's buffer in (for a twin made after the leaf was uploaded).
     pub fn copy_from(&self, gpu: &Gpu, buffer: &wgpu::Buffer) {
         let mut enc = gpu.device.create_command_encoder(&Default::default());

@@ -102,6 +102,11 @@ pub struct AdapterReport {
     pub subgroups: bool,
     pub timestamps: bool,
     pub immediates: bool,
+    /// The kernel strategy a device opened on this adapter takes (`GpuOptions`, with the environment's
+    /// overrides): weights and activations read through textures, a forced matmul kernel, gemv_vec4 kept.
+    pub texture_weights: bool,
+    pub matmul: String,
+    pub gemv_vec4: bool,
 }
 
 /// Every adapter of the chosen backends.
@@ -109,6 +114,7 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterReport>> {
     let inst = instance(backends(backend)?);
     let lang = inst.wgsl_language_features();
     let all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    let opts = super::GpuOptions::default();
     Ok(all
         .iter()
         .map(|a| {
@@ -132,6 +138,9 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterReport>> {
                 subgroups: f.contains(wgpu::Features::SUBGROUP),
                 timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
                 immediates: f.contains(wgpu::Features::IMMEDIATES),
+                texture_weights: opts.texture_weights_on(i.device_type),
+                matmul: opts.matmul.name().into(),
+                gemv_vec4: opts.gemv_vec4,
             }
         })
         .collect())

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::kernels::matmul::Kernel;
 use crate::kernels::{BindKind, Caps};
 
 /// What the kernels may use, in increasing order; the running tier is the lower of what the adapter offers
@@ -62,6 +63,19 @@ pub struct GpuOptions {
     /// Read weights through textures: int8 decode GEMVs and float x·Wᵀ GEMMs (default: on CPU adapters
     /// only; env `WGPU_LLM_TEXTURE_WEIGHTS=0|1`).
     pub texture_weights: Option<bool>,
+    /// Force one matmul kernel for every product (env `WGPU_LLM_MATMUL=tiled|gemv|baseline|texture`; a debug
+    /// and benchmarking aid, shown by `devices`).
+    pub matmul: Kernel,
+    /// Storage GEMVs keep gemv_vec4 where gemv_rows4 would serve (env `WGPU_LLM_GEMV=vec4`).
+    pub gemv_vec4: bool,
+}
+
+impl GpuOptions {
+    /// Whether a device of this type reads weights through textures: the option, else on CPU adapters only
+    /// (where a texel fetch costs a fraction of a storage load).
+    pub fn texture_weights_on(&self, device_type: wgpu::DeviceType) -> bool {
+        self.texture_weights.unwrap_or(device_type == wgpu::DeviceType::Cpu)
+    }
 }
 
 impl Default for GpuOptions {
@@ -73,6 +87,9 @@ impl Default for GpuOptions {
             tier: env("WGPU_LLM_TIER").and_then(|t| Tier::parse(&t).ok()),
             max_binding: None,
             texture_weights: env("WGPU_LLM_TEXTURE_WEIGHTS").map(|v| v != "0"),
+            // An unknown value is an error at the CLI (`GpuArgs::options`); here it means the table's choice.
+            matmul: env("WGPU_LLM_MATMUL").and_then(|k| Kernel::parse(&k).ok()).unwrap_or_default(),
+            gemv_vec4: env("WGPU_LLM_GEMV").as_deref() == Some("vec4"),
         }
     }
 }
@@ -90,6 +107,8 @@ pub struct Gpu {
     pub max_binding: u64,
     /// Weights are read through textures (int8 decode GEMVs, float GEMMs; `GpuOptions::texture_weights`).
     pub texture_weights: bool,
+    pub matmul: Kernel,
+    pub gemv_vec4: bool,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     layouts: Mutex<HashMap<Vec<BindKind>, Arc<wgpu::BindGroupLayout>>>,
 }
@@ -122,7 +141,7 @@ impl Gpu {
         let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(hw_max, |m| m.min(hw_max)) & !3;
         log::info!("adapter {} ({:?}), tier {}", info.name, info.backend, tier.name());
-        let texture_weights = opts.texture_weights.unwrap_or(info.device_type == wgpu::DeviceType::Cpu);
+        let texture_weights = opts.texture_weights_on(info.device_type);
         Ok(Gpu {
             adapter,
             device,
@@ -133,6 +152,8 @@ impl Gpu {
             tier,
             max_binding,
             texture_weights,
+            matmul: opts.matmul,
+            gemv_vec4: opts.gemv_vec4,
             pipelines: Mutex::default(),
             layouts: Mutex::default(),
         })
@@ -149,6 +170,8 @@ impl Gpu {
             texture_weights: self.texture_weights,
             max_texture_rows: self.limits.max_texture_dimension_2d,
             max_uniform: self.limits.max_uniform_buffer_binding_size,
+            matmul: self.matmul,
+            gemv_vec4: self.gemv_vec4,
         }
     }
 

@@ -37,6 +37,8 @@ pub enum Act {
     GeluTanh,
     /// x·σ(x).
     Silu,
+    /// tanh(x) (BERT's pooler).
+    Tanh,
 }
 
 /// How an int8 matmul treats its float input (see `Op::QMatMul`).
@@ -90,6 +92,11 @@ pub enum Op {
     Scale { s: f32 },
     /// (x) → act(x).
     Unary { act: Act },
+    /// (x) → x·keep/(1 − p): inverted dropout. keep = 1 where `dropout_bits(seed, step, i)` ≥ p·2³² (i the
+    /// flat index), else 0: a counter-based hash, no state, so a run repeats from its seed and the backward
+    /// rule is the same op on dy (the same mask). `seed` tells the ops of one graph apart; `step` (usually
+    /// the runtime scalar "step") draws a fresh mask each training step.
+    Dropout { p: f32, seed: u32, step: Scalar },
     /// (x, dy) → dy ⊙ act'(x).
     UnaryBackward { act: Act },
     /// (x [..., n]) → [n]: sum over all leading dims (bias and beta gradients).
@@ -180,7 +187,12 @@ pub enum Op {
     /// (param, grad, m, v) → the param, updated in place with AdamW (decoupled weight decay):
     /// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; m̂ = m/(1−β1^t); v̂ = v/(1−β2^t);
     /// p = p − lr·(m̂/(√v̂ + eps) + wd·p), t = step (≥ 1). m and v are updated in place too.
+    /// With `max_grad_norm`, a fifth input is the squared global norm [1] of every gradient of the step
+    /// (a sum of `SumSquares`) and g is first scaled by min(1, max_grad_norm/(‖g‖ + 1e-6)), as torch's
+    /// `clip_grad_norm_`.
     AdamW(AdamWSpec),
+    /// (x [...] f32) → [1] = Σ x², summed in a fixed order (gradient clipping's global norm).
+    SumSquares,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -199,11 +211,44 @@ pub struct AttnSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamWSpec {
     pub lr: f32,
+    /// When set, the learning rate is this runtime scalar, its u32 the bits of an f32 (`f32::to_bits`), so a
+    /// schedule changes it every step without recompiling; `lr` is then unused.
+    pub lr_var: Option<String>,
+    /// Clip the gradients by this global norm (the op then takes the squared norm as a fifth input).
+    pub max_grad_norm: Option<f32>,
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
     pub step: Scalar,
+}
+
+impl Default for AdamWSpec {
+    /// torch.optim.AdamW's defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01), the step
+    /// from the runtime scalar "step".
+    fn default() -> Self {
+        AdamWSpec {
+            lr: 1e-3,
+            lr_var: None,
+            max_grad_norm: None,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            step: Scalar::var("step"),
+        }
+    }
+}
+
+impl AdamWSpec {
+    /// The spec with a runtime learning rate resolved into `lr` (`lr_var` read as f32 bits).
+    pub fn resolved(&self, vars: &dyn Fn(&str) -> Option<u32>) -> Option<AdamWSpec> {
+        let lr = match &self.lr_var {
+            Some(name) => f32::from_bits(vars(name)?),
+            None => self.lr,
+        };
+        Some(AdamWSpec { lr, lr_var: None, ..self.clone() })
+    }
 }
 
 impl Op {
@@ -218,6 +263,7 @@ impl Op {
             Op::Mul => "mul",
             Op::Scale { .. } => "scale",
             Op::Unary { .. } => "unary",
+            Op::Dropout { .. } => "dropout",
             Op::UnaryBackward { .. } => "unary_backward",
             Op::SumRows => "sum_rows",
             Op::Cast { .. } => "cast",
@@ -246,6 +292,7 @@ impl Op {
             Op::CrossEntropyBackward { .. } => "cross_entropy_backward",
             Op::CacheWrite { .. } => "cache_write",
             Op::AdamW(_) => "adamw",
+            Op::SumSquares => "sum_squares",
         }
     }
 

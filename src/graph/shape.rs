@@ -97,7 +97,8 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
             out(&[s[0], s[2], s[1], s[3]], dt)
         }
-        Op::Scale { .. } | Op::Unary { .. } => {
+        Op::Dropout { p, .. } if !(0.0..1.0).contains(p) => Err(err(op, ins, "needs 0 ≤ p < 1")),
+        Op::Scale { .. } | Op::Unary { .. } | Op::Dropout { .. } => {
             want_inputs(op, ins, 1)?;
             let dt = want_float(op, ins, &[0])?;
             out(ins[0].0, dt)
@@ -327,15 +328,24 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
             out(c, dt)
         }
-        Op::AdamW(_) => {
-            want_inputs(op, ins, 4)?;
-            for i in 0..4 {
+        Op::AdamW(spec) => {
+            let n = if spec.max_grad_norm.is_some() { 5 } else { 4 };
+            want_inputs(op, ins, n)?;
+            for i in 0..n {
                 want_dtype(op, ins, i, DType::F32)?;
             }
             for i in 1..4 {
                 same(op, ins, 0, i)?;
             }
+            if n == 5 && crate::tensor::numel(ins[4].0) != 1 {
+                return Err(err(op, ins, "the squared gradient norm (input 4) must hold one value"));
+            }
             out(ins[0].0, DType::F32)
+        }
+        Op::SumSquares => {
+            want_inputs(op, ins, 1)?;
+            want_dtype(op, ins, 0, DType::F32)?;
+            out(&[1], DType::F32)
         }
     }
 }

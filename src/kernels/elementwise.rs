@@ -36,6 +36,7 @@ fn act_id(act: Act) -> f64 {
         Act::GeluErf => 1.0,
         Act::GeluTanh => 2.0,
         Act::Silu => 3.0,
+        Act::Tanh => 4.0,
     }
 }
 
@@ -131,6 +132,16 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         Op::Scale { s } => dispatch("scale", dt, vec![], params(n, 0, *s, [0; 4], zero()), unary_bindings(), n),
         Op::Unary { act } => {
             dispatch("unary", dt, vec![("ACT", act_id(*act))], params(n, 0, 0.0, [0; 4], zero()), unary_bindings(), n)
+        }
+        Op::Dropout { p, seed, step } => {
+            // s = 1/(1 − p); d0 = seed, d1 = the keep threshold; offset = step.
+            let step = match step {
+                Scalar::Const(v) => Word::U32(*v),
+                var => Word::Var(var.clone(), 0),
+            };
+            let th = crate::reference::elementwise::dropout_threshold(*p) as usize;
+            let words = params(n, 0, 1.0 / (1.0 - p), [*seed as usize, th, 0, 0], step);
+            dispatch("dropout", dt, vec![], words, unary_bindings(), n)
         }
         Op::UnaryBackward { act } => dispatch(
             "unary_backward",

@@ -13,8 +13,9 @@ use super::{
     Dispatch, Lowered, Word,
 };
 
-/// Up to this many rows (of a's rows, batch folded) the texture path runs a GEMV per row.
-const GEMV_MAX_ROWS: usize = 8;
+/// Up to this many rows (of a's rows, batch folded) a product runs as GEMVs, one row per z: the float
+/// texture path, Glu and the int8 products (`qmatmul`).
+pub const GEMV_MAX_ROWS: usize = 8;
 use crate::error::{Error, Result};
 use crate::graph::{Act, Op};
 use crate::tensor::DType;
@@ -50,15 +51,57 @@ pub fn uniform_row_source() -> &'static str {
     &TEXT
 }
 
-/// Which matmul kernel to use; `Auto` is what `lower` picks (gemv for single-row products, else tiled).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which matmul kernel to use; `Auto` is what `select` picks. `Caps::matmul` forces one (the GPU option
+/// `GpuOptions::matmul`, env `WGPU_LLM_MATMUL`; a debug and benchmarking aid: a forced kernel falls back to
+/// tiled where it does not apply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernel {
+    #[default]
     Auto,
     Tiled,
     Gemv,
     Baseline,
     /// `gemm_tex` on staged textures (x·Wᵀ only).
     Texture,
+}
+
+impl Kernel {
+    pub fn parse(s: &str) -> Result<Kernel> {
+        Ok(match s {
+            "auto" => Kernel::Auto,
+            "tiled" => Kernel::Tiled,
+            "gemv" => Kernel::Gemv,
+            "baseline" => Kernel::Baseline,
+            "texture" => Kernel::Texture,
+            _ => {
+                return Err(Error::Other(format!(
+                    "matmul kernel {s:?}: expected auto, tiled, gemv, baseline or texture"
+                )))
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Auto => "auto",
+            Kernel::Tiled => "tiled",
+            Kernel::Gemv => "gemv",
+            Kernel::Baseline => "baseline",
+            Kernel::Texture => "texture",
+        }
+    }
+}
+
+/// What serves one product: the kernel, the shader family and entry of its (first) dispatch, and how its
+/// operands a and b are bound. `select` (MatMul) and `select_glu` are the one place this is decided;
+/// lowering only builds the dispatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub kernel: Kernel,
+    pub family: &'static str,
+    pub entry: &'static str,
+    pub a: BindKind,
+    pub b: BindKind,
 }
 
 /// One dispatch's sub-problem (see the Params comment in the shader).
@@ -100,8 +143,10 @@ impl Geom {
     }
 }
 
-fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: Arg) -> Dispatch {
-    let (entry, grid) = match kernel {
+/// The storage-buffer entry and grid for one dispatch's geometry. `gemv_vec4` keeps gemv_vec4 for TB too
+/// (`Caps::gemv_vec4`, a benchmark comparison).
+fn storage_entry(g: &Geom, kernel: Kernel, ta: bool, tb: bool, gemv_vec4: bool) -> (&'static str, [u32; 3]) {
+    match kernel {
         Kernel::Gemv => {
             let vec4 = g.stride_a.is_multiple_of(4)
                 && g.k_off.is_multiple_of(4)
@@ -109,10 +154,9 @@ fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: A
                 && g.ldb.is_multiple_of(4)
                 && if tb { g.k.is_multiple_of(4) } else { g.n.is_multiple_of(4) };
             // gemv: 4 columns (TB) or 64 per workgroup; gemv_vec4 (!TB): 64; gemv_rows4 (TB): 256.
-            // `WGPU_LLM_GEMV=vec4` keeps gemv_vec4 for TB too (benchmark comparison).
             // Below ~4096 columns gemv_rows4 has too few workgroups to keep every CPU thread of a software
             // adapter busy (and decode's q/k/v/o matrices are that small); gemv_vec4 splits k instead.
-            let rows4 = vec4 && tb && g.n >= 4096 && std::env::var("WGPU_LLM_GEMV").as_deref() != Ok("vec4");
+            let rows4 = vec4 && tb && g.n >= 4096 && !gemv_vec4;
             let groups = match (tb, vec4) {
                 (true, true) if rows4 => ceil_div(g.n, 256),
                 (true, true) => ceil_div(g.n, 8),
@@ -142,7 +186,11 @@ fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: A
             let entry = if a_vec && b_vec { "matmul_tiled" } else { "matmul_tiled_scalar" };
             (entry, [ceil_div(g.n, 64).max(1), ceil_div(g.m, 64).max(1), g.batch as u32])
         }
-    };
+    }
+}
+
+fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, caps: &Caps, dtype: DType, b_arg: Arg) -> Dispatch {
+    let (entry, grid) = storage_entry(g, kernel, ta, tb, caps.gemv_vec4);
     Dispatch {
         family: "matmul",
         source: SOURCE,
@@ -160,40 +208,35 @@ fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, dtype: DType, b_arg: A
 pub fn baseline_dispatch(m: usize, k: usize, n: usize, ta: bool, tb: bool, dtype: DType) -> Dispatch {
     let g =
         Geom { batch: 1, m, n, k, lda: if ta { m } else { k }, ldb: if tb { k } else { n }, ldc: n, ..Geom::default() };
-    dispatch(&g, Kernel::Baseline, ta, tb, dtype, Arg::Input(1))
+    dispatch(&g, Kernel::Baseline, ta, tb, &Caps::default(), dtype, Arg::Input(1))
 }
 
-/// `WGPU_LLM_MATMUL=tiled|gemv|baseline` forces a kernel (a debug and benchmarking aid; gemv falls back to
-/// tiled where it does not apply).
+/// Lower MatMul or Glu with the kernel `select` / `select_glu` choose (`Caps::matmul` may force one).
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     if let Op::Glu { act } = *op {
         return lower_glu(act, ins, out, caps);
     }
-    let kernel = match std::env::var("WGPU_LLM_MATMUL").as_deref() {
-        Ok("tiled") => Kernel::Tiled,
-        Ok("gemv") => Kernel::Gemv,
-        Ok("baseline") => Kernel::Baseline,
-        _ => Kernel::Auto,
-    };
-    lower_kernel(op, ins, out, kernel, caps)
+    lower_kernel(op, ins, out, caps.matmul, caps)
 }
 
 /// Glu: on CPU adapters up to 8 rows run one GEMV over both weights' twins with act(g)·u in registers
 /// (Silu, f32 or f16 with k % 8 == 0); otherwise the two products go to scratch buffers (each lowered as
 /// MatMul) and elementwise `glu` combines them.
-fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
-    let dtype = out.dtype;
-    let k = *ins[0].shape.last().expect("shape inference checked the rank");
+/// The fused Glu GEMV where it applies (None: Glu runs as two products and elementwise `glu`, each product
+/// chosen by `select`).
+pub fn select_glu(act: Act, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Option<Choice> {
+    let k = *ins[0].shape.last()?;
     let rows = ins[0].shape.iter().product::<usize>() / k.max(1);
-    let n = ins[1].shape[0];
+    let n = ins.get(1)?.shape[0];
     let h8 = dtype == DType::F16 && k.is_multiple_of(8);
     let twin = match dtype {
         DType::F16 if h8 => Some(BindKind::TextureU32x4),
         DType::F32 => twin_kind(dtype),
         _ => None,
     };
-    if let Some(twin) = twin.filter(|&t| {
+    let fits = |t: BindKind| {
         caps.texture_weights
+            && caps.matmul == Kernel::Auto
             && act == Act::Silu
             && rows <= GEMV_MAX_ROWS
             && ins[1..].iter().all(|w| w.shards.len() <= 1)
@@ -201,22 +244,37 @@ fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lo
             && ins.iter().all(|i| i.dtype == dtype)
             && uniform_row_fits(caps, &ins[0], rows * k * dtype.size())
             && super::texture_fits(caps, t, (n * k * dtype.size()) as u64)
-    }) {
+    };
+    twin.filter(|&t| fits(t)).map(|b| Choice {
+        kernel: Kernel::Gemv,
+        family: "matmul_tex_ux",
+        entry: if h8 { "gemv_glu_tex_h8" } else { "gemv_glu_tex" },
+        a: BindKind::Uniform,
+        b,
+    })
+}
+
+fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let dtype = out.dtype;
+    let k = *ins[0].shape.last().expect("shape inference checked the rank");
+    let rows = ins[0].shape.iter().product::<usize>() / k.max(1);
+    let n = ins[1].shape[0];
+    if let Some(c) = select_glu(act, ins, dtype, caps) {
         let mut grid = grid_1d(ceil_div(n, 64));
         grid[2] = rows as u32;
         let u = |x: usize| Word::U32(x as u32);
         let d = Dispatch {
-            family: "matmul_tex_ux",
+            family: c.family,
             source: uniform_row_source(),
-            entry: if h8 { "gemv_glu_tex_h8" } else { "gemv_glu_tex" },
+            entry: c.entry,
             dtype,
             overrides: vec![],
             params: vec![("m", u(rows)), ("n", u(n)), ("k", u(k))],
             bindings: vec![
-                bind_as(Arg::Input(0), BindKind::Uniform),
-                bind_as(Arg::Input(1), twin),
+                bind_as(Arg::Input(0), c.a),
+                bind_as(Arg::Input(1), c.b),
                 bind(Arg::Output, true),
-                bind_as(Arg::Input(2), twin),
+                bind_as(Arg::Input(2), c.b),
             ],
             grid,
         };
@@ -243,21 +301,17 @@ fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lo
     Ok(Lowered { scratch: vec![bytes, bytes], dispatches })
 }
 
-/// `lower` with the kernel chosen by the caller (the benchmark compares them on one shape).
-pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, caps: &Caps) -> Result<Lowered> {
+/// A MatMul's geometry for a whole (unsharded) weight: the batch folded into the rows where one 2-D weight
+/// serves every batch. Returns (geometry, ta, tb, rank of b).
+fn geometry(op: &Op, ins: &[ArgInfo]) -> Result<(Geom, bool, bool, usize)> {
     let Op::MatMul { ta, tb } = *op else {
         return Err(Error::Unsupported { op: op.name().into(), detail: "not a matmul".into() });
     };
-    no_shards(op, &ins[..1])?;
     let (a, b) = (&ins[0].shape, &ins[1].shape);
     let (ra, rb) = (a.len(), b.len());
     let (m, k) = if ta { (a[ra - 1], a[ra - 2]) } else { (a[ra - 2], a[ra - 1]) };
     let n = if tb { b[rb - 2] } else { b[rb - 1] };
     let a_batch: usize = a[..ra - 2].iter().product();
-    let shards = &ins[1].shards;
-    if shards.len() > 1 && (ta || rb != 2) {
-        no_shards(op, ins)?;
-    }
     let mut g = Geom {
         batch: a_batch,
         m,
@@ -277,13 +331,20 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
         g.stride_b = if rb == 2 { 0 } else { k * n };
         g.stride_c = m * n;
     }
-    if g.batch > 65_535 || g.m.div_ceil(64) > 65_535 || n.div_ceil(64) > 65_535 {
-        return Err(Error::Unsupported {
-            op: op.name().into(),
-            detail: format!("shapes {a:?} × {b:?} need more workgroups than one dispatch allows"),
-        });
-    }
-    let dtype = out.dtype;
+    Ok((g, ta, tb, rb))
+}
+
+/// The kernel table of MatMul: which kernel, entry and operand bindings serve `op` on `ins` with output
+/// dtype `dtype`, `kernel` forcing one (`Kernel::Auto`: the adapter's best).
+/// - x·Wᵀ (one 2-D weight in one buffer, whole texels a row, within the texture height) on a
+///   texture-weights adapter: `gemv_tex`/`gemv_tex_h8` up to `GEMV_MAX_ROWS` rows (the weight's twin, the
+///   row as a uniform array where it fits, else staged), else `gemm_tex`/`gemm_tex_h8` (both staged);
+/// - otherwise storage buffers: one row (not transposed) `gemv`, `gemv_vec4` or `gemv_rows4`; else
+///   `matmul_tiled` (vec4 loads where aligned) or `matmul_tiled_scalar`.
+pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, caps: &Caps) -> Result<Choice> {
+    let (g, ta, tb, rb) = geometry(op, ins)?;
+    let k = g.k;
+    let n = g.n;
     // gemm_tex: x·Wᵀ with one 2-D weight in one buffer, whole texels per row, both operands within the
     // texture height limit.
     let texture_fits =
@@ -291,7 +352,7 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
     let texture = !ta
         && tb
         && rb == 2
-        && shards.len() <= 1
+        && ins[1].shards.len() <= 1
         && k.is_multiple_of(4)
         && ins[0].dtype == dtype
         && ins[1].dtype == dtype
@@ -305,52 +366,78 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
         Kernel::Auto => Kernel::Tiled,
         other => other,
     };
-    if kernel == Kernel::Texture {
-        // GEMM: both operands staged (a weight's twin would double its memory; the copy costs ~1% of a
-        // prefill). GEMV: the weight through its twin (copying every weight every token would cost about as
-        // much as reading it), the row staged.
-        // f16 with k % 8 == 0: eight values a texel (the f16 bytes as rgba32uint), twice rgba16float's.
-        let h8 = dtype == DType::F16 && k.is_multiple_of(8);
-        let kind = if h8 { BindKind::StagedU32x4 } else { staged_kind(dtype).expect("checked by `texture`") };
+    if kernel != Kernel::Texture {
+        let (entry, _) = storage_entry(&g, kernel, ta, tb, caps.gemv_vec4);
+        return Ok(Choice { kernel, family: "matmul", entry, a: BindKind::Read, b: BindKind::Read });
+    }
+    // GEMM: both operands staged (a weight's twin would double its memory; the copy costs ~1% of a
+    // prefill). GEMV: the weight through its twin (copying every weight every token would cost about as
+    // much as reading it), the row staged, or through the uniform path where it fits (every plan buffer on a
+    // texture-weights adapter is at least UNIFORM_ROW_BYTES).
+    // f16 with k % 8 == 0: eight values a texel (the f16 bytes as rgba32uint), twice rgba16float's.
+    let h8 = dtype == DType::F16 && k.is_multiple_of(8);
+    let staged = if h8 { BindKind::StagedU32x4 } else { staged_kind(dtype).expect("checked by `texture`") };
+    let gemv = g.m <= GEMV_MAX_ROWS;
+    let (entry, b) = match (gemv, h8) {
+        (true, true) => ("gemv_tex_h8", BindKind::TextureU32x4),
+        (true, false) => ("gemv_tex", twin_kind(dtype).expect("float")),
+        (false, true) => ("gemm_tex_h8", staged),
+        (false, false) => ("gemm_tex", staged),
+    };
+    let uniform_row = gemv && (dtype == DType::F32 || h8) && uniform_row_fits(caps, &ins[0], g.m * k * dtype.size());
+    let (family, a) = if uniform_row { ("matmul_tex_ux", BindKind::Uniform) } else { ("matmul_tex", staged) };
+    Ok(Choice { kernel, family, entry, a, b })
+}
+
+/// `select_kernel` with the adapter's choice (`Caps::matmul`).
+pub fn select(op: &Op, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Result<Choice> {
+    select_kernel(op, ins, dtype, caps.matmul, caps)
+}
+
+/// `lower` with the kernel chosen by the caller (the benchmark compares them on one shape).
+pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, caps: &Caps) -> Result<Lowered> {
+    no_shards(op, &ins[..1])?;
+    let (g, ta, tb, rb) = geometry(op, ins)?;
+    let (a, b) = (&ins[0].shape, &ins[1].shape);
+    let shards = &ins[1].shards;
+    if shards.len() > 1 && (ta || rb != 2) {
+        no_shards(op, ins)?;
+    }
+    let n = g.n;
+    if g.batch > 65_535 || g.m.div_ceil(64) > 65_535 || n.div_ceil(64) > 65_535 {
+        return Err(Error::Unsupported {
+            op: op.name().into(),
+            detail: format!("shapes {a:?} × {b:?} need more workgroups than one dispatch allows"),
+        });
+    }
+    let dtype = out.dtype;
+    let c = select_kernel(op, ins, dtype, kernel, caps)?;
+    if c.kernel == Kernel::Texture {
         let u = |x: usize| Word::U32(x as u32);
-        let gemv = g.m <= GEMV_MAX_ROWS;
-        let rows = tex_gemm_rows(g.m);
-        let (entry, b_kind, grid, overrides) = if gemv {
+        let (grid, overrides) = if g.m <= GEMV_MAX_ROWS {
             let mut grid = grid_1d(ceil_div(n, 64));
             grid[2] = g.m as u32;
-            if h8 {
-                ("gemv_tex_h8", BindKind::TextureU32x4, grid, vec![])
-            } else {
-                ("gemv_tex", twin_kind(dtype).expect("float"), grid, vec![])
-            }
+            (grid, vec![])
         } else {
-            let grid = [ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1];
-            (if h8 { "gemm_tex_h8" } else { "gemm_tex" }, kind, grid, vec![("ROWS", rows as f64)])
+            let rows = tex_gemm_rows(g.m);
+            ([ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1], vec![("ROWS", rows as f64)])
         };
-        // A GEMV's row through the uniform path where it fits (every plan buffer on a texture-weights adapter
-        // is at least UNIFORM_ROW_BYTES).
-        let uniform_row =
-            gemv && (dtype == DType::F32 || h8) && uniform_row_fits(caps, &ins[0], g.m * k * dtype.size());
-        let (family, source, a_kind) = if uniform_row {
-            ("matmul_tex_ux", uniform_row_source(), BindKind::Uniform)
-        } else {
-            ("matmul_tex", TEX_SOURCE, kind)
-        };
+        let source = if c.family == "matmul_tex_ux" { uniform_row_source() } else { TEX_SOURCE };
         let d = Dispatch {
-            family,
+            family: c.family,
             source,
-            entry,
+            entry: c.entry,
             dtype,
             overrides,
-            params: vec![("m", u(g.m)), ("n", u(n)), ("k", u(k))],
-            bindings: vec![bind_as(Arg::Input(0), a_kind), bind_as(Arg::Input(1), b_kind), bind(Arg::Output, true)],
+            params: vec![("m", u(g.m)), ("n", u(n)), ("k", u(g.k))],
+            bindings: vec![bind_as(Arg::Input(0), c.a), bind_as(Arg::Input(1), c.b), bind(Arg::Output, true)],
             grid,
         };
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
     }
     let mut dispatches = vec![];
     if shards.len() <= 1 {
-        dispatches.push(dispatch(&g, kernel, ta, tb, dtype, Arg::Input(1)));
+        dispatches.push(dispatch(&g, c.kernel, ta, tb, caps, dtype, Arg::Input(1)));
     } else {
         for (s, &(r0, r1)) in shards.iter().enumerate() {
             let mut gs = g;
@@ -362,7 +449,7 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
                 gs.k = r1 - r0;
                 gs.accumulate = s > 0;
             }
-            dispatches.push(dispatch(&gs, kernel, ta, tb, dtype, Arg::InputShard(1, s)));
+            dispatches.push(dispatch(&gs, c.kernel, ta, tb, caps, dtype, Arg::InputShard(1, s)));
         }
     }
     Ok(Lowered { scratch: vec![], dispatches })

@@ -236,6 +236,11 @@ pub struct Caps {
     pub max_texture_rows: u32,
     /// The most bytes a uniform binding may hold.
     pub max_uniform: u64,
+    /// A matmul kernel forced for every product (`Kernel::Auto`: the table's choice; `GpuOptions::matmul`).
+    pub matmul: matmul::Kernel,
+    /// Storage GEMVs keep gemv_vec4 where gemv_rows4 would serve (`GpuOptions::gemv_vec4`; a benchmark
+    /// comparison).
+    pub gemv_vec4: bool,
 }
 
 pub mod attention;
@@ -275,6 +280,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::Mul
         | Op::Scale { .. }
         | Op::Unary { .. }
+        | Op::Dropout { .. }
         | Op::UnaryBackward { .. }
         | Op::SumRows
         | Op::Cast { .. }
@@ -296,6 +302,6 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         Op::Rope { .. } | Op::AddSinusoidal { .. } => position::lower(op, ins, out, caps),
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::lower(op, ins, out, caps),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::lower(op, ins, out, caps),
-        Op::AdamW(_) => optim::lower(op, ins, out, caps),
+        Op::AdamW(_) | Op::SumSquares => optim::lower(op, ins, out, caps),
     }
 }

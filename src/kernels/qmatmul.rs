@@ -72,7 +72,7 @@ pub fn fq_dynamic_tex_source() -> &'static str {
 }
 
 /// Up to this many rows run as GEMVs (one row per z); more use the 64×64-tiled GEMM.
-const GEMV_MAX_ROWS: usize = 8;
+use super::matmul::GEMV_MAX_ROWS;
 
 fn params(m: usize, n: usize, k: usize) -> Vec<(&'static str, Word)> {
     vec![("m", Word::U32(m as u32)), ("n", Word::U32(n as u32)), ("k", Word::U32(k as u32))]

@@ -47,14 +47,16 @@ impl Config {
                 labels.push(name);
             }
         }
+        let (hidden, n_head) = (src.req("hidden_size", "")?, src.req("num_attention_heads", "")?);
+        src.check_divides(hidden, n_head, "hidden_size / num_attention_heads")?;
         Ok(Config {
-            hidden: src.req("hidden_size", "")?,
+            hidden,
             n_layers: src.req("num_hidden_layers", "")?,
-            n_head: src.req("num_attention_heads", "")?,
+            n_head,
             intermediate: src.req("intermediate_size", "")?,
             vocab: src.req("vocab_size", "")?,
             max_pos: src.req("max_position_embeddings", "")?,
-            type_vocab: src.num("type_vocab_size", "").unwrap_or(2.0) as usize,
+            type_vocab: src.size("type_vocab_size", "")?.unwrap_or(2),
             ln_eps: src.num("layer_norm_eps", "").unwrap_or(1e-12) as f32,
             prefix,
             labels,
@@ -70,53 +72,97 @@ pub struct EncoderGraph {
 
 /// Inputs: `ids`, `type_ids`, `pos_ids` [B, T] (u32) and `mask` [B, T] (f32, 1 = token, 0 = padding).
 pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Result<EncoderGraph> {
-    let dt = prec.dtype;
     let mut g = GraphBuilder::new();
+    let x = build_into(&mut g, cfg, b, t, prec, None)?;
+    let hidden = if prec.dtype == DType::F32 { x } else { g.op(Op::Cast { to: DType::F32 }, &[x])? };
+    Ok(EncoderGraph { graph: g.finish(), hidden })
+}
+
+/// Dropout while training: transformers' `hidden_dropout_prob` after the embeddings' LayerNorm and after
+/// each layer's attention output and MLP output projections (before their residual adds). Each dropout op
+/// gets its own seed (`seed` + its index) and draws a new mask each step from the runtime scalar "step".
+/// (The attention probabilities' dropout is not applied: attention is one fused op.)
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout {
+    pub p: f32,
+    pub seed: u32,
+}
+
+impl Dropout {
+    /// Apply to `x` as the `k`-th dropout op of the graph (a no-op for p = 0).
+    pub fn apply(&self, g: &mut GraphBuilder, x: ValueId, k: &mut u32) -> Result<ValueId> {
+        if self.p == 0.0 {
+            return Ok(x);
+        }
+        *k += 1;
+        let seed = self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(*k);
+        g.op(Op::Dropout { p: self.p, seed, step: crate::graph::Scalar::var("step") }, &[x])
+    }
+}
+
+/// The encoder into `g`: its inputs, params and ops; returns the last hidden state [B, T, C] in the
+/// precision's dtype.
+pub fn build_into(
+    g: &mut GraphBuilder,
+    cfg: &Config,
+    b: usize,
+    t: usize,
+    prec: &super::Precision,
+    dropout: Option<Dropout>,
+) -> Result<ValueId> {
+    let dt = prec.dtype;
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
     if t > cfg.max_pos {
         return Err(Error::Run(format!("{t} tokens exceed the model's {} positions", cfg.max_pos)));
     }
+    let mut k = 0u32;
+    let mut drop = |g: &mut GraphBuilder, x: ValueId| match dropout {
+        Some(d) => d.apply(g, x, &mut k),
+        None => Ok(x),
+    };
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let type_ids = g.input("type_ids", &[b, t], DType::U32)?;
     let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
     let mask = g.input("mask", &[b, t], dt)?;
     let e = |g: &mut GraphBuilder, n: &str, rows: usize| g.param(&format!("{p}embeddings.{n}.weight"), &[rows, c], dt);
     let (we, pe, te) = (
-        e(&mut g, "word_embeddings", cfg.vocab)?,
-        e(&mut g, "position_embeddings", cfg.max_pos)?,
-        e(&mut g, "token_type_embeddings", cfg.type_vocab)?,
+        e(g, "word_embeddings", cfg.vocab)?,
+        e(g, "position_embeddings", cfg.max_pos)?,
+        e(g, "token_type_embeddings", cfg.type_vocab)?,
     );
     let x = g.op(Op::Embedding, &[we, ids])?;
     let xp = g.op(Op::Embedding, &[pe, pos_ids])?;
     let xt = g.op(Op::Embedding, &[te, type_ids])?;
     let x = g.add(x, xp)?;
     let x = g.add(x, xt)?;
-    let mut x = layernorm(&mut g, &format!("{p}embeddings.LayerNorm"), x, c, cfg.ln_eps, dt)?;
+    let x = layernorm(g, &format!("{p}embeddings.LayerNorm"), x, c, cfg.ln_eps, dt)?;
+    let mut x = drop(g, x)?;
     let h = cfg.n_head;
     for l in 0..cfg.n_layers {
         let lp = format!("{p}encoder.layer.{l}");
         let lin =
             |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{lp}.{n}"), o, i, true, prec);
         let (q, k, v) = (
-            lin(&mut g, "attention.self.query", c, c)?,
-            lin(&mut g, "attention.self.key", c, c)?,
-            lin(&mut g, "attention.self.value", c, c)?,
+            lin(g, "attention.self.query", c, c)?,
+            lin(g, "attention.self.key", c, c)?,
+            lin(g, "attention.self.value", c, c)?,
         );
-        let qh = q.forward(&mut g, x)?;
-        let kh = k.forward(&mut g, x)?;
-        let vh = v.forward(&mut g, x)?;
-        let a = super::encoder_attention(&mut g, [qh, kh, vh], mask, h)?;
-        let a = lin(&mut g, "attention.output.dense", c, c)?.forward(&mut g, a)?;
+        let qh = q.forward(g, x)?;
+        let kh = k.forward(g, x)?;
+        let vh = v.forward(g, x)?;
+        let a = super::encoder_attention(g, [qh, kh, vh], mask, h)?;
+        let a = lin(g, "attention.output.dense", c, c)?.forward(g, a)?;
+        let a = drop(g, a)?;
         let a = g.add(x, a)?;
-        x = layernorm(&mut g, &format!("{lp}.attention.output.LayerNorm"), a, c, cfg.ln_eps, dt)?;
-        let m = lin(&mut g, "intermediate.dense", cfg.intermediate, c)?.forward(&mut g, x)?;
+        x = layernorm(g, &format!("{lp}.attention.output.LayerNorm"), a, c, cfg.ln_eps, dt)?;
+        let m = lin(g, "intermediate.dense", cfg.intermediate, c)?.forward(g, x)?;
         let m = g.act(m, Act::GeluErf)?;
-        let m = lin(&mut g, "output.dense", c, cfg.intermediate)?.forward(&mut g, m)?;
+        let m = lin(g, "output.dense", c, cfg.intermediate)?.forward(g, m)?;
+        let m = drop(g, m)?;
         let m = g.add(x, m)?;
-        x = layernorm(&mut g, &format!("{lp}.output.LayerNorm"), m, c, cfg.ln_eps, dt)?;
+        x = layernorm(g, &format!("{lp}.output.LayerNorm"), m, c, cfg.ln_eps, dt)?;
     }
-    let hidden = if dt == DType::F32 { x } else { g.op(Op::Cast { to: DType::F32 }, &[x])? };
-    Ok(EncoderGraph { graph: g.finish(), hidden })
+    Ok(x)
 }
 
 /// The pooler and classifier on the host: logits = W_c·tanh(W_p·h_cls + b_p) + b_c.

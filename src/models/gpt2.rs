@@ -28,11 +28,13 @@ impl Config {
     pub fn from_source(src: &ConfigSource, store: &WeightStore) -> Result<Self> {
         let hidden = src.req("n_embd", "embedding_length")?;
         let prefix = if store.contains("transformer.wte.weight") { "transformer." } else { "" }.to_string();
+        let n_head = src.req("n_head", "attention.head_count")?;
+        src.check_divides(hidden, n_head, "n_embd / n_head")?;
         Ok(Config {
             hidden,
             n_layers: src.req("n_layer", "block_count")?,
-            n_head: src.req("n_head", "attention.head_count")?,
-            inner: src.num("n_inner", "feed_forward_length").map_or(4 * hidden, |x| x as usize),
+            n_head,
+            inner: src.size("n_inner", "feed_forward_length")?.unwrap_or(4 * hidden),
             vocab: src.req("vocab_size", "vocab_size")?,
             max_pos: src.req("n_positions", "context_length")?,
             eps: src.num("layer_norm_epsilon", "attention.layer_norm_epsilon").unwrap_or(1e-5) as f32,

@@ -154,10 +154,17 @@ impl Config {
         };
         let hidden = src.req("hidden_size", "embedding_length")?;
         let n_head = src.req("num_attention_heads", "attention.head_count")?;
-        let n_kv_head = src.num("num_key_value_heads", "attention.head_count_kv").map_or(n_head, |x| x as usize);
-        let head_dim = src.num("head_dim", "attention.key_length").map_or(hidden / n_head, |x| x as usize);
-        let vocab = match src.num("vocab_size", "vocab_size") {
-            Some(v) => v as usize,
+        let n_kv_head = src.size("num_key_value_heads", "attention.head_count_kv")?.unwrap_or(n_head);
+        src.check_divides(n_head, n_kv_head, "num_attention_heads / num_key_value_heads")?;
+        let head_dim = match src.size("head_dim", "attention.key_length")? {
+            Some(d) => d,
+            None => {
+                src.check_divides(hidden, n_head, "hidden_size / num_attention_heads")?;
+                hidden / n_head
+            }
+        };
+        let vocab = match src.size("vocab_size", "vocab_size")? {
+            Some(v) => v,
             None => store.entry("token_embd.weight")?.shape[0],
         };
         let gguf = matches!(src, ConfigSource::Gguf(_));
@@ -185,7 +192,7 @@ impl Config {
             rope_theta: src.num("rope_theta", "rope.freq_base").unwrap_or(10000.0) as f32,
             tie_embeddings,
             qkv_bias,
-            max_pos: src.num("max_position_embeddings", "context_length").unwrap_or(2048.0) as usize,
+            max_pos: src.size("max_position_embeddings", "context_length")?.unwrap_or(2048),
             rope_scaling,
         })
     }

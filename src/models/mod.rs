@@ -61,14 +61,51 @@ impl ConfigSource {
         }
     }
 
+    fn file(&self) -> String {
+        match self {
+            ConfigSource::Json(_) => "config.json".into(),
+            ConfigSource::Gguf(_) => "gguf metadata".into(),
+        }
+    }
+
+    /// A size by its keys (None when absent): a whole number from 1 to 2³¹. Zero, negative, fractional or
+    /// absurd values are an error naming the key (a zero head count would divide by zero, a zero context
+    /// underflow).
+    pub fn size(&self, json_key: &str, gguf_key: &str) -> Result<Option<usize>> {
+        let Some(x) = self.num(json_key, gguf_key) else { return Ok(None) };
+        if !(x >= 1.0 && x <= (1u64 << 31) as f64 && x.fract() == 0.0) {
+            return Err(Error::Format {
+                file: self.file(),
+                detail: format!("{} = {x}: must be a whole number from 1 to 2^31", self.key_name(json_key, gguf_key)),
+            });
+        }
+        Ok(Some(x as usize))
+    }
+
+    /// A required size (`size`, and missing is an error).
     pub fn req(&self, json_key: &str, gguf_key: &str) -> Result<usize> {
-        self.num(json_key, gguf_key).map(|x| x as usize).ok_or_else(|| Error::Format {
-            file: match self {
-                ConfigSource::Json(_) => "config.json".into(),
-                ConfigSource::Gguf(_) => "gguf metadata".into(),
-            },
-            detail: format!("missing {json_key} / {gguf_key}"),
+        self.size(json_key, gguf_key)?.ok_or_else(|| Error::Format {
+            file: self.file(),
+            detail: format!("missing {}", self.key_name(json_key, gguf_key)),
         })
+    }
+
+    fn key_name(&self, json_key: &str, gguf_key: &str) -> String {
+        match self {
+            ConfigSource::Json(_) => json_key.into(),
+            ConfigSource::Gguf(_) => gguf_key.into(),
+        }
+    }
+
+    /// An error unless `n` divides `total` (`what` names both, e.g. "hidden_size / num_attention_heads").
+    pub fn check_divides(&self, total: usize, n: usize, what: &str) -> Result<()> {
+        if n == 0 || !total.is_multiple_of(n) {
+            return Err(Error::Format {
+                file: self.file(),
+                detail: format!("{what}: {total} is not a multiple of {n}"),
+            });
+        }
+        Ok(())
     }
 }
 

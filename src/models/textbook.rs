@@ -34,7 +34,7 @@ impl Config {
             n_head: src.req("nhead", "")?,
             ff: src.req("dim_feedforward", "")?,
             n_layers: src.req("num_layers", "")?,
-            max_len: src.num("max_len", "").unwrap_or(512.0) as usize,
+            max_len: src.size("max_len", "")?.unwrap_or(512),
             eps: src.num("layer_norm_eps", "").unwrap_or(1e-5) as f32,
             scale_embedding: scale,
         };

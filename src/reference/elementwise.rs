@@ -46,6 +46,7 @@ pub fn act_forward(act: Act, x: f64) -> f64 {
             0.5 * x * (1.0 + (k * (x + GELU_C * x * x * x)).tanh())
         }
         Act::Silu => x / (1.0 + (-x).exp()),
+        Act::Tanh => x.tanh(),
     }
 }
 
@@ -72,6 +73,37 @@ pub fn act_derivative(act: Act, x: f64) -> f64 {
             let s = 1.0 / (1.0 + (-x).exp());
             s * (1.0 + x * (1.0 - s))
         }
+        Act::Tanh => 1.0 - x.tanh().powi(2),
+    }
+}
+
+/// A 32-bit integer hash with good avalanche (Chris Wellons' "lowbias32"); shaders/elementwise.wgsl has the
+/// same function.
+pub fn hash32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^= h >> 16;
+    h
+}
+
+/// The random bits dropout compares with its threshold for element `i`: a hash of the element index keyed
+/// by a hash of (seed, step), so every (seed, step) draws an independent mask and nothing is stored.
+pub fn dropout_bits(seed: u32, step: u32, i: u32) -> u32 {
+    hash32(i ^ hash32(seed ^ hash32(step.wrapping_add(0x9e37_79b9))))
+}
+
+/// The keep threshold of drop probability p: an element is kept when its bits are ≥ it.
+pub fn dropout_threshold(p: f32) -> u32 {
+    (p as f64 * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
+}
+
+/// out (N) = x (N) · keep / (1 − p), keep from `dropout_bits`.
+pub fn dropout_forward(out: &mut [f64], x: &[f64], p: f32, seed: u32, step: u32) {
+    let (th, scale) = (dropout_threshold(p), 1.0 / (1.0 - p as f64));
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        *o = if dropout_bits(seed, step, i as u32) >= th { v * scale } else { 0.0 };
     }
 }
 
@@ -150,6 +182,9 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
             }
         }
         Op::Unary { act } => unary_forward(&mut out, &ins[0].data, *act),
+        Op::Dropout { p, seed, step } => {
+            dropout_forward(&mut out, &ins[0].data, *p, *seed, scalar(step, vars, op)?);
+        }
         Op::UnaryBackward { act } => unary_backward(&mut out, &ins[0].data, &ins[1].data, *act),
         Op::SumRows => {
             let n = n_out;
@@ -220,7 +255,7 @@ mod tests {
         let x = rand_vec(&mut seed, 64, 4.0);
         let dy = rand_vec(&mut seed, 64, 1.0);
         let h = 1e-5;
-        for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu] {
+        for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu, Act::Tanh] {
             let mut dx = vec![0.0; x.len()];
             unary_backward(&mut dx, &x, &dy, act);
             for i in 0..x.len() {

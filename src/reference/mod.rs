@@ -62,6 +62,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::Mul
         | Op::Scale { .. }
         | Op::Unary { .. }
+        | Op::Dropout { .. }
         | Op::UnaryBackward { .. }
         | Op::SumRows
         | Op::Cast { .. }
@@ -85,6 +86,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::eval(op, ins, out_shape, vars),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::eval(op, ins, out_shape, vars),
         Op::AdamW(_) => Err(Error::Run("adamw is evaluated by the interpreter (it updates state)".into())),
+        Op::SumSquares => optim::eval(op, ins, out_shape, vars),
         Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill { .. } => {
             Err(Error::Run("leaves are not evaluated".into()))
         }
@@ -130,8 +132,11 @@ pub fn run_graph(
                 let data = match op {
                     Op::AdamW(spec) => {
                         let step = scalar(&spec.step, vars, op)?;
-                        let (p, m, v) =
-                            optim::adamw(spec, step, &ins[0].data, &ins[1].data, &ins[2].data, &ins[3].data);
+                        let spec = &spec.resolved(&|n| vars.get(n).copied()).ok_or_else(|| {
+                            Error::Run(format!("adamw needs the runtime learning rate {:?}", spec.lr_var))
+                        })?;
+                        let g = optim::clipped(spec, &ins);
+                        let (p, m, v) = optim::adamw(spec, step, &ins[0].data, &g, &ins[2].data, &ins[3].data);
                         for (k, d) in [(2, m), (3, v)] {
                             write_back(graph, node.inputs[k], &d, leaves);
                         }

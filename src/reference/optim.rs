@@ -4,6 +4,16 @@ use super::{Val, Vars};
 use crate::error::{Error, Result};
 use crate::graph::{AdamWSpec, Op};
 
+/// The factor clipping scales gradients by: min(1, max_norm / (√norm² + 1e-6)) (torch's clip_grad_norm_).
+pub fn clip_coef(max_norm: f32, norm2: f64) -> f64 {
+    (max_norm as f64 / (norm2.sqrt() + 1e-6)).min(1.0)
+}
+
+/// Σ x².
+pub fn sum_squares(x: &[f64]) -> f64 {
+    x.iter().map(|v| v * v).sum()
+}
+
 /// One AdamW step at `step` (≥ 1) on p, g, m, v (all (n)); returns the new (p, m, v).
 pub fn adamw(
     spec: &AdamWSpec,
@@ -29,12 +39,28 @@ pub fn adamw(
     (po, mo, vo)
 }
 
+/// AdamW's gradient after clipping (input 1, scaled when the spec clips by the norm of input 4).
+pub fn clipped(spec: &AdamWSpec, ins: &[&Val]) -> Vec<f64> {
+    match (spec.max_grad_norm, ins.get(4)) {
+        (Some(max), Some(n2)) => {
+            let c = clip_coef(max, n2.data[0]);
+            ins[1].data.iter().map(|g| g * c).collect()
+        }
+        _ => ins[1].data.clone(),
+    }
+}
+
 /// AdamW is evaluated by the interpreter (`run_graph`), which writes m and v back; this only computes p.
 pub fn eval(op: &Op, ins: &[&Val], _out_shape: &[usize], vars: &Vars) -> Result<Vec<f64>> {
     match op {
+        Op::SumSquares => Ok(vec![sum_squares(&ins[0].data)]),
         Op::AdamW(spec) => {
             let step = super::scalar(&spec.step, vars, op)?;
-            Ok(adamw(spec, step, &ins[0].data, &ins[1].data, &ins[2].data, &ins[3].data).0)
+            let spec = &spec
+                .resolved(&|n| vars.get(n).copied())
+                .ok_or_else(|| Error::Run(format!("adamw needs the runtime learning rate {:?}", spec.lr_var)))?;
+            let g = clipped(spec, ins);
+            Ok(adamw(spec, step, &ins[0].data, &g, &ins[2].data, &ins[3].data).0)
         }
         _ => Err(Error::Run(format!("op {} is not in the optim family", op.name()))),
     }
@@ -48,8 +74,16 @@ mod tests {
     #[test]
     fn first_step_moves_by_lr_times_sign() {
         // At t = 1 with zero moments, m̂ = g and v̂ = g², so the step is lr·g/(|g| + eps) ≈ lr·sign(g).
-        let spec =
-            AdamWSpec { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: Scalar::Const(1) };
+        let spec = AdamWSpec {
+            lr: 0.1,
+            lr_var: None,
+            max_grad_norm: None,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            step: Scalar::Const(1),
+        };
         let (p, m, v) = adamw(&spec, 1, &[1.0, -2.0], &[0.5, -3.0], &[0.0, 0.0], &[0.0, 0.0]);
         assert!((p[0] - 0.9).abs() < 1e-7 && (p[1] + 1.9).abs() < 1e-7, "{p:?}");
         assert!((m[0] - 0.05).abs() < 1e-6 && (v[1] - 0.009).abs() < 1e-6, "{m:?} {v:?}");

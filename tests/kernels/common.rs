@@ -188,9 +188,22 @@ pub fn check_op_on(gpu: &Gpu, case: &str, op: Op, inputs: &[HostTensor], vars: &
     }
 }
 
-/// `check_op_on` the shared device.
+/// `check_op_on` both kernel strategies: the shared device (textures on a CPU adapter, storage buffers on a
+/// GPU) and the other one, so CI's CPU adapter also runs the storage kernels every GPU takes.
 pub fn check_op(case: &str, op: Op, inputs: &[HostTensor], vars: &[(&str, u32)], tol: Tol) {
-    check_op_on(gpu(), case, op, inputs, vars, tol)
+    check_op_on(gpu(), case, op.clone(), inputs, vars, tol);
+    let other = gpu_other_strategy();
+    let what = if other.texture_weights { "textures" } else { "storage" };
+    check_op_on(other, &format!("{case} [{what}]"), op, inputs, vars, tol)
+}
+
+/// A device on the same adapter with the other kernel strategy than `gpu()` (texture weights flipped).
+pub fn gpu_other_strategy() -> &'static Gpu {
+    if gpu().texture_weights {
+        gpu_storage_weights()
+    } else {
+        gpu_texture_weights()
+    }
 }
 
 /// Whether the shared device runs f16 kernels (skip only the f16 half of a test when it does not; CI's

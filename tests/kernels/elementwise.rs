@@ -44,13 +44,57 @@ fn act_inputs(r: &mut Rng, dt: DType) -> HostTensor {
 fn activations_and_their_derivatives() {
     let mut r = Rng::new(2);
     for (dt, tol) in dtypes() {
-        for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu] {
+        for act in [Act::Relu, Act::GeluErf, Act::GeluTanh, Act::Silu, Act::Tanh] {
             let x = act_inputs(&mut r, dt);
             let dy = r.tensor(&x.shape, dt);
             check_op(&format!("{act:?} {dt:?}"), Op::Unary { act }, std::slice::from_ref(&x), &[], tol);
             check_op(&format!("{act:?}' {dt:?}"), Op::UnaryBackward { act }, &[x, dy], &[], tol);
         }
     }
+}
+
+/// Dropout on the GPU equals the reference exactly (the same hash decides every element), on sizes that are
+/// not multiples of the workgroup, with the step as a runtime scalar; the kept fraction is 1 − p within
+/// five standard errors; another step or seed draws another mask; p = 0 is the identity.
+#[test]
+fn dropout_matches_the_reference_and_keeps_one_minus_p() {
+    let mut r = Rng::new(21);
+    for (dt, tol) in dtypes() {
+        for (n, p) in [(1usize, 0.5f32), (257, 0.1), (4099, 0.5), (70_001, 0.9)] {
+            let x = r.tensor(&[n], dt);
+            for step in [1u32, 2] {
+                let op = Op::Dropout { p, seed: 7, step: Scalar::var("step") };
+                check_op(
+                    &format!("dropout n={n} p={p} step {step} {dt:?}"),
+                    op,
+                    std::slice::from_ref(&x),
+                    &[("step", step)],
+                    tol,
+                );
+            }
+        }
+    }
+    use wgpu_llm::reference::elementwise::dropout_forward;
+    let n = 100_000;
+    let ones = vec![1.0; n];
+    let mask = |p: f32, seed: u32, step: u32| {
+        let mut out = vec![0.0; n];
+        dropout_forward(&mut out, &ones, p, seed, step);
+        out
+    };
+    for p in [0.1f32, 0.5, 0.9] {
+        let m = mask(p, 1, 1);
+        let kept = m.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+        let se = (p as f64 * (1.0 - p as f64) / n as f64).sqrt();
+        assert!((kept - (1.0 - p as f64)).abs() < 5.0 * se, "p {p}: kept {kept}");
+        assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / (1.0 - p as f64)).abs() < 1e-12));
+        let agree = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n as f64;
+        // Independent masks agree on p² + (1 − p)² of the elements.
+        let want = (p * p + (1.0 - p) * (1.0 - p)) as f64;
+        assert!((agree(&m, &mask(p, 1, 2)) - want).abs() < 0.01, "p {p}: another step");
+        assert!((agree(&m, &mask(p, 2, 1)) - want).abs() < 0.01, "p {p}: another seed");
+    }
+    assert_eq!(mask(0.0, 1, 1), ones);
 }
 
 #[test]

@@ -11,4 +11,5 @@ mod norm;
 mod optim;
 mod position;
 mod qmatmul;
+mod select;
 mod softmax;

@@ -1,0 +1,330 @@
+//! `finetune`, `classify` and `evaluate`: argument checks, progress bars and printing over `train`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::model_path::resolve;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::train::classifier::{Classifier, HeadKind};
+use crate::train::data::{self, Columns, Example};
+use crate::train::finetune::{self, argmax, encode, Epoch};
+
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// The column holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// The column holding the label (a name or an integer id).
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Collapse whitespace and strip punctuation, lowercased (the course's optional cleaning).
+    #[arg(long)]
+    pub clean: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct FinetuneArgs {
+    /// The pretrained encoder: a BERT folder or a known name (minilm).
+    #[arg(short, long, default_value = "minilm")]
+    pub model: String,
+    /// Training data: CSV, TSV or JSONL with a header.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation data (same format).
+    #[arg(long, conflicts_with = "val_split")]
+    pub val: Option<PathBuf>,
+    /// Hold out this fraction of the training data for validation instead.
+    #[arg(long)]
+    pub val_split: Option<f64>,
+    #[command(flatten)]
+    pub columns: DataArgs,
+    /// Label names in id order (default: from the data, sorted; integers 0..=max when all are integers).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// cls ([CLS] → Linear), pooler ([CLS] → dense + tanh → Linear, transformers'), mean (mean pooling → Linear).
+    #[arg(long, default_value = "pooler")]
+    pub head: String,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per text at most ([CLS] and [SEP] kept).
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Linear warmup over this fraction of the steps, then linear decay to 0 (0: a constant rate).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f32,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f32,
+    /// Hidden dropout (default: the model's hidden_dropout_prob).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// AdamW's betas.
+    #[arg(long, value_delimiter = ',', default_value = "0.9,0.999")]
+    pub betas: Vec<f32>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Clip the gradients by this global norm before each update (as torch's clip_grad_norm_).
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// The output folder (a transformers BertForSequenceClassification checkpoint).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// One JSON object per epoch on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn check(cond: bool, msg: String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Error::Other(msg))
+    }
+}
+
+fn read(path: &Path, cols: &DataArgs, labels: Option<&[String]>) -> Result<(Vec<Example>, Vec<String>)> {
+    let c = Columns { text: &cols.text_column, label: &cols.label_column, labels };
+    let (mut ex, names) = data::read_labelled(path, &c)?;
+    if cols.clean {
+        for e in &mut ex {
+            e.text = data::clean(&e.text, true);
+        }
+    }
+    Ok((ex, names))
+}
+
+/// A progress bar on stderr when it is a terminal (and not under --json).
+fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    b.set_style(style.progress_chars("=> "));
+    b
+}
+
+pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<()> {
+    // Every check before the model loads or the GPU opens.
+    let head = HeadKind::parse(&a.head)?;
+    check(a.epochs >= 1, format!("--epochs {}: must be at least 1", a.epochs))?;
+    check(a.batch_size >= 1, format!("--batch-size {}: must be at least 1", a.batch_size))?;
+    check(a.max_length >= 2, format!("--max-length {}: must be at least 2 ([CLS] and [SEP])", a.max_length))?;
+    check(a.lr.is_finite() && a.lr > 0.0, format!("--lr {}: must be > 0", a.lr))?;
+    check((0.0..1.0).contains(&a.warmup_ratio), format!("--warmup-ratio {}: must be in [0, 1)", a.warmup_ratio))?;
+    check(a.grad_clip.is_none_or(|c| c > 0.0), format!("--grad-clip {:?}: must be > 0", a.grad_clip))?;
+    check(a.weight_decay >= 0.0, format!("--weight-decay {}: must be ≥ 0", a.weight_decay))?;
+    check(a.dropout.is_none_or(|p| (0.0..1.0).contains(&p)), format!("--dropout {:?}: must be in [0, 1)", a.dropout))?;
+    check(
+        a.betas.len() == 2 && a.betas.iter().all(|b| (0.0..1.0).contains(b)),
+        format!("--betas {:?}: two numbers in [0, 1)", a.betas),
+    )?;
+    let model = resolve(Some(&a.model))?;
+    let (mut train, labels) = read(&a.data, &a.columns, a.labels.as_deref())?;
+    let val = match (&a.val, a.val_split) {
+        (Some(v), _) => read(v, &a.columns, Some(&labels))?.0,
+        (None, Some(f)) => {
+            let (tr, va) = data::split(train, f, a.seed)?;
+            train = tr;
+            va
+        }
+        (None, None) => vec![],
+    };
+    check(labels.len() >= 2, format!("{}: a classifier needs at least 2 labels, found {labels:?}", a.data.display()))?;
+    let opts = finetune::Options {
+        model,
+        head,
+        labels: labels.clone(),
+        epochs: a.epochs,
+        lr: a.lr,
+        batch: a.batch_size,
+        max_length: a.max_length,
+        warmup_ratio: a.warmup_ratio,
+        weight_decay: a.weight_decay,
+        dropout: a.dropout,
+        betas: (a.betas[0], a.betas[1]),
+        seed: a.seed,
+        out: a.out.clone(),
+        grad_clip: a.grad_clip,
+    };
+    let gpu = gpu()?;
+    eprintln!(
+        "finetune: {} training and {} validation sentences, labels {labels:?}, head {}, on {}",
+        train.len(),
+        val.len(),
+        head.name(),
+        gpu.info.name
+    );
+    let steps = train.len().div_ceil(a.batch_size) as u64;
+    let mut pb = bar(steps, a.json);
+    let epoch = std::cell::Cell::new(1);
+    let t0 = std::time::Instant::now();
+    let mut seen = 0usize;
+    let mut on_step = |k: usize, n: usize, loss: f32| {
+        if k == 1 {
+            pb = bar(n as u64, a.json);
+            pb.set_prefix(format!("epoch {}", epoch.get()));
+        }
+        seen += a.batch_size;
+        pb.set_position(k as u64);
+        pb.set_message(format!("loss {loss:.4} {:.1} sentences/s", seen as f64 / t0.elapsed().as_secs_f64()));
+    };
+    let mut on_epoch = |e: &Epoch| {
+        epoch.set(e.epoch + 1);
+        if a.json {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        } else {
+            println!(
+                "Epoch {}: Train Loss: {:.4}, Val Loss: {:.4}, Val Accuracy: {:.4}, Val Macro-F1: {:.4} ({:.1} sentences/s){}",
+                e.epoch,
+                e.train_loss,
+                e.val_loss,
+                e.val_accuracy,
+                e.val_macro_f1,
+                e.sentences_per_sec,
+                if e.saved { ", saved" } else { "" }
+            );
+        }
+    };
+    finetune::finetune(&gpu, &opts, &train, &val, &mut on_step, &mut on_epoch)?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// Open a classifier folder: its labels (id2label) and head (`wgpu_llm_head`, else transformers' pooler).
+fn open_classifier<'g>(gpu: &'g Gpu, dir: &Path, batch: usize) -> Result<Classifier<'g>> {
+    let cfg_path = dir.join("config.json");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| Error::Format {
+            file: cfg_path.display().to_string(),
+            detail: format!("cannot read: {e}"),
+        })?)
+        .map_err(|e| Error::Format { file: cfg_path.display().to_string(), detail: format!("not JSON: {e}") })?;
+    let id2label = cfg["id2label"].as_object().ok_or_else(|| Error::Format {
+        file: cfg_path.display().to_string(),
+        detail: "no id2label: not a sequence classifier".into(),
+    })?;
+    let labels: Vec<String> = (0..id2label.len())
+        .map(|i| id2label.get(&i.to_string()).and_then(|v| v.as_str()).map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Format {
+            file: cfg_path.display().to_string(),
+            detail: format!("id2label {} is not 0..n", cfg["id2label"]),
+        })?;
+    let head = HeadKind::parse(cfg["wgpu_llm_head"].as_str().unwrap_or("pooler"))?;
+    Classifier::open(gpu, dir, head, labels, batch, None, 0)
+}
+
+fn softmax(l: &[f32]) -> Vec<f64> {
+    let m = l.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    let e: Vec<f64> = l.iter().map(|&x| (x as f64 - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
+/// The course's `SentimentAnalyzer.predict`: each text's label, confidence and probabilities by label.
+pub fn predict(
+    clf: &mut Classifier,
+    tok: &crate::tokenizer::Tokenizer,
+    texts: &[String],
+) -> Result<Vec<serde_json::Value>> {
+    let max = clf.cfg.max_pos;
+    let mut out = vec![];
+    for chunk in texts.chunks(clf.batch) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|t| encode(tok, t, max)).collect::<Result<_>>()?;
+        let logits = clf.eval_batch(&seqs, &[])?.logits;
+        for (t, l) in chunk.iter().zip(logits) {
+            let p = softmax(&l);
+            let best = argmax(&l);
+            let probs: serde_json::Map<String, serde_json::Value> =
+                clf.labels.iter().zip(&p).map(|(k, v)| (k.clone(), (*v).into())).collect();
+            out.push(serde_json::json!({"text": t, "label": clf.labels[best], "confidence": p[best], "probabilities": probs, "logits": l}));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run_classify(
+    gpu: &Gpu,
+    model: &Path,
+    texts: &[String],
+    file: Option<&Path>,
+    batch: usize,
+    json: bool,
+) -> Result<()> {
+    let mut texts = texts.to_vec();
+    if let Some(f) = file {
+        let body = std::fs::read_to_string(f).map_err(|e| Error::Other(format!("{}: {e}", f.display())))?;
+        texts.extend(body.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    }
+    check(!texts.is_empty(), "classify needs at least one text (arguments or --file)".into())?;
+    check(batch >= 1, format!("--batch-size {batch}: must be at least 1"))?;
+    let tok = crate::tokenizer::Tokenizer::from_path(model)?;
+    let mut clf = open_classifier(gpu, model, batch)?;
+    for r in predict(&mut clf, &tok, &texts)? {
+        if json {
+            println!("{r}");
+        } else {
+            println!(
+                "{} ({:.3})  {}",
+                r["label"].as_str().unwrap_or(""),
+                r["confidence"].as_f64().unwrap_or(0.0),
+                r["text"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn run_evaluate(
+    gpu: &dyn Fn() -> Result<Gpu>,
+    model: &Path,
+    data: &Path,
+    cols: &DataArgs,
+    batch: usize,
+    json: bool,
+) -> Result<()> {
+    check(batch >= 1, format!("--batch-size {batch}: must be at least 1"))?;
+    let cfg = std::fs::read_to_string(model.join("config.json")).unwrap_or_default();
+    let labels: Option<Vec<String>> = serde_json::from_str::<serde_json::Value>(&cfg).ok().and_then(|c| {
+        let m = c["id2label"].as_object()?.clone();
+        (0..m.len()).map(|i| m.get(&i.to_string()).and_then(|v| v.as_str()).map(str::to_string)).collect()
+    });
+    let (ex, _) = read(data, cols, labels.as_deref())?;
+    let gpu = gpu()?;
+    let tok = crate::tokenizer::Tokenizer::from_path(model)?;
+    let mut clf = open_classifier(&gpu, model, batch)?;
+    let max = clf.cfg.max_pos;
+    let tokenized: Vec<(Vec<u32>, usize)> =
+        ex.iter().map(|e| Ok((encode(&tok, &e.text, max)?, e.label))).collect::<Result<_>>()?;
+    let t0 = std::time::Instant::now();
+    let (loss, rep, _) = finetune::evaluate(&mut clf, &tokenized)?;
+    let sps = ex.len() as f64 / t0.elapsed().as_secs_f64();
+    if json {
+        let mut v = serde_json::to_value(&rep).unwrap_or_default();
+        v["loss"] = loss.into();
+        v["sentences_per_sec"] = sps.into();
+        v["examples"] = ex.len().into();
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{} examples: accuracy {:.4}, macro-F1 {:.4}, loss {loss:.4} ({sps:.1} sentences/s)",
+        ex.len(),
+        rep.accuracy,
+        rep.macro_f1
+    );
+    println!("{:<16} {:>9} {:>9} {:>9} {:>8}", "label", "precision", "recall", "f1", "support");
+    for c in &rep.per_class {
+        println!("{:<16} {:>9.4} {:>9.4} {:>9.4} {:>8}", c.label, c.precision, c.recall, c.f1, c.support);
+    }
+    println!("confusion (rows: true, columns: predicted, in label order): {:?}", rep.confusion);
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The finetuning loop of a sequence classifier (the course's training loop): tokenize and truncate,
+//! shuffle each epoch, batch, step AdamW on a schedule, evaluate on the validation set after each epoch,
+//! keep the best epoch by validation loss.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::classifier::{Classifier, HeadKind, TrainSpec};
+use super::data::{shuffle, Example};
+use super::metrics::{report, Report};
+use super::schedule::{Kind, Schedule};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::session::encoder::Encoder;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub model: PathBuf,
+    pub head: HeadKind,
+    pub labels: Vec<String>,
+    pub epochs: usize,
+    pub lr: f32,
+    pub batch: usize,
+    pub max_length: usize,
+    pub warmup_ratio: f32,
+    pub weight_decay: f32,
+    /// None: the model's `hidden_dropout_prob`.
+    pub dropout: Option<f32>,
+    pub betas: (f32, f32),
+    pub seed: u64,
+    pub out: PathBuf,
+    /// Clip gradients by this global norm.
+    pub grad_clip: Option<f32>,
+}
+
+/// One epoch's figures (the course's line plus validation accuracy and macro-F1).
+#[derive(Clone, Debug, Serialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_macro_f1: f64,
+    pub sentences_per_sec: f64,
+    /// Whether this epoch was the best so far by validation loss (and so was written to OUT).
+    pub saved: bool,
+}
+
+/// Token ids of a text as the model's tokenizer makes them, cut to `max` keeping the final [SEP].
+pub fn encode(tok: &Tokenizer, text: &str, max: usize) -> Result<Vec<u32>> {
+    let mut ids = tok.encode(text, true)?;
+    Encoder::truncate(&mut ids, max);
+    if ids.is_empty() {
+        return Err(Error::Run(format!("{text:?} has no tokens")));
+    }
+    Ok(ids)
+}
+
+/// Loss, predictions and metrics of `clf` on `data` (already tokenized), without dropout.
+pub fn evaluate(clf: &mut Classifier, data: &[(Vec<u32>, usize)]) -> Result<(f64, Report, Vec<Vec<f32>>)> {
+    let (mut loss, mut logits) = (0.0f64, vec![]);
+    for chunk in data.chunks(clf.batch) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|e| e.0.clone()).collect();
+        let labels: Vec<usize> = chunk.iter().map(|e| e.1).collect();
+        let out = clf.eval_batch(&seqs, &labels)?;
+        loss += out.loss as f64 * chunk.len() as f64;
+        logits.extend(out.logits);
+    }
+    let pred: Vec<usize> = logits.iter().map(|l| argmax(l)).collect();
+    let truth: Vec<usize> = data.iter().map(|e| e.1).collect();
+    Ok((loss / data.len().max(1) as f64, report(&clf.labels, &truth, &pred), logits))
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// Finetune and write the best epoch to `opts.out`. `on_step(step in epoch, steps in epoch, loss)` after
+/// every step; `on_epoch` after every epoch.
+pub fn finetune(
+    gpu: &Gpu,
+    opts: &Options,
+    train: &[Example],
+    val: &[Example],
+    on_step: &mut dyn FnMut(usize, usize, f32),
+    on_epoch: &mut dyn FnMut(&Epoch),
+) -> Result<Vec<Epoch>> {
+    let tok = Tokenizer::from_path(&opts.model)?;
+    let tokenize = |ex: &[Example]| -> Result<Vec<(Vec<u32>, usize)>> {
+        ex.iter().map(|e| Ok((encode(&tok, &e.text, opts.max_length)?, e.label))).collect()
+    };
+    let (train, val) = (tokenize(train)?, tokenize(val)?);
+    if train.is_empty() {
+        return Err(Error::Other("no training examples".into()));
+    }
+    let config: serde_json::Value = std::fs::read_to_string(opts.model.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let dropout = opts.dropout.unwrap_or(config["hidden_dropout_prob"].as_f64().unwrap_or(0.1) as f32);
+    let spec = TrainSpec {
+        beta1: opts.betas.0,
+        beta2: opts.betas.1,
+        eps: 1e-8,
+        weight_decay: opts.weight_decay,
+        dropout,
+        seed: opts.seed as u32,
+        max_grad_norm: opts.grad_clip,
+    };
+    let mut clf =
+        Classifier::open(gpu, &opts.model, opts.head, opts.labels.clone(), opts.batch, Some(spec), opts.seed)?;
+    let per_epoch = train.len().div_ceil(opts.batch);
+    let total = per_epoch * opts.epochs;
+    let schedule = Schedule {
+        kind: if opts.warmup_ratio > 0.0 { Kind::Linear } else { Kind::Constant },
+        peak: opts.lr,
+        warmup: (opts.warmup_ratio as f64 * total as f64).ceil() as usize,
+        total,
+        min_lr: 0.0,
+    };
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let (mut step, mut best, mut epochs) = (0u32, f64::INFINITY, vec![]);
+    for epoch in 1..=opts.epochs {
+        shuffle(&mut order, opts.seed.wrapping_add(epoch as u64));
+        let t0 = Instant::now();
+        let mut sum = 0.0f64;
+        for (k, idx) in order.chunks(opts.batch).enumerate() {
+            step += 1;
+            let seqs: Vec<Vec<u32>> = idx.iter().map(|&i| train[i].0.clone()).collect();
+            let labels: Vec<usize> = idx.iter().map(|&i| train[i].1).collect();
+            let loss = clf.train_step(&seqs, &labels, schedule.at(step as usize), step)?;
+            if !loss.is_finite() {
+                return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+            }
+            sum += loss as f64 * idx.len() as f64;
+            on_step(k + 1, per_epoch, loss);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let (val_loss, rep, _) =
+            if val.is_empty() { (f64::NAN, report(&clf.labels, &[], &[]), vec![]) } else { evaluate(&mut clf, &val)? };
+        // The best epoch by validation loss is written (the last one when there is no validation set).
+        let saved = val.is_empty() || val_loss < best;
+        if saved {
+            best = val_loss;
+            clf.save(&opts.out)?;
+        }
+        let e = Epoch {
+            epoch,
+            train_loss: sum / train.len() as f64,
+            val_loss,
+            val_accuracy: rep.accuracy,
+            val_macro_f1: rep.macro_f1,
+            sentences_per_sec: train.len() as f64 / secs,
+            saved,
+        };
+        on_epoch(&e);
+        epochs.push(e);
+    }
+    Ok(epochs)
+}

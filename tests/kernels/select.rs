@@ -1,0 +1,86 @@
+//! The matmul kernel table (`kernels::matmul::select`, `select_glu`) as a table: for each product shape,
+//! dtype and adapter strategy, the entry that serves it and how its operands are bound. No device: the
+//! table reads only `Caps`, so a GPU's choices (texture weights off) are checked on any machine.
+
+use wgpu_llm::graph::{Act, Op};
+use wgpu_llm::kernels::matmul::{self, Kernel};
+use wgpu_llm::kernels::{ArgInfo, BindKind, Caps};
+use wgpu_llm::tensor::DType;
+
+/// A discrete GPU's strategy (storage buffers) and a CPU adapter's (textures), with lavapipe's limits.
+fn caps(texture_weights: bool) -> Caps {
+    Caps { f16: true, int8dot: true, texture_weights, max_texture_rows: 16_384, max_uniform: 65_536, ..Caps::default() }
+}
+
+fn arg(shape: &[usize], dtype: DType) -> ArgInfo {
+    ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] }
+}
+
+use BindKind::*;
+
+#[test]
+fn matmul_table() {
+    let (gpu, cpu) = (caps(false), caps(true));
+    let small_uniform = Caps { max_uniform: 16_384, ..cpu };
+    let forced_tiled = Caps { matmul: Kernel::Tiled, ..cpu };
+    let vec4_kept = Caps { gemv_vec4: true, ..gpu };
+    let (f32_, f16_) = (DType::F32, DType::F16);
+    // (what, caps, tb, a, b, dtype, family, entry, a binding, b binding)
+    type Row<'a> = (&'a str, Caps, bool, &'a [usize], &'a [usize], DType, &'a str, &'a str, BindKind, BindKind);
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        ("GPU decode q_proj",            gpu, true, &[1, 576], &[1536, 576], f32_, "matmul", "gemv_vec4", Read, Read),
+        ("GPU decode output head",       gpu, true, &[1, 576], &[49152, 576], f32_, "matmul", "gemv_rows4", Read, Read),
+        ("GPU head, gemv_vec4 kept",     vec4_kept, true, &[1, 576], &[49152, 576], f32_, "matmul", "gemv_vec4", Read, Read),
+        ("GPU decode, odd k",            gpu, true, &[1, 575], &[36, 575], f32_, "matmul", "gemv", Read, Read),
+        ("GPU prefill",                  gpu, true, &[256, 576], &[1536, 576], f16_, "matmul", "matmul_tiled", Read, Read),
+        ("GPU prefill, odd k",           gpu, true, &[37, 575], &[36, 575], f32_, "matmul", "matmul_tiled_scalar", Read, Read),
+        ("GPU two decode rows",          gpu, true, &[2, 576], &[1536, 576], f32_, "matmul", "matmul_tiled", Read, Read),
+        ("CPU decode f32",               cpu, true, &[1, 576], &[1536, 576], f32_, "matmul_tex_ux", "gemv_tex", Uniform, TextureF32x4),
+        ("CPU decode f16",               cpu, true, &[1, 576], &[1536, 576], f16_, "matmul_tex_ux", "gemv_tex_h8", Uniform, TextureU32x4),
+        ("CPU 8 rows f16",               cpu, true, &[8, 576], &[1536, 576], f16_, "matmul_tex_ux", "gemv_tex_h8", Uniform, TextureU32x4),
+        ("CPU decode f16, k % 8 = 4",    cpu, true, &[1, 572], &[64, 572], f16_, "matmul_tex", "gemv_tex", StagedF16x4, TextureF16x4),
+        ("CPU decode, row over uniform", small_uniform, true, &[8, 576], &[64, 576], f32_, "matmul_tex", "gemv_tex", StagedF32x4, TextureF32x4),
+        ("CPU 9 rows",                   cpu, true, &[9, 576], &[1536, 576], f32_, "matmul_tex", "gemm_tex", StagedF32x4, StagedF32x4),
+        ("CPU prefill f16",              cpu, true, &[256, 576], &[1536, 576], f16_, "matmul_tex", "gemm_tex_h8", StagedU32x4, StagedU32x4),
+        ("CPU batch folded into rows",   cpu, true, &[2, 5, 576], &[64, 576], f32_, "matmul_tex", "gemm_tex", StagedF32x4, StagedF32x4),
+        ("CPU decode, odd k",            cpu, true, &[1, 575], &[36, 575], f32_, "matmul", "gemv", Read, Read),
+        ("CPU x·W (no transpose)",       cpu, false, &[1, 576], &[576, 64], f32_, "matmul", "gemv_vec4", Read, Read),
+        ("CPU batched 3-D weights",      cpu, false, &[2, 16, 8], &[2, 8, 16], f32_, "matmul", "matmul_tiled", Read, Read),
+        ("CPU forced tiled",             forced_tiled, true, &[1, 576], &[1536, 576], f32_, "matmul", "matmul_tiled", Read, Read),
+    ];
+    for &(what, caps, tb, a, b, dtype, family, entry, ka, kb) in table {
+        let op = Op::MatMul { ta: false, tb };
+        let c = matmul::select(&op, &[arg(a, dtype), arg(b, dtype)], dtype, &caps).unwrap();
+        assert_eq!((c.family, c.entry, c.a, c.b), (family, entry, ka, kb), "{what}");
+        // Lowering builds exactly the chosen dispatch.
+        let out = arg(&[1], dtype);
+        let l = matmul::lower(&op, &[arg(a, dtype), arg(b, dtype)], &out, &caps).unwrap();
+        let d = &l.dispatches[0];
+        assert_eq!((d.family, d.entry, d.bindings[0].kind, d.bindings[1].kind), (family, entry, ka, kb), "{what}");
+    }
+}
+
+#[test]
+fn glu_table() {
+    let (gpu, cpu) = (caps(false), caps(true));
+    let glu = |rows: usize, k: usize, dtype: DType, act: Act, caps: &Caps| {
+        let ins = [arg(&[rows, k], dtype), arg(&[1536, k], dtype), arg(&[1536, k], dtype)];
+        matmul::select_glu(act, &ins, dtype, caps).map(|c| (c.entry, c.a, c.b))
+    };
+    assert_eq!(glu(1, 576, DType::F32, Act::Silu, &cpu), Some(("gemv_glu_tex", Uniform, TextureF32x4)));
+    assert_eq!(glu(8, 576, DType::F16, Act::Silu, &cpu), Some(("gemv_glu_tex_h8", Uniform, TextureU32x4)));
+    // Not fused: a GPU, more rows than a GEMV takes, another activation, a forced kernel.
+    assert_eq!(glu(1, 576, DType::F32, Act::Silu, &gpu), None);
+    assert_eq!(glu(9, 576, DType::F32, Act::Silu, &cpu), None);
+    assert_eq!(glu(1, 576, DType::F32, Act::GeluTanh, &cpu), None);
+    assert_eq!(glu(1, 576, DType::F32, Act::Silu, &Caps { matmul: Kernel::Tiled, ..cpu }), None);
+}
+
+#[test]
+fn kernel_names_round_trip() {
+    for k in [Kernel::Auto, Kernel::Tiled, Kernel::Gemv, Kernel::Baseline, Kernel::Texture] {
+        assert_eq!(Kernel::parse(k.name()).unwrap(), k);
+    }
+    assert!(Kernel::parse("fast").unwrap_err().to_string().contains("fast"));
+}

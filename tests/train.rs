@@ -1,0 +1,298 @@
+//! Training against PyTorch: one finetuning step of the tiny BERT classifier (tests/fixtures/tiny-bert-cls)
+//! gives transformers' loss, logits and gradients of every parameter, and one AdamW step its parameters
+//! (fixtures from scripts/make_train_fixtures.py); and the CLI's finetune → evaluate → classify loop.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::gpu;
+use wgpu_llm::exec::Plan;
+use wgpu_llm::graph::Op;
+use wgpu_llm::loader::WeightStore;
+use wgpu_llm::models::{bert, ConfigSource};
+use wgpu_llm::tensor::HostTensor;
+use wgpu_llm::train::classifier::{batch_feeds, step_graph, HeadKind, TrainSpec};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// max |got − want| over max |want| (0 when both are 0).
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64));
+    let worst = got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs()));
+    if scale == 0.0 {
+        worst
+    } else {
+        worst / scale
+    }
+}
+
+fn open(p: &Path) -> WeightStore {
+    wgpu_llm::loader::open(p).unwrap()
+}
+
+/// One step of `head` (with `clip`: gradients clipped by that global norm, compared with the `tag` files).
+fn check_step(head: HeadKind, clip: Option<f32>, tag: &str) {
+    let dir = fixtures().join("tiny-bert-cls");
+    let fx = fixtures().join("tiny-bert-cls-step");
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json")).unwrap()).unwrap();
+    let name = head.name();
+    let store = open(&dir);
+    let cfg = bert::Config::from_source(&ConfigSource::find(&dir, &store).unwrap(), &store).unwrap();
+    let spec = TrainSpec {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        dropout: 0.0,
+        seed: 1,
+        max_grad_norm: clip,
+    };
+    // Four rows for three sequences: the padding row of a last partial batch must change nothing.
+    let (b, t) = (4, 16);
+    let sg = step_graph(&cfg, head, 3, b, t, Some(&spec)).unwrap();
+    let mut outs = vec![sg.loss, sg.logits];
+    outs.extend(&sg.grads);
+    let mut plan = Plan::compile(gpu(), &sg.graph, &outs).unwrap();
+    for node in &sg.graph.nodes {
+        if let Op::Param { name } = &node.op {
+            plan.set(name, &HostTensor::f32(&node.shape, store.to_f32(name).unwrap()).unwrap()).unwrap();
+        }
+    }
+    let seqs: Vec<Vec<u32>> = exp["seqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .collect();
+    let labels: Vec<usize> = exp["labels"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let feeds = batch_feeds(&seqs, &labels, b, t, head).unwrap();
+    let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
+    let got = plan.run(&feeds, &[("lr", 1e-3f32.to_bits()), ("step", 1)]).unwrap();
+
+    let want = &exp["heads"][name];
+    let loss = got[0].to_f32()[0] as f64;
+    assert!((loss - want["loss"].as_f64().unwrap()).abs() < 1e-5, "{name}: loss {loss} vs {}", want["loss"]);
+    let want_logits: Vec<f32> = want["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>())
+        .collect();
+    let logits = got[1].to_f32();
+    assert!(rel_err(&logits[..9], &want_logits) < 1e-4, "{name}: logits {logits:?} vs {want_logits:?}");
+
+    let grads = open(&fx.join(format!("{name}_grads.safetensors")));
+    let after = open(&fx.join(format!("{tag}_after.safetensors")));
+    let mut checked = 0;
+    for (i, (pname, _)) in sg.params.iter().enumerate() {
+        let g = got[2 + i].to_f32();
+        let w = grads.to_f32(pname).unwrap_or_else(|e| panic!("{name}: PyTorch has no gradient of {pname}: {e}"));
+        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if scale < 1e-6 {
+            // A gradient that is zero in exact arithmetic (attention's key bias: softmax ignores a constant
+            // added to a row) is rounding noise in both; Adam's first step turns noise into ±lr, so only
+            // the gradient's smallness is compared.
+            assert!(g.iter().all(|x| x.abs() < 1e-6), "{name}: gradient of {pname} should vanish: {g:?}");
+            continue;
+        }
+        let e = rel_err(&g, &w);
+        assert!(e < 1e-4, "{name}: gradient of {pname} differs from PyTorch's by {e:e} (relative to its largest)");
+        let p = plan.read(pname).unwrap().to_f32();
+        let w = after.to_f32(pname).unwrap();
+        let e = rel_err(&p, &w);
+        assert!(e < 1e-5, "{name}: {pname} after one AdamW step differs from PyTorch's by {e:e}");
+        checked += 1;
+    }
+    assert_eq!(sg.params.len(), grads.len(), "{name}: every parameter PyTorch trained is trained here");
+    assert!(checked + 2 * cfg.n_layers >= grads.len(), "{name}: only the key biases may be skipped");
+}
+
+#[test]
+fn pooler_head_step_equals_pytorch() {
+    check_step(HeadKind::Pooler, None, "pooler");
+}
+
+#[test]
+fn clipped_step_equals_pytorch() {
+    check_step(HeadKind::Pooler, Some(0.05), "pooler_clip");
+}
+
+#[test]
+fn mean_head_step_equals_pytorch() {
+    check_step(HeadKind::Mean, None, "mean");
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-llm")).args(args).output().expect("the binary runs")
+}
+
+/// The tiny classifier with the fixture tokenizer, as a model folder in a fresh temporary folder.
+fn tiny_model(tag: &str) -> (PathBuf, PathBuf) {
+    let tmp = std::env::temp_dir().join(format!("wgpu-llm-finetune-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let model = tmp.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for (dir, f) in [
+        ("tiny-bert-cls", "config.json"),
+        ("tiny-bert-cls", "model.safetensors"),
+        ("tiny-bert-cls-data", "tokenizer.json"),
+        ("tiny-bert-cls-data", "tokenizer_config.json"),
+    ] {
+        std::fs::copy(fixtures().join(dir).join(f), model.join(f)).unwrap();
+    }
+    (tmp, model)
+}
+
+fn data(f: &str) -> String {
+    fixtures().join("tiny-bert-cls-data").join(f).display().to_string()
+}
+
+fn json_lines(o: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// finetune → evaluate → classify through the CLI: the training loss falls, the best epoch by validation
+/// loss is written as a classifier folder, evaluate on the validation set reproduces that epoch's accuracy,
+/// classify gives a label of the folder's id2label with probabilities summing to 1; the same seed repeats
+/// the losses exactly (dropout on).
+#[test]
+fn finetune_evaluate_classify() {
+    let (tmp, model) = tiny_model("loop");
+    let out = tmp.join("out");
+    let (m, o) = (model.display().to_string(), out.display().to_string());
+    let (train, val) = (data("train.tsv"), data("val.tsv"));
+    let args = [
+        "finetune",
+        "-m",
+        &m,
+        "--data",
+        &train,
+        "--val",
+        &val,
+        "--epochs",
+        "5",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "16",
+        "--dropout",
+        "0",
+        "--seed",
+        "1",
+        "-o",
+        &o,
+        "--json",
+    ];
+    let epochs = json_lines(&cli(&args));
+    assert_eq!(epochs.len(), 5);
+    let loss = |e: &serde_json::Value| e["train_loss"].as_f64().unwrap();
+    assert!(loss(&epochs[4]) < 0.85 * loss(&epochs[0]), "the training loss did not fall: {epochs:?}");
+    let best = epochs.iter().rfind(|e| e["saved"].as_bool().unwrap()).unwrap().clone();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(cfg["id2label"]["2"], "positive");
+    assert_eq!(cfg["wgpu_llm_head"], "pooler");
+    assert!(out.join("tokenizer.json").exists() && out.join("model.safetensors").exists());
+
+    let ev = &json_lines(&cli(&["evaluate", "-m", &o, "--data", &val, "--json"]))[0];
+    assert!(
+        (ev["accuracy"].as_f64().unwrap() - best["val_accuracy"].as_f64().unwrap()).abs() < 1e-12,
+        "{ev} vs {best}"
+    );
+    assert!((ev["loss"].as_f64().unwrap() - best["val_loss"].as_f64().unwrap()).abs() < 1e-5, "{ev} vs {best}");
+    assert_eq!(ev["confusion"].as_array().unwrap().len(), 3);
+
+    let cl = json_lines(&cli(&["classify", "-m", &o, "--json", "a good day", "this is bad"]));
+    assert_eq!(cl.len(), 2);
+    for r in &cl {
+        let p: f64 = r["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((p - 1.0).abs() < 1e-9, "{r}");
+        assert!(["negative", "neutral", "positive"].contains(&r["label"].as_str().unwrap()), "{r}");
+    }
+
+    // Same seed, same losses (dropout on: the mask comes from the seed and the step).
+    let twice: Vec<Vec<f64>> = (0..2)
+        .map(|k| {
+            let o = tmp.join(format!("again{k}")).display().to_string();
+            let a = [
+                "finetune",
+                "-m",
+                &m,
+                "--data",
+                &train,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--max-length",
+                "16",
+                "--dropout",
+                "0.1",
+                "--seed",
+                "7",
+                "-o",
+                &o,
+                "--json",
+            ];
+            json_lines(&cli(&a)).iter().map(loss).collect()
+        })
+        .collect();
+    assert_eq!(twice[0], twice[1]);
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// Bad data and arguments are errors naming the file, line and field, before any GPU work, and leave
+/// nothing in OUT.
+#[test]
+fn finetune_bad_input_is_a_clear_error() {
+    let (tmp, model) = tiny_model("bad");
+    let m = model.display().to_string();
+    let write = |name: &str, text: &str| {
+        let p = tmp.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let out = tmp.join("out");
+    let o = out.display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![write("a.tsv", "words\tlabel\nhi\tpositive\n")], "no column \"text\""),
+        (
+            vec![
+                write("b.tsv", "text\tlabel\nhi\tpositive\nho\tangry\n"),
+                "--labels".into(),
+                "negative,neutral,positive".into(),
+            ],
+            "line 3: unknown label \"angry\"",
+        ),
+        (vec![write("c.tsv", "text\tlabel\n")], "has no examples"),
+        (vec![write("d.jsonl", "{\"text\": [1], \"label\": 0}\n")], "line 1: column \"text\" is not text"),
+        (
+            vec![write("e.tsv", "text\tlabel\nhi\tyes\nho\tno\n")],
+            "the checkpoint's classifier has 3 labels, the data 2",
+        ),
+        (vec![data("train.tsv"), "--head".into(), "max".into()], "--head max"),
+        (vec![data("train.tsv"), "--lr".into(), "0".into()], "--lr 0"),
+        (vec![data("train.tsv"), "--betas".into(), "0.9".into()], "--betas"),
+    ];
+    for (extra, want) in cases {
+        let mut args: Vec<String> = ["finetune", "-m", &m, "-o", &o, "--data"].iter().map(|s| s.to_string()).collect();
+        args.extend(extra);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = cli(&a);
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && e.contains(want), "{a:?}: {e}");
+        assert!(!e.contains("panicked"), "{a:?}: {e}");
+        assert!(!out.exists(), "{a:?} left {}", out.display());
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
