@@ -22,6 +22,7 @@ pub mod quant;
 pub mod quantize;
 pub mod reference;
 pub mod sample;
+pub mod serve;
 pub mod session;
 pub mod smooth;
 pub mod tensor;

@@ -8,7 +8,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_llm::serve=info")).init();
     if let Err(e) = wgpu_llm::cli::main() {
         eprintln!("error: {e}");
         std::process::exit(1);

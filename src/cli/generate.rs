@@ -249,7 +249,14 @@ pub fn run_generate(
     Ok(())
 }
 
-pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>, n: usize) -> Result<()> {
+pub fn run_chat(
+    gpu: &Gpu,
+    m: &ModelArgs,
+    sa: &SampleArgs,
+    system: Option<&str>,
+    n: usize,
+    history_turns: Option<usize>,
+) -> Result<()> {
     let mut sampler = sa.sampler()?;
     let (mut s, tok, path) = open(gpu, m)?;
     eprintln!(
@@ -284,6 +291,12 @@ pub fn run_chat(gpu: &Gpu, m: &ModelArgs, sa: &SampleArgs, system: Option<&str>,
             _ => {}
         }
         history.push(("user".into(), line.into()));
+        // --history-turns k: the system prompt, the last k − 1 exchanges and the new message.
+        if let Some(k) = history_turns {
+            while history.len() - base.len() > 2 * k - 1 {
+                history.remove(base.len());
+            }
+        }
         // Re-render the conversation; drop the oldest turns until it fits the context with room to answer.
         let ids = loop {
             let text = tok.apply_chat_template(&history, true)?;

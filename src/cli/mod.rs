@@ -12,6 +12,7 @@ use generate::{ModelArgs, SampleArgs};
 
 use crate::error::{Error, Result};
 use crate::gpu::{list_adapters, Gpu, GpuOptions, Tier};
+use model_path::resolve;
 
 #[derive(Parser)]
 #[command(name = "wgpu-llm", version, about = "A GPU compute-shader Transformer engine on wgpu")]
@@ -92,6 +93,10 @@ enum Cmd {
         system: Option<String>,
         #[arg(short = 'n', long, default_value_t = 512)]
         max_tokens: usize,
+        /// Keep only the last N turns (a turn: your message and the reply; the course keeps 3). A conversation
+        /// longer than the context drops its oldest turns either way.
+        #[arg(long)]
+        history_turns: Option<usize>,
     },
     /// Sentence embeddings (BERT-family models such as all-MiniLM-L6-v2), one per input.
     Embed {
@@ -131,6 +136,44 @@ enum Cmd {
         batch_size: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the models over HTTP: /predict, the OpenAI-style /v1 API (streaming), a chat page at /.
+    Serve {
+        /// The chat model (default smollm2).
+        #[arg(short, long)]
+        model: Option<String>,
+        /// A classifier folder for /predict (from finetune, or a transformers BertForSequenceClassification).
+        #[arg(long)]
+        classifier: Option<std::path::PathBuf>,
+        /// An embedding model for /v1/embeddings (a name such as minilm, or a folder).
+        #[arg(long)]
+        embedder: Option<String>,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (the address is printed on stderr).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Sequences a classifier batch holds.
+        #[arg(long, default_value_t = 8)]
+        max_batch: usize,
+        /// Requests waiting at most (429 beyond).
+        #[arg(long, default_value_t = 64)]
+        max_queue: usize,
+        /// The chat model's context.
+        #[arg(long, default_value_t = 2048)]
+        ctx: usize,
+        /// Seconds a request may take.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Require `Authorization: Bearer KEY` on every endpoint but /health.
+        #[arg(long, env = "WGPU_LLM_API_KEY")]
+        api_key: Option<String>,
+        /// f32 or f16 (default: f16 where the adapter has it).
+        #[arg(long)]
+        dtype: Option<String>,
+        /// The largest request body in bytes (413 beyond).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body: usize,
     },
     /// Token ids of a text.
     Tokenize {
@@ -278,6 +321,42 @@ pub fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Devices { json } => devices(&cli.gpu, json),
         Cmd::Inspect { model, tensors } => inspect(&model_path::resolve(Some(&model))?, tensors),
+        Cmd::Serve {
+            model,
+            classifier,
+            embedder,
+            host,
+            port,
+            max_batch,
+            max_queue,
+            ctx,
+            timeout,
+            api_key,
+            dtype,
+            max_body,
+        } => {
+            if ctx == 0 || max_batch == 0 || timeout == 0 {
+                return Err(Error::Other("--ctx, --max-batch and --timeout must be at least 1".into()));
+            }
+            let load = crate::serve::Load {
+                gpu: cli.gpu.options()?,
+                chat: resolve(model.as_deref())?,
+                ctx,
+                precision: dtype,
+                classifier,
+                embedder: embedder.as_deref().map(|e| resolve(Some(e))).transpose()?,
+                max_batch,
+            };
+            crate::serve::run(crate::serve::Options {
+                load,
+                host,
+                port,
+                max_queue,
+                timeout: std::time::Duration::from_secs(timeout),
+                api_key,
+                max_body,
+            })
+        }
         Cmd::Finetune(args) => train::run_finetune(&|| cli.gpu.open(), &args),
         Cmd::Classify { model, file, json, batch_size, texts } => {
             let gpu = cli.gpu.open()?;
@@ -298,9 +377,12 @@ pub fn main() -> Result<()> {
                 generate::run_generate(&gpu, &model, &sample, &prompt[0], max_tokens, json, top_logprobs, &stop)
             }
         }
-        Cmd::Chat { model, sample, system, max_tokens } => {
+        Cmd::Chat { model, sample, system, max_tokens, history_turns } => {
+            if history_turns == Some(0) {
+                return Err(Error::Other("--history-turns 0: must be at least 1".into()));
+            }
             let gpu = cli.gpu.open()?;
-            generate::run_chat(&gpu, &model, &sample, system.as_deref(), max_tokens)
+            generate::run_chat(&gpu, &model, &sample, system.as_deref(), max_tokens, history_turns)
         }
         Cmd::Prune { model, out, rate, pattern, overwrite, json } => {
             prune::run(model.as_deref(), &out, rate, pattern.as_deref(), overwrite, json)

@@ -6,4 +6,5 @@ pub mod classifier;
 pub mod data;
 pub mod finetune;
 pub mod metrics;
+pub mod predict;
 pub mod schedule;
