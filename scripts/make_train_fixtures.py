@@ -10,7 +10,7 @@ tests/fixtures/tiny-bert-cls-step/:
   {head}_grads.safetensors  the gradient of every parameter after loss.backward() (float32)
   {head}_after.safetensors  every parameter after one torch.optim.AdamW step (lr 1e-3, betas (0.9, 0.999),
                           eps 1e-8, weight decay 0.01 except biases and LayerNorm weights)
-  pooler_clip_after.safetensors  the same pooler step with clip_grad_norm_(params, 0.05) first
+  pooler_clip_after.safetensors  the same pooler step with clip_grad_norm_(params, 1.0) first
 for head = "pooler" (transformers' BertForSequenceClassification: [CLS] → dense + tanh → classifier) and
 "mean" (sentence-transformers' mean pooling over the attention mask → the same classifier).
 Dropout is 0 (train mode otherwise), so the step is deterministic.
@@ -160,13 +160,81 @@ def main():
         "labels": LABELS,
         "adamw": {"lr": LR, "betas": BETAS, "eps": EPS, "weight_decay": WD, "no_decay": ["*.bias", "*LayerNorm*"]},
         "heads": {h: step(h) for h in ["pooler", "mean"]},
-        # The pooler step again with clip_grad_norm_(params, 0.05) before AdamW (the norm is above it).
-        "clip": {"max_grad_norm": 0.05, **step("pooler", clip=0.05, tag="pooler_clip")},
+        # The pooler step again with clip_grad_norm_(params, 1.0) before AdamW (the norm, 2.81, is above it).
+        "clip": {"max_grad_norm": 1.0, **step("pooler", clip=1.0, tag="pooler_clip")},
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                      "transformers": __import__("transformers").__version__},
     }
     (OUT / "expected.json").write_text(json.dumps(exp, indent=1) + "\n")
     make_data()
+    make_lm()
+
+
+
+def make_lm():
+    """tiny-gpt2-train/: a character-level GPT-2 (2 layers, d 32, 4 heads) with seeded initial weights
+    (model.safetensors, config.json), 50 batches of 4 windows of 16 characters (targets shifted by one) and
+    PyTorch's loss at each of 50 AdamW steps over them (lr 1e-3 with 5 warmup steps then cosine to 1e-4,
+    betas (0.9, 0.99), weight decay 0.1 except biases and LayerNorm weights, clip_grad_norm_ 1.0)."""
+    import math
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    d = ROOT / "tests/fixtures/tiny-gpt2-train"
+    d.mkdir(parents=True, exist_ok=True)
+    text = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
+            "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
+            "it was the season of Darkness, it was the spring of hope, it was the winter of despair.\n") * 3
+    chars = sorted(set(text))
+    ids = [chars.index(c) for c in text]
+    torch.manual_seed(11)
+    cfg = GPT2Config(vocab_size=len(chars), n_embd=32, n_layer=2, n_head=4, n_positions=32, n_inner=64,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
+    m = GPT2LMHeadModel(cfg).to(torch.float32)
+    m.save_pretrained(d, safe_serialization=True)
+    g = torch.Generator().manual_seed(5)
+    B, T, STEPS = 4, 16, 50
+    batches = []
+    for _ in range(STEPS):
+        starts = torch.randint(0, len(ids) - T - 1, (B,), generator=g).tolist()
+        batches.append([ids[s: s + T + 1] for s in starts])
+    params = dict(m.named_parameters())
+    nd = lambda n: n.endswith(".bias") or ".ln_" in n or "ln_f" in n
+    opt = torch.optim.AdamW([
+        {"params": [p for n, p in params.items() if not nd(n)], "weight_decay": 0.1},
+        {"params": [p for n, p in params.items() if nd(n)], "weight_decay": 0.0},
+    ], lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
+    warm, peak, floor = 5, 1e-3, 1e-4
+
+    def lr_at(s):  # s: steps taken so far (0-based), as the engine's Schedule
+        if s < warm:
+            return peak * s / warm
+        p = (s - warm) / (STEPS - warm)
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+    m.train()
+    losses = []
+    for s, b in enumerate(batches):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(s)
+        x = torch.tensor([w[:-1] for w in b])
+        y = torch.tensor([w[1:] for w in b])
+        logits = m(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    (d / "expected.json").write_text(json.dumps({
+        "description": "50 AdamW steps of a char-level GPT-2 in PyTorch from the committed initial weights",
+        "chars": "".join(chars), "batch": B, "seq_len": T, "batches": batches, "losses": losses,
+        "schedule": {"kind": "cosine", "peak": peak, "warmup": warm, "total": STEPS, "min_lr": floor},
+        "adamw": {"betas": [0.9, 0.99], "eps": 1e-8, "weight_decay": 0.1, "grad_clip": 1.0},
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
+    }) + "\n")
+    for f in d.iterdir():
+        if f.name not in ("model.safetensors", "config.json", "expected.json"):
+            f.unlink()
 
 
 if __name__ == "__main__":

@@ -111,6 +111,8 @@ enum Cmd {
     },
     /// Finetune a pretrained encoder (BERT, all-MiniLM-L6-v2) into a sequence classifier.
     Finetune(Box<train::FinetuneArgs>),
+    /// Pretrain a GPT-2 from scratch on text files (character vocabulary).
+    Train(Box<train::PretrainArgs>),
     /// Label texts with a classifier folder (from finetune, or a transformers BertForSequenceClassification).
     Classify {
         #[arg(short, long)]
@@ -357,6 +359,7 @@ pub fn main() -> Result<()> {
                 max_body,
             })
         }
+        Cmd::Train(args) => train::run_pretrain(&|| cli.gpu.open(), &args),
         Cmd::Finetune(args) => train::run_finetune(&|| cli.gpu.open(), &args),
         Cmd::Classify { model, file, json, batch_size, texts } => {
             let gpu = cli.gpu.open()?;

@@ -276,3 +276,137 @@ pub fn run_evaluate(
     println!("confusion (rows: true, columns: predicted, in label order): {:?}", rep.confusion);
     Ok(())
 }
+
+#[derive(Args, Clone, Debug)]
+pub struct PretrainArgs {
+    /// A transformers GPT2Config config.json (n_embd, n_layer, n_head, n_positions, n_inner, …).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Text files, concatenated; the last 10% of the tokens are the validation split.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// char: a character vocabulary built from the data (the one tokenizer built so far).
+    #[arg(long, default_value = "char")]
+    pub tokenizer: String,
+    #[arg(short, long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 12)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// constant, linear (warmup, then linear decay to 0) or cosine (warmup, then cosine to --min-lr).
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f32,
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f32,
+    #[arg(long, value_delimiter = ',', default_value = "0.9,0.99")]
+    pub betas: Vec<f32>,
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// Hidden dropout (default: the config's resid_pdrop, else 0).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    #[arg(long, default_value_t = 250)]
+    pub eval_every: usize,
+    #[arg(long, default_value_t = 20)]
+    pub eval_batches: usize,
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// One JSON object per evaluation on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<()> {
+    use crate::train::lm;
+    use crate::train::schedule::{Kind, Schedule};
+    if a.tokenizer != "char" {
+        return Err(Error::Unsupported {
+            op: "train".into(),
+            detail: format!(
+                "--tokenizer {}: only char is built so far (bpe:N and a model's tokenizer are not)",
+                a.tokenizer
+            ),
+        });
+    }
+    check(
+        a.steps >= 1 && a.batch_size >= 1 && a.seq_len >= 1,
+        "--steps, --batch-size and --seq-len must be at least 1".into(),
+    )?;
+    check(a.lr.is_finite() && a.lr > 0.0, format!("--lr {}: must be > 0", a.lr))?;
+    check(
+        a.betas.len() == 2 && a.betas.iter().all(|b| (0.0..1.0).contains(b)),
+        format!("--betas {:?}: two numbers in [0, 1)", a.betas),
+    )?;
+    check(a.grad_clip.is_none_or(|c| c > 0.0), format!("--grad-clip {:?}: must be > 0", a.grad_clip))?;
+    check(a.dropout.is_none_or(|p| (0.0..1.0).contains(&p)), format!("--dropout {:?}: must be in [0, 1)", a.dropout))?;
+    let kind = Kind::parse(&a.schedule)?;
+    let mut text = String::new();
+    for p in &a.data {
+        let t = std::fs::read_to_string(p).map_err(|e| Error::Format {
+            file: p.display().to_string(),
+            detail: format!("cannot read as UTF-8 text: {e}"),
+        })?;
+        text.push_str(&t);
+    }
+    check(!text.is_empty(), "the --data files are empty".into())?;
+    let opts = lm::Options {
+        config: a.config.clone(),
+        data: a.data.clone(),
+        out: a.out.clone(),
+        steps: a.steps,
+        batch: a.batch_size,
+        seq_len: a.seq_len,
+        schedule: Schedule { kind, peak: a.lr, warmup: a.warmup, total: a.steps, min_lr: a.min_lr },
+        weight_decay: a.weight_decay,
+        betas: (a.betas[0], a.betas[1]),
+        grad_clip: a.grad_clip,
+        dropout: a.dropout,
+        eval_every: a.eval_every,
+        eval_batches: a.eval_batches,
+        seed: a.seed,
+    };
+    // The config is checked before the GPU opens.
+    let cfg_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a.config).map_err(|e| Error::Format {
+            file: a.config.display().to_string(),
+            detail: format!("cannot read: {e}"),
+        })?)
+        .map_err(|e| Error::Format { file: a.config.display().to_string(), detail: format!("not JSON: {e}") })?;
+    lm::config_from_json(&a.config, &cfg_json, 1)?;
+    let gpu = gpu()?;
+    let pb = bar(a.steps as u64, a.json);
+    let t0 = std::time::Instant::now();
+    let mut on_step = |step: usize, loss: f32| {
+        pb.set_position(step as u64);
+        pb.set_message(format!(
+            "loss {loss:.4} {:.0} tokens/s",
+            (step * a.batch_size * a.seq_len) as f64 / t0.elapsed().as_secs_f64()
+        ));
+    };
+    let mut on_eval = |p: &lm::EvalPoint| {
+        // Above the progress bar while it shows (suspend), straight to stdout otherwise.
+        pb.suspend(|| {
+            if a.json {
+                println!("{}", serde_json::to_string(p).unwrap_or_default());
+            } else {
+                println!(
+                    "step {}: train loss {:.4}, val loss {:.4}, lr {:.1e}, {:.0} tokens/s",
+                    p.step, p.train_loss, p.val_loss, p.lr, p.tokens_per_sec
+                );
+            }
+        });
+    };
+    lm::train(&gpu, &opts, &text, &mut on_step, &mut on_eval)?;
+    pb.finish_and_clear();
+    eprintln!("wrote {} (model, tokenizer, train_log.jsonl, loss.svg)", a.out.display());
+    Ok(())
+}

@@ -128,3 +128,104 @@ pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]
     }
     super::load_checked(store, name, shape)
 }
+
+/// The training graph of a whole sequence (no KV cache): inputs `ids` and `pos_ids` [B, T] (u32); returns
+/// the logits [B·T, V] of every position. Full causal self-attention; hidden dropout (after the embeddings
+/// and after each block's attention and MLP projections, as transformers' `resid_pdrop`/`embd_pdrop`) when
+/// `dropout` is given. Parameter names and layouts are the inference graph's (q, k and v apart).
+pub fn build_train(
+    g: &mut GraphBuilder,
+    cfg: &Config,
+    b: usize,
+    t: usize,
+    dropout: Option<super::bert::Dropout>,
+) -> Result<ValueId> {
+    use crate::graph::{AttnSpec, Scalar};
+    if t > cfg.max_pos {
+        return Err(Error::Run(format!("sequences of {t} tokens exceed the model's {} positions", cfg.max_pos)));
+    }
+    let dt = DType::F32;
+    let (c, p) = (cfg.hidden, cfg.prefix.as_str());
+    let hd = c / cfg.n_head;
+    let mut k = 0u32;
+    let mut drop = |g: &mut GraphBuilder, x: ValueId| match dropout {
+        Some(d) => d.apply(g, x, &mut k),
+        None => Ok(x),
+    };
+    let ids = g.input("ids", &[b, t], DType::U32)?;
+    let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
+    let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
+    let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
+    let x = g.op(Op::Embedding, &[wte, ids])?;
+    let xp = g.op(Op::Embedding, &[wpe, pos_ids])?;
+    let x = g.add(x, xp)?;
+    let mut x = drop(g, x)?;
+    let spec = AttnSpec {
+        causal: true,
+        scale: 1.0 / (hd as f32).sqrt(),
+        mask: false,
+        q_offset: Scalar::Const(0),
+        kv_len: Scalar::Const(t as u32),
+    };
+    for l in 0..cfg.n_layers {
+        let lp = format!("{p}h.{l}");
+        let h = layernorm(g, &format!("{lp}.ln_1"), x, c, cfg.eps, dt)?;
+        let q = conv1d(g, &format!("{lp}.attn.q"), h, c, c, dt)?;
+        let kk = conv1d(g, &format!("{lp}.attn.k"), h, c, c, dt)?;
+        let v = conv1d(g, &format!("{lp}.attn.v"), h, c, c, dt)?;
+        let heads = [q, kk, v].map(|y| super::split_heads(g, y, cfg.n_head, hd));
+        let [q, kk, v] = heads;
+        let a = g.op(Op::Attention(spec.clone()), &[q?, kk?, v?])?;
+        let a = super::merge_heads(g, a)?;
+        let a = conv1d(g, &format!("{lp}.attn.c_proj"), a, c, c, dt)?;
+        let a = drop(g, a)?;
+        x = g.add(x, a)?;
+        let h = layernorm(g, &format!("{lp}.ln_2"), x, c, cfg.eps, dt)?;
+        let m = conv1d(g, &format!("{lp}.mlp.c_fc"), h, c, cfg.inner, dt)?;
+        let m = g.act(m, Act::GeluTanh)?;
+        let m = conv1d(g, &format!("{lp}.mlp.c_proj"), m, cfg.inner, c, dt)?;
+        let m = drop(g, m)?;
+        x = g.add(x, m)?;
+    }
+    let x = layernorm(g, &format!("{p}ln_f"), x, c, cfg.eps, dt)?;
+    let x = g.reshape(x, &[b * t, c])?;
+    g.linear(x, wte, None)
+}
+
+/// A named tensor: (name, shape, values).
+pub type Named = (String, Vec<usize>, Vec<f32>);
+
+/// Every parameter of the graph in the checkpoint's layout: q, k and v fused back into c_attn ([C, 3C]
+/// weight, [3C] bias), the rest as they are; `get` reads a parameter by its graph name.
+pub fn checkpoint_tensors(
+    cfg: &Config,
+    graph: &crate::graph::Graph,
+    get: &dyn Fn(&str) -> Result<Vec<f32>>,
+) -> Result<Vec<Named>> {
+    let c = cfg.hidden;
+    let mut out = vec![];
+    for node in &graph.nodes {
+        let Op::Param { name } = &node.op else { continue };
+        if name.contains(".attn.k.") || name.contains(".attn.v.") {
+            continue;
+        }
+        let fused = name
+            .strip_suffix(".attn.q.weight")
+            .map(|s| (s, "weight"))
+            .or_else(|| name.strip_suffix(".attn.q.bias").map(|s| (s, "bias")));
+        let Some((stem, part)) = fused else {
+            out.push((name.clone(), node.shape.clone(), get(name)?));
+            continue;
+        };
+        let parts: Vec<Vec<f32>> =
+            ["q", "k", "v"].iter().map(|x| get(&format!("{stem}.attn.{x}.{part}"))).collect::<Result<_>>()?;
+        let data: Vec<f32> = if part == "weight" {
+            (0..c).flat_map(|r| parts.iter().flat_map(move |w| w[r * c..(r + 1) * c].to_vec())).collect()
+        } else {
+            parts.concat()
+        };
+        let shape = if part == "weight" { vec![c, 3 * c] } else { vec![3 * c] };
+        out.push((format!("{stem}.attn.c_attn.{part}"), shape, data));
+    }
+    Ok(out)
+}

@@ -430,19 +430,12 @@ impl<'g> Classifier<'g> {
     }
 }
 
-/// n draws of normal(0, std) from a seeded generator (SplitMix64 + Box–Muller).
+/// n draws of normal(0, std) from a seeded generator (Box–Muller over `SplitMix`).
 pub fn normal(n: usize, std: f32, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    let mut uniform = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = super::SplitMix(seed);
     (0..n)
         .map(|_| {
-            let (u1, u2) = (uniform().max(1e-300), uniform());
+            let (u1, u2) = (rng.uniform().max(1e-300), rng.uniform());
             ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32 * std
         })
         .collect()

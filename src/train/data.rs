@@ -141,18 +141,11 @@ pub fn split(examples: Vec<Example>, fraction: f64, seed: u64) -> Result<(Vec<Ex
     Ok((ex, val))
 }
 
-/// A seeded Fisher–Yates shuffle (SplitMix64), the same on every platform.
+/// A seeded Fisher–Yates shuffle, the same on every platform.
 pub fn shuffle<T>(v: &mut [T], seed: u64) {
-    let mut s = seed;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = super::SplitMix(seed);
     for i in (1..v.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
 }

@@ -1,0 +1,403 @@
+//! Pretraining a GPT-2 from scratch on a text corpus (the course's pretraining loop): a character or
+//! existing tokenizer, random windows of the training 90% as batches (targets shifted by one), AdamW on a
+//! schedule with optional clipping, evaluation on the last 10% every few steps, and a transformers
+//! `GPT2LMHeadModel` folder (tied head, fused c_attn) with the tokenizer, `train_log.jsonl` and `loss.svg`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::classifier::normal;
+use super::schedule::Schedule;
+use super::SplitMix;
+use crate::autodiff::backward;
+use crate::error::{Error, Result};
+use crate::exec::{Plan, SharedLeaves};
+use crate::gpu::Gpu;
+use crate::graph::{AdamWSpec, Graph, GraphBuilder, Op, Scalar, ValueId};
+use crate::models::{bert, gpt2, ConfigSource};
+use crate::tensor::{DType, HostTensor};
+
+/// config.json fields a GPT-2 pretraining config may hold (`GPT2Config`'s); any other is an error.
+const GPT2_FIELDS: &[&str] = &[
+    "model_type",
+    "architectures",
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_positions",
+    "n_ctx",
+    "n_inner",
+    "vocab_size",
+    "layer_norm_epsilon",
+    "activation_function",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "initializer_range",
+    "tie_word_embeddings",
+    "bos_token_id",
+    "eos_token_id",
+    "summary_type",
+    "summary_use_proj",
+    "summary_activation",
+    "summary_proj_to_labels",
+    "summary_first_dropout",
+    "scale_attn_weights",
+    "use_cache",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+];
+
+/// The model a config describes, with `vocab` from the tokenizer.
+pub fn config_from_json(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<gpt2::Config> {
+    let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
+    let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+    if let Some(t) = obj.get("model_type").and_then(|t| t.as_str()).filter(|t| *t != "gpt2") {
+        return Err(bad(format!("model_type {t:?}: train builds GPT-2 models (model_type \"gpt2\")")));
+    }
+    if let Some(k) = obj.keys().find(|k| !GPT2_FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!("unknown field {k:?} (a GPT2Config has {GPT2_FIELDS:?})")));
+    }
+    if let Some(a) = obj.get("activation_function").and_then(|a| a.as_str()).filter(|a| *a != "gelu_new") {
+        return Err(bad(format!("activation_function {a:?}: only gelu_new (GPT-2's) is built")));
+    }
+    let src = ConfigSource::Json(v.clone());
+    let hidden = src.size("n_embd", "")?.unwrap_or(768);
+    let n_head = src.size("n_head", "")?.unwrap_or(12);
+    src.check_divides(hidden, n_head, "n_embd / n_head").map_err(|e| bad(e.to_string()))?;
+    Ok(gpt2::Config {
+        hidden,
+        n_layers: src.size("n_layer", "")?.unwrap_or(12),
+        n_head,
+        inner: src.size("n_inner", "")?.unwrap_or(4 * hidden),
+        vocab,
+        max_pos: src.size("n_positions", "")?.unwrap_or(1024),
+        eps: src.num("layer_norm_epsilon", "").unwrap_or(1e-5) as f32,
+        prefix: "transformer.".into(),
+    })
+}
+
+/// A character vocabulary: every distinct character of the text, in code point order.
+#[derive(Clone, Debug)]
+pub struct CharVocab {
+    pub chars: Vec<char>,
+}
+
+impl CharVocab {
+    pub fn build(text: &str) -> CharVocab {
+        let mut chars: Vec<char> = text.chars().collect();
+        chars.sort_unstable();
+        chars.dedup();
+        CharVocab { chars }
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        text.chars()
+            .map(|c| {
+                self.chars
+                    .binary_search(&c)
+                    .map(|i| i as u32)
+                    .map_err(|_| Error::Other(format!("{c:?} is not in the vocabulary")))
+            })
+            .collect()
+    }
+
+    /// tokenizer.json for transformers' `PreTrainedTokenizerFast` (and this engine): a BPE model with one
+    /// token per character and no merges, no pre-tokenizer, and a decoder that joins tokens as they are.
+    pub fn tokenizer_json(&self) -> serde_json::Value {
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            self.chars.iter().enumerate().map(|(i, c)| (c.to_string(), i.into())).collect();
+        serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [],
+            "normalizer": null,
+            "pre_tokenizer": null,
+            "post_processor": null,
+            "decoder": {"type": "Fuse"},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": []}
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    pub data: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub steps: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub schedule: Schedule,
+    pub weight_decay: f32,
+    pub betas: (f32, f32),
+    pub grad_clip: Option<f32>,
+    pub dropout: Option<f32>,
+    pub eval_every: usize,
+    pub eval_batches: usize,
+    pub seed: u64,
+}
+
+/// One evaluation's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalPoint {
+    pub step: usize,
+    /// Mean loss of the training steps since the last evaluation.
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub lr: f32,
+    pub tokens_per_sec: f64,
+}
+
+/// The step graph: `ids`, `pos_ids` [B, T] and `targets` [B·T] i32 → the mean cross-entropy; with `train`,
+/// backward and AdamW (lr and step at run time; no decay on biases and LayerNorm weights).
+pub struct LmGraph {
+    pub graph: Graph,
+    pub loss: ValueId,
+    pub params: Vec<(String, ValueId)>,
+    pub grads: Vec<ValueId>,
+}
+
+pub fn lm_graph(cfg: &gpt2::Config, b: usize, t: usize, train: Option<(&Options, f32)>) -> Result<LmGraph> {
+    let mut g = GraphBuilder::new();
+    let dropout = train.and_then(|(o, p)| (p > 0.0).then_some(bert::Dropout { p, seed: o.seed as u32 }));
+    let logits = gpt2::build_train(&mut g, cfg, b, t, dropout)?;
+    let targets = g.input("targets", &[b * t], DType::I32)?;
+    let loss = g.cross_entropy(logits, targets)?;
+    let (mut params, mut grads) = (vec![], vec![]);
+    if let Some((o, _)) = train {
+        let ids = g.graph.params();
+        grads = backward(&mut g, loss, &ids)?;
+        let norm2 = match o.grad_clip {
+            Some(_) => Some(super::classifier::global_norm2(&mut g, &grads)?),
+            None => None,
+        };
+        for (&p, &gr) in ids.iter().zip(&grads) {
+            let name = crate::graph::leaf_name(&g.graph.node(p).op).unwrap_or_default().to_string();
+            let spec = AdamWSpec {
+                lr: 0.0,
+                lr_var: Some("lr".into()),
+                max_grad_norm: o.grad_clip,
+                beta1: o.betas.0,
+                beta2: o.betas.1,
+                eps: 1e-8,
+                weight_decay: if name.ends_with(".bias") || name.contains("ln_") { 0.0 } else { o.weight_decay },
+                step: Scalar::var("step"),
+            };
+            crate::optim::adamw(&mut g, &[p], &[gr], &spec, norm2)?;
+            params.push((name, p));
+        }
+    }
+    Ok(LmGraph { graph: g.finish(), loss, params, grads })
+}
+
+/// transformers' GPT-2 initialisation: normal(0, 0.02) weights and embeddings, the residual projections
+/// (`c_proj`) scaled by 1/√(2·layers), zero biases, unit LayerNorm weights; seeded per parameter name.
+pub fn init_param(cfg: &gpt2::Config, name: &str, shape: &[usize], seed: u64) -> Result<HostTensor> {
+    let n: usize = shape.iter().product();
+    if name.ends_with(".bias") {
+        return HostTensor::f32(shape, vec![0.0; n]);
+    }
+    if name.contains("ln_") {
+        return HostTensor::f32(shape, vec![1.0; n]);
+    }
+    let std = if name.ends_with("c_proj.weight") { 0.02 / (2.0 * cfg.n_layers as f32).sqrt() } else { 0.02 };
+    let salt = name.bytes().fold(seed, |h, c| h.wrapping_mul(31).wrapping_add(c as u64));
+    HostTensor::f32(shape, normal(n, std, salt))
+}
+
+/// A batch of `b` random windows of `t + 1` tokens: the inputs (ids, positions) and the shifted targets.
+pub fn batch(tokens: &[u32], b: usize, t: usize, rng: &mut SplitMix) -> Vec<(&'static str, HostTensor)> {
+    let (mut ids, mut tgt) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+    let span = (tokens.len() - t) as u64;
+    for _ in 0..b {
+        let s = (rng.next_u64() % span) as usize;
+        ids.extend_from_slice(&tokens[s..s + t]);
+        tgt.extend(tokens[s + 1..s + t + 1].iter().map(|&x| x as i32));
+    }
+    let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    vec![
+        ("ids", HostTensor::u32(&[b, t], ids).expect("sized")),
+        ("pos_ids", HostTensor::u32(&[b, t], pos).expect("sized")),
+        ("targets", HostTensor::i32(&[b * t], tgt).expect("sized")),
+    ]
+}
+
+fn feeds<'a>(f: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {
+    f.iter().map(|(n, t)| (*n, t)).collect()
+}
+
+/// Train and write the model; `on_step(step, loss)` after each step, `on_eval` after each evaluation.
+pub fn train(
+    gpu: &Gpu,
+    opts: &Options,
+    text: &str,
+    on_step: &mut dyn FnMut(usize, f32),
+    on_eval: &mut dyn FnMut(&EvalPoint),
+) -> Result<Vec<EvalPoint>> {
+    let cfg_text = std::fs::read_to_string(&opts.config)
+        .map_err(|e| Error::Format { file: opts.config.display().to_string(), detail: format!("cannot read: {e}") })?;
+    let cfg_json: serde_json::Value = serde_json::from_str(&cfg_text)
+        .map_err(|e| Error::Format { file: opts.config.display().to_string(), detail: format!("not JSON: {e}") })?;
+    let vocab = CharVocab::build(text);
+    let cfg = config_from_json(&opts.config, &cfg_json, vocab.chars.len())?;
+    if opts.seq_len > cfg.max_pos {
+        return Err(Error::Other(format!("--seq-len {} exceeds n_positions {}", opts.seq_len, cfg.max_pos)));
+    }
+    let tokens = vocab.encode(text)?;
+    let n_val = tokens.len() / 10;
+    let (train_tok, val_tok) = tokens.split_at(tokens.len() - n_val);
+    let need = opts.seq_len + 2;
+    if train_tok.len() < need || val_tok.len() < need {
+        return Err(Error::Other(format!(
+            "the data has {} tokens: its last 10% (validation) and the rest must each hold more than --seq-len {} + 1",
+            tokens.len(),
+            opts.seq_len
+        )));
+    }
+    let dropout = opts.dropout.unwrap_or(cfg_json["resid_pdrop"].as_f64().unwrap_or(0.0) as f32);
+    let (b, t) = (opts.batch, opts.seq_len);
+    let shared = SharedLeaves::new();
+    let step_graph = lm_graph(&cfg, b, t, Some((opts, dropout)))?;
+    let mut step_plan = Plan::compile_shared(gpu, &step_graph.graph, &[step_graph.loss], Some(&shared))?;
+    for node in &step_graph.graph.nodes {
+        if let Op::Param { name } = &node.op {
+            step_plan.set(name, &init_param(&cfg, name, &node.shape, opts.seed)?)?;
+        }
+    }
+    let eval_graph = lm_graph(&cfg, b, t, None)?;
+    let mut eval_plan = Plan::compile_shared(gpu, &eval_graph.graph, &[eval_graph.loss], Some(&shared))?;
+    let mut rng = SplitMix(opts.seed);
+    let (mut points, mut since, mut since_n) = (vec![], 0.0f64, 0usize);
+    let mut t0 = Instant::now();
+    let mut tokens_since = 0usize;
+    let evaluate = |plan: &mut Plan| -> Result<f64> {
+        // The same validation windows at every evaluation.
+        let mut r = SplitMix(opts.seed ^ 0x005E_ED0F_7E57);
+        let mut sum = 0.0;
+        for _ in 0..opts.eval_batches.max(1) {
+            let f = batch(val_tok, b, t, &mut r);
+            sum += plan.run(&feeds(&f), &[])?[0].to_f32()[0] as f64;
+        }
+        Ok(sum / opts.eval_batches.max(1) as f64)
+    };
+    for step in 1..=opts.steps {
+        let lr = opts.schedule.at(step);
+        let f = batch(train_tok, b, t, &mut rng);
+        let loss = step_plan.run(&feeds(&f), &[("lr", lr.to_bits()), ("step", step as u32)])?[0].to_f32()[0];
+        if !loss.is_finite() {
+            return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+        }
+        since += loss as f64;
+        since_n += 1;
+        tokens_since += b * t;
+        on_step(step, loss);
+        if step % opts.eval_every.max(1) == 0 || step == opts.steps {
+            let secs = t0.elapsed().as_secs_f64();
+            let p = EvalPoint {
+                step,
+                train_loss: since / since_n as f64,
+                val_loss: evaluate(&mut eval_plan)?,
+                lr,
+                tokens_per_sec: tokens_since as f64 / secs,
+            };
+            on_eval(&p);
+            points.push(p);
+            (since, since_n, tokens_since) = (0.0, 0, 0);
+            t0 = Instant::now();
+        }
+    }
+    save(opts, &cfg, &cfg_json, &vocab, &step_graph.graph, &step_plan, &points)?;
+    Ok(points)
+}
+
+fn save(
+    opts: &Options,
+    cfg: &gpt2::Config,
+    cfg_json: &serde_json::Value,
+    vocab: &CharVocab,
+    graph: &Graph,
+    plan: &Plan,
+    points: &[EvalPoint],
+) -> Result<()> {
+    let io = |p: &Path, e: std::io::Error| Error::Format {
+        file: p.display().to_string(),
+        detail: format!("cannot write: {e}"),
+    };
+    // The tokenizer goes in through a staging folder (write_model_folder copies a source's tokenizer files).
+    let staging = std::env::temp_dir().join(format!("wgpu-llm-train-tok-{}", std::process::id()));
+    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    let tj = staging.join("tokenizer.json");
+    std::fs::write(&tj, vocab.tokenizer_json().to_string()).map_err(|e| io(&tj, e))?;
+    let tc = staging.join("tokenizer_config.json");
+    std::fs::write(&tc, r#"{"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1024}"#)
+        .map_err(|e| io(&tc, e))?;
+    let tensors: Vec<crate::export::ExportTensor> =
+        gpt2::checkpoint_tensors(cfg, graph, &|n| Ok(plan.read(n)?.to_f32()))?
+            .into_iter()
+            .map(|(n, s, d)| crate::export::ExportTensor::f32(&n, &s, d))
+            .collect();
+    let mut config = cfg_json.clone();
+    config["model_type"] = "gpt2".into();
+    config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    config["vocab_size"] = cfg.vocab.into();
+    config["n_embd"] = cfg.hidden.into();
+    config["n_layer"] = cfg.n_layers.into();
+    config["n_head"] = cfg.n_head.into();
+    config["n_positions"] = cfg.max_pos.into();
+    config["n_inner"] = cfg.inner.into();
+    config["layer_norm_epsilon"] = (cfg.eps as f64).into();
+    config["activation_function"] = "gelu_new".into();
+    config["tie_word_embeddings"] = true.into();
+    // A character vocabulary has no special tokens (GPT2Config's defaults name id 50256).
+    config["bos_token_id"] = serde_json::Value::Null;
+    config["eos_token_id"] = serde_json::Value::Null;
+    let r = crate::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
+    let _ = std::fs::remove_dir_all(&staging);
+    r?;
+    let log = opts.out.join("train_log.jsonl");
+    let lines: Vec<String> = points.iter().map(|p| serde_json::to_string(p).unwrap_or_default()).collect();
+    std::fs::write(&log, lines.join("\n") + "\n").map_err(|e| io(&log, e))?;
+    plot(&opts.out.join("loss.svg"), points)
+}
+
+/// loss.svg: train and validation loss against steps (plotters' SVG backend).
+pub fn plot(path: &Path, points: &[EvalPoint]) -> Result<()> {
+    use plotters::prelude::*;
+    let err = |e: String| Error::Format { file: path.display().to_string(), detail: format!("cannot plot: {e}") };
+    let max_step = points.last().map_or(1, |p| p.step) as f64;
+    let (lo, hi) = points
+        .iter()
+        .flat_map(|p| [p.train_loss, p.val_loss])
+        .fold((f64::INFINITY, 0f64), |(a, b), x| (a.min(x), b.max(x)));
+    let (lo, hi) = if lo.is_finite() { (lo * 0.95, hi * 1.05) } else { (0.0, 1.0) };
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("loss", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..max_step, lo..hi)
+        .map_err(|e| err(e.to_string()))?;
+    chart.configure_mesh().x_desc("step").y_desc("cross-entropy").draw().map_err(|e| err(e.to_string()))?;
+    let line = |f: fn(&EvalPoint) -> f64| points.iter().map(move |p| (p.step as f64, f(p)));
+    chart
+        .draw_series(LineSeries::new(line(|p| p.train_loss), &BLUE))
+        .map_err(|e| err(e.to_string()))?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(line(|p| p.val_loss), &RED))
+        .map_err(|e| err(e.to_string()))?
+        .label("validation")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    chart.configure_series_labels().border_style(BLACK).draw().map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))
+}
