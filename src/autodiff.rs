@@ -115,15 +115,18 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
             (1, b.op(Op::NormGradGamma { eps: *eps, rms: true }, &[ins[0], dy])?),
         ],
         Op::Softmax { .. } => vec![(0, b.op(Op::SoftmaxBackward, &[y, dy])?)],
-        Op::Attention(spec) => {
-            let mut args = ins.to_vec();
-            args.push(dy);
-            vec![
-                (0, b.op(Op::AttentionGradQ(spec.clone()), &args)?),
-                (1, b.op(Op::AttentionGradK(spec.clone()), &args)?),
-                (2, b.op(Op::AttentionGradV(spec.clone()), &args)?),
-            ]
-        }
+        Op::Attention(spec) => match attention_by_matmuls(b, spec, ins, dy)? {
+            Some(rule) => rule,
+            None => {
+                let mut args = ins.to_vec();
+                args.push(dy);
+                vec![
+                    (0, b.op(Op::AttentionGradQ(spec.clone()), &args)?),
+                    (1, b.op(Op::AttentionGradK(spec.clone()), &args)?),
+                    (2, b.op(Op::AttentionGradV(spec.clone()), &args)?),
+                ]
+            }
+        },
         Op::Rope { theta, offset, inverse } => {
             let mut args = vec![dy];
             args.extend(ins.get(1)); // the frequency table, if any: a constant
@@ -144,6 +147,34 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
             })
         }
     })
+}
+
+/// Attention's backward through its probabilities, for a whole sequence (training: no query offset, every
+/// key, as many kv heads as query heads): P = AttentionWeights (the masks applied), dV = Pᵀ·dO,
+/// dS = SoftmaxBackward(P, dO·Vᵀ), dQ = scale·dS·K, dK = scale·dSᵀ·Q. Batched matmuls instead of the fused
+/// per-row kernels: on a CPU adapter the fused kernels' per-lane storage loads made a character GPT's
+/// attention backward 4.6 s of its 6.8 s step (bench train). None where the fused kernels are needed (a
+/// KV-cache offset, runtime lengths, grouped-query heads).
+fn attention_by_matmuls(
+    b: &mut GraphBuilder,
+    spec: &crate::graph::AttnSpec,
+    ins: &[ValueId],
+    dy: ValueId,
+) -> Result<Option<Vec<(usize, ValueId)>>> {
+    use crate::graph::Scalar;
+    let (q, k, v) = (ins[0], ins[1], ins[2]);
+    let (qs, ks) = (b.shape(q).to_vec(), b.shape(k).to_vec());
+    let whole = spec.q_offset == Scalar::Const(0) && spec.kv_len == Scalar::Const(ks[2] as u32);
+    if !whole || qs[1] != ks[1] || qs[2] != ks[2] || b.dtype(q) != crate::tensor::DType::F32 {
+        return Ok(None);
+    }
+    let p = b.op(Op::AttentionWeights(spec.clone()), ins)?;
+    let dv = b.matmul(p, dy, true, false)?;
+    let dp = b.matmul(dy, v, false, true)?;
+    let ds = b.op(Op::SoftmaxBackward, &[p, dp])?;
+    let dq = b.matmul(ds, k, false, false)?;
+    let dk = b.matmul(ds, q, true, false)?;
+    Ok(Some(vec![(0, b.scale(dq, spec.scale)?), (1, b.scale(dk, spec.scale)?), (2, dv)]))
 }
 
 /// c = op(a)·op(b). With b 2-D shared over a's batch, a's batch is flattened into rows so that db sums over

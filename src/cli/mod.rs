@@ -301,6 +301,20 @@ enum BenchCmd {
         #[arg(short = 'n', long, default_value_t = 32)]
         tokens: usize,
     },
+    /// Training throughput: the character GPT and MiniLM finetuning recipes (dispatches, memory, profile).
+    Train {
+        #[arg(long)]
+        json: bool,
+        /// Timed steps per recipe.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// char-gpt, minilm or all.
+        #[arg(long, default_value = "all")]
+        recipe: String,
+        /// MiniLM's padded length.
+        #[arg(long, default_value_t = 64)]
+        len: usize,
+    },
     /// Validate each kernel against the CPU reference, then time it.
     Kernels {
         #[arg(long)]
@@ -457,6 +471,40 @@ pub fn main() -> Result<()> {
                     for (op, us, n) in profile {
                         println!("    {op:<20} {:>9.1} ms {:>5.1}% ({n} dispatches)", us / 1e3, 100.0 * us / total);
                     }
+                }
+            }
+            Ok(())
+        }
+        Cmd::Bench { what: BenchCmd::Train { json, steps, recipe, len } } => {
+            if !["all", "char-gpt", "minilm"].contains(&recipe.as_str()) || steps == 0 || len < 2 {
+                return Err(Error::Other(format!(
+                    "bench train: --recipe {recipe} (all, char-gpt, minilm), --steps ≥ 1, --len ≥ 2"
+                )));
+            }
+            let gpu = cli.gpu.open()?;
+            let mut out = vec![];
+            if recipe != "minilm" {
+                out.push(crate::bench::train::char_gpt(&gpu, steps)?);
+            }
+            if recipe != "char-gpt" {
+                out.push(crate::bench::train::minilm(&gpu, &resolve(Some("minilm"))?, steps, len)?);
+            }
+            for r in &out {
+                if json {
+                    println!("{}", serde_json::to_string(r).unwrap_or_default());
+                    continue;
+                }
+                println!("{} on {}", r.recipe, r.adapter);
+                println!(
+                    "  {:.1} {} | step {:.3} s | {} dispatches/step | GPU memory {:.1} MiB",
+                    r.per_sec,
+                    r.unit,
+                    r.step_secs,
+                    r.dispatches_per_step,
+                    r.gpu_memory_bytes as f64 / 1048576.0
+                );
+                for (op, us, n) in r.profile.iter().take(12) {
+                    println!("    {op:<24} {:>9.1} ms ({n} dispatches)", us / 1e3);
                 }
             }
             Ok(())

@@ -1,0 +1,159 @@
+//! `wgpu-llm bench train`: training throughput on the GPU at hand for the two recipes, with the
+//! dispatches and GPU memory of a step and (for the character GPT) one step's GPU time by op:
+//! - a character-level GPT-2 (vocab 84, 4 pre-LN layers, d 128, 4 heads, MLP 512, tied head), batch
+//!   12 × 64, AdamW: training tokens/s;
+//! - all-MiniLM-L6-v2 with mean pooling + Linear (3 labels), batch 32, AdamW, dropout 0.1: training
+//!   sentences/s at a padded length (64 by default, VADER's longest bucket at --max-length 64).
+//!
+//! Batches are random token ids: throughput does not depend on the text.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::exec::Plan;
+use crate::gpu::Gpu;
+use crate::graph::Op;
+use crate::models::gpt2;
+use crate::train::classifier::{Classifier, HeadKind, TrainSpec};
+use crate::train::lm;
+use crate::train::schedule::{Kind, Schedule};
+use crate::train::SplitMix;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainBench {
+    pub recipe: String,
+    pub adapter: String,
+    pub steps: usize,
+    /// Median wall time of one step (submit to loss read back), seconds.
+    pub step_secs: f64,
+    /// Training tokens/s (the GPT) or sentences/s (MiniLM).
+    pub per_sec: f64,
+    pub unit: &'static str,
+    pub dispatches_per_step: usize,
+    pub gpu_memory_bytes: u64,
+    /// One step's GPU time by op: (op, µs, dispatches), largest first (the GPT only).
+    pub profile: Vec<(String, f64, usize)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// The character GPT recipe for `steps` timed steps (after two warm-up steps).
+pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
+    let cfg = gpt2::Config {
+        hidden: 128,
+        n_layers: 4,
+        n_head: 4,
+        inner: 512,
+        vocab: 84,
+        max_pos: 64,
+        eps: 1e-5,
+        prefix: "transformer.".into(),
+    };
+    let (b, t) = (12, 64);
+    let opts = lm::Options {
+        config: Default::default(),
+        data: vec![],
+        out: Default::default(),
+        steps,
+        batch: b,
+        seq_len: t,
+        schedule: Schedule { kind: Kind::Constant, peak: 1e-3, warmup: 0, total: steps, min_lr: 0.0 },
+        weight_decay: 0.1,
+        betas: (0.9, 0.99),
+        grad_clip: None,
+        dropout: None,
+        eval_every: usize::MAX,
+        eval_batches: 0,
+        seed: 1,
+    };
+    let g = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)))?;
+    let mut plan = Plan::compile(gpu, &g.graph, &[g.loss])?;
+    for node in &g.graph.nodes {
+        if let Op::Param { name } = &node.op {
+            plan.set(name, &lm::init_param(&cfg, name, &node.shape, 1)?)?;
+        }
+    }
+    let mut rng = SplitMix(7);
+    let tokens: Vec<u32> = (0..100_000).map(|_| (rng.next_u64() % 84) as u32).collect();
+    let mut times = vec![];
+    for step in 1..=steps + 2 {
+        let f = lm::batch(&tokens, b, t, &mut rng);
+        let feeds: Vec<(&str, &crate::tensor::HostTensor)> = f.iter().map(|(n, v)| (*n, v)).collect();
+        let t0 = Instant::now();
+        plan.run(&feeds, &[("lr", 1e-3f32.to_bits()), ("step", step as u32)])?;
+        if step > 2 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let f = lm::batch(&tokens, b, t, &mut rng);
+    let feeds: Vec<(&str, &crate::tensor::HostTensor)> = f.iter().map(|(n, v)| (*n, v)).collect();
+    let timings = plan.profile(&feeds, &[("lr", 1e-3f32.to_bits()), ("step", (steps + 3) as u32)])?;
+    let mut by_op: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for tm in timings {
+        let e = by_op.entry(tm.op).or_default();
+        e.0 += tm.micros;
+        e.1 += 1;
+    }
+    let mut profile: Vec<(String, f64, usize)> = by_op.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
+    profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let step_secs = median(times);
+    let (persistent, transient) = plan.memory();
+    Ok(TrainBench {
+        recipe: "char GPT-2 (4 layers, d 128, batch 12x64)".into(),
+        adapter: gpu.info.name.clone(),
+        steps,
+        step_secs,
+        per_sec: (b * t) as f64 / step_secs,
+        unit: "tokens/s",
+        dispatches_per_step: plan.dispatch_count(),
+        gpu_memory_bytes: persistent + transient,
+        profile,
+    })
+}
+
+/// The MiniLM finetuning recipe at padded length `len` for `steps` timed steps (after two warm-ups).
+pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<TrainBench> {
+    let spec = TrainSpec {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        dropout: 0.1,
+        seed: 1,
+        max_grad_norm: None,
+    };
+    let labels = vec!["negative".to_string(), "neutral".into(), "positive".into()];
+    let batch = 32;
+    let mut clf = Classifier::open(gpu, model, HeadKind::Mean, labels, batch, Some(spec), 1)?;
+    let vocab = clf.cfg.vocab as u64;
+    let mut rng = SplitMix(3);
+    let mut times = vec![];
+    for step in 1..=steps + 2 {
+        let seqs: Vec<Vec<u32>> =
+            (0..batch).map(|_| (0..len).map(|_| (1000 + rng.next_u64() % (vocab - 1000)) as u32).collect()).collect();
+        let labels: Vec<usize> = (0..batch).map(|_| (rng.next_u64() % 3) as usize).collect();
+        let t0 = Instant::now();
+        clf.train_step(&seqs, &labels, 5e-5, step as u32)?;
+        if step > 2 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let step_secs = median(times);
+    Ok(TrainBench {
+        recipe: format!("all-MiniLM-L6-v2 mean head, batch 32x{len}"),
+        adapter: gpu.info.name.clone(),
+        steps,
+        step_secs,
+        per_sec: batch as f64 / step_secs,
+        unit: "sentences/s",
+        dispatches_per_step: clf.step_dispatches(crate::train::classifier::bucket(len, clf.cfg.max_pos)).unwrap_or(0),
+        gpu_memory_bytes: clf.gpu_bytes(),
+        profile: vec![],
+    })
+}
