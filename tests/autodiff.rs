@@ -175,16 +175,7 @@ fn gpu_gradients_equal_the_reference() {
 
 #[test]
 fn adamw_steps_on_the_gpu_follow_the_reference_and_lower_the_loss() {
-    let spec = AdamWSpec {
-        lr: 1e-2,
-        lr_var: None,
-        max_grad_norm: None,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        step: Scalar::var("step"),
-    };
+    let spec = AdamWSpec { lr: 1e-2, ..AdamWSpec::default() };
     let blk = block(Some(spec));
     let mut env = leaves(&blk.graph, 3);
     let mut plan = Plan::compile(gpu(), &blk.graph, &[blk.loss]).unwrap();

@@ -98,16 +98,7 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::EmbeddingBackward { vocab: 11 }, &[ids, x]);
     add(&mut b, Op::CrossEntropy { ignore_index: -100 }, &[logits, tgt]);
     add(&mut b, Op::CrossEntropyBackward { ignore_index: -100 }, &[logits, tgt, one]);
-    let spec = AdamWSpec {
-        lr: 1e-3,
-        lr_var: None,
-        max_grad_norm: None,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        step: Scalar::var("step"),
-    };
+    let spec = AdamWSpec::default();
     add(&mut b, Op::AdamW(spec.clone()), &[p, w, m, v]);
     let n2 = b.op(Op::SumSquares, &[w]).unwrap();
     outs.push(n2);

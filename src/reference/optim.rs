@@ -74,16 +74,7 @@ mod tests {
     #[test]
     fn first_step_moves_by_lr_times_sign() {
         // At t = 1 with zero moments, m̂ = g and v̂ = g², so the step is lr·g/(|g| + eps) ≈ lr·sign(g).
-        let spec = AdamWSpec {
-            lr: 0.1,
-            lr_var: None,
-            max_grad_norm: None,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            step: Scalar::Const(1),
-        };
+        let spec = AdamWSpec { lr: 0.1, weight_decay: 0.0, step: Scalar::Const(1), ..AdamWSpec::default() };
         let (p, m, v) = adamw(&spec, 1, &[1.0, -2.0], &[0.5, -3.0], &[0.0, 0.0], &[0.0, 0.0]);
         assert!((p[0] - 0.9).abs() < 1e-7 && (p[1] + 1.9).abs() < 1e-7, "{p:?}");
         assert!((m[0] - 0.05).abs() < 1e-6 && (v[1] - 0.009).abs() < 1e-6, "{m:?} {v:?}");

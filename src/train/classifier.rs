@@ -10,11 +10,10 @@
 
 use std::path::Path;
 
-use crate::autodiff::backward;
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
-use crate::graph::{Act, AdamWSpec, Graph, GraphBuilder, Op, Scalar, ValueId};
+use crate::graph::{Act, Graph, GraphBuilder, Op, ValueId};
 use crate::loader::WeightStore;
 use crate::models::{bert, ConfigSource, Precision};
 use crate::tensor::{DType, HostTensor};
@@ -108,30 +107,17 @@ pub fn step_graph(
     let bias = g.param("classifier.bias", &[n_labels], DType::F32)?;
     let logits = g.linear(x, w, Some(bias))?;
     let loss = g.cross_entropy(logits, labels)?;
-    let (mut params, mut grads) = (vec![], vec![]);
-    if let Some(spec) = train {
-        let ids = g.graph.params();
-        grads = backward(&mut g, loss, &ids)?;
-        let norm2 = match spec.max_grad_norm {
-            Some(_) => Some(global_norm2(&mut g, &grads)?),
-            None => None,
-        };
-        for (&p, &gr) in ids.iter().zip(&grads) {
-            let name = crate::graph::leaf_name(&g.graph.node(p).op).unwrap_or_default().to_string();
-            let adam = AdamWSpec {
-                lr: 0.0,
-                lr_var: Some("lr".into()),
-                max_grad_norm: spec.max_grad_norm,
-                beta1: spec.beta1,
-                beta2: spec.beta2,
-                eps: spec.eps,
-                weight_decay: if no_decay(&name) { 0.0 } else { spec.weight_decay },
-                step: Scalar::var("step"),
-            };
-            crate::optim::adamw(&mut g, &[p], &[gr], &adam, norm2)?;
-            params.push((name, p));
+    let (params, grads) = match train {
+        Some(spec) => super::Optimizer {
+            betas: (spec.beta1, spec.beta2),
+            eps: spec.eps,
+            weight_decay: spec.weight_decay,
+            max_grad_norm: spec.max_grad_norm,
+            no_decay,
         }
-    }
+        .append(&mut g, loss)?,
+        None => (vec![], vec![]),
+    };
     Ok(StepGraph { graph: g.finish(), logits, loss, params, grads })
 }
 

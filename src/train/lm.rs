@@ -11,11 +11,10 @@ use serde::Serialize;
 use super::classifier::normal;
 use super::schedule::Schedule;
 use super::SplitMix;
-use crate::autodiff::backward;
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
-use crate::graph::{AdamWSpec, Graph, GraphBuilder, Op, Scalar, ValueId};
+use crate::graph::{Graph, GraphBuilder, Op, ValueId};
 use crate::models::{bert, gpt2, ConfigSource};
 use crate::tensor::{DType, HostTensor};
 
@@ -170,30 +169,17 @@ pub fn lm_graph(cfg: &gpt2::Config, b: usize, t: usize, train: Option<(&Options,
     let logits = gpt2::build_train(&mut g, cfg, b, t, dropout)?;
     let targets = g.input("targets", &[b * t], DType::I32)?;
     let loss = g.cross_entropy(logits, targets)?;
-    let (mut params, mut grads) = (vec![], vec![]);
-    if let Some((o, _)) = train {
-        let ids = g.graph.params();
-        grads = backward(&mut g, loss, &ids)?;
-        let norm2 = match o.grad_clip {
-            Some(_) => Some(super::classifier::global_norm2(&mut g, &grads)?),
-            None => None,
-        };
-        for (&p, &gr) in ids.iter().zip(&grads) {
-            let name = crate::graph::leaf_name(&g.graph.node(p).op).unwrap_or_default().to_string();
-            let spec = AdamWSpec {
-                lr: 0.0,
-                lr_var: Some("lr".into()),
-                max_grad_norm: o.grad_clip,
-                beta1: o.betas.0,
-                beta2: o.betas.1,
-                eps: 1e-8,
-                weight_decay: if name.ends_with(".bias") || name.contains("ln_") { 0.0 } else { o.weight_decay },
-                step: Scalar::var("step"),
-            };
-            crate::optim::adamw(&mut g, &[p], &[gr], &spec, norm2)?;
-            params.push((name, p));
+    let (params, grads) = match train {
+        Some((o, _)) => super::Optimizer {
+            betas: o.betas,
+            eps: 1e-8,
+            weight_decay: o.weight_decay,
+            max_grad_norm: o.grad_clip,
+            no_decay: |name| name.ends_with(".bias") || name.contains("ln_"),
         }
-    }
+        .append(&mut g, loss)?,
+        None => (vec![], vec![]),
+    };
     Ok(LmGraph { graph: g.finish(), loss, params, grads })
 }
 

@@ -10,6 +10,53 @@ pub mod metrics;
 pub mod predict;
 pub mod schedule;
 
+/// Every trainable parameter (name, value) and its gradient, in the graph's order.
+pub type Trainable = (Vec<(String, crate::graph::ValueId)>, Vec<crate::graph::ValueId>);
+
+/// AdamW as the trainers configure it: learning rate and step at run time ("lr" as f32 bits, "step"),
+/// weight decay except on the parameters `no_decay` names, clipping by global norm when asked.
+pub struct Optimizer {
+    pub betas: (f32, f32),
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub max_grad_norm: Option<f32>,
+    pub no_decay: fn(&str) -> bool,
+}
+
+impl Optimizer {
+    /// Append the gradient of `loss` for every parameter of `g` and their AdamW updates. Returns each
+    /// parameter (name, value) and its gradient, in the graph's order.
+    pub fn append(
+        &self,
+        g: &mut crate::graph::GraphBuilder,
+        loss: crate::graph::ValueId,
+    ) -> crate::Result<Trainable> {
+        let ids = g.graph.params();
+        let grads = crate::autodiff::backward(g, loss, &ids)?;
+        let norm2 = match self.max_grad_norm {
+            Some(_) => Some(classifier::global_norm2(g, &grads)?),
+            None => None,
+        };
+        let mut params = vec![];
+        for (&p, &gr) in ids.iter().zip(&grads) {
+            let name = crate::graph::leaf_name(&g.graph.node(p).op).unwrap_or_default().to_string();
+            let spec = crate::graph::AdamWSpec {
+                lr: 0.0,
+                lr_var: Some("lr".into()),
+                max_grad_norm: self.max_grad_norm,
+                beta1: self.betas.0,
+                beta2: self.betas.1,
+                eps: self.eps,
+                weight_decay: if (self.no_decay)(&name) { 0.0 } else { self.weight_decay },
+                step: crate::graph::Scalar::var("step"),
+            };
+            crate::optim::adamw(g, &[p], &[gr], &spec, norm2)?;
+            params.push((name, p));
+        }
+        Ok((params, grads))
+    }
+}
+
 /// SplitMix64: the seeded generator of every random choice in training (shuffles, initial weights, batch
 /// windows), the same stream on every platform.
 pub struct SplitMix(pub u64);

@@ -255,16 +255,7 @@ fn a_twin_follows_in_place_updates_from_another_plan() {
     let mut gb = GraphBuilder::new();
     let wb = gb.param("w", &[n, k], DType::F32).unwrap();
     let g = gb.input("g", &[n, k], DType::F32).unwrap();
-    let spec = AdamWSpec {
-        lr: 0.1,
-        lr_var: None,
-        max_grad_norm: None,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        step: Scalar::Const(1),
-    };
+    let spec = AdamWSpec { lr: 0.1, weight_decay: 0.0, step: Scalar::Const(1), ..AdamWSpec::default() };
     let upd = wgpu_llm::optim::adamw(&mut gb, &[wb], &[g], &spec, None).unwrap();
     let gb = gb.finish();
     let mut pa = Plan::compile_shared(gpu, &ga, &[y], Some(&shared)).unwrap();
