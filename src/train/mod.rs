@@ -26,11 +26,7 @@ pub struct Optimizer {
 impl Optimizer {
     /// Append the gradient of `loss` for every parameter of `g` and their AdamW updates. Returns each
     /// parameter (name, value) and its gradient, in the graph's order.
-    pub fn append(
-        &self,
-        g: &mut crate::graph::GraphBuilder,
-        loss: crate::graph::ValueId,
-    ) -> crate::Result<Trainable> {
+    pub fn append(&self, g: &mut crate::graph::GraphBuilder, loss: crate::graph::ValueId) -> crate::Result<Trainable> {
         let ids = g.graph.params();
         let grads = crate::autodiff::backward(g, loss, &ids)?;
         let norm2 = match self.max_grad_norm {
