@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+#[path = "kernels/common.rs"]
+mod common;
+
 struct Server {
     child: Child,
     base: String,
@@ -22,22 +25,10 @@ impl Drop for Server {
     }
 }
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 /// The tiny classifier with the fixture tokenizer, as a classifier folder.
 fn classifier() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgpu-llm-serve-cls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (d, f) in [
-        ("tiny-bert-cls", "config.json"),
-        ("tiny-bert-cls", "model.safetensors"),
-        ("tiny-bert-cls-data", "tokenizer.json"),
-        ("tiny-bert-cls-data", "tokenizer_config.json"),
-    ] {
-        std::fs::copy(fixtures().join(d).join(f), dir.join(f)).unwrap();
-    }
+    common::tiny_classifier(&dir);
     dir
 }
 

@@ -137,15 +137,7 @@ fn tiny_model(tag: &str) -> (PathBuf, PathBuf) {
     let tmp = std::env::temp_dir().join(format!("wgpu-llm-finetune-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let model = tmp.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    for (dir, f) in [
-        ("tiny-bert-cls", "config.json"),
-        ("tiny-bert-cls", "model.safetensors"),
-        ("tiny-bert-cls-data", "tokenizer.json"),
-        ("tiny-bert-cls-data", "tokenizer_config.json"),
-    ] {
-        std::fs::copy(fixtures().join(dir).join(f), model.join(f)).unwrap();
-    }
+    common::tiny_classifier(&model);
     (tmp, model)
 }
 

@@ -240,12 +240,8 @@ pub fn run_evaluate(
     json: bool,
 ) -> Result<()> {
     check(batch >= 1, format!("--batch-size {batch}: must be at least 1"))?;
-    let cfg = std::fs::read_to_string(model.join("config.json")).unwrap_or_default();
-    let labels: Option<Vec<String>> = serde_json::from_str::<serde_json::Value>(&cfg).ok().and_then(|c| {
-        let m = c["id2label"].as_object()?.clone();
-        (0..m.len()).map(|i| m.get(&i.to_string()).and_then(|v| v.as_str()).map(str::to_string)).collect()
-    });
-    let (ex, _) = read(data, cols, labels.as_deref())?;
+    let labels = crate::train::predict::labels(model)?;
+    let (ex, _) = read(data, cols, Some(&labels))?;
     let gpu = gpu()?;
     let tok = crate::tokenizer::Tokenizer::from_path(model)?;
     let mut clf = open_classifier(&gpu, model, batch)?;
@@ -253,7 +249,7 @@ pub fn run_evaluate(
     let tokenized: Vec<(Vec<u32>, usize)> =
         ex.iter().map(|e| Ok((encode(&tok, &e.text, max)?, e.label))).collect::<Result<_>>()?;
     let t0 = std::time::Instant::now();
-    let (loss, rep, _) = finetune::evaluate(&mut clf, &tokenized)?;
+    let (loss, rep) = finetune::evaluate(&mut clf, &tokenized)?;
     let sps = ex.len() as f64 / t0.elapsed().as_secs_f64();
     if json {
         let mut v = serde_json::to_value(&rep).unwrap_or_default();

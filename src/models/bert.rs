@@ -89,6 +89,14 @@ pub struct Dropout {
 }
 
 impl Dropout {
+    /// `apply` when there is a dropout (training), `x` itself otherwise.
+    pub fn maybe(d: Option<Dropout>, g: &mut GraphBuilder, x: ValueId, k: &mut u32) -> Result<ValueId> {
+        match d {
+            Some(d) => d.apply(g, x, k),
+            None => Ok(x),
+        }
+    }
+
     /// Apply to `x` as the `k`-th dropout op of the graph (a no-op for p = 0).
     pub fn apply(&self, g: &mut GraphBuilder, x: ValueId, k: &mut u32) -> Result<ValueId> {
         if self.p == 0.0 {
@@ -116,10 +124,7 @@ pub fn build_into(
         return Err(Error::Run(format!("{t} tokens exceed the model's {} positions", cfg.max_pos)));
     }
     let mut k = 0u32;
-    let mut drop = |g: &mut GraphBuilder, x: ValueId| match dropout {
-        Some(d) => d.apply(g, x, &mut k),
-        None => Ok(x),
-    };
+    let mut drop = |g: &mut GraphBuilder, x: ValueId| Dropout::maybe(dropout, g, x, &mut k);
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let type_ids = g.input("type_ids", &[b, t], DType::U32)?;
     let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;

@@ -148,10 +148,7 @@ pub fn build_train(
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
     let hd = c / cfg.n_head;
     let mut k = 0u32;
-    let mut drop = |g: &mut GraphBuilder, x: ValueId| match dropout {
-        Some(d) => d.apply(g, x, &mut k),
-        None => Ok(x),
-    };
+    let mut drop = |g: &mut GraphBuilder, x: ValueId| super::bert::Dropout::maybe(dropout, g, x, &mut k);
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
     let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;

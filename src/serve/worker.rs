@@ -239,10 +239,8 @@ fn run_generate(chat: &mut Chat, g: GenJob, metrics: &Metrics) -> Result<()> {
     let (mut text, mut sent) = (String::new(), 0usize);
     let mut finish = "length";
     let mut cancelled = false;
-    let mut count = 0usize;
     let top = g.logprobs.unwrap_or(0);
     let gen = generate(s, &ids[keep..], room, &mut sampler, &eos, top, &mut |id| {
-        count += 1;
         if let Some(p) = dec.step(id) {
             text.push_str(&p);
         }
@@ -294,7 +292,11 @@ fn run_generate(chat: &mut Chat, g: GenJob, metrics: &Metrics) -> Result<()> {
     if sent < text.len() || !lps.is_empty() {
         let _ = g.events.send(Event::Delta { text: text[sent..].to_string(), logprobs: lps });
     }
-    let _ = g.events.send(Event::Done { finish_reason: finish, prompt_tokens: ids.len(), completion_tokens: count });
+    let _ = g.events.send(Event::Done {
+        finish_reason: finish,
+        prompt_tokens: ids.len(),
+        completion_tokens: gen.tokens.len(),
+    });
     Ok(())
 }
 

@@ -383,6 +383,11 @@ impl<'g> Classifier<'g> {
         Ok(out)
     }
 
+    /// The source checkpoint's config.json.
+    pub fn source_config(&self) -> &serde_json::Value {
+        &self.config_json
+    }
+
     /// config.json of the trained classifier: the source's, with the architecture, the labels and the head.
     pub fn config(&self) -> serde_json::Value {
         let mut c = self.config_json.clone();

@@ -59,19 +59,18 @@ pub fn encode(tok: &Tokenizer, text: &str, max: usize) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// Loss, predictions and metrics of `clf` on `data` (already tokenized), without dropout.
-pub fn evaluate(clf: &mut Classifier, data: &[(Vec<u32>, usize)]) -> Result<(f64, Report, Vec<Vec<f32>>)> {
-    let (mut loss, mut logits) = (0.0f64, vec![]);
+/// Mean loss and metrics of `clf` on `data` (already tokenized), without dropout.
+pub fn evaluate(clf: &mut Classifier, data: &[(Vec<u32>, usize)]) -> Result<(f64, Report)> {
+    let (mut loss, mut pred) = (0.0f64, vec![]);
     for chunk in data.chunks(clf.batch) {
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|e| e.0.clone()).collect();
         let labels: Vec<usize> = chunk.iter().map(|e| e.1).collect();
         let out = clf.eval_batch(&seqs, &labels)?;
         loss += out.loss as f64 * chunk.len() as f64;
-        logits.extend(out.logits);
+        pred.extend(out.logits.iter().map(|l| argmax(l)));
     }
-    let pred: Vec<usize> = logits.iter().map(|l| argmax(l)).collect();
     let truth: Vec<usize> = data.iter().map(|e| e.1).collect();
-    Ok((loss / data.len().max(1) as f64, report(&clf.labels, &truth, &pred), logits))
+    Ok((loss / data.len().max(1) as f64, report(&clf.labels, &truth, &pred)))
 }
 
 pub fn argmax(v: &[f32]) -> usize {
@@ -139,8 +138,8 @@ pub fn finetune(
             on_step(k + 1, per_epoch, loss);
         }
         let secs = t0.elapsed().as_secs_f64();
-        let (val_loss, rep, _) =
-            if val.is_empty() { (f64::NAN, report(&clf.labels, &[], &[]), vec![]) } else { evaluate(&mut clf, &val)? };
+        let (val_loss, rep) =
+            if val.is_empty() { (f64::NAN, report(&clf.labels, &[], &[])) } else { evaluate(&mut clf, &val)? };
         // The best epoch by validation loss is written (the last one when there is no validation set).
         let saved = val.is_empty() || val_loss < best;
         if saved {

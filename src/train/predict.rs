@@ -8,29 +8,28 @@ use super::classifier::{Classifier, HeadKind};
 use super::finetune::{argmax, encode};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::models::ConfigSource;
 
-/// Open a classifier folder: its labels (id2label) and head (`wgpu_llm_head`, else transformers' pooler).
+/// A classifier folder's labels in id order: `bert::Config::labels` (config.json's id2label, one per row of
+/// `classifier.weight`); no GPU work.
+pub fn labels(dir: &Path) -> Result<Vec<String>> {
+    let store = crate::loader::open(dir)?;
+    let cfg = crate::models::bert::Config::from_source(&ConfigSource::find(dir, &store)?, &store)?;
+    if cfg.labels.is_empty() {
+        return Err(Error::Format {
+            file: dir.display().to_string(),
+            detail: "no classifier.weight: not a sequence classifier".into(),
+        });
+    }
+    Ok(cfg.labels)
+}
+
+/// Open a classifier folder with its labels and head (`wgpu_llm_head` in config.json, else transformers'
+/// pooler).
 pub fn open_classifier<'g>(gpu: &'g Gpu, dir: &Path, batch: usize) -> Result<Classifier<'g>> {
-    let cfg_path = dir.join("config.json");
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| Error::Format {
-            file: cfg_path.display().to_string(),
-            detail: format!("cannot read: {e}"),
-        })?)
-        .map_err(|e| Error::Format { file: cfg_path.display().to_string(), detail: format!("not JSON: {e}") })?;
-    let id2label = cfg["id2label"].as_object().ok_or_else(|| Error::Format {
-        file: cfg_path.display().to_string(),
-        detail: "no id2label: not a sequence classifier".into(),
-    })?;
-    let labels: Vec<String> = (0..id2label.len())
-        .map(|i| id2label.get(&i.to_string()).and_then(|v| v.as_str()).map(str::to_string))
-        .collect::<Option<_>>()
-        .ok_or_else(|| Error::Format {
-            file: cfg_path.display().to_string(),
-            detail: format!("id2label {} is not 0..n", cfg["id2label"]),
-        })?;
-    let head = HeadKind::parse(cfg["wgpu_llm_head"].as_str().unwrap_or("pooler"))?;
-    Classifier::open(gpu, dir, head, labels, batch, None, 0)
+    let mut clf = Classifier::open(gpu, dir, HeadKind::Pooler, labels(dir)?, batch, None, 0)?;
+    clf.head = HeadKind::parse(clf.source_config()["wgpu_llm_head"].as_str().unwrap_or("pooler"))?;
+    Ok(clf)
 }
 
 fn softmax(l: &[f32]) -> Vec<f64> {

@@ -229,3 +229,18 @@ pub fn tol(dt: DType) -> Tol {
         F32_REDUCE
     }
 }
+
+/// Fill `dir` with the tiny BERT classifier (tests/fixtures/tiny-bert-cls) and its word-level tokenizer
+/// (tests/fixtures/tiny-bert-cls-data): a classifier folder the CLI and the server open.
+pub fn tiny_classifier(dir: &std::path::Path) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::create_dir_all(dir).unwrap();
+    for (d, f) in [
+        ("tiny-bert-cls", "config.json"),
+        ("tiny-bert-cls", "model.safetensors"),
+        ("tiny-bert-cls-data", "tokenizer.json"),
+        ("tiny-bert-cls-data", "tokenizer_config.json"),
+    ] {
+        std::fs::copy(fixtures.join(d).join(f), dir.join(f)).unwrap();
+    }
+}
