@@ -249,6 +249,13 @@ pub fn write_model_folder(
     tensors: &[ExportTensor],
     overwrite: bool,
 ) -> Result<()> {
+    write_folder(out, overwrite, &|dir| fill_folder(dir, source, config, tensors))
+}
+
+/// Write a folder crash-safely: `fill` writes into a temporary sibling, which is renamed to `out` only when
+/// complete, so `out` is never a partial folder. An existing `out` is an error unless `overwrite` (then it is
+/// replaced, and kept if the swap fails).
+pub fn write_folder(out: &Path, overwrite: bool, fill: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let exists = out.symlink_metadata().is_ok();
     if exists && !overwrite {
         return Err(out_err(out, "exists already (choose another output, or overwrite it)"));
@@ -264,7 +271,7 @@ pub fn write_model_folder(
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| out_err(&tmp, format!("cannot create: {e}")))?;
-    if let Err(e) = fill_folder(&tmp, source, config, tensors) {
+    if let Err(e) = fill(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -292,28 +299,41 @@ pub fn write_model_folder(
     Ok(())
 }
 
+/// `value` as pretty JSON in `path`.
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| out_err(path, e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|e| out_err(path, format!("cannot write: {e}")))
+}
+
+/// `tensors` as one safetensors file (names must be distinct), readable by all (the crate writes 0600).
+pub fn write_safetensors(path: &Path, tensors: &[ExportTensor]) -> Result<()> {
+    let mut views = Vec::with_capacity(tensors.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tensors {
+        if !seen.insert(t.name.as_str()) {
+            return Err(out_err(path, format!("tensor {} is given twice", t.name)));
+        }
+        let v = t.view().map_err(|e| out_err(path, format!("tensor {} {:?}: {e}", t.name, t.shape)))?;
+        views.push((t.name.as_str(), v));
+    }
+    safetensors::tensor::serialize_to_file(views, None, path)
+        .map_err(|e| out_err(path, format!("cannot write: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| out_err(path, format!("cannot set permissions: {e}")))?;
+    }
+    Ok(())
+}
+
 fn out_err(path: &Path, detail: impl Into<String>) -> Error {
     Error::Format { file: path.display().to_string(), detail: detail.into() }
 }
 
 fn fill_folder(dir: &Path, source: &Path, config: &Value, tensors: &[ExportTensor]) -> Result<()> {
-    let cfg = dir.join("config.json");
-    let text = serde_json::to_string_pretty(config).map_err(|e| out_err(&cfg, e.to_string()))?;
-    std::fs::write(&cfg, text + "\n").map_err(|e| out_err(&cfg, format!("cannot write: {e}")))?;
-    let st = dir.join("model.safetensors");
-    let mut views = Vec::with_capacity(tensors.len());
-    let mut seen = std::collections::BTreeSet::new();
-    for t in tensors {
-        if !seen.insert(t.name.as_str()) {
-            return Err(out_err(&st, format!("tensor {} is given twice", t.name)));
-        }
-        let v = t.view().map_err(|e| out_err(&st, format!("tensor {} {:?}: {e}", t.name, t.shape)))?;
-        views.push((t.name.as_str(), v));
-    }
-    safetensors::tensor::serialize_to_file(views, None, &st).map_err(|e| out_err(&st, format!("cannot write: {e}")))?;
-    // The crate writes through a private (0600) temporary file: give it config.json's (umask) permissions.
-    let perms = std::fs::metadata(&cfg).map_err(|e| out_err(&cfg, e.to_string()))?.permissions();
-    std::fs::set_permissions(&st, perms).map_err(|e| out_err(&st, format!("cannot set permissions: {e}")))?;
+    write_json(&dir.join("config.json"), config)?;
+    write_safetensors(&dir.join("model.safetensors"), tensors)?;
     copy_tokenizer(dir, source)
 }
 

@@ -33,6 +33,9 @@ pub struct ModelArgs {
     /// Context (KV cache) length.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
+    /// A LoRA adapter folder (PEFT's format, as `finetune --task lm` writes it), merged into the weights on load.
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -55,6 +58,11 @@ impl ModelArgs {
     }
     pub fn path(&self) -> Result<PathBuf> {
         resolve(self.model.as_deref())
+    }
+    /// The model with its adapter, if any, in `batch` sequences.
+    pub fn session<'g>(&self, gpu: &'g Gpu, path: &std::path::Path, batch: usize) -> Result<Session<'g>> {
+        let adapter = self.lora.as_deref().map(crate::train::lora::Adapter::load).transpose()?;
+        Session::load_adapted(gpu, path, self.precision(gpu)?, self.ctx, batch, adapter.as_ref())
     }
 }
 
@@ -105,7 +113,7 @@ impl SampleArgs {
 fn open<'g>(gpu: &'g Gpu, m: &ModelArgs) -> Result<(Session<'g>, Tokenizer, PathBuf)> {
     let path = m.path()?;
     let tok = Tokenizer::from_path(&path)?;
-    let s = Session::load(gpu, &path, m.precision(gpu)?, m.ctx)?;
+    let s = m.session(gpu, &path, 1)?;
     Ok((s, tok, path))
 }
 
@@ -127,7 +135,7 @@ pub fn run_generate_batch(
     if let Some(i) = ids.iter().position(|t| t.is_empty()) {
         return Err(Error::Other(format!("prompt {} is empty: it encodes to no tokens", i + 1)));
     }
-    let mut s = Session::load_batch(gpu, &path, m.precision(gpu)?, m.ctx, prompts.len())?;
+    let mut s = m.session(gpu, &path, prompts.len())?;
     let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
     let gens = crate::session::batch::generate_batch(&mut s, &ids, n, &mut samplers, &eos, 0)?;
     let mut items = vec![];

@@ -176,6 +176,9 @@ enum Cmd {
         /// The largest request body in bytes (413 beyond).
         #[arg(long, default_value_t = 1 << 20)]
         max_body: usize,
+        /// A LoRA adapter folder (PEFT's format) merged into the chat model on load.
+        #[arg(long)]
+        lora: Option<std::path::PathBuf>,
     },
     /// Token ids of a text.
     Tokenize {
@@ -279,6 +282,9 @@ enum Cmd {
         /// With --dtype int8|w8a8: linear layers kept float (as generate; default lm_head, `none` for none).
         #[arg(long)]
         keep: Option<String>,
+        /// A LoRA adapter folder (PEFT's format) merged into the weights on load.
+        #[arg(long)]
+        lora: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -350,6 +356,7 @@ pub fn main() -> Result<()> {
             api_key,
             dtype,
             max_body,
+            lora,
         } => {
             if ctx == 0 || max_batch == 0 || timeout == 0 {
                 return Err(Error::Other("--ctx, --max-batch and --timeout must be at least 1".into()));
@@ -362,6 +369,7 @@ pub fn main() -> Result<()> {
                 classifier,
                 embedder: embedder.as_deref().map(|e| resolve(Some(e))).transpose()?,
                 max_batch,
+                lora: lora.as_deref().map(crate::train::lora::Adapter::load).transpose()?,
             };
             crate::serve::run(crate::serve::Options {
                 load,
@@ -434,8 +442,8 @@ pub fn main() -> Result<()> {
             };
             quantize::run(&|| cli.gpu.open(), args)
         }
-        Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, keep, json } => {
-            let model = ModelArgs { model, dtype, keep, ctx };
+        Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, keep, lora, json } => {
+            let model = ModelArgs { model, dtype, keep, ctx, lora };
             let args = perplexity::Args { model, file: &file, stride, max_tokens, json };
             perplexity::run(&|| cli.gpu.open(), args)
         }

@@ -6,7 +6,6 @@ use super::generate::ModelArgs;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::session::perplexity::{perplexity, windows};
-use crate::session::Session;
 use crate::tokenizer::Tokenizer;
 
 pub struct Args<'a> {
@@ -41,7 +40,7 @@ pub fn run(open_gpu: &dyn Fn() -> Result<Gpu>, a: Args) -> Result<()> {
         ids.truncate(max);
     }
     let gpu = open_gpu()?;
-    let mut s = Session::load(&gpu, &path, a.model.precision(&gpu)?, ctx)?;
+    let mut s = ModelArgs { ctx, ..a.model.clone() }.session(&gpu, &path, 1)?;
     if s.max_seq < ctx {
         return Err(Error::Other(format!("--ctx {ctx} exceeds the model's {} positions", s.max_seq)));
     }

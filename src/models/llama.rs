@@ -302,6 +302,131 @@ pub fn build_batch(
     Ok(StepGraph { graph: g.finish(), logits })
 }
 
+/// The training graph of whole sequences (no KV cache): input `ids` [B, T] (u32); returns the logits
+/// [B·T, V] of every position. Full causal attention from position 0 (grouped-query heads as the model has
+/// them). With `lora`, each target linear layer adds (alpha/r)·B·A·dropout(x) through the params
+/// `{layer}.lora_A.weight` [r, in] and `{layer}.lora_B.weight` [out, r] (PEFT's LoRA); the base weights are
+/// ordinary params in `prec` (the trainer decides which params train).
+pub fn build_train(
+    g: &mut GraphBuilder,
+    cfg: &Config,
+    b: usize,
+    t: usize,
+    prec: &Precision,
+    lora: Option<(&crate::train::lora::LoraConfig, u32)>,
+) -> Result<ValueId> {
+    use crate::graph::AttnSpec;
+    let dt = prec.dtype;
+    let (c, hd) = (cfg.hidden, cfg.head_dim);
+    let ids = g.input("ids", &[b, t], DType::U32)?;
+    let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
+    let mut x = g.op(Op::Embedding, &[embed, ids])?;
+    let freq = match cfg.rope_scaling {
+        Some(_) => Some(g.param(ROPE_TABLE, &[cfg.head_dim / 2], DType::F32)?),
+        None => None,
+    };
+    let spec = AttnSpec {
+        causal: true,
+        scale: 1.0 / (hd as f32).sqrt(),
+        mask: false,
+        q_offset: Scalar::Const(0),
+        kv_len: Scalar::Const(t as u32),
+    };
+    let mut k_drop = 0u32;
+    // A linear layer with its LoRA branch when it is a target.
+    let mut proj = |g: &mut GraphBuilder, lin: &Linear, x: ValueId, out: usize, inp: usize| -> Result<ValueId> {
+        let y = lin.forward(g, x)?;
+        let Some((lc, seed)) = lora.filter(|(lc, _)| lc.targets_layer(&lin.name)) else { return Ok(y) };
+        let a = g.param(&format!("{}.lora_A.weight", lin.name), &[lc.r, inp], DType::F32)?;
+        let bm = g.param(&format!("{}.lora_B.weight", lin.name), &[out, lc.r], DType::F32)?;
+        let drop = (lc.dropout > 0.0).then_some(super::bert::Dropout { p: lc.dropout, seed });
+        let xd = super::bert::Dropout::maybe(drop, g, x, &mut k_drop)?;
+        let h = g.linear(xd, a, None)?;
+        let d = g.linear(h, bm, None)?;
+        let d = g.scale(d, lc.scale())?;
+        g.add(y, d)
+    };
+    for l in 0..cfg.n_layers {
+        let p = format!("model.layers.{l}");
+        let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| {
+            Linear::new(g, &format!("{p}.{n}"), o, i, b, prec)
+        };
+        let (nq, nkv) = (cfg.n_head * hd, cfg.n_kv_head * hd);
+        let ly = Layer {
+            attn_norm: g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?,
+            q: lin(g, "self_attn.q_proj", nq, c, cfg.qkv_bias)?,
+            k: lin(g, "self_attn.k_proj", nkv, c, cfg.qkv_bias)?,
+            v: lin(g, "self_attn.v_proj", nkv, c, cfg.qkv_bias)?,
+            o: lin(g, "self_attn.o_proj", c, nq, false)?,
+            mlp_norm: g.param(&format!("{p}.post_attention_layernorm.weight"), &[c], dt)?,
+            gate: lin(g, "mlp.gate_proj", cfg.intermediate, c, false)?,
+            up: lin(g, "mlp.up_proj", cfg.intermediate, c, false)?,
+            down: lin(g, "mlp.down_proj", c, cfg.intermediate, false)?,
+        };
+        let h = g.rmsnorm(x, ly.attn_norm, cfg.rms_eps)?;
+        let q = proj(g, &ly.q, h, nq, c)?;
+        let k = proj(g, &ly.k, h, nkv, c)?;
+        let v = proj(g, &ly.v, h, nkv, c)?;
+        let q = super::split_heads(g, q, cfg.n_head, hd)?;
+        let k = super::split_heads(g, k, cfg.n_kv_head, hd)?;
+        let v = super::split_heads(g, v, cfg.n_kv_head, hd)?;
+        let rope = Op::Rope { theta: cfg.rope_theta, offset: Scalar::Const(0), inverse: false };
+        let (qa, ka): (Vec<ValueId>, Vec<ValueId>) =
+            (std::iter::once(q).chain(freq).collect(), std::iter::once(k).chain(freq).collect());
+        let q = g.op(rope.clone(), &qa)?;
+        let k = g.op(rope, &ka)?;
+        let a = g.op(Op::Attention(spec.clone()), &[q, k, v])?;
+        let a = super::merge_heads(g, a)?;
+        let a = proj(g, &ly.o, a, c, nq)?;
+        x = g.add(x, a)?;
+        let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;
+        let adapted = |n: &Linear| lora.is_some_and(|(lc, _)| lc.targets_layer(&n.name));
+        let m = if adapted(&ly.gate) || adapted(&ly.up) {
+            let a = proj(g, &ly.gate, h, cfg.intermediate, c)?;
+            let a = g.act(a, crate::graph::Act::Silu)?;
+            let u = proj(g, &ly.up, h, cfg.intermediate, c)?;
+            g.mul(a, u)?
+        } else {
+            super::Linear::glu(g, &ly.gate, &ly.up, h, crate::graph::Act::Silu)?
+        };
+        let m = proj(g, &ly.down, m, c, cfg.intermediate)?;
+        x = g.add(x, m)?;
+    }
+    let norm = g.param("model.norm.weight", &[c], dt)?;
+    let x = g.reshape(x, &[b * t, c])?;
+    let x = g.rmsnorm(x, norm, cfg.rms_eps)?;
+    let logits = if cfg.tie_embeddings && prec.int8_for("lm_head", c).is_none() {
+        g.linear(x, embed, None)?
+    } else {
+        Linear::new(g, "lm_head", cfg.vocab, c, false, prec)?.forward(g, x)?
+    };
+    if dt == DType::F32 {
+        Ok(logits)
+    } else {
+        g.op(Op::Cast { to: DType::F32 }, &[logits])
+    }
+}
+
+/// The linear layers of the model: name → [out, in] (what an adapter may target).
+pub fn linear_layers(cfg: &Config) -> std::collections::BTreeMap<String, [usize; 2]> {
+    let (c, nq, nkv, f) = (cfg.hidden, cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.intermediate);
+    let mut m = std::collections::BTreeMap::new();
+    for l in 0..cfg.n_layers {
+        for (n, shape) in [
+            ("self_attn.q_proj", [nq, c]),
+            ("self_attn.k_proj", [nkv, c]),
+            ("self_attn.v_proj", [nkv, c]),
+            ("self_attn.o_proj", [c, nq]),
+            ("mlp.gate_proj", [f, c]),
+            ("mlp.up_proj", [f, c]),
+            ("mlp.down_proj", [c, f]),
+        ] {
+            m.insert(format!("model.layers.{l}.{n}"), shape);
+        }
+    }
+    m
+}
+
 /// The GGUF name of a Hugging Face Llama tensor name.
 pub fn gguf_name(hf: &str) -> String {
     let map = [

@@ -30,6 +30,8 @@ pub struct Load {
     pub classifier: Option<PathBuf>,
     pub embedder: Option<PathBuf>,
     pub max_batch: usize,
+    /// A LoRA adapter merged into the chat model.
+    pub lora: Option<crate::train::lora::Adapter>,
 }
 
 pub enum Prompt {
@@ -103,7 +105,7 @@ fn load<'g>(gpu: &'g Gpu, l: &Load) -> Result<(Models<'g>, Loaded)> {
         Some(other) => return Err(Error::Other(format!("--dtype {other}: serve takes f32 or f16"))),
     };
     let tok = Tokenizer::from_path(&l.chat)?;
-    let session = Session::load(gpu, &l.chat, prec, l.ctx)?;
+    let session = Session::load_adapted(gpu, &l.chat, prec, l.ctx, 1, l.lora.as_ref())?;
     let mut loaded =
         Loaded { chat: name_of(&l.chat), classifier: None, embedder: None, adapter: gpu.info.name.clone() };
     let classifier = match &l.classifier {

@@ -128,6 +128,19 @@ impl<'g> Session<'g> {
         max_seq: usize,
         batch: usize,
     ) -> Result<Self> {
+        Self::load_adapted(gpu, path, prec, max_seq, batch, None)
+    }
+
+    /// `load_batch` with a LoRA adapter merged into the weights as they load (W + (alpha/r)·B·A, before any
+    /// int8 quantization), after checking that it fits the model.
+    pub fn load_adapted(
+        gpu: &'g Gpu,
+        path: &Path,
+        prec: impl Into<Precision>,
+        max_seq: usize,
+        batch: usize,
+        lora: Option<&crate::train::lora::Adapter>,
+    ) -> Result<Self> {
         let t0 = Instant::now();
         let batch = batch.max(1);
         let mut prec = prec.into();
@@ -142,6 +155,15 @@ impl<'g> Session<'g> {
         let src = ConfigSource::find(path, &store)?;
         let cfg = Arch::from_source(&src, &store)?;
         prec.adopt_checkpoint(&src)?;
+        if let Some(a) = lora {
+            let Arch::Llama(c) = &cfg else {
+                return Err(Error::Unsupported {
+                    op: "--lora".into(),
+                    detail: "LoRA adapters apply to Llama-family models".into(),
+                });
+            };
+            a.check(&llama::linear_layers(c), &path.display().to_string())?;
+        }
         let max_seq = max_seq.min(cfg.max_pos()).max(1);
         let step = cfg.build_batch(batch, 1, batch, max_seq, &prec)?;
         let shared = SharedLeaves::new();
@@ -149,7 +171,10 @@ impl<'g> Session<'g> {
         let weight_bytes = crate::models::upload_params(
             &step.graph,
             &store,
-            &|name, shape| cfg.load_param(&store, name, shape),
+            &|name, shape| match lora {
+                Some(a) => a.merge(name, cfg.load_param(&store, name, shape)?),
+                None => cfg.load_param(&store, name, shape),
+            },
             &mut |name, t| decode.set(name, t),
         )?;
         gpu.wait()?;

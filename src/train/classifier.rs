@@ -114,6 +114,7 @@ pub fn step_graph(
             weight_decay: spec.weight_decay,
             max_grad_norm: spec.max_grad_norm,
             no_decay,
+            trainable: |_| true,
         }
         .append(&mut g, loss)?,
         None => (vec![], vec![]),

@@ -176,6 +176,7 @@ pub fn lm_graph(cfg: &gpt2::Config, b: usize, t: usize, train: Option<(&Options,
             weight_decay: o.weight_decay,
             max_grad_norm: o.grad_clip,
             no_decay: |name| name.ends_with(".bias") || name.contains("ln_"),
+            trainable: |_| true,
         }
         .append(&mut g, loss)?,
         None => (vec![], vec![]),

@@ -6,9 +6,12 @@ pub mod classifier;
 pub mod data;
 pub mod finetune;
 pub mod lm;
+pub mod lora;
 pub mod metrics;
 pub mod predict;
 pub mod schedule;
+pub mod sft;
+pub mod sft_data;
 
 /// Every trainable parameter (name, value) and its gradient, in the graph's order.
 pub type Trainable = (Vec<(String, crate::graph::ValueId)>, Vec<crate::graph::ValueId>);
@@ -21,13 +24,20 @@ pub struct Optimizer {
     pub weight_decay: f32,
     pub max_grad_norm: Option<f32>,
     pub no_decay: fn(&str) -> bool,
+    /// The params that train (the rest are frozen: no gradient, no optimizer state).
+    pub trainable: fn(&str) -> bool,
 }
 
 impl Optimizer {
     /// Append the gradient of `loss` for every parameter of `g` and their AdamW updates. Returns each
     /// parameter (name, value) and its gradient, in the graph's order.
     pub fn append(&self, g: &mut crate::graph::GraphBuilder, loss: crate::graph::ValueId) -> crate::Result<Trainable> {
-        let ids = g.graph.params();
+        let ids: Vec<crate::graph::ValueId> = g
+            .graph
+            .params()
+            .into_iter()
+            .filter(|&p| crate::graph::leaf_name(&g.graph.node(p).op).is_some_and(self.trainable))
+            .collect();
         let grads = crate::autodiff::backward(g, loss, &ids)?;
         let norm2 = match self.max_grad_norm {
             Some(_) => Some(classifier::global_norm2(g, &grads)?),

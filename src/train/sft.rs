@@ -1,0 +1,344 @@
+//! Finetuning a Llama-family decoder on instruction data (`finetune --task lm`): LoRA adapters on frozen base
+//! weights (PEFT's), or every weight (`--full`). One step plan per padded length over one copy of the weights
+//! (`SharedLeaves`): forward over whole sequences, the cross-entropy of the learned tokens, backward for the
+//! trainable params only (frozen weights get no gradient buffers and no optimizer state), AdamW.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::lora::{self, LoraConfig};
+use super::schedule::{Kind, Schedule};
+use super::sft_data::{Sequence, IGNORE};
+use crate::error::{Error, Result};
+use crate::exec::{Plan, SharedLeaves};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, GraphBuilder, Op, ValueId};
+use crate::loader::WeightStore;
+use crate::models::{llama, ConfigSource, Precision};
+use crate::tensor::{DType, HostTensor};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub model: PathBuf,
+    /// None: `--full` (every weight trains, f32 master weights).
+    pub lora: Option<LoraConfig>,
+    pub epochs: usize,
+    pub lr: f32,
+    pub batch: usize,
+    pub max_length: usize,
+    pub warmup_ratio: f32,
+    pub weight_decay: f32,
+    pub betas: (f32, f32),
+    pub grad_clip: Option<f32>,
+    pub seed: u64,
+    pub out: PathBuf,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    /// Mean loss per learned token.
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    pub tokens_per_sec: f64,
+}
+
+/// What a step costs: trainable and total parameters, GPU memory, dispatches of one step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Footprint {
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub gpu_bytes: u64,
+    pub step_dispatches: usize,
+}
+
+/// A decoder being finetuned: the base model's store, the step/eval plans by padded length.
+pub struct LmTrainer<'g> {
+    gpu: &'g Gpu,
+    pub cfg: llama::Config,
+    pub lora: Option<LoraConfig>,
+    pub batch: usize,
+    store: WeightStore,
+    model: PathBuf,
+    shared: SharedLeaves,
+    optimizer: super::Optimizer,
+    seed: u64,
+    steps: Vec<(usize, Plan<'g>)>,
+    evals: Vec<(usize, Plan<'g>)>,
+    /// The trainable params (name, shape), in graph order.
+    pub trainable: Vec<(String, Vec<usize>)>,
+    /// Starting adapter weights (instead of A Kaiming-uniform, B zeros).
+    init: Option<lora::Adapter>,
+}
+
+fn is_lora(name: &str) -> bool {
+    name.contains(".lora_A.") || name.contains(".lora_B.")
+}
+
+impl<'g> LmTrainer<'g> {
+    pub fn open(gpu: &'g Gpu, opts: &Options, init: Option<lora::Adapter>) -> Result<Self> {
+        let store = crate::loader::open(&opts.model)?;
+        let src = ConfigSource::find(&opts.model, &store)?;
+        let arch = src.architecture()?;
+        if arch == "gpt2" || arch == "bert" {
+            return Err(Error::Unsupported {
+                op: "finetune --task lm".into(),
+                detail: format!("{arch:?}: LM finetuning builds Llama-family decoders (llama, qwen2, mistral)"),
+            });
+        }
+        let cfg = llama::Config::from_source(&src, &store)?;
+        if let Some(lc) = &opts.lora {
+            let layers = llama::linear_layers(&cfg);
+            for t in &lc.targets {
+                if !layers.keys().any(|n| n.rsplit('.').next() == Some(t.as_str())) {
+                    return Err(Error::Other(format!(
+                        "--lora-targets {t:?} matches no layer of {} (its layers end in {:?})",
+                        opts.model.display(),
+                        lora::LLAMA_TARGETS
+                    )));
+                }
+            }
+            if let Some(a) = &init {
+                a.check(&layers, &opts.model.display().to_string())?;
+            }
+        }
+        if opts.batch == 0 {
+            return Err(Error::Other("--batch-size 0: must be at least 1".into()));
+        }
+        let full = opts.lora.is_none();
+        let optimizer = super::Optimizer {
+            betas: opts.betas,
+            eps: 1e-8,
+            weight_decay: opts.weight_decay,
+            max_grad_norm: opts.grad_clip,
+            // transformers' Trainer: no decay on biases and norm weights.
+            no_decay: |n| n.ends_with(".bias") || n.ends_with("norm.weight"),
+            trainable: if full { |n| n != llama::ROPE_TABLE } else { is_lora },
+        };
+        Ok(LmTrainer {
+            gpu,
+            cfg,
+            lora: opts.lora.clone(),
+            batch: opts.batch,
+            store,
+            model: opts.model.clone(),
+            shared: SharedLeaves::new(),
+            optimizer,
+            seed: opts.seed,
+            steps: vec![],
+            evals: vec![],
+            trainable: vec![],
+            init,
+        })
+    }
+
+    /// The step graph (`train`) or the loss alone: `ids` [B, T], `targets` [B·T] i32 → mean cross-entropy.
+    fn graph(&self, t: usize, train: bool) -> Result<(Graph, ValueId, Vec<(String, ValueId)>)> {
+        let mut g = GraphBuilder::new();
+        let prec = Precision::from(DType::F32);
+        // Evaluation runs without LoRA dropout.
+        let lc = self.lora.clone().map(|l| if train { l } else { LoraConfig { dropout: 0.0, ..l } });
+        let logits =
+            llama::build_train(&mut g, &self.cfg, self.batch, t, &prec, lc.as_ref().map(|l| (l, self.seed as u32)))?;
+        let targets = g.input("targets", &[self.batch * t], DType::I32)?;
+        let loss = g.cross_entropy(logits, targets)?;
+        let params = if train { self.optimizer.append(&mut g, loss)?.0 } else { vec![] };
+        Ok((g.finish(), loss, params))
+    }
+
+    fn initial(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        let Some(stem) = name.strip_suffix(".lora_A.weight").or_else(|| name.strip_suffix(".lora_B.weight")) else {
+            return llama::load_param(&self.cfg, &self.store, name, shape);
+        };
+        let a = name.ends_with(".lora_A.weight");
+        if let Some((ta, tb)) = self.init.as_ref().and_then(|i| i.layers.get(stem)) {
+            return Ok(if a { ta.clone() } else { tb.clone() });
+        }
+        if a {
+            lora::init_a(stem, shape[0], shape[1], self.seed)
+        } else {
+            HostTensor::f32(shape, vec![0.0; shape.iter().product()])
+        }
+    }
+
+    fn plan(&mut self, t: usize, train: bool) -> Result<&mut Plan<'g>> {
+        let list = if train { &self.steps } else { &self.evals };
+        if let Some(i) = list.iter().position(|p| p.0 == t) {
+            let list = if train { &mut self.steps } else { &mut self.evals };
+            return Ok(&mut list[i].1);
+        }
+        let (graph, loss, params) = self.graph(t, train)?;
+        let fresh = self.shared.bytes() == 0;
+        let mut plan = Plan::compile_shared(self.gpu, &graph, &[loss], Some(&self.shared))?;
+        if fresh {
+            let this = &*self;
+            crate::models::upload_params(&graph, &this.store, &|n, s| this.initial(n, s), &mut |n, v| plan.set(n, v))?;
+        }
+        if train && self.trainable.is_empty() {
+            self.trainable = params.iter().map(|(n, v)| (n.clone(), graph.shape(*v).to_vec())).collect();
+        }
+        let list = if train { &mut self.steps } else { &mut self.evals };
+        list.push((t, plan));
+        Ok(&mut list.last_mut().expect("just pushed").1)
+    }
+
+    /// The padded length of a batch: the next power of two from 16, at most the longest allowed.
+    fn padded(&self, seqs: &[&Sequence], max_length: usize) -> Result<usize> {
+        let longest = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(1);
+        if seqs.len() > self.batch {
+            return Err(Error::Run(format!("{} sequences in a batch of {}", seqs.len(), self.batch)));
+        }
+        Ok(super::classifier::bucket(longest, max_length.max(longest)))
+    }
+
+    fn feeds(&self, seqs: &[&Sequence], t: usize) -> Result<Vec<(&'static str, HostTensor)>> {
+        let b = self.batch;
+        let (mut ids, mut tgt) = (vec![0u32; b * t], vec![IGNORE; b * t]);
+        for (r, s) in seqs.iter().enumerate() {
+            ids[r * t..r * t + s.ids.len()].copy_from_slice(&s.ids);
+            tgt[r * t..r * t + s.ids.len()].copy_from_slice(&s.targets());
+        }
+        Ok(vec![("ids", HostTensor::u32(&[b, t], ids)?), ("targets", HostTensor::i32(&[b * t], tgt)?)])
+    }
+
+    /// One AdamW step on a batch at rate `lr`, step `step` (1-based); returns the mean loss per learned token.
+    pub fn train_step(&mut self, seqs: &[&Sequence], max_length: usize, lr: f32, step: u32) -> Result<f32> {
+        let t = self.padded(seqs, max_length)?;
+        let feeds = self.feeds(seqs, t)?;
+        let plan = self.plan(t, true)?;
+        let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
+        Ok(plan.run(&f, &[("lr", lr.to_bits()), ("step", step)])?[0].to_f32()[0])
+    }
+
+    /// The mean loss per learned token of a batch, without updates or dropout.
+    pub fn eval_batch(&mut self, seqs: &[&Sequence], max_length: usize) -> Result<f32> {
+        let t = self.padded(seqs, max_length)?;
+        let feeds = self.feeds(seqs, t)?;
+        let plan = self.plan(t, false)?;
+        let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
+        Ok(plan.run(&f, &[("step", 0)])?[0].to_f32()[0])
+    }
+
+    /// Mean loss per learned token over `data`.
+    pub fn evaluate(&mut self, data: &[Sequence], max_length: usize) -> Result<f64> {
+        let (mut sum, mut n) = (0.0f64, 0usize);
+        for chunk in data.chunks(self.batch) {
+            let refs: Vec<&Sequence> = chunk.iter().collect();
+            let k: usize = chunk.iter().map(|s| s.targets().iter().filter(|&&t| t != IGNORE).count()).sum();
+            sum += self.eval_batch(&refs, max_length)? as f64 * k as f64;
+            n += k;
+        }
+        Ok(sum / n.max(1) as f64)
+    }
+
+    /// A trained parameter's current value.
+    pub fn read(&self, name: &str) -> Result<HostTensor> {
+        let plan = self.steps.first().or(self.evals.first()).map(|p| &p.1);
+        plan.ok_or_else(|| Error::Run("nothing has run yet".into()))?.read(name)
+    }
+
+    pub fn footprint(&self) -> Footprint {
+        let first = self.steps.first().map(|p| &p.1);
+        let total = first.map_or(0, |p| {
+            p.graph()
+                .nodes
+                .iter()
+                .filter(|n| matches!(&n.op, Op::Param { name } if name != llama::ROPE_TABLE))
+                .map(|n| n.shape.iter().product::<usize>())
+                .sum()
+        });
+        let trainable = self.trainable.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let plans = self.steps.iter().chain(&self.evals);
+        Footprint {
+            trainable_params: trainable,
+            total_params: total,
+            gpu_bytes: self.shared.bytes() + plans.map(|p| p.1.memory().1).sum::<u64>(),
+            step_dispatches: first.map_or(0, |p| p.dispatch_count()),
+        }
+    }
+
+    /// Write the result: a PEFT adapter folder, or (`--full`) a model folder with the source's tokenizer.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        match &self.lora {
+            Some(lc) => {
+                let mut layers = vec![];
+                for (name, _) in &self.trainable {
+                    if let Some(stem) = name.strip_suffix(".lora_A.weight") {
+                        let a = self.read(name)?;
+                        let b = self.read(&format!("{stem}.lora_B.weight"))?;
+                        layers.push((stem.to_string(), a, b));
+                    }
+                }
+                lora::save(out, lc, &self.model.display().to_string(), &layers)
+            }
+            None => {
+                let mut mt = crate::export::model_tensors(&self.model)?;
+                for t in &mut mt.tensors {
+                    if self.trainable.iter().any(|(n, _)| *n == t.name) {
+                        let v = self.read(&t.name)?.to_f32();
+                        if let Some(d) = t.f32_mut() {
+                            *d = v;
+                        }
+                    }
+                }
+                crate::export::write_model_folder(out, &self.model, &mt.config, &mt.tensors, true)
+            }
+        }
+    }
+}
+
+/// Finetune; `on_step(step in epoch, steps in epoch, loss)` after every step, `on_epoch` after each epoch.
+/// The adapter (or model) of the last epoch is written to `opts.out`.
+pub fn finetune(
+    gpu: &Gpu,
+    opts: &Options,
+    train: &[Sequence],
+    val: &[Sequence],
+    init: Option<lora::Adapter>,
+    on_step: &mut dyn FnMut(usize, usize, f32),
+    on_epoch: &mut dyn FnMut(&Epoch),
+) -> Result<(Vec<Epoch>, Footprint)> {
+    if train.is_empty() {
+        return Err(Error::Other("no training sequences".into()));
+    }
+    let mut tr = LmTrainer::open(gpu, opts, init)?;
+    let per_epoch = train.len().div_ceil(opts.batch);
+    let total = per_epoch * opts.epochs;
+    let schedule = Schedule {
+        kind: if opts.warmup_ratio > 0.0 { Kind::Linear } else { Kind::Constant },
+        peak: opts.lr,
+        warmup: (opts.warmup_ratio as f64 * total as f64).ceil() as usize,
+        total,
+        min_lr: 0.0,
+    };
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let (mut step, mut epochs) = (0u32, vec![]);
+    for epoch in 1..=opts.epochs {
+        super::data::shuffle(&mut order, opts.seed.wrapping_add(epoch as u64));
+        let t0 = Instant::now();
+        let (mut sum, mut n, mut tokens) = (0.0f64, 0usize, 0usize);
+        for (k, idx) in order.chunks(opts.batch).enumerate() {
+            step += 1;
+            let seqs: Vec<&Sequence> = idx.iter().map(|&i| &train[i]).collect();
+            let loss = tr.train_step(&seqs, opts.max_length, schedule.at(step as usize), step)?;
+            if !loss.is_finite() {
+                return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+            }
+            let learned: usize = seqs.iter().map(|s| s.targets().iter().filter(|&&t| t != IGNORE).count()).sum();
+            sum += loss as f64 * learned as f64;
+            n += learned;
+            tokens += seqs.iter().map(|s| s.ids.len()).sum::<usize>();
+            on_step(k + 1, per_epoch, loss);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let val_loss = if val.is_empty() { None } else { Some(tr.evaluate(val, opts.max_length)?) };
+        let e = Epoch { epoch, train_loss: sum / n.max(1) as f64, val_loss, tokens_per_sec: tokens as f64 / secs };
+        on_epoch(&e);
+        epochs.push(e);
+    }
+    tr.save(&opts.out)?;
+    Ok((epochs, tr.footprint()))
+}

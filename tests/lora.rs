@@ -1,0 +1,275 @@
+//! LoRA finetuning of decoders against PEFT + PyTorch (fixtures from scripts/make_lora_fixtures.py on
+//! tests/fixtures/tiny-llama): one AdamW step from PEFT's adapter gives PEFT's loss and adapter; PEFT's
+//! adapter file loads (merged on load) and gives the merged model's logits; ours writes PEFT's names; the
+//! assistant-only label mask; bad data, targets and adapters are clear errors.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::gpu;
+use wgpu_llm::session::Session;
+use wgpu_llm::tensor::DType;
+use wgpu_llm::tokenizer::Tokenizer;
+use wgpu_llm::train::lora::{Adapter, LoraConfig};
+use wgpu_llm::train::sft::{LmTrainer, Options};
+use wgpu_llm::train::sft_data::{self, Sequence, IGNORE};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// max |got − want| over max |want|.
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64));
+    let worst = got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs()));
+    worst / scale.max(1e-30)
+}
+
+fn lora_qv(dropout: f32) -> LoraConfig {
+    LoraConfig { r: 4, alpha: 8.0, dropout, targets: vec!["q_proj".into(), "v_proj".into()], rslora: false }
+}
+
+fn options(out: PathBuf) -> Options {
+    Options {
+        model: fixtures().join("tiny-llama"),
+        lora: Some(lora_qv(0.0)),
+        epochs: 1,
+        lr: 1e-2,
+        batch: 2,
+        max_length: 16,
+        warmup_ratio: 0.0,
+        weight_decay: 0.01,
+        betas: (0.9, 0.999),
+        grad_clip: None,
+        seed: 3,
+        out,
+    }
+}
+
+fn batch(exp: &serde_json::Value) -> Vec<Sequence> {
+    let rows = |k: &str| -> Vec<Vec<i64>> { serde_json::from_value(exp[k].clone()).unwrap() };
+    rows("ids")
+        .iter()
+        .zip(rows("labels"))
+        .map(|(ids, labels)| Sequence {
+            ids: ids.iter().map(|&i| i as u32).collect(),
+            labels: labels.iter().map(|&l| l as i32).collect(),
+        })
+        .collect()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgpu-llm-lora-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn one_step_from_pefts_adapter_gives_pefts_loss_and_adapter() {
+    let fx = fixtures().join("tiny-llama-lora");
+    let exp = json(&fx.join("expected.json"));
+    let init = Adapter::load(&fx.join("peft_init")).unwrap();
+    assert_eq!(init.config, lora_qv(0.0));
+    let gpu = gpu();
+    let out = temp("step");
+    let opts = options(out.clone());
+    let mut tr = LmTrainer::open(&gpu, &opts, Some(init)).unwrap();
+    let seqs = batch(&exp);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    // The loss before the step, with dropout off, is PEFT's forward.
+    let before = tr.eval_batch(&refs, 16).unwrap();
+    let want = exp["loss_init"].as_f64().unwrap();
+    assert!((before as f64 - want).abs() < 1e-5 * want, "loss {before} vs PEFT {want}");
+    let loss = tr.train_step(&refs, 16, 1e-2, 1).unwrap();
+    assert!((loss as f64 - want).abs() < 1e-5 * want, "step loss {loss} vs PEFT {want}");
+    // Only the adapter trains: 2 layers × (q, v) × (A, B).
+    assert_eq!(tr.trainable.len(), 8, "{:?}", tr.trainable);
+    assert!(tr.trainable.iter().all(|(n, _)| n.contains(".lora_")));
+    let after = wgpu_llm::loader::open(fx.join("peft_after.safetensors")).unwrap();
+    for (name, _) in &tr.trainable {
+        let peft = format!("base_model.model.{name}");
+        let e = rel_err(&tr.read(name).unwrap().to_f32(), &after.to_f32(&peft).unwrap());
+        assert!(e < 1e-5, "{name}: relative error {e:.2e} against PEFT's step");
+    }
+    let fp = tr.footprint();
+    assert_eq!(fp.trainable_params, 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4));
+    assert!(fp.total_params > fp.trainable_params);
+    // The loss after the step, as PEFT's.
+    let want_after = exp["loss_after"].as_f64().unwrap();
+    let got_after = tr.eval_batch(&refs, 16).unwrap() as f64;
+    assert!((got_after - want_after).abs() < 1e-4 * want_after, "loss after {got_after} vs PEFT {want_after}");
+    // Written with PEFT's names and config; read back identically.
+    tr.save(&out).unwrap();
+    let st = wgpu_llm::loader::open(out.join("adapter_model.safetensors")).unwrap();
+    let names: Vec<&str> = st.names().collect();
+    assert!(names.contains(&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"), "{names:?}");
+    let cfg = json(&out.join("adapter_config.json"));
+    assert_eq!(
+        (cfg["peft_type"].as_str(), cfg["r"].as_u64(), cfg["lora_alpha"].as_f64()),
+        (Some("LORA"), Some(4), Some(8.0))
+    );
+    let back = Adapter::load(&out).unwrap();
+    for (layer, (a, b)) in &back.layers {
+        assert_eq!(a.to_f32(), tr.read(&format!("{layer}.lora_A.weight")).unwrap().to_f32());
+        assert_eq!(b.to_f32(), tr.read(&format!("{layer}.lora_B.weight")).unwrap().to_f32());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_fresh_adapter_starts_at_the_base_model() {
+    // B = 0: step 0 is the base model exactly; a dropout on the LoRA input changes nothing then either.
+    let fx = fixtures().join("tiny-llama-lora");
+    let exp = json(&fx.join("expected.json"));
+    let gpu = gpu();
+    let seqs = batch(&exp);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    let mut full = options(temp("fresh"));
+    full.lora = None;
+    let mut base = LmTrainer::open(&gpu, &full, None).unwrap();
+    let want = base.eval_batch(&refs, 16).unwrap();
+    let mut o = options(temp("fresh"));
+    o.lora = Some(lora_qv(0.1));
+    let mut tr = LmTrainer::open(&gpu, &o, None).unwrap();
+    assert_eq!(tr.eval_batch(&refs, 16).unwrap(), want);
+    let first = tr.train_step(&refs, 16, 1e-2, 1).unwrap();
+    assert!((first - want).abs() < 1e-6 * want, "{first} vs {want}");
+    // A is Kaiming-uniform within ±1/√in, B is zero.
+    let a = tr.read("model.layers.0.self_attn.q_proj.lora_A.weight").unwrap().to_f32();
+    assert!(a.iter().all(|x| x.abs() <= 1.0 / (32f32).sqrt()) && a.iter().any(|&x| x != 0.0));
+    // Full finetuning trains every weight (and not the adapter): 2 layers' 9 tensors + embed, norm, head.
+    let _ = base.train_step(&refs, 16, 1e-3, 1).unwrap();
+    assert_eq!(base.trainable.len(), 2 * 9 + 3);
+}
+
+#[test]
+fn pefts_adapter_file_gives_the_merged_models_logits() {
+    let fx = fixtures().join("tiny-llama-lora");
+    let exp = json(&fx.join("expected.json"));
+    let merged: Vec<f32> = serde_json::from_value(json(&fx.join("merged_logits.json"))).unwrap();
+    let unmerged: Vec<f32> = serde_json::from_value(exp["logits_init"].clone()).unwrap();
+    let adapter = Adapter::load(&fx.join("peft_init")).unwrap();
+    let gpu = gpu();
+    let mut s = Session::load_adapted(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&adapter)).unwrap();
+    let ids: Vec<u32> = batch(&exp)[0].ids.clone();
+    let v = 64;
+    let mut got = vec![];
+    for &id in &ids {
+        got.extend(s.forward(&[id]).unwrap());
+    }
+    let e = rel_err(&got, &merged[..ids.len() * v]);
+    assert!(e < 1e-4, "merged logits: relative error {e:.2e}");
+    let e = rel_err(&got, &unmerged[..ids.len() * v]);
+    assert!(e < 1e-4, "PEFT's unmerged logits: relative error {e:.2e}");
+    // And the base model differs (the adapter did something).
+    let mut base = Session::load(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16).unwrap();
+    let b0 = base.forward(&ids[..1]).unwrap();
+    assert!(rel_err(&b0, &merged[..v]) > 1e-3);
+}
+
+fn tiny_tokenizer() -> Tokenizer {
+    Tokenizer::from_hf_dir(fixtures().join("tiny-llama-lora")).unwrap()
+}
+
+#[test]
+fn labels_cover_exactly_the_assistant_replies() {
+    let tok = tiny_tokenizer();
+    let conv = serde_json::json!({"messages": [
+        {"role": "system", "content": "be brief."},
+        {"role": "user", "content": "who are you?"},
+        {"role": "assistant", "content": "i am quill."},
+        {"role": "user", "content": "who made you?"},
+        {"role": "assistant", "content": "larkspur labs."}
+    ]});
+    let r = sft_data::render(&tok, &conv, false).unwrap();
+    // The template's own spans: each reply, with its end-of-turn markup, after "<|im_start|>assistant\n".
+    let mut spans = vec![];
+    let mut from = 0;
+    for reply in ["i am quill.", "larkspur labs."] {
+        let turn = format!("<|im_start|>assistant\n{reply}<|im_end|>\n");
+        let at = r.text[from..].find(&turn).unwrap() + from;
+        let start = at + "<|im_start|>assistant\n".len();
+        spans.push(start..at + turn.len());
+        from = at + turn.len();
+    }
+    assert_eq!(r.spans, spans);
+    let s = sft_data::encode(&tok, &r, 1000).unwrap();
+    let enc = tok.hf().encode(r.text.as_str(), false).unwrap();
+    assert_eq!(s.ids, enc.get_ids());
+    let mut learned = String::new();
+    for (i, &(a, b)) in enc.get_offsets().iter().enumerate() {
+        let inside = spans.iter().any(|sp| sp.contains(&a));
+        assert_eq!(s.labels[i] != IGNORE, inside, "token {i} {:?}", &r.text[a..b]);
+        if inside {
+            assert_eq!(s.labels[i], s.ids[i] as i32);
+            learned += &r.text[a..b];
+        }
+    }
+    assert_eq!(learned, "i am quill.<|im_end|>\nlarkspur labs.<|im_end|>\n");
+    // --train-on-prompt learns everything; a prompt/completion pair only the completion (and eos).
+    let all = sft_data::encode(&tok, &sft_data::render(&tok, &conv, true).unwrap(), 1000).unwrap();
+    assert_eq!(all.learned(), all.ids.len());
+    let pc = serde_json::json!({"prompt": "q: hi\na:", "completion": " hello"});
+    let s = sft_data::encode(&tok, &sft_data::render(&tok, &pc, false).unwrap(), 1000).unwrap();
+    let text: String =
+        s.ids.iter().zip(&s.labels).filter(|(_, &l)| l != IGNORE).map(|(&i, _)| tok.decode(&[i], false)).collect();
+    assert_eq!(text, " hello<|im_end|>");
+    // Targets are the labels shifted by one.
+    assert_eq!(s.targets()[..s.ids.len() - 1], s.labels[1..]);
+}
+
+#[test]
+fn bad_data_targets_and_adapters_are_clear_errors() {
+    let tok = tiny_tokenizer();
+    let dir = temp("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        sft_data::read_jsonl(&p, &tok, 64, false).map(|_| ()).unwrap_err().to_string()
+    };
+    let e = data("a.jsonl", "{\"text\": \"hi\"}\n[1, 2]\n");
+    assert!(e.contains("a.jsonl:2") && e.contains("not a JSON object"), "{e}");
+    let e = data("b.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+    assert!(e.contains("b.jsonl:1") && e.contains("no assistant turn"), "{e}");
+    let e = data("c.jsonl", "{\"prompt\": \"hi\"}\n");
+    assert!(e.contains("c.jsonl:1") && e.contains("completion"), "{e}");
+    let gpu = gpu();
+    let mut o = options(dir.join("out"));
+    o.lora = Some(LoraConfig { targets: vec!["qkv_proj".into()], ..lora_qv(0.0) });
+    let e = LmTrainer::open(&gpu, &o, None).err().unwrap().to_string();
+    assert!(e.contains("qkv_proj") && e.contains("matches no layer"), "{e}");
+    // An adapter for another model: a layer it lacks, or other shapes.
+    let mut a = Adapter::load(&fixtures().join("tiny-llama-lora/peft_init")).unwrap();
+    let (l, ab) = a.layers.pop_first().unwrap();
+    a.layers.insert(l.replace("layers.0", "layers.7"), ab.clone());
+    let e = Session::load_adapted(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&a)).err().unwrap();
+    assert!(e.to_string().contains("layers.7") && e.to_string().contains("another model"), "{e}");
+    let mut a = Adapter::load(&fixtures().join("tiny-llama-lora/peft_init")).unwrap();
+    let first = a.layers.keys().next().unwrap().clone();
+    let wide = wgpu_llm::tensor::HostTensor::f32(&[4, 48], vec![0.0; 4 * 48]).unwrap();
+    a.layers.get_mut(&first).unwrap().0 = wide;
+    let e = Session::load_adapted(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&a)).err().unwrap();
+    assert!(e.to_string().contains(&first) && e.to_string().contains("another model"), "{e}");
+    // A PEFT config this engine does not compute.
+    let cfgdir = dir.join("dora");
+    std::fs::create_dir_all(&cfgdir).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny-llama-lora/peft_init/adapter_model.safetensors"),
+        cfgdir.join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    let mut cfg = json(&fixtures().join("tiny-llama-lora/peft_init/adapter_config.json"));
+    cfg["use_dora"] = true.into();
+    std::fs::write(cfgdir.join("adapter_config.json"), cfg.to_string()).unwrap();
+    let e = Adapter::load(&cfgdir).unwrap_err().to_string();
+    assert!(e.contains("use_dora"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
