@@ -19,8 +19,9 @@ What it makes, in tests/fixtures/tiny-llama-lora/:
   merged_logits.json the logits of peft_init merged into the base model (merge_and_unload)
 
 With --check-adapter DIR it instead loads an adapter folder written by `wgpu-llm finetune --task lm` with
-PEFT's PeftModel.from_pretrained on the tiny model and prints, as JSON, the loss and logits of the fixture
-batch (the engine's test prints its own for the same folder).
+PEFT's PeftModel.from_pretrained on the tiny model and prints, as JSON, the loss of the fixture batch and the
+perplexity of --text (compare: `wgpu-llm perplexity -m FOLDER --lora DIR --dtype f32` on the same text, with
+FOLDER the tiny model plus this folder's tokenizer).
 
 How to run: the venv of scripts/make_fixtures.py plus `pip install peft==0.21.2`:
   /tmp/refenv/bin/python scripts/make_lora_fixtures.py
@@ -120,13 +121,20 @@ def adapter_tensors(m):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-adapter")
+    ap.add_argument("--text", default="who are you? i am quill, made by larkspur labs.")
     args = ap.parse_args()
     ids, labels = torch.tensor(IDS), torch.tensor(LABELS)
     if args.check_adapter:
+        from transformers import AutoTokenizer
+
         m = PeftModel.from_pretrained(base(), args.check_adapter).eval()
+        tok = AutoTokenizer.from_pretrained(OUT)
+        text_ids = torch.tensor([tok(args.text)["input_ids"]])
         with torch.no_grad():
             out = m(input_ids=ids, labels=labels)
-        print(json.dumps({"loss": out.loss.item(), "logits": out.logits.flatten().tolist()}))
+            ppl = torch.exp(m(input_ids=text_ids, labels=text_ids).loss).item()
+        print(json.dumps({"loss": out.loss.item(), "perplexity": ppl, "tokens": text_ids.shape[1],
+                          "logits_head": out.logits.flatten()[:8].tolist()}))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     tokenizer_files()

@@ -80,7 +80,7 @@ fn one_step_from_pefts_adapter_gives_pefts_loss_and_adapter() {
     let gpu = gpu();
     let out = temp("step");
     let opts = options(out.clone());
-    let mut tr = LmTrainer::open(&gpu, &opts, Some(init)).unwrap();
+    let mut tr = LmTrainer::open(gpu, &opts, Some(init)).unwrap();
     let seqs = batch(&exp);
     let refs: Vec<&Sequence> = seqs.iter().collect();
     // The loss before the step, with dropout off, is PEFT's forward.
@@ -133,11 +133,11 @@ fn a_fresh_adapter_starts_at_the_base_model() {
     let refs: Vec<&Sequence> = seqs.iter().collect();
     let mut full = options(temp("fresh"));
     full.lora = None;
-    let mut base = LmTrainer::open(&gpu, &full, None).unwrap();
+    let mut base = LmTrainer::open(gpu, &full, None).unwrap();
     let want = base.eval_batch(&refs, 16).unwrap();
     let mut o = options(temp("fresh"));
     o.lora = Some(lora_qv(0.1));
-    let mut tr = LmTrainer::open(&gpu, &o, None).unwrap();
+    let mut tr = LmTrainer::open(gpu, &o, None).unwrap();
     assert_eq!(tr.eval_batch(&refs, 16).unwrap(), want);
     let first = tr.train_step(&refs, 16, 1e-2, 1).unwrap();
     assert!((first - want).abs() < 1e-6 * want, "{first} vs {want}");
@@ -157,7 +157,7 @@ fn pefts_adapter_file_gives_the_merged_models_logits() {
     let unmerged: Vec<f32> = serde_json::from_value(exp["logits_init"].clone()).unwrap();
     let adapter = Adapter::load(&fx.join("peft_init")).unwrap();
     let gpu = gpu();
-    let mut s = Session::load_adapted(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&adapter)).unwrap();
+    let mut s = Session::load_adapted(gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&adapter)).unwrap();
     let ids: Vec<u32> = batch(&exp)[0].ids.clone();
     let v = 64;
     let mut got = vec![];
@@ -169,7 +169,7 @@ fn pefts_adapter_file_gives_the_merged_models_logits() {
     let e = rel_err(&got, &unmerged[..ids.len() * v]);
     assert!(e < 1e-4, "PEFT's unmerged logits: relative error {e:.2e}");
     // And the base model differs (the adapter did something).
-    let mut base = Session::load(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16).unwrap();
+    let mut base = Session::load(gpu, &fixtures().join("tiny-llama"), DType::F32, 16).unwrap();
     let b0 = base.forward(&ids[..1]).unwrap();
     assert!(rel_err(&b0, &merged[..v]) > 1e-3);
 }
@@ -244,19 +244,19 @@ fn bad_data_targets_and_adapters_are_clear_errors() {
     let gpu = gpu();
     let mut o = options(dir.join("out"));
     o.lora = Some(LoraConfig { targets: vec!["qkv_proj".into()], ..lora_qv(0.0) });
-    let e = LmTrainer::open(&gpu, &o, None).err().unwrap().to_string();
+    let e = LmTrainer::open(gpu, &o, None).err().unwrap().to_string();
     assert!(e.contains("qkv_proj") && e.contains("matches no layer"), "{e}");
     // An adapter for another model: a layer it lacks, or other shapes.
     let mut a = Adapter::load(&fixtures().join("tiny-llama-lora/peft_init")).unwrap();
     let (l, ab) = a.layers.pop_first().unwrap();
     a.layers.insert(l.replace("layers.0", "layers.7"), ab.clone());
-    let e = Session::load_adapted(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&a)).err().unwrap();
+    let e = Session::load_adapted(gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&a)).err().unwrap();
     assert!(e.to_string().contains("layers.7") && e.to_string().contains("another model"), "{e}");
     let mut a = Adapter::load(&fixtures().join("tiny-llama-lora/peft_init")).unwrap();
     let first = a.layers.keys().next().unwrap().clone();
     let wide = wgpu_llm::tensor::HostTensor::f32(&[4, 48], vec![0.0; 4 * 48]).unwrap();
     a.layers.get_mut(&first).unwrap().0 = wide;
-    let e = Session::load_adapted(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&a)).err().unwrap();
+    let e = Session::load_adapted(gpu, &fixtures().join("tiny-llama"), DType::F32, 16, 1, Some(&a)).err().unwrap();
     assert!(e.to_string().contains(&first) && e.to_string().contains("another model"), "{e}");
     // A PEFT config this engine does not compute.
     let cfgdir = dir.join("dora");
@@ -271,5 +271,62 @@ fn bad_data_targets_and_adapters_are_clear_errors() {
     std::fs::write(cfgdir.join("adapter_config.json"), cfg.to_string()).unwrap();
     let e = Adapter::load(&cfgdir).unwrap_err().to_string();
     assert!(e.contains("use_dora"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-llm")).args(args).output().expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = cli(args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn cli_finetunes_an_adapter_that_generate_perplexity_and_merge_take() {
+    let dir = temp("cli");
+    let model = dir.join("tiny");
+    std::fs::create_dir_all(&model).unwrap();
+    for (from, f) in [("tiny-llama", "config.json"), ("tiny-llama", "model.safetensors")]
+        .into_iter()
+        .chain(["tokenizer.json", "tokenizer_config.json"].map(|f| ("tiny-llama-lora", f)))
+    {
+        std::fs::copy(fixtures().join(from).join(f), model.join(f)).unwrap();
+    }
+    let data = fixtures().join("tiny-llama-lora/chat.jsonl");
+    let (m, d, ad) = (model.to_str().unwrap(), data.to_str().unwrap(), dir.join("adapter"));
+    let ad = ad.to_str().unwrap();
+    let base = ["finetune", "--task", "lm", "-m", m, "--data", d, "--val", d, "--lr", "1e-2", "--lora-r", "4"];
+    let out = ok(&[&base[..], &["--lora-alpha", "8", "--epochs", "3", "--json", "-o", ad]].concat());
+    let epochs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(epochs.len(), 3);
+    let val = |i: usize| epochs[i]["val_loss"].as_f64().unwrap();
+    assert!(val(2) < val(0) - 0.2, "the validation loss falls: {out}");
+    let cfg = json(&dir.join("adapter/adapter_config.json"));
+    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
+    ok(&["generate", "-m", m, "--lora", ad, "-p", "who are you?", "-n", "4"]);
+    // Merged on load (--lora) and merged into a folder give the same perplexity.
+    let text = dir.join("q.txt");
+    std::fs::write(&text, "who are you? i am quill, made by larkspur labs.").unwrap();
+    let ppl = |args: &[&str]| -> f64 {
+        let t = text.to_str().unwrap();
+        let o = ok(&[args, &["--dtype", "f32", "--ctx", "64", "--json", "--file", t]].concat());
+        serde_json::from_str::<serde_json::Value>(&o).unwrap()["ppl"].as_f64().unwrap()
+    };
+    let merged = dir.join("merged");
+    ok(&["merge", "-m", m, "--lora", ad, "-o", merged.to_str().unwrap()]);
+    let (with_lora, folded, plain) = (
+        ppl(&["perplexity", "-m", m, "--lora", ad]),
+        ppl(&["perplexity", "-m", merged.to_str().unwrap()]),
+        ppl(&["perplexity", "-m", m]),
+    );
+    assert!((with_lora - folded).abs() < 1e-4 * folded, "{with_lora} vs {folded}");
+    assert!(with_lora < plain, "the adapter learned the facts: {with_lora} vs base {plain}");
+    // Bad targets are an error before any GPU work.
+    let o = cli(&[&base[..], &["--lora-targets", "wq", "-o", ad]].concat());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("\"wq\"") && e.contains("matches no layer"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
 //! Argument parsing (clap) and printing for the `wgpu-llm` binary; no logic of its own.
 
 mod generate;
+mod lora;
 pub mod model_path;
 mod perplexity;
 mod prune;
@@ -109,8 +110,11 @@ enum Cmd {
         file: Option<std::path::PathBuf>,
         texts: Vec<String>,
     },
-    /// Finetune a pretrained encoder (BERT, all-MiniLM-L6-v2) into a sequence classifier.
+    /// Finetune a pretrained encoder (BERT, all-MiniLM-L6-v2) into a sequence classifier (--task classify), or
+    /// a decoder on instruction data with LoRA or every weight (--task lm).
     Finetune(Box<train::FinetuneArgs>),
+    /// Fold a LoRA adapter into its base model: a model folder that needs no --lora.
+    Merge(lora::MergeArgs),
     /// Pretrain a GPT-2 from scratch on text files (character vocabulary).
     Train(Box<train::PretrainArgs>),
     /// Label texts with a classifier folder (from finetune, or a transformers BertForSequenceClassification).
@@ -383,6 +387,7 @@ pub fn main() -> Result<()> {
         }
         Cmd::Train(args) => train::run_pretrain(&|| cli.gpu.open(), &args),
         Cmd::Finetune(args) => train::run_finetune(&|| cli.gpu.open(), &args),
+        Cmd::Merge(args) => lora::run_merge(&args),
         Cmd::Classify { model, file, json, batch_size, texts } => {
             let gpu = cli.gpu.open()?;
             train::run_classify(&gpu, &model, &texts, file.as_deref(), batch_size, json)

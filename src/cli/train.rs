@@ -28,10 +28,15 @@ pub struct DataArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct FinetuneArgs {
-    /// The pretrained encoder: a BERT folder or a known name (minilm).
-    #[arg(short, long, default_value = "minilm")]
-    pub model: String,
-    /// Training data: CSV, TSV or JSONL with a header.
+    /// classify: a pretrained encoder into a sequence classifier; lm: a decoder on instruction data (LoRA or
+    /// --full).
+    #[arg(long, default_value = "classify")]
+    pub task: String,
+    /// The pretrained model: a folder or a known name (default: minilm for classify, smollm2 for lm).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Training data: CSV, TSV or JSONL with a header (classify); JSONL of {"messages"}, {"prompt",
+    /// "completion"} or {"text"} (lm).
     #[arg(long)]
     pub data: PathBuf,
     /// Validation data (same format).
@@ -48,15 +53,19 @@ pub struct FinetuneArgs {
     /// cls ([CLS] → Linear), pooler ([CLS] → dense + tanh → Linear, transformers'), mean (mean pooling → Linear).
     #[arg(long, default_value = "pooler")]
     pub head: String,
+    #[command(flatten)]
+    pub lm: super::lora::LmArgs,
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 2e-5)]
-    pub lr: f32,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Tokens per text at most ([CLS] and [SEP] kept).
-    #[arg(long, default_value_t = 128)]
-    pub max_length: usize,
+    /// Peak learning rate (default 2e-5 for classify, 2e-4 for lm).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Sequences per step (default 32 for classify, 4 for lm).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tokens per sequence at most (default 128 for classify, [CLS] and [SEP] kept; 512 for lm).
+    #[arg(long)]
+    pub max_length: Option<usize>,
     /// Linear warmup over this fraction of the steps, then linear decay to 0 (0: a constant rate).
     #[arg(long, default_value_t = 0.0)]
     pub warmup_ratio: f32,
@@ -73,7 +82,8 @@ pub struct FinetuneArgs {
     /// Clip the gradients by this global norm before each update (as torch's clip_grad_norm_).
     #[arg(long)]
     pub grad_clip: Option<f32>,
-    /// The output folder (a transformers BertForSequenceClassification checkpoint).
+    /// The output folder (classify: a transformers BertForSequenceClassification checkpoint; lm: a PEFT
+    /// adapter, or a model folder with --full).
     #[arg(short, long)]
     pub out: PathBuf,
     /// One JSON object per epoch on stdout.
@@ -81,7 +91,26 @@ pub struct FinetuneArgs {
     pub json: bool,
 }
 
-fn check(cond: bool, msg: String) -> Result<()> {
+impl FinetuneArgs {
+    /// The checks every task shares, before any model loads or the GPU opens.
+    pub fn check_common(&self, lr: f32, batch: usize) -> Result<()> {
+        check(self.epochs >= 1, format!("--epochs {}: must be at least 1", self.epochs))?;
+        check(batch >= 1, format!("--batch-size {batch}: must be at least 1"))?;
+        check(lr.is_finite() && lr > 0.0, format!("--lr {lr}: must be > 0"))?;
+        check(
+            (0.0..1.0).contains(&self.warmup_ratio),
+            format!("--warmup-ratio {}: must be in [0, 1)", self.warmup_ratio),
+        )?;
+        check(self.grad_clip.is_none_or(|c| c > 0.0), format!("--grad-clip {:?}: must be > 0", self.grad_clip))?;
+        check(self.weight_decay >= 0.0, format!("--weight-decay {}: must be ≥ 0", self.weight_decay))?;
+        check(
+            self.betas.len() == 2 && self.betas.iter().all(|b| (0.0..1.0).contains(b)),
+            format!("--betas {:?}: two numbers in [0, 1)", self.betas),
+        )
+    }
+}
+
+pub(super) fn check(cond: bool, msg: String) -> Result<()> {
     if cond {
         Ok(())
     } else {
@@ -101,7 +130,7 @@ fn read(path: &Path, cols: &DataArgs, labels: Option<&[String]>) -> Result<(Vec<
 }
 
 /// A progress bar on stderr when it is a terminal (and not under --json).
-fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+pub(super) fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
@@ -113,21 +142,18 @@ fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
 }
 
 pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<()> {
+    match a.task.as_str() {
+        "classify" => {}
+        "lm" => return super::lora::run_finetune_lm(gpu, a),
+        other => return Err(Error::Other(format!("--task {other:?}: classify or lm"))),
+    }
     // Every check before the model loads or the GPU opens.
     let head = HeadKind::parse(&a.head)?;
-    check(a.epochs >= 1, format!("--epochs {}: must be at least 1", a.epochs))?;
-    check(a.batch_size >= 1, format!("--batch-size {}: must be at least 1", a.batch_size))?;
-    check(a.max_length >= 2, format!("--max-length {}: must be at least 2 ([CLS] and [SEP])", a.max_length))?;
-    check(a.lr.is_finite() && a.lr > 0.0, format!("--lr {}: must be > 0", a.lr))?;
-    check((0.0..1.0).contains(&a.warmup_ratio), format!("--warmup-ratio {}: must be in [0, 1)", a.warmup_ratio))?;
-    check(a.grad_clip.is_none_or(|c| c > 0.0), format!("--grad-clip {:?}: must be > 0", a.grad_clip))?;
-    check(a.weight_decay >= 0.0, format!("--weight-decay {}: must be ≥ 0", a.weight_decay))?;
+    let (lr, batch, max_length) = (a.lr.unwrap_or(2e-5), a.batch_size.unwrap_or(32), a.max_length.unwrap_or(128));
+    a.check_common(lr, batch)?;
+    check(max_length >= 2, format!("--max-length {max_length}: must be at least 2 ([CLS] and [SEP])"))?;
     check(a.dropout.is_none_or(|p| (0.0..1.0).contains(&p)), format!("--dropout {:?}: must be in [0, 1)", a.dropout))?;
-    check(
-        a.betas.len() == 2 && a.betas.iter().all(|b| (0.0..1.0).contains(b)),
-        format!("--betas {:?}: two numbers in [0, 1)", a.betas),
-    )?;
-    let model = resolve(Some(&a.model))?;
+    let model = resolve(Some(a.model.as_deref().unwrap_or("minilm")))?;
     let (mut train, labels) = read(&a.data, &a.columns, a.labels.as_deref())?;
     let val = match (&a.val, a.val_split) {
         (Some(v), _) => read(v, &a.columns, Some(&labels))?.0,
@@ -144,9 +170,9 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         head,
         labels: labels.clone(),
         epochs: a.epochs,
-        lr: a.lr,
-        batch: a.batch_size,
-        max_length: a.max_length,
+        lr,
+        batch,
+        max_length,
         warmup_ratio: a.warmup_ratio,
         weight_decay: a.weight_decay,
         dropout: a.dropout,
@@ -163,7 +189,7 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         head.name(),
         gpu.info.name
     );
-    let steps = train.len().div_ceil(a.batch_size) as u64;
+    let steps = train.len().div_ceil(batch) as u64;
     let mut pb = bar(steps, a.json);
     let epoch = std::cell::Cell::new(1);
     let t0 = std::time::Instant::now();
@@ -173,7 +199,7 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
             pb = bar(n as u64, a.json);
             pb.set_prefix(format!("epoch {}", epoch.get()));
         }
-        seen += a.batch_size;
+        seen += batch;
         pb.set_position(k as u64);
         pb.set_message(format!("loss {loss:.4} {:.1} sentences/s", seen as f64 / t0.elapsed().as_secs_f64()));
     };

@@ -36,6 +36,9 @@ pub struct Options {
     pub out: PathBuf,
 }
 
+/// (name, value) pairs of a graph's params.
+type NamedValues = Vec<(String, ValueId)>;
+
 /// One epoch's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct Epoch {
@@ -78,33 +81,40 @@ fn is_lora(name: &str) -> bool {
     name.contains(".lora_A.") || name.contains(".lora_B.")
 }
 
+/// Open the base model and check the options against it without touching the GPU: a Llama-family decoder,
+/// every LoRA target names layers it has, a starting adapter fits it.
+pub fn prepare(opts: &Options, init: Option<&lora::Adapter>) -> Result<(WeightStore, llama::Config)> {
+    let store = crate::loader::open(&opts.model)?;
+    let src = ConfigSource::find(&opts.model, &store)?;
+    let arch = src.architecture()?;
+    if arch == "gpt2" || arch == "bert" {
+        return Err(Error::Unsupported {
+            op: "finetune --task lm".into(),
+            detail: format!("{arch:?}: LM finetuning builds Llama-family decoders (llama, qwen2, mistral)"),
+        });
+    }
+    let cfg = llama::Config::from_source(&src, &store)?;
+    if let Some(lc) = &opts.lora {
+        let layers = llama::linear_layers(&cfg);
+        for t in &lc.targets {
+            if !layers.keys().any(|n| n.rsplit('.').next() == Some(t.as_str())) {
+                return Err(Error::Other(format!(
+                    "--lora-targets {t:?} matches no layer of {} (its layers end in {:?})",
+                    opts.model.display(),
+                    lora::LLAMA_TARGETS
+                )));
+            }
+        }
+        if let Some(a) = init {
+            a.check(&layers, &opts.model.display().to_string())?;
+        }
+    }
+    Ok((store, cfg))
+}
+
 impl<'g> LmTrainer<'g> {
     pub fn open(gpu: &'g Gpu, opts: &Options, init: Option<lora::Adapter>) -> Result<Self> {
-        let store = crate::loader::open(&opts.model)?;
-        let src = ConfigSource::find(&opts.model, &store)?;
-        let arch = src.architecture()?;
-        if arch == "gpt2" || arch == "bert" {
-            return Err(Error::Unsupported {
-                op: "finetune --task lm".into(),
-                detail: format!("{arch:?}: LM finetuning builds Llama-family decoders (llama, qwen2, mistral)"),
-            });
-        }
-        let cfg = llama::Config::from_source(&src, &store)?;
-        if let Some(lc) = &opts.lora {
-            let layers = llama::linear_layers(&cfg);
-            for t in &lc.targets {
-                if !layers.keys().any(|n| n.rsplit('.').next() == Some(t.as_str())) {
-                    return Err(Error::Other(format!(
-                        "--lora-targets {t:?} matches no layer of {} (its layers end in {:?})",
-                        opts.model.display(),
-                        lora::LLAMA_TARGETS
-                    )));
-                }
-            }
-            if let Some(a) = &init {
-                a.check(&layers, &opts.model.display().to_string())?;
-            }
-        }
+        let (store, cfg) = prepare(opts, init.as_ref())?;
         if opts.batch == 0 {
             return Err(Error::Other("--batch-size 0: must be at least 1".into()));
         }
@@ -136,7 +146,7 @@ impl<'g> LmTrainer<'g> {
     }
 
     /// The step graph (`train`) or the loss alone: `ids` [B, T], `targets` [B·T] i32 → mean cross-entropy.
-    fn graph(&self, t: usize, train: bool) -> Result<(Graph, ValueId, Vec<(String, ValueId)>)> {
+    fn graph(&self, t: usize, train: bool) -> Result<(Graph, ValueId, NamedValues)> {
         let mut g = GraphBuilder::new();
         let prec = Precision::from(DType::F32);
         // Evaluation runs without LoRA dropout.

@@ -80,15 +80,15 @@ pub fn render(tok: &Tokenizer, v: &serde_json::Value, train_on_prompt: bool) -> 
         let c = str_field("completion")?.ok_or("a \"prompt\" needs a \"completion\"")?;
         let eos = tok.eos_id().and_then(|id| tok.id_to_token(id)).unwrap_or_default();
         let text = format!("{p}{c}{eos}");
-        Rendered { spans: vec![p.len()..text.len()], text, add_special: true }
+        Rendered { spans: std::iter::once(p.len()..text.len()).collect(), text, add_special: true }
     } else if let Some(t) = str_field("text")? {
         let eos = tok.eos_id().and_then(|id| tok.id_to_token(id)).unwrap_or_default();
         let text = format!("{t}{eos}");
-        Rendered { spans: vec![0..text.len()], text, add_special: true }
+        Rendered { spans: std::iter::once(0..text.len()).collect(), text, add_special: true }
     } else {
         return Err("expected \"messages\", \"prompt\" + \"completion\", or \"text\"".into());
     };
-    Ok(if train_on_prompt { Rendered { spans: vec![0..r.text.len()], ..r } } else { r })
+    Ok(if train_on_prompt { Rendered { spans: std::iter::once(0..r.text.len()).collect(), ..r } } else { r })
 }
 
 /// Token ids and labels of a rendered line: a token is learned when its text starts inside a span. Cut to
