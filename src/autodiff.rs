@@ -177,6 +177,14 @@ fn attention_by_matmuls(
     Ok(Some(vec![(0, b.scale(dq, spec.scale)?), (1, b.scale(dk, spec.scale)?), (2, dv)]))
 }
 
+/// A 2-D [r, c] value transposed to [c, r] (Permute0213 over [1, r, c, 1]).
+fn transpose(b: &mut GraphBuilder, w: ValueId) -> Result<ValueId> {
+    let s = b.shape(w).to_vec();
+    let x = b.reshape(w, &[1, s[0], s[1], 1])?;
+    let t = b.op(Op::Permute0213, &[x])?;
+    b.reshape(t, &[s[1], s[0]])
+}
+
 /// c = op(a)·op(b). With b 2-D shared over a's batch, a's batch is flattened into rows so that db sums over
 /// the batch.
 fn matmul_rule(
@@ -205,6 +213,10 @@ fn matmul_rule(
     };
     let (da, dw) = match (ta, tb) {
         (false, false) => (b.matmul(dc, w, false, true)?, b.matmul(a2, dc2, true, false)?),
+        (false, true) if b.grad_through_transpose && sw.len() == 2 => {
+            let wt = transpose(b, w)?;
+            (b.matmul(dc, wt, false, true)?, b.matmul(dc2, a2, true, false)?)
+        }
         (false, true) => (b.matmul(dc, w, false, false)?, b.matmul(dc2, a2, true, false)?),
         (true, false) => (b.matmul(w, dc, false, true)?, b.matmul(a, dc, false, false)?),
         (true, true) => (b.matmul(w, dc, true, true)?, b.matmul(dc, a, true, true)?),

@@ -256,10 +256,6 @@ pub fn write_model_folder(
 /// complete, so `out` is never a partial folder. An existing `out` is an error unless `overwrite` (then it is
 /// replaced, and kept if the swap fails).
 pub fn write_folder(out: &Path, overwrite: bool, fill: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
-    let exists = out.symlink_metadata().is_ok();
-    if exists && !overwrite {
-        return Err(out_err(out, "exists already (choose another output, or overwrite it)"));
-    }
     let name = out.file_name().ok_or_else(|| out_err(out, "is not a folder name"))?.to_string_lossy().to_string();
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -268,14 +264,29 @@ pub fn write_folder(out: &Path, overwrite: bool, fill: &dyn Fn(&Path) -> Result<
     if !parent.is_dir() {
         return Err(out_err(out, format!("its parent folder {} does not exist", parent.display())));
     }
+    clean_stale(&parent, &name, out);
+    let exists = out.symlink_metadata().is_ok();
+    if exists && !overwrite {
+        return Err(out_err(out, "exists already (choose another output, or overwrite it)"));
+    }
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| out_err(&tmp, format!("cannot create: {e}")))?;
-    if let Err(e) = fill(&tmp) {
+    if let Err(e) = fill(&tmp).and_then(|_| sync_tree(&tmp)) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    // rename() cannot replace a non-empty folder: move the old one aside first, and back if the swap fails.
+    // Swap the complete folder in with one atomic exchange where the OS has it (Linux), so that a kill at any
+    // point leaves either the old folder or the new one at `out`.
+    if exists && exchange(&tmp, out).is_ok() {
+        sync_dir(&parent);
+        if let Err(e) = std::fs::remove_dir_all(&tmp) {
+            log::warn!("{}: could not remove the replaced output: {e}", tmp.display());
+        }
+        return Ok(());
+    }
+    // Elsewhere rename() cannot replace a non-empty folder: move the old one aside first, and back if the swap
+    // fails (a kill between the two renames leaves it at `.{name}.old-PID`, restored by the next write).
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     if exists {
         if let Err(e) = std::fs::rename(out, &old) {
@@ -290,6 +301,7 @@ pub fn write_folder(out: &Path, overwrite: bool, fill: &dyn Fn(&Path) -> Result<
         }
         return Err(out_err(out, format!("cannot move the written folder into place: {e}")));
     }
+    sync_dir(&parent);
     if exists {
         let gone = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
         if let Err(e) = gone {
@@ -297,6 +309,68 @@ pub fn write_folder(out: &Path, overwrite: bool, fill: &dyn Fn(&Path) -> Result<
         }
     }
     Ok(())
+}
+
+/// Swap two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`); an error where unsupported.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let (ca, cb) = (c(a)?, c(b)?);
+        // SAFETY: both are valid NUL-terminated paths that outlive the call.
+        let r =
+            unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (a, b);
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// What killed writers of `out` left beside it: their partial folders are removed (never taken for `out`),
+/// and an old folder moved aside is put back when `out` itself is missing.
+fn clean_stale(parent: &Path, name: &str, out: &Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else { return };
+    for e in rd.flatten() {
+        let f = e.file_name().to_string_lossy().to_string();
+        let p = e.path();
+        if f.starts_with(&format!(".{name}.partial-")) {
+            let _ = std::fs::remove_dir_all(&p);
+        } else if f.starts_with(&format!(".{name}.old-")) {
+            if out.symlink_metadata().is_err() {
+                let _ = std::fs::rename(&p, out);
+            } else {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+}
+
+/// fsync every file under `dir` and the folders themselves, so that a folder renamed into place after this
+/// is complete on disk even if the machine stops right after.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| out_err(dir, format!("cannot list: {e}")))? {
+        let p = e.map_err(|e| out_err(dir, e.to_string()))?.path();
+        if p.is_dir() {
+            sync_tree(&p)?;
+        } else {
+            std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| out_err(&p, format!("cannot sync: {e}")))?;
+        }
+    }
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| out_err(dir, format!("cannot sync: {e}")))
 }
 
 /// `value` as pretty JSON in `path`.

@@ -11,6 +11,8 @@ pub mod cli;
 pub mod error;
 pub mod exec;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;

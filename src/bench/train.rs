@@ -94,14 +94,7 @@ pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
     let f = lm::batch(&tokens, b, t, &mut rng);
     let feeds: Vec<(&str, &crate::tensor::HostTensor)> = f.iter().map(|(n, v)| (*n, v)).collect();
     let timings = plan.profile(&feeds, &[("lr", 1e-3f32.to_bits()), ("step", (steps + 3) as u32)])?;
-    let mut by_op: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
-    for tm in timings {
-        let e = by_op.entry(tm.op).or_default();
-        e.0 += tm.micros;
-        e.1 += 1;
-    }
-    let mut profile: Vec<(String, f64, usize)> = by_op.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
-    profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let profile = by_op(timings);
     let step_secs = median(times);
     let (persistent, transient) = plan.memory();
     Ok(TrainBench {
@@ -156,4 +149,94 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
         gpu_memory_bytes: clf.gpu_bytes(),
         profile: vec![],
     })
+}
+
+/// Finetuning a decoder (`finetune --task lm`) at batch `batch` × `len` tokens: LoRA r 8 (alpha 16, no
+/// dropout) on all seven projections, or every weight (`lora` false). Random token ids; the second half of
+/// each sequence is learned (a reply after its prompt), so the head runs on half the rows; `steps` timed
+/// steps after two warm-ups.
+pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, len: usize) -> Result<TrainBench> {
+    use crate::train::lora::{LoraConfig, LLAMA_TARGETS};
+    use crate::train::sft::{LmTrainer, Options};
+    use crate::train::sft_data::Sequence;
+    let lc = LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        targets: LLAMA_TARGETS.iter().map(|s| s.to_string()).collect(),
+        rslora: false,
+    };
+    let opts = Options {
+        model: model.to_path_buf(),
+        lora: lora.then_some(lc),
+        epochs: 1,
+        lr: 1e-5,
+        batch,
+        max_length: len,
+        warmup_ratio: 0.0,
+        weight_decay: 0.0,
+        betas: (0.9, 0.999),
+        grad_clip: None,
+        seed: 1,
+        out: Default::default(),
+    };
+    let mut tr = LmTrainer::open(gpu, &opts, None)?;
+    let vocab = tr.cfg.vocab as u64;
+    let mut rng = SplitMix(5);
+    let mut times = vec![];
+    for step in 1..=steps + 2 {
+        let seqs: Vec<Sequence> = (0..batch)
+            .map(|_| {
+                let ids: Vec<u32> = (0..len).map(|_| (rng.next_u64() % vocab) as u32).collect();
+                let labels = ids.iter().enumerate().map(|(k, &i)| if k < len / 2 { -100 } else { i as i32 }).collect();
+                Sequence { labels, ids }
+            })
+            .collect();
+        let refs: Vec<&Sequence> = seqs.iter().collect();
+        let t0 = Instant::now();
+        tr.train_step(&refs, len, 1e-5, step as u32)?;
+        if step > 2 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let seqs: Vec<Sequence> = (0..batch)
+        .map(|_| {
+            let ids: Vec<u32> = (0..len).map(|_| (rng.next_u64() % vocab) as u32).collect();
+            let labels = ids.iter().enumerate().map(|(k, &i)| if k < len / 2 { -100 } else { i as i32 }).collect();
+            Sequence { labels, ids }
+        })
+        .collect();
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    let timings = tr.profile_step(&refs, len, (steps + 3) as u32)?;
+    let step_secs = median(times);
+    let fp = tr.footprint();
+    let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let how = if lora { "LoRA r 8 on 7 projections" } else { "full (f32)" };
+    Ok(TrainBench {
+        recipe: format!(
+            "{name} {how}, {} of {} params trainable, batch {batch}x{len}",
+            fp.trainable_params, fp.total_params
+        ),
+        adapter: gpu.info.name.clone(),
+        steps,
+        step_secs,
+        per_sec: (batch * len) as f64 / step_secs,
+        unit: "tokens/s",
+        dispatches_per_step: fp.step_dispatches,
+        gpu_memory_bytes: fp.gpu_bytes,
+        profile: by_op(timings),
+    })
+}
+
+/// GPU time by op: (op, µs, dispatches), largest first.
+fn by_op(timings: Vec<crate::exec::OpTiming>) -> Vec<(String, f64, usize)> {
+    let mut m: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for tm in timings {
+        let e = m.entry(format!("{} {}", tm.op, tm.kernel)).or_default();
+        e.0 += tm.micros;
+        e.1 += 1;
+    }
+    let mut v: Vec<(String, f64, usize)> = m.into_iter().map(|(k, (us, n))| (k, us, n)).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
 }

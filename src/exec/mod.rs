@@ -384,6 +384,7 @@ impl<'g> Plan<'g> {
     /// Record every dispatch into one compute pass, copy the outputs to staging, submit once, read back.
     pub fn run(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<Vec<HostTensor>> {
         self.feed(inputs, vars)?;
+        let oom = self.gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         record_steps(&mut enc, &self.steps);
@@ -393,7 +394,8 @@ impl<'g> Plan<'g> {
             enc.copy_buffer_to_buffer(buf, 0, st, 0, st.size());
         }
         self.gpu.queue.submit([enc.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        let errors = [pollster::block_on(scope.pop()), pollster::block_on(oom.pop())];
+        if let Some(e) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu { context: "plan run".into(), message: e.to_string() });
         }
         let mut outs = vec![];

@@ -45,6 +45,23 @@ pub(super) fn time_passes(
         }
         return Ok((out, "wall"));
     }
+    // A query set holds at most 4096 queries (wgpu's limit): time 2048 passes at a time, in order.
+    const CHUNK: usize = 2048;
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        out.extend(time_chunk(gpu, len, &|i, enc| pre(start + i, enc), &|i, pass| record(start + i, pass))?);
+    }
+    Ok((out, "timestamp"))
+}
+
+/// `time_passes` for at most 2048 passes with timestamp queries.
+fn time_chunk(
+    gpu: &Gpu,
+    n: usize,
+    pre: &dyn Fn(usize, &mut wgpu::CommandEncoder),
+    record: &dyn Fn(usize, &mut wgpu::ComputePass),
+) -> Result<Vec<f64>> {
     let q = (2 * n) as u32;
     let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
         label: Some("pass timings"),
@@ -79,7 +96,7 @@ pub(super) fn time_passes(
     gpu.queue.submit([enc.finish()]);
     let ts: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.map_read(&staging, q as u64 * 8)?);
     let period = gpu.queue.get_timestamp_period() as f64;
-    Ok(((0..n).map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period / 1e3).collect(), "timestamp"))
+    Ok((0..n).map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period / 1e3).collect())
 }
 
 impl Plan<'_> {

@@ -68,6 +68,26 @@ pub struct GpuOptions {
     pub matmul: Kernel,
     /// Storage GEMVs keep gemv_vec4 where gemv_rows4 would serve (env `WGPU_LLM_GEMV=vec4`).
     pub gemv_vec4: bool,
+    /// Allocate at most this many bytes of GPU buffers (env `WGPU_LLM_MEMORY_BUDGET`, bytes or with a K/M/G
+    /// suffix): beyond it an allocation is an error naming what asked, as a device out of memory would be.
+    pub memory_budget: Option<u64>,
+}
+
+/// `WGPU_LLM_MEMORY_BUDGET`'s format: bytes, or a number with a K, M or G suffix (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| (n * mul as f64) as u64)
+        .ok_or_else(|| Error::Other(format!("{s:?} is not a byte count (e.g. 512M, 2G, 1048576)")))
 }
 
 impl GpuOptions {
@@ -90,6 +110,7 @@ impl Default for GpuOptions {
             // An unknown value is an error at the CLI (`GpuArgs::options`); here it means the table's choice.
             matmul: env("WGPU_LLM_MATMUL").and_then(|k| Kernel::parse(&k).ok()).unwrap_or_default(),
             gemv_vec4: env("WGPU_LLM_GEMV").as_deref() == Some("vec4"),
+            memory_budget: env("WGPU_LLM_MEMORY_BUDGET").and_then(|b| parse_bytes(&b).ok()),
         }
     }
 }
@@ -111,6 +132,17 @@ pub struct Gpu {
     pub gemv_vec4: bool,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     layouts: Mutex<HashMap<Vec<BindKind>, Arc<wgpu::BindGroupLayout>>>,
+    /// Errors wgpu reported outside any error scope, and why the device was lost: `check` turns them into
+    /// an `Error` (wgpu's default handler would panic).
+    faults: Arc<Mutex<Faults>>,
+    memory_budget: Option<u64>,
+    allocated: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Faults {
+    uncaptured: Vec<String>,
+    lost: Option<String>,
 }
 
 impl Gpu {
@@ -136,6 +168,20 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let f = faults.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            if let Ok(mut f) = f.lock() {
+                f.uncaptured.push(e.to_string());
+            }
+        }));
+        let f = faults.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut f) = f.lock() {
+                f.lost = Some(format!("{reason:?}: {message}"));
+            }
+        });
         let best = adapter::best_tier(features, &lang);
         let tier = opts.tier.map_or(best, |t| t.min(best));
         let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
@@ -156,6 +202,9 @@ impl Gpu {
             gemv_vec4: opts.gemv_vec4,
             pipelines: Mutex::default(),
             layouts: Mutex::default(),
+            faults,
+            memory_budget: opts.memory_budget,
+            allocated: Default::default(),
         })
     }
 
@@ -194,7 +243,9 @@ impl Gpu {
                 hint: String::new(),
             });
         }
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.reserve(label, size)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             // Uniform too: a kernel may read a small intermediate through the uniform path (`BindKind::Uniform`).
@@ -203,7 +254,52 @@ impl Gpu {
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }))
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                context: format!("allocating {label} ({size} bytes, {} allocated before)", self.allocated_bytes()),
+                message: e.to_string(),
+            });
+        }
+        Ok(buf)
+    }
+
+    /// Count `bytes` against the memory budget (`GpuOptions::memory_budget`), or fail naming `what`.
+    pub fn reserve(&self, what: &str, bytes: u64) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let before = self.allocated.fetch_add(bytes, Ordering::Relaxed);
+        match self.memory_budget {
+            Some(budget) if before + bytes > budget => {
+                self.allocated.fetch_sub(bytes, Ordering::Relaxed);
+                Err(Error::TooLarge {
+                    tensor: what.into(),
+                    bytes,
+                    limit: budget.saturating_sub(before),
+                    what: format!("the memory budget of {budget} bytes, {before} already allocated"),
+                    hint: "; lower --ctx, the batch size, or use --dtype f16 / int8".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// GPU buffer bytes allocated through `buffer` so far (buffers dropped are not subtracted).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turn what wgpu reported outside an error scope (and a lost device) into an error naming `context`.
+    pub fn check(&self, context: &str) -> Result<()> {
+        let mut f =
+            self.faults.lock().map_err(|_| Error::Gpu { context: context.into(), message: "poisoned".into() })?;
+        if let Some(l) = &f.lost {
+            return Err(Error::Gpu { context: context.into(), message: format!("the device was lost ({l})") });
+        }
+        if !f.uncaptured.is_empty() {
+            let all = std::mem::take(&mut f.uncaptured).join("; ");
+            return Err(Error::Gpu { context: context.into(), message: all });
+        }
+        Ok(())
     }
 
     /// Upload bytes into a buffer at an offset (padded to 4 bytes).
@@ -256,7 +352,8 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
             .map(|_| ())
-            .map_err(|e| Error::Gpu { context: "poll".into(), message: e.to_string() })
+            .map_err(|e| Error::Gpu { context: "poll".into(), message: e.to_string() })?;
+        self.check("waiting for the GPU")
     }
 
     /// The explicit bind group layout for an access signature: binding 0 is the uniform Params, then one

@@ -118,7 +118,7 @@ impl Session<'_> {
         }
         if !self.nll_plans.iter().any(|p| p.0 == t) {
             let step = self.cfg.build(t, t, self.max_seq, &self.prec)?;
-            let mut g = GraphBuilder { graph: step.graph };
+            let mut g = GraphBuilder { graph: step.graph, ..Default::default() };
             let targets = g.input("targets", &[t], DType::I32)?;
             let loss = g.cross_entropy(step.logits, targets)?;
             let plan = Plan::compile_shared(self.gpu, &g.finish(), &[loss], Some(&self.shared))?;

@@ -21,6 +21,28 @@ use crate::error::{Error, Result};
 const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + \
                       '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+/// Instructions one render may run: far beyond what a real template needs for a long conversation (SmolLM2's
+/// runs ~30 per message), small enough that a loop bomb stops in well under a second.
+const RENDER_FUEL: u64 = 2_000_000;
+/// The longest text a render may write (bytes).
+pub const MAX_RENDER_BYTES: usize = 16 << 20;
+
+/// A writer that refuses to grow past `MAX_RENDER_BYTES`.
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDER_BYTES {
+            return Err(std::io::Error::other(format!("the output exceeds {MAX_RENDER_BYTES} bytes")));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A compiled chat template with the bos/eos strings it is rendered with.
 #[derive(Clone)]
 pub struct ChatTemplate {
@@ -41,6 +63,8 @@ impl ChatTemplate {
             .build()
             .map_err(|e| Error::Other(format!("chat template: {e}")))?;
         env.set_syntax(syntax);
+        // Hostile templates (endless loops, deep recursion) stop: every render gets a budget of instructions.
+        env.set_fuel(Some(RENDER_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -92,7 +116,12 @@ impl ChatTemplate {
             documents => (),
         };
         let template = self.env.get_template("chat").map_err(|e| Error::Other(format!("chat template: {e}")))?;
-        template.render(ctx).map_err(|e| Error::Other(format!("chat template rendering failed: {e:#}")))
+        let mut out = Bounded(Vec::new());
+        template
+            .render_captured_to(ctx, &mut out)
+            .map(|_| ())
+            .map_err(|e| Error::Other(format!("chat template rendering failed: {e:#}")))?;
+        String::from_utf8(out.0).map_err(|e| Error::Other(format!("chat template rendered invalid UTF-8: {e}")))
     }
 }
 

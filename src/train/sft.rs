@@ -36,6 +36,9 @@ pub struct Options {
     pub out: PathBuf,
 }
 
+/// A plan's named inputs.
+type Feeds = Vec<(&'static str, HostTensor)>;
+
 /// (name, value) pairs of a graph's params.
 type NamedValues = Vec<(String, ValueId)>;
 
@@ -69,8 +72,9 @@ pub struct LmTrainer<'g> {
     shared: SharedLeaves,
     optimizer: super::Optimizer,
     seed: u64,
-    steps: Vec<(usize, Plan<'g>)>,
-    evals: Vec<(usize, Plan<'g>)>,
+    /// Plans by (padded length, gathered rows).
+    steps: Vec<((usize, usize), Plan<'g>)>,
+    evals: Vec<((usize, usize), Plan<'g>)>,
     /// The trainable params (name, shape), in graph order.
     pub trainable: Vec<(String, Vec<usize>)>,
     /// Starting adapter weights (instead of A Kaiming-uniform, B zeros).
@@ -145,15 +149,23 @@ impl<'g> LmTrainer<'g> {
         })
     }
 
-    /// The step graph (`train`) or the loss alone: `ids` [B, T], `targets` [B·T] i32 → mean cross-entropy.
-    fn graph(&self, t: usize, train: bool) -> Result<(Graph, ValueId, NamedValues)> {
-        let mut g = GraphBuilder::new();
+    /// The step graph (`train`) or the loss alone: `ids` [B, T], `rows` [R] (the positions whose next token
+    /// is learned, padded with 0), `targets` [R] i32 (padding -100) → mean cross-entropy.
+    fn graph(&self, t: usize, r: usize, train: bool) -> Result<(Graph, ValueId, NamedValues)> {
+        let mut g = GraphBuilder { grad_through_transpose: self.gpu.caps().texture_weights, ..Default::default() };
         let prec = Precision::from(DType::F32);
         // Evaluation runs without LoRA dropout.
         let lc = self.lora.clone().map(|l| if train { l } else { LoraConfig { dropout: 0.0, ..l } });
-        let logits =
-            llama::build_train(&mut g, &self.cfg, self.batch, t, &prec, lc.as_ref().map(|l| (l, self.seed as u32)))?;
-        let targets = g.input("targets", &[self.batch * t], DType::I32)?;
+        let logits = llama::build_train(
+            &mut g,
+            &self.cfg,
+            self.batch,
+            t,
+            &prec,
+            lc.as_ref().map(|l| (l, self.seed as u32)),
+            Some(r),
+        )?;
+        let targets = g.input("targets", &[r], DType::I32)?;
         let loss = g.cross_entropy(logits, targets)?;
         let params = if train { self.optimizer.append(&mut g, loss)?.0 } else { vec![] };
         Ok((g.finish(), loss, params))
@@ -174,13 +186,13 @@ impl<'g> LmTrainer<'g> {
         }
     }
 
-    fn plan(&mut self, t: usize, train: bool) -> Result<&mut Plan<'g>> {
+    fn plan(&mut self, (t, r): (usize, usize), train: bool) -> Result<&mut Plan<'g>> {
         let list = if train { &self.steps } else { &self.evals };
-        if let Some(i) = list.iter().position(|p| p.0 == t) {
+        if let Some(i) = list.iter().position(|p| p.0 == (t, r)) {
             let list = if train { &mut self.steps } else { &mut self.evals };
             return Ok(&mut list[i].1);
         }
-        let (graph, loss, params) = self.graph(t, train)?;
+        let (graph, loss, params) = self.graph(t, r, train)?;
         let fresh = self.shared.bytes() == 0;
         let mut plan = Plan::compile_shared(self.gpu, &graph, &[loss], Some(&self.shared))?;
         if fresh {
@@ -191,43 +203,65 @@ impl<'g> LmTrainer<'g> {
             self.trainable = params.iter().map(|(n, v)| (n.clone(), graph.shape(*v).to_vec())).collect();
         }
         let list = if train { &mut self.steps } else { &mut self.evals };
-        list.push((t, plan));
+        list.push(((t, r), plan));
         Ok(&mut list.last_mut().expect("just pushed").1)
     }
 
-    /// The padded length of a batch: the next power of two from 16, at most the longest allowed.
-    fn padded(&self, seqs: &[&Sequence], max_length: usize) -> Result<usize> {
+    /// A batch's plan key and inputs: the padded length (the next power of two from 16, at most the
+    /// longest allowed), the learned positions gathered for the head (their count padded the same way), the
+    /// ids and the targets.
+    fn batch_inputs(&self, seqs: &[&Sequence], max_length: usize) -> Result<((usize, usize), Feeds)> {
         let longest = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(1);
         if seqs.len() > self.batch {
             return Err(Error::Run(format!("{} sequences in a batch of {}", seqs.len(), self.batch)));
         }
-        Ok(super::classifier::bucket(longest, max_length.max(longest)))
-    }
-
-    fn feeds(&self, seqs: &[&Sequence], t: usize) -> Result<Vec<(&'static str, HostTensor)>> {
+        let t = super::classifier::bucket(longest, max_length.max(longest));
         let b = self.batch;
-        let (mut ids, mut tgt) = (vec![0u32; b * t], vec![IGNORE; b * t]);
-        for (r, s) in seqs.iter().enumerate() {
-            ids[r * t..r * t + s.ids.len()].copy_from_slice(&s.ids);
-            tgt[r * t..r * t + s.ids.len()].copy_from_slice(&s.targets());
+        let mut ids = vec![0u32; b * t];
+        let (mut rows, mut tgt) = (vec![], vec![]);
+        for (k, s) in seqs.iter().enumerate() {
+            ids[k * t..k * t + s.ids.len()].copy_from_slice(&s.ids);
+            for (i, &y) in s.targets().iter().enumerate().filter(|(_, &y)| y != IGNORE) {
+                rows.push((k * t + i) as u32);
+                tgt.push(y);
+            }
         }
-        Ok(vec![("ids", HostTensor::u32(&[b, t], ids)?), ("targets", HostTensor::i32(&[b * t], tgt)?)])
+        let r = super::classifier::bucket(rows.len().max(1), b * t);
+        rows.resize(r, 0);
+        tgt.resize(r, IGNORE);
+        let feeds = vec![
+            ("ids", HostTensor::u32(&[b, t], ids)?),
+            ("rows", HostTensor::u32(&[r], rows)?),
+            ("targets", HostTensor::i32(&[r], tgt)?),
+        ];
+        Ok(((t, r), feeds))
     }
 
     /// One AdamW step on a batch at rate `lr`, step `step` (1-based); returns the mean loss per learned token.
     pub fn train_step(&mut self, seqs: &[&Sequence], max_length: usize, lr: f32, step: u32) -> Result<f32> {
-        let t = self.padded(seqs, max_length)?;
-        let feeds = self.feeds(seqs, t)?;
-        let plan = self.plan(t, true)?;
+        let (key, feeds) = self.batch_inputs(seqs, max_length)?;
+        let plan = self.plan(key, true)?;
         let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         Ok(plan.run(&f, &[("lr", lr.to_bits()), ("step", step)])?[0].to_f32()[0])
     }
 
+    /// One training step's GPU time by dispatch (the step is taken: its update is real).
+    pub fn profile_step(
+        &mut self,
+        seqs: &[&Sequence],
+        max_length: usize,
+        step: u32,
+    ) -> Result<Vec<crate::exec::OpTiming>> {
+        let (key, feeds) = self.batch_inputs(seqs, max_length)?;
+        let plan = self.plan(key, true)?;
+        let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
+        plan.profile(&f, &[("lr", 0f32.to_bits()), ("step", step)])
+    }
+
     /// The mean loss per learned token of a batch, without updates or dropout.
     pub fn eval_batch(&mut self, seqs: &[&Sequence], max_length: usize) -> Result<f32> {
-        let t = self.padded(seqs, max_length)?;
-        let feeds = self.feeds(seqs, t)?;
-        let plan = self.plan(t, false)?;
+        let (key, feeds) = self.batch_inputs(seqs, max_length)?;
+        let plan = self.plan(key, false)?;
         let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         Ok(plan.run(&f, &[("step", 0)])?[0].to_f32()[0])
     }
