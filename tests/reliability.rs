@@ -16,12 +16,36 @@ fn a_model_beyond_the_memory_budget_is_an_error_naming_the_budget_and_the_flags(
     let gpu = Gpu::new(&GpuOptions { memory_budget: Some(96 << 10), ..GpuOptions::default() }).unwrap();
     let e = Session::load(&gpu, &fixtures().join("tiny-llama"), DType::F32, 64).err().expect("over the budget");
     let msg = e.to_string();
-    assert!(msg.contains("memory budget of 98304 bytes") && msg.contains("--ctx"), "{msg}");
+    assert!(msg.contains("memory budget (98304 bytes") && msg.contains("KV cache") && msg.contains("--ctx"), "{msg}");
+    assert_eq!(gpu.allocated_bytes(), 0, "the pre-flight plan fails before anything is allocated");
     // The same model fits a budget large enough, and the count is what it allocated.
     let gpu = Gpu::new(&GpuOptions { memory_budget: Some(64 << 20), ..GpuOptions::default() }).unwrap();
     let mut s = Session::load(&gpu, &fixtures().join("tiny-llama"), DType::F32, 64).unwrap();
     assert!(s.forward(&[1, 2, 3]).unwrap().len() == 64);
     assert!(gpu.allocated_bytes() > 96 << 10 && gpu.allocated_bytes() < 64 << 20);
+}
+
+#[test]
+fn the_preflight_plan_matches_what_a_plan_allocates() {
+    use wgpu_llm::session::preflight::MemoryPlan;
+    // A storage-buffer adapter (no texture copies): the estimate is the plan's own accounting.
+    let gpu = Gpu::new(&GpuOptions { texture_weights: Some(false), ..GpuOptions::default() }).unwrap();
+    let path = fixtures().join("tiny-llama");
+    let plan = MemoryPlan::of(&path, &DType::F32.into(), 48).unwrap();
+    let s = Session::load(&gpu, &path, DType::F32, 48).unwrap();
+    // The session's decode plan: shared weights and KV cache, and its transient pool (plus small scratch
+    // buffers some kernels keep, which the estimate leaves out).
+    let (got, want) = (s.gpu_bytes(), plan.weights + plan.kv_cache + plan.decode_activations);
+    assert!(got >= want && got - want <= 1024.max(want / 100), "allocated {got}, planned {want}: {plan:?}");
+    assert!(plan.prefill_activations > plan.decode_activations);
+    assert_eq!(plan.largest_tensor.0, "model.embed_tokens.weight");
+    // The CLI prints it.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-llm"))
+        .args(["inspect", path.to_str().unwrap(), "--memory", "--ctx", "48", "--dtype", "f32", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total"].as_u64(), Some(plan.total));
 }
 
 #[test]
@@ -92,5 +116,49 @@ fn killing_a_writer_at_random_points_never_leaves_a_broken_or_partial_output() {
     let left: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     assert_eq!(left, vec!["ckpt".to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The tiny Llama with the LoRA fixture's character tokenizer, as a model folder.
+fn tiny_chat_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let m = dir.join("tiny");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("tiny-llama").join(f), m.join(f)).unwrap();
+    }
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures().join("tiny-llama-lora").join(f), m.join(f)).unwrap();
+    }
+    m
+}
+
+#[test]
+fn inputs_beyond_the_context_or_vocabulary_are_clear_errors_or_documented_truncation() {
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = tiny_chat_model(&dir);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-llm")).args(args).output().expect("the binary runs")
+    };
+    let ms = m.to_str().unwrap();
+    // A prompt longer than the context: an error that says so and names the flag.
+    let long = "who are you? ".repeat(10);
+    let o = run(&["generate", "-m", ms, "--ctx", "32", "-p", &long, "-n", "4"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("context") && e.contains("--ctx"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    // -n beyond the context: generation stops when the context is full (documented), exit 0.
+    let o = run(&["generate", "-m", ms, "--ctx", "32", "-p", "who are you?", "-n", "1000", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (p, n) = (v["prompt_tokens"].as_array().unwrap().len(), v["tokens"].as_array().unwrap().len());
+    assert!(p + n <= 33 && n >= 1, "prompt {p} + generated {n} within a context of 32: {v}");
+    // A vocabulary id out of range, through the library.
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let mut s = Session::load(&gpu, &m, DType::F32, 32).unwrap();
+    let e = s.forward(&[1, 64]).unwrap_err().to_string();
+    assert!(e.contains("token id 64") && e.contains("vocabulary"), "{e}");
+    let e = s.forward(&vec![1; 40]).unwrap_err().to_string();
+    assert!(e.contains("context is full") && e.contains("--ctx"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

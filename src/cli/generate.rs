@@ -45,15 +45,9 @@ impl ModelArgs {
         // (SmolLM2, bench model -n 16, two paired runs: prefill@256 86.8/70.3 vs 69.0/57.2 tok/s, decode
         // 5.91/5.26 vs 4.59/3.53, 539 vs 1,075 MiB). Perplexity on 20k tokens: 47.275 vs 47.280.
         let float = if gpu.caps().f16 { DType::F16 } else { DType::F32 };
-        let int8 =
-            |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(self.keep.as_deref()), dynamic: vec![] };
         match self.dtype.as_deref() {
             None => Ok(float.into()),
-            Some("f32") => Ok(DType::F32.into()),
-            Some("f16") => Ok(DType::F16.into()),
-            Some("int8") => Ok(int8(ActQuant::None)),
-            Some("w8a8") => Ok(int8(ActQuant::Dynamic)),
-            Some(d) => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16, int8, w8a8)"))),
+            Some(d) => parse_precision(d, float, self.keep.as_deref()),
         }
     }
     pub fn path(&self) -> Result<PathBuf> {
@@ -63,6 +57,18 @@ impl ModelArgs {
     pub fn session<'g>(&self, gpu: &'g Gpu, path: &std::path::Path, batch: usize) -> Result<Session<'g>> {
         let adapter = self.lora.as_deref().map(crate::train::lora::Adapter::load).transpose()?;
         Session::load_adapted(gpu, path, self.precision(gpu)?, self.ctx, batch, adapter.as_ref())
+    }
+}
+
+/// `--dtype` as every model command takes it; int8 schemes compute in `float`.
+pub fn parse_precision(d: &str, float: DType, keep: Option<&str>) -> Result<Precision> {
+    let int8 = |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(keep), dynamic: vec![] };
+    match d {
+        "f32" => Ok(DType::F32.into()),
+        "f16" => Ok(DType::F16.into()),
+        "int8" => Ok(int8(ActQuant::None)),
+        "w8a8" => Ok(int8(ActQuant::Dynamic)),
+        d => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16, int8, w8a8)"))),
     }
 }
 

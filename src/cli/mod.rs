@@ -202,6 +202,18 @@ enum Cmd {
         /// Also list every tensor.
         #[arg(long)]
         tensors: bool,
+        /// Print the memory plan a decoder needs on the GPU (weights, KV cache, activations) instead.
+        #[arg(long)]
+        memory: bool,
+        /// With --memory: the context (KV cache length).
+        #[arg(long, default_value_t = 2048)]
+        ctx: usize,
+        /// With --memory: f32, f16, int8 or w8a8.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// With --memory: JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Magnitude-prune the linear layers' weights and write the pruned model folder (f32 weights).
     Prune {
@@ -350,7 +362,34 @@ pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Devices { json } => devices(&cli.gpu, json),
-        Cmd::Inspect { model, tensors } => inspect(&model_path::resolve(Some(&model))?, tensors),
+        Cmd::Inspect { model, tensors: _, memory: true, ctx, dtype, json } => {
+            let path = model_path::resolve(Some(&model))?;
+            let prec = generate::parse_precision(&dtype, crate::tensor::DType::F16, None)?;
+            let plan = crate::session::preflight::MemoryPlan::of(&path, &prec, ctx)?;
+            if json {
+                println!("{}", serde_json::to_string(&plan).unwrap_or_default());
+            } else {
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                println!("{}: {} at --ctx {}", path.display(), plan.precision, plan.ctx);
+                println!("  weights             {:>10.1} MiB", mib(plan.weights));
+                println!("  KV cache            {:>10.1} MiB", mib(plan.kv_cache));
+                println!("  decode activations  {:>10.1} MiB", mib(plan.decode_activations));
+                println!(
+                    "  prefill activations {:>10.1} MiB (a {}-token prompt)",
+                    mib(plan.prefill_activations),
+                    plan.ctx
+                );
+                println!("  total               {:>10.1} MiB", mib(plan.total));
+                println!(
+                    "  largest tensor      {} ({:.1} MiB, one buffer)",
+                    plan.largest_tensor.0,
+                    mib(plan.largest_tensor.1)
+                );
+                println!("  (adapters that read weights through textures, such as CPU ones, add texture copies of the linear weights)");
+            }
+            Ok(())
+        }
+        Cmd::Inspect { model, tensors, .. } => inspect(&model_path::resolve(Some(&model))?, tensors),
         Cmd::Serve {
             model,
             classifier,

@@ -65,8 +65,23 @@ fn value_bytes(graph: &Graph, v: ValueId) -> u64 {
     (numel(&n.shape) * n.dtype.size()) as u64
 }
 
-impl MemoryPlan {
-    pub fn new(gpu: &Gpu, graph: &Graph, outputs: &[ValueId], shared: Option<&SharedLeaves>) -> Result<Self> {
+/// Root of a value through aliasing ops (reshapes share their input's storage).
+fn root(graph: &Graph, mut v: ValueId) -> ValueId {
+    while let Some(k) = graph.node(v).op.aliases_input() {
+        v = graph.node(v).inputs[k];
+    }
+    v
+}
+
+/// Which ops run, in order, and when each value is last read: what placement and estimates share.
+struct Liveness {
+    order: Vec<usize>,
+    last_use: Vec<usize>,
+    outs: HashSet<usize>,
+}
+
+impl Liveness {
+    fn of(graph: &Graph, outputs: &[ValueId]) -> Result<Liveness> {
         let n = graph.nodes.len();
         // Which nodes are needed: the outputs, every in-place update, and what they read.
         let mut needed = vec![false; n];
@@ -81,21 +96,66 @@ impl MemoryPlan {
             }
         }
         let order: Vec<usize> = (0..n).filter(|&i| needed[i]).collect();
-
-        let root = |mut v: ValueId| {
-            while let Some(k) = graph.node(v).op.aliases_input() {
-                v = graph.node(v).inputs[k];
-            }
-            v
-        };
-        let outs: HashSet<usize> = outputs.iter().map(|&v| root(v).0).collect();
+        let outs: HashSet<usize> = outputs.iter().map(|&v| root(graph, v).0).collect();
         let mut last_use: Vec<usize> = (0..n).collect();
         for &i in &order {
             for v in &graph.nodes[i].inputs {
-                let r = root(*v).0;
+                let r = root(graph, *v).0;
                 last_use[r] = last_use[r].max(i);
             }
         }
+        Ok(Liveness { order, last_use, outs })
+    }
+}
+
+/// The bytes a plan of `graph` would hold, without a device: persistent leaves (weights, state, inputs) and
+/// the transient pool the same best-fit reuse as `MemoryPlan::new` makes (staged textures, scratch and
+/// texture twins not included). For pre-flight memory plans.
+pub fn estimate(graph: &Graph, outputs: &[ValueId]) -> Result<(u64, u64)> {
+    let Liveness { order, last_use, outs } = Liveness::of(graph, outputs)?;
+    let (mut persistent, mut pool, mut free) = (0u64, Vec::<u64>::new(), Vec::<usize>::new());
+    let mut slot: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+    for &i in &order {
+        let node = &graph.nodes[i];
+        let bytes = value_bytes(graph, ValueId(i));
+        if node.op.is_leaf() {
+            persistent += bytes;
+            continue;
+        }
+        if node.op.aliases_input().is_none() {
+            let need = bytes.max(4).next_multiple_of(256);
+            let best = free.iter().enumerate().filter(|(_, &b)| pool[b] >= need).min_by_key(|(_, &b)| pool[b]);
+            let b = match best.map(|(k, _)| k) {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    pool.push(need);
+                    pool.len() - 1
+                }
+            };
+            slot[i] = Some(b);
+        }
+        let mut dead: Vec<usize> = node.inputs.iter().map(|&x| root(graph, x).0).collect();
+        dead.push(root(graph, ValueId(i)).0);
+        dead.sort_unstable();
+        dead.dedup();
+        for r in dead {
+            if last_use[r] <= i && !outs.contains(&r) {
+                if let Some(b) = slot[r] {
+                    if !free.contains(&b) {
+                        free.push(b);
+                    }
+                }
+            }
+        }
+    }
+    Ok((persistent, pool.iter().sum()))
+}
+
+impl MemoryPlan {
+    pub fn new(gpu: &Gpu, graph: &Graph, outputs: &[ValueId], shared: Option<&SharedLeaves>) -> Result<Self> {
+        let n = graph.nodes.len();
+        let Liveness { order, last_use, outs } = Liveness::of(graph, outputs)?;
+        let root = |v: ValueId| root(graph, v);
 
         let mut plan = MemoryPlan {
             order: order.clone(),

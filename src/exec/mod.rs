@@ -20,7 +20,7 @@ use crate::graph::{leaf_name, Graph, Op, Scalar, ValueId};
 use crate::kernels::{self, Arg, ArgInfo, BindKind, Word};
 use crate::tensor::HostTensor;
 use memory::MemoryPlan;
-pub use memory::SharedLeaves;
+pub use memory::{estimate, SharedLeaves};
 
 /// One recorded dispatch: pipeline, bind group, grid, and which op it belongs to.
 struct Step {

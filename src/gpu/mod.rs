@@ -283,6 +283,11 @@ impl Gpu {
         }
     }
 
+    /// The memory budget, if one was set (`GpuOptions::memory_budget`).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.memory_budget
+    }
+
     /// GPU buffer bytes allocated through `buffer` so far (buffers dropped are not subtracted).
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated.load(std::sync::atomic::Ordering::Relaxed)

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod calibrate;
 pub mod encoder;
 pub mod perplexity;
+pub mod preflight;
 
 use std::path::Path;
 use std::time::Instant;
@@ -165,6 +166,12 @@ impl<'g> Session<'g> {
             a.check(&llama::linear_layers(c), &path.display().to_string())?;
         }
         let max_seq = max_seq.min(cfg.max_pos()).max(1);
+        if let Some(budget) = gpu.memory_budget() {
+            // Before anything is allocated: the whole plan against what is left of the budget.
+            let plan = preflight::MemoryPlan::for_arch(&cfg, &prec, max_seq)?;
+            let left = budget.saturating_sub(gpu.allocated_bytes());
+            plan.check(left, &format!("the memory budget ({budget} bytes, {left} left)"))?;
+        }
         let step = cfg.build_batch(batch, 1, batch, max_seq, &prec)?;
         let shared = SharedLeaves::new();
         let mut decode = Plan::compile_shared(gpu, &step.graph, &[step.logits], Some(&shared))?;
