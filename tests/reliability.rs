@@ -158,7 +158,7 @@ fn inputs_beyond_the_context_or_vocabulary_are_clear_errors_or_documented_trunca
     let mut s = Session::load(&gpu, &m, DType::F32, 32).unwrap();
     let e = s.forward(&[1, 64]).unwrap_err().to_string();
     assert!(e.contains("token id 64") && e.contains("vocabulary"), "{e}");
-    let e = s.forward(&vec![1; 40]).unwrap_err().to_string();
+    let e = s.forward(&[1; 40]).unwrap_err().to_string();
     assert!(e.contains("context is full") && e.contains("--ctx"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
