@@ -2,7 +2,7 @@
 # Fuzz every reader of outside input with cargo fuzz (libFuzzer, nightly toolchain, AddressSanitizer):
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default 600 s, every target)
 # Targets (fuzz/fuzz_targets/, bodies in src/fuzzing.rs): gguf, safetensors, safetensors_index, config,
-# tokenizer, template, data. Seeds come from the committed fixtures; the working corpus grows in
+# tokenizer, template, data, serve_body. Seeds come from the committed fixtures; the working corpus grows in
 # fuzz/corpus/TARGET. Limits: 1 s an input (-timeout), 256 MiB for one allocation (-malloc_limit_mb: inputs are
 # at most 64 KiB, so any bigger allocation is not bounded by the file), 2 GiB in all.
 # A crash is copied to tests/fuzz_regressions/TARGET/ (replayed on stable by `cargo test --test
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors safetensors_index config tokenizer template data)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors safetensors_index config tokenizer template data serve_body)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q nightly || { echo "fuzz.sh: needs the nightly toolchain" >&2; exit 2; }
@@ -42,6 +42,10 @@ printf '{"metadata": {"total_size": 32}, "weight_map": {"w": "model-00001-of-000
 # GGUF seeds: the smallest valid header, plus the regression inputs below.
 mkdir -p fuzz/seeds/gguf
 printf 'GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' > fuzz/seeds/gguf/empty.gguf
+mkdir -p fuzz/seeds/serve_body
+printf '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "temperature": 0.7, "stop": ["\\n"], "logprobs": true, "top_logprobs": 2}' > fuzz/seeds/serve_body/chat.json
+printf '{"text": ["good", "bad"]}' > fuzz/seeds/serve_body/predict.json
+printf '{"prompt": "Once", "max_tokens": 4, "seed": 3, "logprobs": 2}' > fuzz/seeds/serve_body/completion.json
 for f in tests/fuzz_regressions/*/*; do seed "$(basename "$(dirname "$f")")" "$f"; done
 
 status=0

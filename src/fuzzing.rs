@@ -20,6 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tokenizer", tokenizer),
     ("template", template),
     ("data", data),
+    ("serve_body", serve_body),
 ];
 
 fn scratch() -> PathBuf {
@@ -138,6 +139,16 @@ pub fn data(data: &[u8]) {
     if ext == "jsonl" {
         let _ = crate::train::sft_data::read_jsonl(&p, chatml_tokenizer(), 64, false);
     }
+}
+
+/// An HTTP request body of `serve`: JSON, then the checks of /predict, /v1/chat/completions and
+/// /v1/completions' generation fields.
+pub fn serve_body(data: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let _ = crate::serve::api::predict_texts(&v);
+    let _ = crate::serve::api::chat_messages(&v);
+    let _ = crate::serve::api::gen_params(&v, true);
+    let _ = crate::serve::api::gen_params(&v, false);
 }
 
 fn chatml_tokenizer() -> &'static crate::tokenizer::Tokenizer {

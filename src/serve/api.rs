@@ -99,17 +99,7 @@ async fn predict(State(app): State<Arc<App>>, body: Body) -> ApiResult {
         return Err(ApiError(StatusCode::NOT_FOUND, "no classifier is loaded (start serve with --classifier)".into()));
     }
     let v = body_json(&app, body).await?;
-    let no_text = || ApiError::bad("No text provided");
-    let (texts, list) = match &v["text"] {
-        Value::String(s) if !s.trim().is_empty() => (vec![s.clone()], false),
-        Value::Array(a) if !a.is_empty() => {
-            let t: Option<Vec<String>> =
-                a.iter().map(|x| x.as_str().filter(|s| !s.trim().is_empty()).map(str::to_string)).collect();
-            (t.ok_or_else(|| ApiError::bad("every text must be a non-empty string"))?, true)
-        }
-        Value::Null | Value::String(_) | Value::Array(_) => return Err(no_text()),
-        _ => return Err(ApiError::bad("text must be a string or a list of strings")),
-    };
+    let (texts, list) = predict_texts(&v)?;
     let (tx, rx) = oneshot::channel();
     app.submit(Job::Predict { texts, reply: tx })?;
     let rows = wait(&app, rx).await?;
@@ -131,6 +121,21 @@ async fn predict(State(app): State<Arc<App>>, body: Body) -> ApiResult {
         "probabilities": field("probabilities"),
     }))
     .into_response())
+}
+
+/// /predict's texts, and whether they came as a list.
+pub(crate) fn predict_texts(v: &Value) -> std::result::Result<(Vec<String>, bool), ApiError> {
+    let no_text = || ApiError::bad("No text provided");
+    match &v["text"] {
+        Value::String(s) if !s.trim().is_empty() => Ok((vec![s.clone()], false)),
+        Value::Array(a) if !a.is_empty() => {
+            let t: Option<Vec<String>> =
+                a.iter().map(|x| x.as_str().filter(|s| !s.trim().is_empty()).map(str::to_string)).collect();
+            Ok((t.ok_or_else(|| ApiError::bad("every text must be a non-empty string"))?, true))
+        }
+        Value::Null | Value::String(_) | Value::Array(_) => Err(no_text()),
+        _ => Err(ApiError::bad("text must be a string or a list of strings")),
+    }
 }
 
 /// Wait for a worker reply within the request timeout.
@@ -184,13 +189,28 @@ fn num(v: &Value, k: &str, default: f64, lo: f64, hi: f64) -> std::result::Resul
     }
 }
 
-/// The sampling, length, stop and logprob fields of a completion request.
+/// The sampling, length, stop and logprob fields of a completion request, checked.
+pub(crate) struct GenParams {
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    pub stops: Vec<String>,
+    pub logprobs: Option<usize>,
+}
+
+/// A completion request's job and the receiver of its events.
 fn gen_job(
     app: &App,
     v: &Value,
     prompt: Prompt,
     chat: bool,
 ) -> std::result::Result<(GenJob, mpsc::UnboundedReceiver<Event>), ApiError> {
+    let GenParams { max_tokens, sampler, stops, logprobs } = gen_params(v, chat)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let deadline = Instant::now() + app.opts.timeout;
+    Ok((GenJob { prompt, max_tokens, sampler, stops, logprobs, deadline, events: tx }, rx))
+}
+
+pub(crate) fn gen_params(v: &Value, chat: bool) -> std::result::Result<GenParams, ApiError> {
     if v["n"].as_u64().is_some_and(|n| n != 1) {
         return Err(ApiError::bad("only n = 1 is supported"));
     }
@@ -227,13 +247,18 @@ fn gen_job(
         repetition_penalty: num(v, "repetition_penalty", 1.0, 0.01, 10.0)? as f32,
         seed: num(v, "seed", 0.0, 0.0, 1.8e19)? as u64,
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let deadline = Instant::now() + app.opts.timeout;
-    Ok((GenJob { prompt, max_tokens, sampler, stops, logprobs, deadline, events: tx }, rx))
+    Ok(GenParams { max_tokens, sampler, stops, logprobs })
 }
 
 async fn chat(State(app): State<Arc<App>>, body: Body) -> ApiResult {
     let v = body_json(&app, body).await?;
+    let pairs = chat_messages(&v)?;
+    let (job, rx) = gen_job(&app, &v, Prompt::Chat(pairs), true)?;
+    respond(app, v["stream"].as_bool().unwrap_or(false), rx, job, true).await
+}
+
+/// A chat request's messages as (role, content), developer messages as system ones.
+pub(crate) fn chat_messages(v: &Value) -> std::result::Result<Vec<(String, String)>, ApiError> {
     let msgs = v["messages"]
         .as_array()
         .filter(|m| !m.is_empty())
@@ -251,8 +276,7 @@ async fn chat(State(app): State<Arc<App>>, body: Body) -> ApiResult {
         };
         pairs.push((if role == "developer" { "system".into() } else { role.to_string() }, content));
     }
-    let (job, rx) = gen_job(&app, &v, Prompt::Chat(pairs), true)?;
-    respond(app, v["stream"].as_bool().unwrap_or(false), rx, job, true).await
+    Ok(pairs)
 }
 
 async fn completions(State(app): State<Arc<App>>, body: Body) -> ApiResult {

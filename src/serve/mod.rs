@@ -8,7 +8,7 @@
 //! Requests run one at a time in arrival order: continuous batching (decoding every active sequence as one
 //! batch) is not built yet.
 
-mod api;
+pub(crate) mod api;
 pub mod worker;
 
 use std::net::SocketAddr;
