@@ -48,6 +48,9 @@ printf '{"text": ["good", "bad"]}' > fuzz/seeds/serve_body/predict.json
 printf '{"prompt": "Once", "max_tokens": 4, "seed": 3, "logprobs": 2}' > fuzz/seeds/serve_body/completion.json
 for f in tests/fuzz_regressions/*/*; do seed "$(basename "$(dirname "$f")")" "$f"; done
 
+# One build of every target (libFuzzer + AddressSanitizer + debug assertions), then each binary runs directly.
+[ "${FUZZ_SKIP_BUILD:-0}" = 1 ] || cargo +nightly fuzz build
+host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 status=0
 report=()
 for t in "${targets[@]}"; do
@@ -55,14 +58,15 @@ for t in "${targets[@]}"; do
   log="fuzz/artifacts/$t/fuzz.log"
   echo "== $t: ${secs} s" >&2
   set +e
-  cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+  "fuzz/target/$host/release/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
     -max_total_time="$secs" -timeout=1 -max_len=65536 -malloc_limit_mb=256 -rss_limit_mb=2048 \
     -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 > "$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
-  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   crashes=0
   for a in fuzz/artifacts/"$t"/crash-* fuzz/artifacts/"$t"/timeout-* fuzz/artifacts/"$t"/oom-* fuzz/artifacts/"$t"/leak-*; do
     [ -e "$a" ] || continue

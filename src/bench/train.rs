@@ -184,14 +184,18 @@ pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, 
     let vocab = tr.cfg.vocab as u64;
     let mut rng = SplitMix(5);
     let mut times = vec![];
-    for step in 1..=steps + 2 {
-        let seqs: Vec<Sequence> = (0..batch)
+    // Random ids; the second half of each sequence learned.
+    let mut batch_of = || -> Vec<Sequence> {
+        (0..batch)
             .map(|_| {
                 let ids: Vec<u32> = (0..len).map(|_| (rng.next_u64() % vocab) as u32).collect();
                 let labels = ids.iter().enumerate().map(|(k, &i)| if k < len / 2 { -100 } else { i as i32 }).collect();
                 Sequence { labels, ids }
             })
-            .collect();
+            .collect()
+    };
+    for step in 1..=steps + 2 {
+        let seqs = batch_of();
         let refs: Vec<&Sequence> = seqs.iter().collect();
         let t0 = Instant::now();
         tr.train_step(&refs, len, 1e-5, step as u32)?;
@@ -199,13 +203,7 @@ pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, 
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    let seqs: Vec<Sequence> = (0..batch)
-        .map(|_| {
-            let ids: Vec<u32> = (0..len).map(|_| (rng.next_u64() % vocab) as u32).collect();
-            let labels = ids.iter().enumerate().map(|(k, &i)| if k < len / 2 { -100 } else { i as i32 }).collect();
-            Sequence { labels, ids }
-        })
-        .collect();
+    let seqs = batch_of();
     let refs: Vec<&Sequence> = seqs.iter().collect();
     let timings = tr.profile_step(&refs, len, (steps + 3) as u32)?;
     let step_secs = median(times);

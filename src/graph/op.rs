@@ -208,6 +208,19 @@ pub struct AttnSpec {
     pub kv_len: Scalar,
 }
 
+impl AttnSpec {
+    /// Causal self-attention over whole sequences of `t` tokens from position 0 (training), scaled 1/√hd.
+    pub fn whole_causal(t: usize, hd: usize) -> AttnSpec {
+        AttnSpec {
+            causal: true,
+            scale: 1.0 / (hd as f32).sqrt(),
+            mask: false,
+            q_offset: Scalar::Const(0),
+            kv_len: Scalar::Const(t as u32),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamWSpec {
     pub lr: f32,

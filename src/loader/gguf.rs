@@ -205,6 +205,8 @@ fn parse(buf: &[u8]) -> Parse<(BTreeMap<String, MetaValue>, Vec<TensorEntry>)> {
     let data_start = r.pos.div_ceil(alignment) * alignment;
     let mut entries = Vec::with_capacity(infos.len());
     for Info { name, ne, dtype, offset } in infos {
+        let shape: Vec<usize> = ne.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+        super::check_dims(&name, &shape)?;
         let numel = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
         let numel = numel
             .and_then(|n| usize::try_from(n).ok())

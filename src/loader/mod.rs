@@ -314,6 +314,17 @@ impl std::fmt::Debug for WeightStore {
     }
 }
 
+/// A tensor's dims must multiply without overflow in any order: the product of its non-zero dims fits a
+/// usize (a zero dim makes the tensor empty, but `[2^40, 2^40, 0]` would still overflow a running product).
+fn check_dims(name: &str, shape: &[usize]) -> std::result::Result<(), String> {
+    shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .map(|_| ())
+        .ok_or_else(|| format!("tensor {name}: dims {shape:?} overflow"))
+}
+
 fn format_err(path: &Path, detail: impl Into<String>) -> Error {
     Error::Format { file: path.display().to_string(), detail: detail.into() }
 }

@@ -47,6 +47,7 @@ pub(super) fn open_files(paths: &[PathBuf]) -> Result<WeightStore> {
                 }
             };
             let (start, end) = info.data_offsets;
+            super::check_dims(&name, &info.shape).map_err(|e| format_err(path, e))?;
             let entry = TensorEntry {
                 name: name.clone(),
                 shape: info.shape.clone(),

@@ -140,7 +140,7 @@ pub fn build_train(
     t: usize,
     dropout: Option<super::bert::Dropout>,
 ) -> Result<ValueId> {
-    use crate::graph::{AttnSpec, Scalar};
+    use crate::graph::AttnSpec;
     if t > cfg.max_pos {
         return Err(Error::Run(format!("sequences of {t} tokens exceed the model's {} positions", cfg.max_pos)));
     }
@@ -157,13 +157,7 @@ pub fn build_train(
     let xp = g.op(Op::Embedding, &[wpe, pos_ids])?;
     let x = g.add(x, xp)?;
     let mut x = drop(g, x)?;
-    let spec = AttnSpec {
-        causal: true,
-        scale: 1.0 / (hd as f32).sqrt(),
-        mask: false,
-        q_offset: Scalar::Const(0),
-        kv_len: Scalar::Const(t as u32),
-    };
+    let spec = AttnSpec::whole_causal(t, hd);
     for l in 0..cfg.n_layers {
         let lp = format!("{p}h.{l}");
         let h = layernorm(g, &format!("{lp}.ln_1"), x, c, cfg.eps, dt)?;

@@ -327,13 +327,7 @@ pub fn build_train(
         Some(_) => Some(g.param(ROPE_TABLE, &[cfg.head_dim / 2], DType::F32)?),
         None => None,
     };
-    let spec = AttnSpec {
-        causal: true,
-        scale: 1.0 / (hd as f32).sqrt(),
-        mask: false,
-        q_offset: Scalar::Const(0),
-        kv_len: Scalar::Const(t as u32),
-    };
+    let spec = AttnSpec::whole_causal(t, hd);
     let mut k_drop = 0u32;
     // A linear layer with its LoRA branch when it is a target.
     let mut proj = |g: &mut GraphBuilder, lin: &Linear, x: ValueId, out: usize, inp: usize| -> Result<ValueId> {

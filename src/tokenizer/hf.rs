@@ -39,8 +39,13 @@ pub(crate) fn from_strings(
 ) -> Result<Parts> {
     let err = |detail: String| Error::Format { file: source.to_string(), detail };
     let config_err = |detail: String| Error::Format { file: sibling("tokenizer_config.json"), detail };
-    let mut tk = tokenizers::Tokenizer::from_bytes(tokenizer_json.as_bytes())
-        .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
+    // JSON first, then the tokenizer from the parsed value: the tokenizers crate panics (`expect("Helper")`)
+    // when its streaming parser meets a syntax error inside some sections (found by `scripts/fuzz.sh`,
+    // tests/fuzz_regressions/tokenizer/); a syntax error is now ours to report.
+    let value: serde_json::Value =
+        serde_json::from_str(tokenizer_json).map_err(|e| err(format!("not a valid tokenizer.json (not JSON: {e})")))?;
+    let mut tk: tokenizers::Tokenizer =
+        serde_json::from_value(value).map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
     // `encode` gives a text's ids: padding and truncation (all-MiniLM's tokenizer.json pads to 128) belong to
     // the batching code, which knows the model's limits.
     tk.with_padding(None);

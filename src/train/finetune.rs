@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::classifier::{Classifier, HeadKind, TrainSpec};
 use super::data::{shuffle, Example};
 use super::metrics::{report, Report};
-use super::schedule::{Kind, Schedule};
+use super::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::session::encoder::Encoder;
@@ -113,13 +113,7 @@ pub fn finetune(
         Classifier::open(gpu, &opts.model, opts.head, opts.labels.clone(), opts.batch, Some(spec), opts.seed)?;
     let per_epoch = train.len().div_ceil(opts.batch);
     let total = per_epoch * opts.epochs;
-    let schedule = Schedule {
-        kind: if opts.warmup_ratio > 0.0 { Kind::Linear } else { Kind::Constant },
-        peak: opts.lr,
-        warmup: (opts.warmup_ratio as f64 * total as f64).ceil() as usize,
-        total,
-        min_lr: 0.0,
-    };
+    let schedule = Schedule::finetune(opts.lr, opts.warmup_ratio, total);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let (mut step, mut best, mut epochs) = (0u32, f64::INFINITY, vec![]);
     for epoch in 1..=opts.epochs {

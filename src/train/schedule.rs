@@ -34,6 +34,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The finetuning commands' schedule: linear warmup over `warmup_ratio` of `total` steps then linear decay
+    /// to 0 (transformers' `get_linear_schedule_with_warmup`), or a constant rate when the ratio is 0.
+    pub fn finetune(peak: f32, warmup_ratio: f32, total: usize) -> Schedule {
+        Schedule {
+            kind: if warmup_ratio > 0.0 { Kind::Linear } else { Kind::Constant },
+            peak,
+            warmup: (warmup_ratio as f64 * total as f64).ceil() as usize,
+            total,
+            min_lr: 0.0,
+        }
+    }
+
     /// The rate of optimizer step `step` (1-based, as the optimizer counts).
     pub fn at(&self, step: usize) -> f32 {
         // transformers' lambda takes the 0-based count of steps already taken.

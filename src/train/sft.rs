@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::lora::{self, LoraConfig};
-use super::schedule::{Kind, Schedule};
+use super::schedule::Schedule;
 use super::sft_data::{Sequence, IGNORE};
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
@@ -351,13 +351,7 @@ pub fn finetune(
     let mut tr = LmTrainer::open(gpu, opts, init)?;
     let per_epoch = train.len().div_ceil(opts.batch);
     let total = per_epoch * opts.epochs;
-    let schedule = Schedule {
-        kind: if opts.warmup_ratio > 0.0 { Kind::Linear } else { Kind::Constant },
-        peak: opts.lr,
-        warmup: (opts.warmup_ratio as f64 * total as f64).ceil() as usize,
-        total,
-        min_lr: 0.0,
-    };
+    let schedule = Schedule::finetune(opts.lr, opts.warmup_ratio, total);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let (mut step, mut epochs) = (0u32, vec![]);
     for epoch in 1..=opts.epochs {
