@@ -271,7 +271,7 @@ impl<'g> LmTrainer<'g> {
         let (mut sum, mut n) = (0.0f64, 0usize);
         for chunk in data.chunks(self.batch) {
             let refs: Vec<&Sequence> = chunk.iter().collect();
-            let k: usize = chunk.iter().map(|s| s.targets().iter().filter(|&&t| t != IGNORE).count()).sum();
+            let k: usize = chunk.iter().map(|s| s.learned_targets()).sum();
             sum += self.eval_batch(&refs, max_length)? as f64 * k as f64;
             n += k;
         }
@@ -365,7 +365,7 @@ pub fn finetune(
             if !loss.is_finite() {
                 return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
             }
-            let learned: usize = seqs.iter().map(|s| s.targets().iter().filter(|&&t| t != IGNORE).count()).sum();
+            let learned: usize = seqs.iter().map(|s| s.learned_targets()).sum();
             sum += loss as f64 * learned as f64;
             n += learned;
             tokens += seqs.iter().map(|s| s.ids.len()).sum::<usize>();

@@ -25,6 +25,10 @@ impl Sequence {
     pub fn targets(&self) -> Vec<i32> {
         self.labels.iter().skip(1).copied().chain(std::iter::once(IGNORE)).collect()
     }
+    /// How many positions carry a loss: the learned labels after the first (which nothing predicts).
+    pub fn learned_targets(&self) -> usize {
+        self.labels.iter().skip(1).filter(|&&l| l != IGNORE).count()
+    }
     pub fn learned(&self) -> usize {
         self.labels.iter().filter(|&&l| l != IGNORE).count()
     }
@@ -136,7 +140,7 @@ pub fn read_jsonl(
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
         let r = render(tok, &v, train_on_prompt).map_err(bad)?;
         let s = encode(tok, &r, max_len)?;
-        if s.targets().iter().all(|&t| t == IGNORE) {
+        if s.learned_targets() == 0 {
             dropped += 1;
             continue;
         }
