@@ -2,7 +2,7 @@
 # Fuzz every reader of outside input with cargo fuzz (libFuzzer, nightly toolchain, AddressSanitizer):
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default 600 s, every target)
 # Targets (fuzz/fuzz_targets/, bodies in src/fuzzing.rs): gguf, safetensors, safetensors_index, config,
-# tokenizer, template, data, serve_body. Seeds come from the committed fixtures; the working corpus grows in
+# tokenizer, template, int8, data, serve_body. Seeds come from the committed fixtures; the working corpus grows in
 # fuzz/corpus/TARGET. Limits: 1 s an input (-timeout), 256 MiB for one allocation (-malloc_limit_mb: inputs are
 # at most 64 KiB, so any bigger allocation is not bounded by the file), 2 GiB in all.
 # A crash is copied to tests/fuzz_regressions/TARGET/ (replayed on stable by `cargo test --test
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors safetensors_index config tokenizer template data serve_body)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors safetensors_index config tokenizer template int8 data serve_body)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q nightly || { echo "fuzz.sh: needs the nightly toolchain" >&2; exit 2; }

@@ -19,6 +19,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("tokenizer", tokenizer),
     ("template", template),
+    ("int8", int8),
     ("data", data),
     ("serve_body", serve_body),
 ];
@@ -107,6 +108,26 @@ fn empty_store() -> WeightStore {
         let _ = crate::export::write_safetensors(&p, &[t]);
     }
     crate::loader::open(&p).expect("a valid one-tensor file")
+}
+
+/// An int8 checkpoint as `wgpu-llm quantize` writes it: the first line is config.json (its
+/// `quantization_config`), the rest a safetensors file whose I8 tensors are read with their block scales
+/// `{name}_scale` (shapes, block counts and the scale tensor's dtype all come from the file).
+pub fn int8(data: &[u8]) {
+    let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data[..split]) {
+        let _ = crate::models::checkpoint_int8(&crate::models::ConfigSource::Json(v));
+    }
+    let body = data.get(split + 1..).unwrap_or_default();
+    let p = write("int8.safetensors", body);
+    let Ok(store) = crate::loader::open(&p) else { return };
+    for name in store.names().map(str::to_string).collect::<Vec<_>>() {
+        let Ok(e) = store.entry(&name) else { continue };
+        if e.dtype == crate::loader::SourceDType::I8 && e.shape.iter().product::<usize>() <= body.len() {
+            let shape = e.shape.clone();
+            let _ = crate::models::load_checked(&store, &name, &shape);
+        }
+    }
 }
 
 /// tokenizer.json (any model type, normalizers, pre-tokenizers, added tokens) → encode and decode.
