@@ -17,6 +17,8 @@
 //   permute0213  y[i0, i2, i1, i3] = a[i0, i1, i2, i3]          a: (d0, d1, d2, d3), y: (d0, d2, d1, d3); n = numel
 //   cache_write  cache[h, offset + r, :] = a[h, r, :]            a: (bh, d1 = t, d3), cache: (bh, d2 = smax, d3),
 //                                                              in place (cache bound read_write); n = numel(a)
+//   cache_write_at  cache_write with sequence b (= h / cols, cols = heads) at its own offset pos[b] (binding 3,
+//                u32 [B]); rows past d2 are dropped (continuous batching).
 //   copy / copy_vec4  y = a (vec4 when n % 4 == 0; n counts vec4s there) — the benchmark's bandwidth ceiling.
 //   add_tex, mul_tex, unary_tex, glu_tex  add, mul, unary, glu with n % 4 == 0 (n counts vec4s), the inputs as staged textures
 //                (exec::twins layout, texel t = elements 4t..4t+3) and vec4 stores: large tensors on CPU
@@ -49,6 +51,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y3: array<T>;
 @group(0) @binding(1) var<storage, read_write> cache: array<T>;
 @group(0) @binding(2) var<storage, read> src: array<T>;
+@group(0) @binding(3) var<storage, read> at_pos: array<u32>;
 @group(0) @binding(1) var<storage, read> xf: array<f32>;
 @group(0) @binding(2) var<storage, read_write> yh: array<T>;
 @group(0) @binding(2) var<storage, read_write> yf: array<f32>;
@@ -249,6 +252,19 @@ fn cache_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let r = (i / p.d3) % p.d1;
     let h = i / (p.d3 * p.d1);
     let row = p.offset + r;
+    if (row >= p.d2) { return; }
+    cache[(h * p.d2 + row) * p.d3 + c] = src[i];
+}
+
+@compute @workgroup_size(256)
+fn cache_write_at(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let c = i % p.d3;
+    let r = (i / p.d3) % p.d1;
+    let h = i / (p.d3 * p.d1);
+    let row = at_pos[h / p.cols] + r;
     if (row >= p.d2) { return; }
     cache[(h * p.d2 + row) * p.d3 + c] = src[i];
 }

@@ -5,22 +5,27 @@
 //     t = row mod T, angle = (offset + t)·theta^(−2i/D)  (inverse: −angle), c = cos, s = sin,
 //     y[i] = x[i]·c − x[i + half]·s,   y[i + half] = x[i + half]·c + x[i]·s      (HF Llama, half-split pairs).
 //     The inverse rotation is the transpose, hence the backward of Rope is Rope{inverse: !inverse}.
+//   rope_at, rope_at_table: rope_forward / rope_table with each sequence at its own position: token t of
+//     sequence b (= row / (H·T)) is at pos[b] + t instead of offset + t (continuous batching).
 //   add_sinusoidal (x [B, T, C]; one invocation per element):
 //     pos = offset + t, k = column − column mod 2, angle = pos / 10000^(k/C),
 //     y = x + sin(angle) on even columns, x + cos(angle) on odd ones (odd C: the last column is a sin).
 //
 // Bindings (group 0):
 //   0 p: Params (uniform)  n (invocations: pairs B·H·T·D/2, or elements B·T·C), t (T), d (D or C),
-//                          theta (rope base; 10000 for sinusoidal), offset (runtime position), inverse (0/1)
+//                          theta (rope base; 10000 for sinusoidal), offset (runtime position), inverse (0/1),
+//                          h (H, rope_at only)
 //   rope_forward, add_sinusoidal:  1 x (read)  2 y (rw), same shape as x.
 //   rope_table:                    1 x (read)  2 inv_freq (read) [D/2] f32  3 y (rw): rope_forward with the
 //                                  frequencies read from a table (scaled RoPE: Llama 3, linear).
+//   rope_at:                       1 x (read)  2 pos (read) [B] u32  3 y (rw)
+//   rope_at_table:                 1 x (read)  2 pos (read)  3 inv_freq (read)  4 y (rw)
 //
 // Overrides: WG (workgroup size, default 256).
 // Dispatch: grid_1d(ceil(n / WG)); index = (wid.x + wid.y·nwg.x)·WG + lid, guarded by n.
 // Numerics: frequencies and angles are f32 as in HF (inv_freq = 1/theta^(2i/D), angle = pos·inv_freq), the
 //   rotation in f32. Large positions lose angle precision exactly as the f32 reference implementations do.
-// CPU reference: reference::position::{rope_forward, add_sinusoidal}.
+// CPU reference: reference::position::{rope_forward (one offset, or one per sequence), add_sinusoidal}.
 
 struct Params {
     n: u32,
@@ -29,6 +34,7 @@ struct Params {
     theta: f32,
     offset: u32,
     inverse: u32,
+    h: u32,
 }
 
 override WG: u32 = 256u;
@@ -38,6 +44,10 @@ override WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> y: array<T>;
 @group(0) @binding(2) var<storage, read> tab_freq: array<f32>;
 @group(0) @binding(3) var<storage, read_write> tab_y: array<T>;
+@group(0) @binding(2) var<storage, read> at_pos: array<u32>;
+@group(0) @binding(3) var<storage, read_write> at_y: array<T>;
+@group(0) @binding(3) var<storage, read> at_freq: array<f32>;
+@group(0) @binding(4) var<storage, read_write> at_ty: array<T>;
 
 @compute @workgroup_size(WG)
 fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -47,10 +57,43 @@ fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
         return;
     }
     let i = idx % (p.d / 2u);
-    let r = rotate(idx, 1.0 / pow(p.theta, f32(2u * i) / f32(p.d)));
+    let r = rotate(idx, 1.0 / pow(p.theta, f32(2u * i) / f32(p.d)), p.offset);
     let a = (idx / (p.d / 2u)) * p.d + i;
     y[a] = T(r.x);
     y[a + p.d / 2u] = T(r.y);
+}
+
+// The position of sequence b's first token, b = row / (H·T).
+fn seq_pos(idx: u32) -> u32 {
+    return at_pos[idx / (p.d / 2u) / (p.h * p.t)];
+}
+
+@compute @workgroup_size(WG)
+fn rope_at(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (idx >= p.n) {
+        return;
+    }
+    let i = idx % (p.d / 2u);
+    let r = rotate(idx, 1.0 / pow(p.theta, f32(2u * i) / f32(p.d)), seq_pos(idx));
+    let a = (idx / (p.d / 2u)) * p.d + i;
+    at_y[a] = T(r.x);
+    at_y[a + p.d / 2u] = T(r.y);
+}
+
+@compute @workgroup_size(WG)
+fn rope_at_table(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (idx >= p.n) {
+        return;
+    }
+    let i = idx % (p.d / 2u);
+    let r = rotate(idx, at_freq[i], seq_pos(idx));
+    let a = (idx / (p.d / 2u)) * p.d + i;
+    at_ty[a] = T(r.x);
+    at_ty[a + p.d / 2u] = T(r.y);
 }
 
 @compute @workgroup_size(WG)
@@ -61,19 +104,20 @@ fn rope_table(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
         return;
     }
     let i = idx % (p.d / 2u);
-    let r = rotate(idx, tab_freq[i]);
+    let r = rotate(idx, tab_freq[i], p.offset);
     let a = (idx / (p.d / 2u)) * p.d + i;
     tab_y[a] = T(r.x);
     tab_y[a + p.d / 2u] = T(r.y);
 }
 
-// The rotated pair (y[i], y[i + D/2]) of pair index `idx` at frequency `inv_freq`.
-fn rotate(idx: u32, inv_freq: f32) -> vec2<f32> {
+// The rotated pair (y[i], y[i + D/2]) of pair index `idx` at frequency `inv_freq`, its sequence's first token
+// at position `base`.
+fn rotate(idx: u32, inv_freq: f32, base: u32) -> vec2<f32> {
     let half_d = p.d / 2u;
     let row = idx / half_d;
     let i = idx % half_d;
     let t = row % p.t;
-    var angle = f32(p.offset + t) * inv_freq;
+    var angle = f32(base + t) * inv_freq;
     if (p.inverse != 0u) {
         angle = -angle;
     }

@@ -67,6 +67,9 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::Cast { to: DType::F16 }, &[x]);
     add(&mut b, Op::Permute0213, &[q]);
     add(&mut b, Op::CacheWrite { offset: Scalar::var("pos") }, &[cache, k]);
+    let seq_pos = b.input("seq_pos", &[1], DType::U32).unwrap();
+    let cache2 = b.state("cache2", &[1, 2, 9, 8], f).unwrap();
+    add(&mut b, Op::CacheWriteAt, &[cache2, k, seq_pos]);
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
         add(&mut b, Op::MatMul { ta, tb }, &[sq, sq]);
     }
@@ -93,6 +96,8 @@ fn sample_ops() -> (wgpu_llm::graph::Graph, Vec<ValueId>) {
     add(&mut b, Op::Rope { theta: 10000.0, offset: Scalar::var("pos"), inverse: false }, &[q]);
     let rope_tab = b.input("rope_tab", &[4], DType::F32).unwrap();
     add(&mut b, Op::Rope { theta: 10000.0, offset: Scalar::var("pos"), inverse: false }, &[q, rope_tab]);
+    add(&mut b, Op::RopeAt { theta: 10000.0 }, &[q, seq_pos]);
+    add(&mut b, Op::RopeAt { theta: 10000.0 }, &[q, seq_pos, rope_tab]);
     add(&mut b, Op::AddSinusoidal { offset: Scalar::Const(0) }, &[x]);
     add(&mut b, Op::Embedding, &[table, ids]);
     add(&mut b, Op::EmbeddingBackward { vocab: 11 }, &[ids, x]);

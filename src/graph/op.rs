@@ -165,6 +165,10 @@ pub enum Op {
     /// given (the scaled variants: Llama 3, linear; `theta` is then unused). `inverse` rotates by the
     /// negative angle (the backward rule).
     Rope { theta: f32, offset: Scalar, inverse: bool },
+    /// (x [B, H, T, D], pos [B] u32 (, inv_freq [D/2] f32)) → Rope with each sequence at its own position:
+    /// token t of sequence b is at pos[b] + t (continuous batching: sequences of different lengths step
+    /// together).
+    RopeAt { theta: f32 },
     /// (x [B, T, C]) → x + PE, PE[pos, 2i] = sin(pos/10000^(2i/C)), PE[pos, 2i+1] = cos(same), pos = offset + t.
     AddSinusoidal { offset: Scalar },
 
@@ -184,6 +188,9 @@ pub enum Op {
     // ---- state updates (in place) -------------------------------------------------------------------------
     /// (cache [B, H, Smax, D] state, src [B, H, T, D]) → the cache, with rows offset..offset+T replaced by src.
     CacheWrite { offset: Scalar },
+    /// (cache [B, H, Smax, D] state, src [B, H, T, D], pos [B] u32) → the cache, with rows pos[b]..pos[b]+T of
+    /// sequence b replaced by src (rows past Smax are dropped).
+    CacheWriteAt,
     /// (param, grad, m, v) → the param, updated in place with AdamW (decoupled weight decay):
     /// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; m̂ = m/(1−β1^t); v̂ = v/(1−β2^t);
     /// p = p − lr·(m̂/(√v̂ + eps) + wd·p), t = step (≥ 1). m and v are updated in place too.
@@ -298,12 +305,14 @@ impl Op {
             Op::AttentionGradK(_) => "attention_grad_k",
             Op::AttentionGradV(_) => "attention_grad_v",
             Op::Rope { .. } => "rope",
+            Op::RopeAt { .. } => "rope_at",
             Op::AddSinusoidal { .. } => "add_sinusoidal",
             Op::Embedding => "embedding",
             Op::EmbeddingBackward { .. } => "embedding_backward",
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::CrossEntropyBackward { .. } => "cross_entropy_backward",
             Op::CacheWrite { .. } => "cache_write",
+            Op::CacheWriteAt => "cache_write_at",
             Op::AdamW(_) => "adamw",
             Op::SumSquares => "sum_squares",
         }
@@ -316,7 +325,7 @@ impl Op {
     /// Ops whose output is the same buffer as one input (no new memory): Reshape, and the in-place updates.
     pub fn aliases_input(&self) -> Option<usize> {
         match self {
-            Op::Reshape { .. } | Op::CacheWrite { .. } | Op::AdamW(_) => Some(0),
+            Op::Reshape { .. } | Op::CacheWrite { .. } | Op::CacheWriteAt | Op::AdamW(_) => Some(0),
             _ => None,
         }
     }

@@ -272,6 +272,21 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
             out(s, dt)
         }
+        Op::RopeAt { .. } => {
+            if ins.len() != 3 {
+                want_inputs(op, ins, 2)?;
+            }
+            let dt = want_float(op, ins, &[0])?;
+            want_dtype(op, ins, 1, DType::U32)?;
+            let s = ins[0].0;
+            if s.len() != 4 || !s[3].is_multiple_of(2) || ins[1].0 != [s[0]] {
+                return Err(err(op, ins, "rope_at needs x [B,H,T,D] with D even and positions [B]"));
+            }
+            if ins.len() == 3 && (ins[2].1 != DType::F32 || ins[2].0 != [s[3] / 2]) {
+                return Err(err(op, ins, format!("the inverse-frequency table must be f32 [{}]", s[3] / 2)));
+            }
+            out(s, dt)
+        }
         Op::AddSinusoidal { .. } => {
             want_inputs(op, ins, 1)?;
             let dt = want_float(op, ins, &[0])?;
@@ -319,12 +334,19 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
             out(&[1], dt)
         }
-        Op::CacheWrite { .. } => {
-            want_inputs(op, ins, 2)?;
+        Op::CacheWrite { .. } | Op::CacheWriteAt => {
+            let at = matches!(op, Op::CacheWriteAt);
+            want_inputs(op, ins, 2 + at as usize)?;
             let dt = want_float(op, ins, &[0, 1])?;
             let (c, s) = (ins[0].0, ins[1].0);
             if c.len() != 4 || s.len() != 4 || c[0] != s[0] || c[1] != s[1] || c[3] != s[3] || s[2] > c[2] {
                 return Err(err(op, ins, "cache [B,H,Smax,D] and src [B,H,T,D] with T ≤ Smax"));
+            }
+            if at {
+                want_dtype(op, ins, 2, DType::U32)?;
+                if ins[2].0 != [c[0]] {
+                    return Err(err(op, ins, "the positions must be [B] u32"));
+                }
             }
             out(c, dt)
         }

@@ -202,6 +202,18 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
                 n_src,
             )
         }
+        Op::CacheWriteAt => {
+            let (c, s) = (&ins[0].shape, &ins[1].shape);
+            let n_src = numel(s);
+            dispatch(
+                "cache_write_at",
+                dt,
+                vec![],
+                params(n_src, c[1], 0.0, [c[0] * c[1], s[2], c[2], c[3]], Word::U32(0)),
+                vec![bind(Arg::Input(0), true), bind(Arg::Input(1), false), bind(Arg::Input(2), false)],
+                n_src,
+            )
+        }
         _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not an elementwise-family op".into() }),
     };
     Ok(Lowered { scratch: vec![], dispatches: vec![d] })

@@ -285,7 +285,8 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::SumRows
         | Op::Cast { .. }
         | Op::Permute0213
-        | Op::CacheWrite { .. } => elementwise::lower(op, ins, out, caps),
+        | Op::CacheWrite { .. }
+        | Op::CacheWriteAt => elementwise::lower(op, ins, out, caps),
         Op::MatMul { .. } | Op::Glu { .. } => matmul::lower(op, ins, out, caps),
         Op::QMatMul { .. } => qmatmul::lower(op, ins, out, caps),
         Op::LayerNorm { .. }
@@ -299,7 +300,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::AttentionGradQ(_)
         | Op::AttentionGradK(_)
         | Op::AttentionGradV(_) => attention::lower(op, ins, out, caps),
-        Op::Rope { .. } | Op::AddSinusoidal { .. } => position::lower(op, ins, out, caps),
+        Op::Rope { .. } | Op::RopeAt { .. } | Op::AddSinusoidal { .. } => position::lower(op, ins, out, caps),
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::lower(op, ins, out, caps),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::lower(op, ins, out, caps),
         Op::AdamW(_) | Op::SumSquares => optim::lower(op, ins, out, caps),

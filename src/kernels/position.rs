@@ -1,5 +1,6 @@
 //! Lowering of the position family (shaders/position.wgsl): rotary embedding (RoPE) and additive
-//! sinusoidal encodings, with the position offset a runtime scalar.
+//! sinusoidal encodings, with the position offset a runtime scalar (or, for RopeAt, one per sequence from a
+//! tensor).
 
 use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
 use crate::error::{Error, Result};
@@ -19,13 +20,19 @@ pub(crate) fn scalar_word(s: &Scalar) -> Word {
 
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
-    let table = ins.len() == 2;
     let shape = &ins[0].shape;
     let numel: usize = shape.iter().product();
+    let zero = Scalar::Const(0);
     let (entry, n, t, d, theta, offset, inverse) = match op {
         Op::Rope { theta, offset, inverse } => {
             let (t, d) = (shape[2], shape[3]);
-            (if table { "rope_table" } else { "rope_forward" }, numel / 2, t, d, *theta, offset, *inverse)
+            let entry = if ins.len() == 2 { "rope_table" } else { "rope_forward" };
+            (entry, numel / 2, t, d, *theta, offset, *inverse)
+        }
+        Op::RopeAt { theta } => {
+            let (t, d) = (shape[2], shape[3]);
+            let entry = if ins.len() == 3 { "rope_at_table" } else { "rope_at" };
+            (entry, numel / 2, t, d, *theta, &zero, false)
         }
         Op::AddSinusoidal { offset } => {
             let (t, c) = (shape[1], shape[2]);
@@ -48,12 +55,10 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
                 ("theta", Word::F32(theta)),
                 ("offset", scalar_word(offset)),
                 ("inverse", Word::U32(inverse as u32)),
+                ("h", Word::U32(if shape.len() == 4 { shape[1] as u32 } else { 0 })),
             ],
-            bindings: if table {
-                vec![bind(Arg::Input(0), false), bind(Arg::Input(1), false), bind(Arg::Output, true)]
-            } else {
-                vec![bind(Arg::Input(0), false), bind(Arg::Output, true)]
-            },
+            // The inputs in order (x, then positions and/or the frequency table), then the output.
+            bindings: (0..ins.len()).map(|i| bind(Arg::Input(i), false)).chain([bind(Arg::Output, true)]).collect(),
             grid: grid_1d(ceil_div(n, WG)),
         }],
     })

@@ -160,9 +160,13 @@ pub fn permute0213(out: &mut [f64], x: &[f64], a: usize, b: usize, c: usize, d: 
 }
 
 /// cache (bh, smax, d) rows offset..offset+t ← src (bh, t, d).
-pub fn cache_write(cache: &mut [f64], src: &[f64], bh: usize, smax: usize, t: usize, d: usize, offset: usize) {
+/// Rows offset..offset+t of every (sequence, head) of `cache` [bh, smax, d] from `src` [bh, t, d]: one
+/// offset for all, or one per sequence of `heads` heads (CacheWriteAt: rows past smax are dropped).
+#[allow(clippy::too_many_arguments)]
+pub fn cache_write(cache: &mut [f64], src: &[f64], bh: usize, heads: usize, smax: usize, t: usize, d: usize, offsets: &[usize]) {
     for h in 0..bh {
-        for r in 0..t {
+        let offset = offsets[(h / heads) % offsets.len()];
+        for r in 0..t.min(smax.saturating_sub(offset)) {
             let dst = (h * smax + offset + r) * d;
             cache[dst..dst + d].copy_from_slice(&src[(h * t + r) * d..(h * t + r + 1) * d]);
         }
@@ -213,7 +217,13 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
                 )));
             }
             out.copy_from_slice(&ins[0].data);
-            cache_write(&mut out, &ins[1].data, c[0] * c[1], c[2], s[2], c[3], off);
+            cache_write(&mut out, &ins[1].data, c[0] * c[1], c[1], c[2], s[2], c[3], &[off]);
+        }
+        Op::CacheWriteAt => {
+            let (c, s) = (&ins[0].shape, &ins[1].shape);
+            let offs: Vec<usize> = ins[2].data.iter().map(|&p| p as usize).collect();
+            out.copy_from_slice(&ins[0].data);
+            cache_write(&mut out, &ins[1].data, c[0] * c[1], c[1], c[2], s[2], c[3], &offs);
         }
         _ => return Err(Error::Run(format!("op {} is not in the elementwise family", op.name()))),
     }

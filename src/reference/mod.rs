@@ -67,7 +67,8 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::SumRows
         | Op::Cast { .. }
         | Op::Permute0213
-        | Op::CacheWrite { .. } => elementwise::eval(op, ins, out_shape, vars),
+        | Op::CacheWrite { .. }
+        | Op::CacheWriteAt => elementwise::eval(op, ins, out_shape, vars),
         Op::Reshape { .. } => Ok(ins[0].data.clone()),
         Op::MatMul { .. } | Op::Glu { .. } => matmul::eval(op, ins, out_shape, vars),
         Op::QMatMul { .. } => qmatmul::eval(op, ins, out_shape, vars),
@@ -82,7 +83,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::AttentionGradQ(_)
         | Op::AttentionGradK(_)
         | Op::AttentionGradV(_) => attention::eval(op, ins, out_shape, vars),
-        Op::Rope { .. } | Op::AddSinusoidal { .. } => position::eval(op, ins, out_shape, vars),
+        Op::Rope { .. } | Op::RopeAt { .. } | Op::AddSinusoidal { .. } => position::eval(op, ins, out_shape, vars),
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::eval(op, ins, out_shape, vars),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::eval(op, ins, out_shape, vars),
         Op::AdamW(_) => Err(Error::Run("adamw is evaluated by the interpreter (it updates state)".into())),

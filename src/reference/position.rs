@@ -25,12 +25,13 @@ pub fn rope_forward(
     d: usize,
     theta: f32,
     table: Option<&[f64]>,
-    offset: usize,
+    offsets: &[usize],
     inverse: bool,
 ) {
     let half = d / 2;
     for row in 0..b * h * t {
-        let pos = offset + row % t;
+        // One offset for every sequence, or one per sequence (RopeAt).
+        let pos = offsets[(row / (h * t)) % offsets.len()] + row % t;
         for i in 0..half {
             let mut ang = match table {
                 Some(f) => (pos as f32 * f[i] as f32) as f64,
@@ -67,7 +68,12 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         Op::Rope { theta, offset, inverse } => {
             let off = scalar(offset, vars, op)? as usize;
             let table = ins.get(1).map(|f| f.data.as_slice());
-            rope_forward(&mut out, &ins[0].data, s[0], s[1], s[2], s[3], *theta, table, off, *inverse)
+            rope_forward(&mut out, &ins[0].data, s[0], s[1], s[2], s[3], *theta, table, &[off], *inverse)
+        }
+        Op::RopeAt { theta } => {
+            let offs: Vec<usize> = ins[1].data.iter().map(|&p| p as usize).collect();
+            let table = ins.get(2).map(|f| f.data.as_slice());
+            rope_forward(&mut out, &ins[0].data, s[0], s[1], s[2], s[3], *theta, table, &offs, false)
         }
         Op::AddSinusoidal { offset } => {
             let off = scalar(offset, vars, op)? as usize;
@@ -92,18 +98,18 @@ mod tests {
         for inverse in [false, true] {
             let f = |x: &[f64]| {
                 let mut y = vec![0.0; n];
-                rope_forward(&mut y, x, b, h, t, d, theta, None, off, inverse);
+                rope_forward(&mut y, x, b, h, t, d, theta, None, &[off], inverse);
                 y.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>()
             };
             // The backward rule: dx = Rope{inverse: !inverse}(dy).
             let mut dx = vec![0.0; n];
-            rope_forward(&mut dx, &dy, b, h, t, d, theta, None, off, !inverse);
+            rope_forward(&mut dx, &dy, b, h, t, d, theta, None, &[off], !inverse);
             assert_close("rope dx", &dx, &fd(&x, f), 1e-8);
         }
         // Forward then inverse is the identity.
         let (mut y, mut z) = (vec![0.0; n], vec![0.0; n]);
-        rope_forward(&mut y, &x, b, h, t, d, theta, None, off, false);
-        rope_forward(&mut z, &y, b, h, t, d, theta, None, off, true);
+        rope_forward(&mut y, &x, b, h, t, d, theta, None, &[off], false);
+        rope_forward(&mut z, &y, b, h, t, d, theta, None, &[off], true);
         assert_close("rope roundtrip", &z, &x, 1e-12);
     }
 

@@ -149,7 +149,7 @@ pub fn check_op_on(gpu: &Gpu, case: &str, op: Op, inputs: &[HostTensor], vars: &
     let inputs: Vec<HostTensor> = inputs.iter().map(round_f16).collect();
     let stateful: Vec<usize> = match &op {
         Op::AdamW(_) => vec![0, 2, 3],
-        Op::CacheWrite { .. } => vec![0],
+        Op::CacheWrite { .. } | Op::CacheWriteAt => vec![0],
         _ => vec![],
     };
     let mut b = GraphBuilder::new();

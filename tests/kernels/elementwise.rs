@@ -146,6 +146,20 @@ fn cache_write_at_a_runtime_offset() {
     }
 }
 
+/// Each sequence's rows written at its own offset (continuous batching); rows past the cache are dropped.
+#[test]
+fn cache_write_at_per_sequence_offsets() {
+    let mut r = Rng::new(5);
+    for (dt, _) in dtypes() {
+        let cache = r.tensor(&[3, 2, 16, 8], dt);
+        for (t, offs) in [(1usize, vec![0u32, 9, 15]), (5, vec![3, 0, 14])] {
+            let src = r.tensor(&[3, 2, t, 8], dt);
+            let pos = wgpu_llm::tensor::HostTensor::u32(&[3], offs.clone()).unwrap();
+            check_op(&format!("cache_write_at t={t} at {offs:?} {dt:?}"), Op::CacheWriteAt, &[cache.clone(), src, pos], &[], EXACT);
+        }
+    }
+}
+
 #[test]
 fn f32_tier() {
     let gpu = common::gpu_f32_tier();

@@ -102,3 +102,35 @@ fn rope_with_frequency_table() {
     let op = Op::Rope { theta: 10000.0, offset: Scalar::Const(0), inverse: false };
     assert!(matches!(b.op(op, &[x, bad]), Err(Error::Shape { .. })));
 }
+
+/// RoPE with each sequence at its own position (continuous batching), with and without a frequency table,
+/// at positions that differ per sequence (0, mid-cache, large), on T not a multiple of anything.
+#[test]
+fn rope_at_per_sequence_positions() {
+    use wgpu_llm::tensor::HostTensor;
+    let mut rng = Rng::new(25);
+    for dt in dtypes() {
+        for (shape, pos) in [([3, 2, 1, 8], vec![0u32, 17, 1000]), ([2, 3, 5, 64], vec![9, 0]), ([1, 1, 3, 6], vec![4])] {
+            let x = rng.tensor(&shape, dt);
+            let p = HostTensor::u32(&[shape[0]], pos.clone()).unwrap();
+            let op = Op::RopeAt { theta: 10000.0 };
+            check_op(&format!("rope_at {shape:?} {pos:?} {dt:?}"), op, &[x.clone(), p.clone()], &[], tol(dt));
+            let table: Vec<f32> = (0..shape[3] / 2).map(|i| 0.8f32.powi(i as i32) / (1.0 + i as f32)).collect();
+            let table = HostTensor::f32(&[shape[3] / 2], table).unwrap();
+            let op = Op::RopeAt { theta: 500_000.0 };
+            check_op(&format!("rope_at table {shape:?} {pos:?} {dt:?}"), op, &[x, p, table], &[], tol(dt));
+        }
+    }
+    // RopeAt at [p] equals Rope at offset p (the reference of both).
+    use wgpu_llm::reference::{eval, Val};
+    let x = Val::from_host(&rng.tensor(&[1, 2, 4, 8], DType::F32));
+    let p = Val::from_host(&HostTensor::u32(&[1], vec![11]).unwrap());
+    let vars = Default::default();
+    let at = eval(&Op::RopeAt { theta: 10000.0 }, &[&x, &p], &x.shape, &vars).unwrap();
+    let plain = Op::Rope { theta: 10000.0, offset: Scalar::Const(11), inverse: false };
+    assert_eq!(at, eval(&plain, &[&x], &x.shape, &vars).unwrap());
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 1, 2, 8], DType::F32).unwrap();
+    let wrong = b.input("p", &[3], DType::U32).unwrap();
+    assert!(matches!(b.op(Op::RopeAt { theta: 1e4 }, &[x, wrong]), Err(Error::Shape { .. })));
+}
