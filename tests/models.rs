@@ -373,6 +373,79 @@ fn batched_generation_equals_one_by_one() {
     }
 }
 
+/// Continuous batching: sequences join a running batch between steps (each at its own position), leave when
+/// done, and a freed slot takes a new sequence over stale keys; every sequence's greedy tokens and
+/// log-probabilities equal its run alone. The second prompt shares a prefix with the first, so its prefill
+/// reuses the single-sequence cache.
+#[test]
+fn continuous_batching_equals_one_by_one() {
+    use wgpu_llm::session::TokenLogprob;
+    for name in ["tiny-llama", "tiny-gpt2", "tiny-qwen2"] {
+        let (dir, _) = fixture(name);
+        // (prompt, tokens to generate, the step at which it arrives)
+        let jobs: Vec<(Vec<u32>, usize, usize)> = vec![
+            (vec![5, 9, 13], 4, 0),
+            (vec![5, 9, 13, 40, 41, 7, 7, 63, 1], 7, 1),
+            (vec![30, 22, 18, 11, 3], 6, 3),
+            (vec![2, 8], 5, 5),
+        ];
+        let mut s = Session::load(gpu(), &dir, DType::F32, 32).unwrap();
+        let mut alone = vec![];
+        for (p, n, _) in &jobs {
+            s.reset();
+            let mut sampler = Sampler::new(SamplerConfig::default());
+            alone.push(generate(&mut s, p, *n, &mut sampler, &[], 0, &mut |_| true).unwrap());
+        }
+        s.reset();
+        s.open_slots(3).unwrap();
+        let mut out: Vec<Vec<(u32, f32)>> = vec![vec![]; jobs.len()];
+        let mut running: Vec<(usize, usize)> = vec![]; // (job, slot)
+        let pick = |logits: &[f32]| {
+            let t = Sampler::new(SamplerConfig::default()).sample(logits, &[]);
+            (t, TokenLogprob::new(logits, t, 0).logprob)
+        };
+        let mut step = 0;
+        while out.iter().zip(&jobs).any(|(o, j)| o.len() < j.1) {
+            for (j, (p, _, at)) in jobs.iter().enumerate() {
+                if *at == step || (*at < step && out[j].is_empty() && !running.iter().any(|r| r.0 == j)) {
+                    let Some(slot) = s.free_slot() else { continue };
+                    let (logits, _) = s.prefill_slot(slot, p).unwrap();
+                    out[j].push(pick(&logits));
+                    running.push((j, slot));
+                }
+            }
+            // Done sequences leave before the step.
+            running.retain(|&(j, slot)| {
+                let done = out[j].len() >= jobs[j].1;
+                if done {
+                    s.release_slot(slot);
+                }
+                !done
+            });
+            let toks: Vec<(usize, u32)> = running.iter().map(|&(j, slot)| (slot, out[j].last().unwrap().0)).collect();
+            if !toks.is_empty() {
+                let logits = s.step_slots(&toks).unwrap();
+                for (&(j, _), l) in running.iter().zip(&logits) {
+                    out[j].push(pick(l));
+                }
+            }
+            step += 1;
+            assert!(step < 50, "{name}: the schedule did not finish");
+        }
+        for (j, (a, got)) in alone.iter().zip(&out).enumerate() {
+            let got_tokens: Vec<u32> = got.iter().map(|x| x.0).take(jobs[j].1).collect();
+            assert_eq!(a.tokens, got_tokens, "{name} job {j}: tokens");
+            for (k, (x, y)) in a.logprobs.iter().zip(got).enumerate() {
+                assert!((x.logprob - y.1).abs() < 1e-4, "{name} job {j} step {k}: {} vs {}", x.logprob, y.1);
+            }
+        }
+        for (_, slot) in running {
+            s.release_slot(slot);
+        }
+        assert!(s.step_slots(&[(0, 1)]).is_err(), "{name}: stepping a free slot");
+    }
+}
+
 /// Sentence-transformers pooling as the folder's modules.json / 1_Pooling config say: modes concatenated
 /// in its order (cls, max, mean, mean·√len), normalisation only when listed; absent config = mean + norm.
 #[test]

@@ -41,6 +41,13 @@ impl SharedLeaves {
     pub fn new() -> Self {
         Self::default()
     }
+    /// The buffer of a leaf held in one buffer (None: absent, or split across buffers).
+    pub fn buffer(&self, name: &str) -> Option<wgpu::Buffer> {
+        match self.map.lock().unwrap().get(name)?.as_slice() {
+            [(b, _)] => Some(b.clone()),
+            _ => None,
+        }
+    }
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         let twins: u64 = self.twins.lock().unwrap().values().map(Twin::bytes).sum();

@@ -59,6 +59,7 @@ pub fn build(
     rows: usize,
     max_seq: usize,
     prec: &super::Precision,
+    positions: super::Positions,
 ) -> Result<super::llama::StepGraph> {
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
@@ -67,7 +68,7 @@ pub fn build(
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
     let last = g.input("last", &[rows], DType::U32)?;
-    let mask = if b > 1 { Some(g.input("mask", &[b, max_seq], dt)?) } else { None };
+    let (seq_pos, mask) = super::position_inputs(&mut g, b, max_seq, positions, dt)?;
     let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
     let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
     let x = g.op(Op::Embedding, &[wte, ids])?;
@@ -81,7 +82,7 @@ pub fn build(
         let k = conv1d(&mut g, &format!("{lp}.attn.k"), h, c, c, dt)?;
         let v = conv1d(&mut g, &format!("{lp}.attn.v"), h, c, c, dt)?;
         let (q, k, v) = (heads(&mut g, q)?, heads(&mut g, k)?, heads(&mut g, v)?);
-        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask)?;
+        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask, seq_pos)?;
         let a = conv1d(&mut g, &format!("{lp}.attn.c_proj"), a, c, c, dt)?;
         x = g.add(x, a)?;
         let h = layernorm(&mut g, &format!("{lp}.ln_2"), x, c, cfg.eps, dt)?;

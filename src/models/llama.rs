@@ -7,7 +7,7 @@
 //! `max_seq` positions (state leaves `cache.{layer}.k` / `.v`), attending over the first `pos + t` keys.
 //! Only the last position's logits leave the GPU.
 
-use super::{ConfigSource, Linear, Precision};
+use super::{ConfigSource, Linear, Positions, Precision};
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, Op, Scalar, ValueId};
 use crate::loader::WeightStore;
@@ -223,11 +223,12 @@ struct Layer {
 /// [t − 1] for generation, all of them for perplexity); logits are [rows, vocab]. Runtime scalars: `pos` (the
 /// position of the first new token) and `len` (= pos + t).
 pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<StepGraph> {
-    build_batch(cfg, 1, t, rows, max_seq, prec)
+    build_batch(cfg, 1, t, rows, max_seq, prec, Positions::Shared)
 }
 
 /// `build` for `b` sequences stepping together (b > 1 adds the input `mask` [b, max_seq]: 1 for the cache
-/// positions holding a sequence's tokens, 0 for its left padding). `last` indexes the b·t rows.
+/// positions holding a sequence's tokens, 0 for its left padding), in lockstep or each at its own position
+/// (`Positions`). `last` indexes the b·t rows.
 pub fn build_batch(
     cfg: &Config,
     b: usize,
@@ -235,13 +236,14 @@ pub fn build_batch(
     rows: usize,
     max_seq: usize,
     prec: &Precision,
+    positions: Positions,
 ) -> Result<StepGraph> {
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, hd) = (cfg.hidden, cfg.head_dim);
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let last = g.input("last", &[rows], DType::U32)?;
-    let mask = if b > 1 { Some(g.input("mask", &[b, max_seq], dt)?) } else { None };
+    let (seq_pos, mask) = super::position_inputs(&mut g, b, max_seq, positions, dt)?;
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
     let pos = Scalar::var("pos");
@@ -273,12 +275,14 @@ pub fn build_batch(
         let v = ly.v.forward(&mut g, h)?;
         let (q, k, v) =
             (heads(&mut g, q, cfg.n_head)?, heads(&mut g, k, cfg.n_kv_head)?, heads(&mut g, v, cfg.n_kv_head)?);
-        let rope = Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false };
-        let (qa, ka): (Vec<ValueId>, Vec<ValueId>) =
-            (std::iter::once(q).chain(freq).collect(), std::iter::once(k).chain(freq).collect());
-        let q = g.op(rope.clone(), &qa)?;
-        let k = g.op(rope, &ka)?;
-        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask)?;
+        let rope = match seq_pos {
+            Some(_) => Op::RopeAt { theta: cfg.rope_theta },
+            None => Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false },
+        };
+        let args = |x: ValueId| -> Vec<ValueId> { std::iter::once(x).chain(seq_pos).chain(freq).collect() };
+        let q = g.op(rope.clone(), &args(q))?;
+        let k = g.op(rope, &args(k))?;
+        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask, seq_pos)?;
         let a = ly.o.forward(&mut g, a)?;
         x = g.add(x, a)?;
         let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;

@@ -138,6 +138,7 @@ pub fn cached_attention(
     qkv: [ValueId; 3],
     max_seq: usize,
     mask: Option<ValueId>,
+    seq_pos: Option<ValueId>,
 ) -> Result<ValueId> {
     use crate::graph::{AttnSpec, Scalar};
     let [q, k, v] = qkv;
@@ -145,10 +146,17 @@ pub fn cached_attention(
     let (b, hd, n_kv) = (qs[0], qs[3], ks[1]);
     let dt = g.dtype(q);
     let pos = Scalar::var("pos");
-    let kc = g.state(&format!("cache.{layer}.k"), &[b, n_kv, max_seq, hd], dt)?;
-    let vc = g.state(&format!("cache.{layer}.v"), &[b, n_kv, max_seq, hd], dt)?;
-    let kc = g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?;
-    let vc = g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?;
+    // Sequences at their own positions keep their own cache (`Positions::PerSequence`).
+    let cache = if seq_pos.is_some() { "slots" } else { "cache" };
+    let kc = g.state(&format!("{cache}.{layer}.k"), &[b, n_kv, max_seq, hd], dt)?;
+    let vc = g.state(&format!("{cache}.{layer}.v"), &[b, n_kv, max_seq, hd], dt)?;
+    let (kc, vc) = match seq_pos {
+        Some(p) => (g.op(Op::CacheWriteAt, &[kc, k, p])?, g.op(Op::CacheWriteAt, &[vc, v, p])?),
+        None => (
+            g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?,
+            g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?,
+        ),
+    };
     let spec = AttnSpec {
         causal: true,
         scale: 1.0 / (hd as f32).sqrt(),
@@ -160,6 +168,36 @@ pub fn cached_attention(
     ins.extend(mask);
     let a = g.op(Op::Attention(spec), &ins)?;
     merge_heads(g, a)
+}
+
+/// Where the sequences of a step graph are in their KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// Every sequence's new tokens start at the runtime scalar `pos` (one sequence, or a batch stepping in
+    /// lockstep whose left padding the input `mask` hides): the cache `cache.{layer}.k/v`.
+    Shared,
+    /// Each sequence at its own position, the input `seq_pos` [B] (u32): continuous batching, where sequences
+    /// of different lengths decode together. Its own cache `slots.{layer}.k/v` (so it can share weights with
+    /// a single-sequence session's plans); the input `mask` [B, max_seq] gives each sequence's cached keys,
+    /// and the runtime scalars `pos`/`len` are the largest position and that + 1.
+    PerSequence,
+}
+
+/// The inputs of a step graph that say where its tokens are: `seq_pos` for `Positions::PerSequence`, and the
+/// key `mask` [b, max_seq] whenever sequences step together or at their own positions.
+pub fn position_inputs(
+    g: &mut GraphBuilder,
+    b: usize,
+    max_seq: usize,
+    positions: Positions,
+    dt: DType,
+) -> Result<(Option<ValueId>, Option<ValueId>)> {
+    let seq_pos = match positions {
+        Positions::PerSequence => Some(g.input("seq_pos", &[b], DType::U32)?),
+        Positions::Shared => None,
+    };
+    let mask = if b > 1 || seq_pos.is_some() { Some(g.input("mask", &[b, max_seq], dt)?) } else { None };
+    Ok((seq_pos, mask))
 }
 
 /// Bidirectional multi-head attention over a padded batch: q, k, v [B, T, C] (after their projections) →

@@ -8,6 +8,7 @@ pub mod calibrate;
 pub mod encoder;
 pub mod perplexity;
 pub mod preflight;
+pub mod slots;
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::Op;
-use crate::models::{gpt2, llama, ConfigSource, Precision};
+use crate::models::{gpt2, llama, ConfigSource, Positions, Precision};
 
 /// The decoder architectures a session runs.
 #[derive(Clone, Debug)]
@@ -52,8 +53,16 @@ impl Arch {
         prec: &Precision,
     ) -> Result<llama::StepGraph> {
         match self {
-            Arch::Llama(c) => llama::build_batch(c, b, t, rows, max_seq, prec),
-            Arch::Gpt2(c) => gpt2::build(c, b, t, rows, max_seq, prec),
+            Arch::Llama(c) => llama::build_batch(c, b, t, rows, max_seq, prec, Positions::Shared),
+            Arch::Gpt2(c) => gpt2::build(c, b, t, rows, max_seq, prec, Positions::Shared),
+        }
+    }
+    /// The decode step of `b` sequences each at its own position (`Positions::PerSequence`: continuous
+    /// batching, `Session::open_slots`).
+    pub fn build_slots(&self, b: usize, max_seq: usize, prec: &Precision) -> Result<llama::StepGraph> {
+        match self {
+            Arch::Llama(c) => llama::build_batch(c, b, 1, b, max_seq, prec, Positions::PerSequence),
+            Arch::Gpt2(c) => gpt2::build(c, b, 1, b, max_seq, prec, Positions::PerSequence),
         }
     }
     pub fn load_param(&self, store: &crate::loader::WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
@@ -94,6 +103,8 @@ pub struct Session<'g> {
     nll_plans: Vec<(usize, Plan<'g>)>,
     /// Calibration plans (every linear layer's input as an output), one per window length.
     calib_plans: Vec<(usize, Plan<'g>)>,
+    /// The continuous-batching decode step and its slots (`open_slots`).
+    slots: Option<slots::Slots<'g>>,
     /// Tokens in the KV cache.
     pub pos: usize,
     /// The ids whose keys and values the cache holds, in order, while `forward` alone has moved `pos`
@@ -197,6 +208,7 @@ impl<'g> Session<'g> {
             prefill: vec![],
             nll_plans: vec![],
             calib_plans: vec![],
+            slots: None,
             pos: 0,
             cached: vec![],
             load_secs: t0.elapsed().as_secs_f64(),
@@ -282,7 +294,8 @@ impl<'g> Session<'g> {
     /// Bytes on the GPU: shared weights and KV cache, plus each plan's transient pool.
     pub fn gpu_bytes(&self) -> u64 {
         let plans = self.prefill.iter().chain(&self.nll_plans).chain(&self.calib_plans);
-        self.shared.bytes() + self.decode.memory().1 + plans.map(|p| p.1.memory().1).sum::<u64>()
+        let slots = self.slots.as_ref().map_or(0, |s| s.plan_bytes());
+        self.shared.bytes() + self.decode.memory().1 + slots + plans.map(|p| p.1.memory().1).sum::<u64>()
     }
 
     /// Per-dispatch GPU times of one decode step of token `id` at the current position (the cache row it

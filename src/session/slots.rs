@@ -1,0 +1,168 @@
+//! Continuous batching: `n` slots, each holding one sequence at its own position in its own row of a
+//! second KV cache (`slots.{layer}.k/v` [n, Hkv, max_seq, D]), decoded together by one plan
+//! (`Positions::PerSequence`: rotary angles and cache writes per sequence, a key mask per row) that shares
+//! the session's weights. A sequence joins between steps: its prompt runs through the session's ordinary
+//! single-sequence prefill (reusing the cached prefix of the previous prompt), and the prompt's keys and
+//! values are copied into its slot's row; it leaves by freeing the slot, and the next occupant overwrites the
+//! row. A decode step reads every weight once for all the slots' tokens.
+
+use super::{feeds, Session};
+use crate::error::{Error, Result};
+use crate::exec::Plan;
+use crate::graph::Op;
+use crate::tensor::{DType, HostTensor};
+
+pub struct Slots<'g> {
+    plan: Plan<'g>,
+    /// Positions each slot's cache row holds (None: free).
+    len: Vec<Option<usize>>,
+    /// (single-sequence cache, slot cache, KV heads, head dim) of every cache leaf.
+    caches: Vec<(String, String, usize, usize)>,
+}
+
+impl Slots<'_> {
+    /// The step plan's transient bytes (its cache rows are shared leaves, counted with the weights).
+    pub fn plan_bytes(&self) -> u64 {
+        self.plan.memory().1
+    }
+}
+
+impl<'g> Session<'g> {
+    /// Compile the decode step of `n` slots (once; its cache rows are allocated here).
+    pub fn open_slots(&mut self, n: usize) -> Result<()> {
+        self.single("continuous batching")?;
+        if n == 0 {
+            return Err(Error::Run("continuous batching needs at least one slot".into()));
+        }
+        let g = self.cfg.build_slots(n, self.max_seq, &self.prec)?;
+        let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
+        let mut caches = vec![];
+        for node in &plan.graph().nodes {
+            if let Op::State { name } = &node.op {
+                if let Some(rest) = name.strip_prefix("slots.") {
+                    caches.push((format!("cache.{rest}"), name.clone(), node.shape[1], node.shape[3]));
+                }
+            }
+        }
+        self.slots = Some(Slots { plan, len: vec![None; n], caches });
+        Ok(())
+    }
+
+    fn slots_mut(&mut self) -> Result<&mut Slots<'g>> {
+        self.slots.as_mut().ok_or_else(|| Error::Run("open_slots was not called".into()))
+    }
+
+    /// Slots in all (0 before `open_slots`).
+    pub fn slot_count(&self) -> usize {
+        self.slots.as_ref().map_or(0, |s| s.len.len())
+    }
+
+    /// A free slot, if any.
+    pub fn free_slot(&self) -> Option<usize> {
+        self.slots.as_ref()?.len.iter().position(Option::is_none)
+    }
+
+    /// Positions slot `slot` holds (None: free).
+    pub fn slot_len(&self, slot: usize) -> Option<usize> {
+        self.slots.as_ref()?.len.get(slot).copied().flatten()
+    }
+
+    /// Give slot `slot` up (its row is overwritten by the next occupant).
+    pub fn release_slot(&mut self, slot: usize) {
+        if let Some(l) = self.slots.as_mut().and_then(|s| s.len.get_mut(slot)) {
+            *l = None;
+        }
+    }
+
+    /// Run `ids` as a new sequence in slot `slot` (which must be free): returns the logits after its last id
+    /// and how many leading ids were reused from the single-sequence cache instead of recomputed.
+    pub fn prefill_slot(&mut self, slot: usize, ids: &[u32]) -> Result<(Vec<f32>, usize)> {
+        let n = self.slot_count();
+        if slot >= n || self.slot_len(slot).is_some() {
+            return Err(Error::Run(format!("slot {slot} is not a free one of {n}")));
+        }
+        if ids.is_empty() || ids.len() >= self.max_seq {
+            return Err(Error::Run(format!(
+                "a prompt of {} tokens does not fit a context of {} (1..{} tokens)",
+                ids.len(),
+                self.max_seq,
+                self.max_seq - 1
+            )));
+        }
+        let keep = self.reuse_prefix(ids);
+        let logits = self.forward(&ids[keep..])?;
+        self.copy_to_slot(slot, ids.len())?;
+        self.slots_mut()?.len[slot] = Some(ids.len());
+        Ok((logits, keep))
+    }
+
+    /// Copy positions 0..len of the single-sequence cache into slot `slot`'s row, every layer, K and V.
+    fn copy_to_slot(&mut self, slot: usize, len: usize) -> Result<()> {
+        let (max_seq, esize) = (self.max_seq as u64, self.dtype.size() as u64);
+        let slots = self.slots.as_ref().ok_or_else(|| Error::Run("open_slots was not called".into()))?;
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("slot") });
+        for (single, slotted, heads, hd) in &slots.caches {
+            let missing = |n: &str| Error::Run(format!("the cache {n} is not one buffer of this session"));
+            let src = self.shared.buffer(single).ok_or_else(|| missing(single))?;
+            let dst = self.shared.buffer(slotted).ok_or_else(|| missing(slotted))?;
+            let row = max_seq * *hd as u64 * esize;
+            for h in 0..*heads as u64 {
+                let size = len as u64 * *hd as u64 * esize;
+                enc.copy_buffer_to_buffer(&src, h * row, &dst, ((slot * heads) as u64 + h) * row, size);
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// One decode step of the slots in `tokens` (slot, token): each token goes in at its slot's next
+    /// position; returns each one's logits, in order. Free slots ride along on a dummy token that writes
+    /// only their own (unused) row.
+    pub fn step_slots(&mut self, tokens: &[(usize, u32)]) -> Result<Vec<Vec<f32>>> {
+        let (max_seq, vocab, max_pos, dtype) = (self.max_seq, self.cfg.vocab(), self.cfg.max_pos(), self.dtype);
+        let slots = self.slots_mut()?;
+        let n = slots.len.len();
+        let mut ids = vec![0u32; n];
+        let mut at = vec![0u32; n];
+        for &(slot, tok) in tokens {
+            let Some(Some(len)) = slots.len.get(slot).copied() else {
+                return Err(Error::Run(format!("slot {slot} holds no sequence")));
+            };
+            if len >= max_seq {
+                return Err(Error::Run(format!("slot {slot}'s context is full ({max_seq} positions)")));
+            }
+            if tok as usize >= vocab {
+                return Err(Error::Run(format!("token id {tok} is outside the vocabulary ({vocab})")));
+            }
+            ids[slot] = tok;
+            at[slot] = len as u32;
+        }
+        let mut mask = vec![0f32; n * max_seq];
+        for (i, &p) in at.iter().enumerate() {
+            mask[i * max_seq..i * max_seq + p as usize + 1].fill(1.0);
+        }
+        let mask = match dtype {
+            DType::F16 => HostTensor::f16(&[n, max_seq], mask)?,
+            _ => HostTensor::f32(&[n, max_seq], mask)?,
+        };
+        let top = at.iter().copied().max().unwrap_or(0);
+        let mut inputs = vec![
+            ("ids", HostTensor::u32(&[n, 1], ids)?),
+            ("last", HostTensor::u32(&[n], (0..n as u32).collect())?),
+            ("pos_ids", HostTensor::u32(&[n, 1], at.iter().map(|&p| p.min(max_pos as u32 - 1)).collect())?),
+            ("seq_pos", HostTensor::u32(&[n], at)?),
+            ("mask", mask),
+        ];
+        if slots.plan.graph().find("pos_ids").is_none() {
+            inputs.retain(|(name, _)| *name != "pos_ids");
+        }
+        let out = slots.plan.run(&feeds(&inputs), &[("pos", top), ("len", top + 1)])?;
+        let logits = out[0].to_f32();
+        let mut rows = vec![];
+        for &(slot, _) in tokens {
+            slots.len[slot] = slots.len[slot].map(|l| l + 1);
+            rows.push(logits[slot * vocab..(slot + 1) * vocab].to_vec());
+        }
+        Ok(rows)
+    }
+}
