@@ -82,6 +82,26 @@ fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url} {status}: not JSON ({e}): {text}")))
 }
 
+/// The status and JSON body the server answers to a POST announcing `len` body bytes, of which it sends
+/// `sent`: the limit's worth plus one byte is all the server needs to refuse it, and sending no more than it
+/// reads keeps its close from resetting the connection before the answer is read (a client that keeps
+/// sending a refused body can meet a reset, as the server need not read what it refuses).
+fn post_announcing(base: &str, path: &str, len: usize, sent: usize) -> (u16, Value) {
+    use std::io::Write;
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(&vec![b'a'; sent]).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status: {resp}"));
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    // A chunked body: the JSON sits between its size lines.
+    let json = body.find('{').zip(body.rfind('}')).map_or("", |(a, b)| &body[a..=b]);
+    (status, serde_json::from_str(json).unwrap_or_else(|e| panic!("413 body not JSON ({e}): {resp}")))
+}
+
 fn chat_body(prompt: &str, n: usize, stream: bool) -> String {
     json!({"model": "x", "messages": [{"role": "user", "content": prompt}], "max_tokens": n, "temperature": 0,
            "stream": stream})
@@ -154,9 +174,9 @@ fn serve_end_to_end() {
         assert_eq!(s, status, "{body}: {v}");
         assert!(v["error"].as_str().unwrap().contains(want), "{body}: {v}");
     }
-    let huge = format!(r#"{{"text": "{}"}}"#, "a".repeat(100_000));
-    let (s, v) = call("POST", &p, Some(&huge));
+    let (s, v) = post_announcing(&b, "/predict", 100_000, 65_537);
     assert_eq!(s, 413, "{v}");
+    assert!(v["error"].is_string(), "{v}");
     let (s, v) = call("GET", &format!("{b}/no/such"), None);
     assert_eq!(s, 404, "{v}");
 
@@ -181,18 +201,38 @@ fn serve_end_to_end() {
         assert!(s == 400 && v["error"].is_string(), "{bad}: {s} {v}");
     }
 
-    // Concurrent clients, each answer equal to its prompt's answer alone (no mixed-up sequences).
+    // Under load: 16 concurrent clients, 4 requests each (streamed and not), every answer equal to its
+    // prompt's answer alone (no mixed-up sequences), and decode steps that batched several sequences.
     let prompts = ["Name a fruit.", "Name a color.", "Count to three.", "Say hello."];
-    let alone: Vec<String> = prompts.iter().map(|q| chat(&b, q, 6)).collect();
-    let handles: Vec<_> = (0..8)
+    let alone: Vec<String> = prompts.iter().map(|q| chat(&b, q, 5)).collect();
+    let handles: Vec<_> = (0..16)
         .map(|i| {
-            let (b, q) = (b.clone(), prompts[i % 4]);
-            std::thread::spawn(move || if i % 2 == 0 { chat(&b, q, 6) } else { stream_chat(&b, q, 6).0 })
+            let b = b.clone();
+            std::thread::spawn(move || {
+                (0..4)
+                    .map(|k| {
+                        let q = prompts[(i + k) % 4];
+                        if (i + k) % 2 == 0 {
+                            chat(&b, q, 5)
+                        } else {
+                            stream_chat(&b, q, 5).0
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
-        assert_eq!(h.join().unwrap(), alone[i % 4], "client {i}");
+        for (k, got) in h.join().unwrap().into_iter().enumerate() {
+            assert_eq!(got, alone[(i + k) % 4], "client {i} request {k}");
+        }
     }
+    let m = agent().get(&format!("{b}/metrics")).call().unwrap().into_string().unwrap();
+    let metric = |name: &str| -> f64 {
+        m.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let (rows, steps) = (metric("wgpu_llm_batch_size_sum "), metric("wgpu_llm_batch_size_count "));
+    assert!(steps > 0.0 && rows / steps > 2.0, "decode steps did not batch: {rows} rows in {steps} steps\n{m}");
 
     // Embeddings (MiniLM): unit vectors of 384.
     let (s, v) = call("POST", &format!("{b}/v1/embeddings"), Some(r#"{"input": ["hello world"], "model": "x"}"#));
@@ -218,7 +258,7 @@ fn serve_end_to_end() {
         t.lines().any(|l| l.starts_with("wgpu_llm_cancelled_total ") && !l.ends_with(" 0"))
     });
     assert!(cancelled, "the disconnected stream was not cancelled");
-    assert_eq!(chat(&b, "Name a fruit.", 6), alone[0]);
+    assert_eq!(chat(&b, "Name a fruit.", 5), alone[0]);
 
     // The official openai client.
     let py = Command::new("python3")

@@ -162,7 +162,8 @@ enum Cmd {
         /// 0 picks a free port (the address is printed on stderr).
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// Sequences a classifier batch holds.
+        /// Sequences decoded together (continuous batching; each holds a KV cache of --ctx positions), and
+        /// texts in one classifier batch.
         #[arg(long, default_value_t = 8)]
         max_batch: usize,
         /// Requests waiting at most (429 beyond).

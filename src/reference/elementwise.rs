@@ -163,7 +163,16 @@ pub fn permute0213(out: &mut [f64], x: &[f64], a: usize, b: usize, c: usize, d: 
 /// Rows offset..offset+t of every (sequence, head) of `cache` [bh, smax, d] from `src` [bh, t, d]: one
 /// offset for all, or one per sequence of `heads` heads (CacheWriteAt: rows past smax are dropped).
 #[allow(clippy::too_many_arguments)]
-pub fn cache_write(cache: &mut [f64], src: &[f64], bh: usize, heads: usize, smax: usize, t: usize, d: usize, offsets: &[usize]) {
+pub fn cache_write(
+    cache: &mut [f64],
+    src: &[f64],
+    bh: usize,
+    heads: usize,
+    smax: usize,
+    t: usize,
+    d: usize,
+    offsets: &[usize],
+) {
     for h in 0..bh {
         let offset = offsets[(h / heads) % offsets.len()];
         for r in 0..t.min(smax.saturating_sub(offset)) {

@@ -9,6 +9,7 @@
 //! batch) is not built yet.
 
 pub(crate) mod api;
+mod batcher;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -46,9 +47,22 @@ pub struct Metrics {
     pub decode_tokens: AtomicU64,
     pub decode_micros: AtomicU64,
     pub cancelled: AtomicU64,
+    /// Decode steps by the number of sequences they ran (`BATCH_BUCKETS`, then the rest), and their sum.
+    pub batch_steps: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    pub batch_rows: AtomicU64,
 }
 
+/// Upper bounds of the batch-size histogram's buckets.
+pub const BATCH_BUCKETS: [u64; 6] = [1, 2, 4, 8, 16, 32];
+
 impl Metrics {
+    /// A decode step of `rows` sequences.
+    pub fn record_batch(&self, rows: usize) {
+        let k = BATCH_BUCKETS.iter().position(|&b| rows as u64 <= b).unwrap_or(BATCH_BUCKETS.len());
+        self.batch_steps[k].fetch_add(1, Ordering::Relaxed);
+        self.batch_rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
     fn record(&self, path: &str, status: u16) {
         if let Ok(mut m) = self.by_status.lock() {
             *m.entry((path.to_string(), status)).or_default() += 1;
@@ -77,6 +91,14 @@ impl Metrics {
             rate(g(&self.prefill_tokens), g(&self.prefill_micros)),
             rate(g(&self.decode_tokens), g(&self.decode_micros)),
         );
+        s += "# HELP wgpu_llm_batch_size Sequences per decode step.\n# TYPE wgpu_llm_batch_size histogram\n";
+        let mut cum = 0;
+        for (k, n) in self.batch_steps.iter().enumerate() {
+            cum += g(n);
+            let le = BATCH_BUCKETS.get(k).map_or("+Inf".to_string(), |b| b.to_string());
+            s += &format!("wgpu_llm_batch_size_bucket{{le=\"{le}\"}} {cum}\n");
+        }
+        s += &format!("wgpu_llm_batch_size_sum {}\nwgpu_llm_batch_size_count {cum}\n", g(&self.batch_rows));
         s
     }
 }
@@ -112,7 +134,12 @@ impl App {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down".into()));
         }
-        self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+        // Jobs wait in the channel and, for generations, in the batcher until a slot frees: `queued` counts
+        // both, so it is what bounds the queue.
+        if self.metrics.queued.fetch_add(1, Ordering::Relaxed) >= self.opts.max_queue as u64 {
+            self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "the request queue is full: try again later".into()));
+        }
         self.jobs.try_send(job).map_err(|e| {
             self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
             match e {

@@ -1,7 +1,7 @@
-//! The one thread that owns the GPU: it opens the device, loads the models once, and runs jobs from the
-//! bounded queue in arrival order: generations (streaming their text through a per-request channel and
-//! stopping when the client goes away, the deadline passes, a stop string or the end of text appears),
-//! classifier predictions and embeddings. A chat reuses the KV cache of the previous request's prefix.
+//! The one thread that owns the GPU: it opens the device, loads the models once, and serves jobs from the
+//! bounded queue: generations are continuously batched (`batcher`: they join and leave a batch that decodes
+//! one step at a time, each streaming its text through a per-request channel), classifier predictions and
+//! embeddings run between steps. A prompt reuses the cached keys of the previous prompt's prefix.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::batcher::Batcher;
 use super::Metrics;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::models::Precision;
-use crate::sample::{Sampler, SamplerConfig};
+use crate::sample::SamplerConfig;
 use crate::session::encoder::Encoder;
-use crate::session::{generate, Session, TokenLogprob};
+use crate::session::{Session, TokenLogprob};
 use crate::tokenizer::Tokenizer;
 use crate::train::classifier::Classifier;
 
@@ -72,9 +73,9 @@ pub enum Event {
     Error(String),
 }
 
-struct Chat<'g> {
-    session: Session<'g>,
-    tok: Tokenizer,
+pub(super) struct Chat<'g> {
+    pub session: Session<'g>,
+    pub tok: Tokenizer,
 }
 
 struct Models<'g> {
@@ -105,7 +106,8 @@ fn load<'g>(gpu: &'g Gpu, l: &Load) -> Result<(Models<'g>, Loaded)> {
         Some(other) => return Err(Error::Other(format!("--dtype {other}: serve takes f32 or f16"))),
     };
     let tok = Tokenizer::from_path(&l.chat)?;
-    let session = Session::load_adapted(gpu, &l.chat, prec, l.ctx, 1, l.lora.as_ref())?;
+    let mut session = Session::load_adapted(gpu, &l.chat, prec, l.ctx, 1, l.lora.as_ref())?;
+    session.open_slots(l.max_batch)?;
     let mut loaded =
         Loaded { chat: name_of(&l.chat), classifier: None, embedder: None, adapter: gpu.info.name.clone() };
     let classifier = match &l.classifier {
@@ -152,32 +154,59 @@ pub fn spawn(
             }
         };
         let _ = ready.send(Ok(loaded));
-        for job in jobs {
-            metrics.queued.fetch_sub(1, Ordering::Relaxed);
-            match job {
-                Job::Generate(g) => {
-                    let events = g.events.clone();
-                    if let Err(e) = run_generate(&mut models.chat, g, &metrics) {
-                        let _ = events.send(Event::Error(e.to_string()));
-                    }
-                }
-                Job::Predict { texts, reply } => {
-                    let r = match &mut models.classifier {
-                        Some((clf, tok)) => crate::train::predict::predict(clf, tok, &texts),
-                        None => Err(Error::Other("no classifier is loaded (start serve with --classifier)".into())),
-                    };
-                    let _ = reply.send(r);
-                }
-                Job::Embed { texts, reply } => {
-                    let r = match &mut models.embedder {
-                        Some((enc, tok, max)) => embed(enc, tok, *max, &texts),
-                        None => Err(Error::Other("no embedding model is loaded (start serve with --embedder)".into())),
-                    };
-                    let _ = reply.send(r);
+        let mut batch = Batcher::new();
+        let mut open = true;
+        while open || batch.busy() {
+            // Block for work only when nothing is in flight; else take what has arrived and step.
+            let mut arrived = vec![];
+            if !batch.busy() {
+                match jobs.recv() {
+                    Ok(j) => arrived.push(j),
+                    Err(_) => break,
                 }
             }
+            loop {
+                match jobs.try_recv() {
+                    Ok(j) => arrived.push(j),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            for job in arrived {
+                if let Job::Generate(g) = job {
+                    batch.push(g); // counted as queued until it joins the batch
+                    continue;
+                }
+                metrics.queued.fetch_sub(1, Ordering::Relaxed);
+                run_job(&mut models, job);
+            }
+            batch.step(&mut models.chat, &metrics);
         }
     })
+}
+
+/// A classifier or embedding job.
+fn run_job(models: &mut Models, job: Job) {
+    match job {
+        Job::Generate(_) => unreachable!("generations go through the batcher"),
+        Job::Predict { texts, reply } => {
+            let r = match &mut models.classifier {
+                Some((clf, tok)) => crate::train::predict::predict(clf, tok, &texts),
+                None => Err(Error::Other("no classifier is loaded (start serve with --classifier)".into())),
+            };
+            let _ = reply.send(r);
+        }
+        Job::Embed { texts, reply } => {
+            let r = match &mut models.embedder {
+                Some((enc, tok, max)) => embed(enc, tok, *max, &texts),
+                None => Err(Error::Other("no embedding model is loaded (start serve with --embedder)".into())),
+            };
+            let _ = reply.send(r);
+        }
+    }
 }
 
 fn embed(enc: &mut Encoder, tok: &Tokenizer, max: usize, texts: &[String]) -> Result<(Vec<Vec<f32>>, usize)> {
@@ -192,7 +221,7 @@ fn embed(enc: &mut Encoder, tok: &Tokenizer, max: usize, texts: &[String]) -> Re
 }
 
 /// The longest suffix of `text` that begins some stop string (held back until it is known not to be one).
-fn pending_stop(text: &str, stops: &[String]) -> usize {
+pub(super) fn pending_stop(text: &str, stops: &[String]) -> usize {
     let mut keep = 0;
     for s in stops {
         for k in (1..s.len().min(text.len() + 1)).rev() {
@@ -205,105 +234,8 @@ fn pending_stop(text: &str, stops: &[String]) -> usize {
     keep
 }
 
-fn run_generate(chat: &mut Chat, g: GenJob, metrics: &Metrics) -> Result<()> {
-    let tok = &chat.tok;
-    let s = &mut chat.session;
-    let ids = match &g.prompt {
-        Prompt::Text(t) => tok.encode(t, true)?,
-        Prompt::Chat(messages) => {
-            // A conversation longer than the context drops its oldest turns (the system prompt stays).
-            let mut msgs = messages.clone();
-            let keep = usize::from(msgs.first().is_some_and(|m| m.0 == "system"));
-            loop {
-                let ids = tok.encode(&tok.apply_chat_template(&msgs, true)?, false)?;
-                if ids.len() + g.max_tokens.min(64) <= s.max_seq || msgs.len() <= keep + 1 {
-                    break ids;
-                }
-                msgs.remove(keep);
-            }
-        }
-    };
-    if ids.is_empty() {
-        return Err(Error::Other("the prompt is empty".into()));
-    }
-    if ids.len() >= s.max_seq {
-        return Err(Error::Other(format!(
-            "the prompt has {} tokens and the context {} (start serve with a larger --ctx)",
-            ids.len(),
-            s.max_seq
-        )));
-    }
-    let eos: Vec<u32> = tok.eos_ids().iter().copied().collect();
-    let keep = s.reuse_prefix(&ids);
-    let room = g.max_tokens.min(s.max_seq - ids.len());
-    let mut sampler = Sampler::new(g.sampler.clone());
-    let mut dec = tok.stream_decoder(true);
-    let (mut text, mut sent) = (String::new(), 0usize);
-    let mut finish = "length";
-    let mut cancelled = false;
-    let top = g.logprobs.unwrap_or(0);
-    let gen = generate(s, &ids[keep..], room, &mut sampler, &eos, top, &mut |id| {
-        if let Some(p) = dec.step(id) {
-            text.push_str(&p);
-        }
-        // A stop string ends the text before it.
-        if let Some(at) = g.stops.iter().filter_map(|st| text[sent..].find(st.as_str()).map(|i| sent + i)).min() {
-            text.truncate(at);
-            finish = "stop";
-        }
-        let hold = if finish == "stop" { 0 } else { pending_stop(&text[sent..], &g.stops) };
-        let upto = text.len() - hold;
-        if upto > sent {
-            let delta = Event::Delta { text: text[sent..upto].to_string(), logprobs: vec![] };
-            sent = upto;
-            if g.events.send(delta).is_err() {
-                cancelled = true;
-                return false;
-            }
-        }
-        if Instant::now() > g.deadline {
-            cancelled = true;
-            let _ = g.events.send(Event::Error("the request took longer than --timeout".into()));
-            return false;
-        }
-        finish != "stop"
-    })?;
-    metrics.prefill_tokens.fetch_add((ids.len() - keep) as u64, Ordering::Relaxed);
-    metrics.prefill_micros.fetch_add((gen.timings.prefill_secs * 1e6) as u64, Ordering::Relaxed);
-    metrics.decode_tokens.fetch_add(gen.tokens.len().saturating_sub(1) as u64, Ordering::Relaxed);
-    metrics.decode_micros.fetch_add((gen.timings.decode_secs * 1e6) as u64, Ordering::Relaxed);
-    metrics.tokens_generated.fetch_add(gen.tokens.len() as u64, Ordering::Relaxed);
-    if cancelled {
-        metrics.cancelled.fetch_add(1, Ordering::Relaxed);
-        // The cache holds a sequence nobody will continue: keep it only as a prefix for the next request.
-        return Ok(());
-    }
-    // The end of text (or the context) before max_tokens is a natural stop.
-    if finish == "length" && (gen.tokens.len() < room || gen.logprobs.len() > gen.tokens.len()) {
-        finish = "stop";
-    }
-    if finish != "stop" || g.stops.is_empty() {
-        text.push_str(&dec.flush());
-    }
-    // The tokens' log-probabilities (generate computes them) come with the final delta.
-    let lps: Vec<serde_json::Value> = if g.logprobs.is_some() {
-        gen.logprobs.iter().take(gen.tokens.len()).map(|l| logprob_json(tok, l)).collect()
-    } else {
-        vec![]
-    };
-    if sent < text.len() || !lps.is_empty() {
-        let _ = g.events.send(Event::Delta { text: text[sent..].to_string(), logprobs: lps });
-    }
-    let _ = g.events.send(Event::Done {
-        finish_reason: finish,
-        prompt_tokens: ids.len(),
-        completion_tokens: gen.tokens.len(),
-    });
-    Ok(())
-}
-
 /// One token's log-probability in OpenAI's shape.
-fn logprob_json(tok: &Tokenizer, l: &TokenLogprob) -> serde_json::Value {
+pub(super) fn logprob_json(tok: &Tokenizer, l: &TokenLogprob) -> serde_json::Value {
     let piece = |id: u32| tok.decode(&[id], false);
     serde_json::json!({
         "token": piece(l.token),

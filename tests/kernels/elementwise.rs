@@ -155,7 +155,13 @@ fn cache_write_at_per_sequence_offsets() {
         for (t, offs) in [(1usize, vec![0u32, 9, 15]), (5, vec![3, 0, 14])] {
             let src = r.tensor(&[3, 2, t, 8], dt);
             let pos = wgpu_llm::tensor::HostTensor::u32(&[3], offs.clone()).unwrap();
-            check_op(&format!("cache_write_at t={t} at {offs:?} {dt:?}"), Op::CacheWriteAt, &[cache.clone(), src, pos], &[], EXACT);
+            check_op(
+                &format!("cache_write_at t={t} at {offs:?} {dt:?}"),
+                Op::CacheWriteAt,
+                &[cache.clone(), src, pos],
+                &[],
+                EXACT,
+            );
         }
     }
 }

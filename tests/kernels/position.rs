@@ -110,7 +110,8 @@ fn rope_at_per_sequence_positions() {
     use wgpu_llm::tensor::HostTensor;
     let mut rng = Rng::new(25);
     for dt in dtypes() {
-        for (shape, pos) in [([3, 2, 1, 8], vec![0u32, 17, 1000]), ([2, 3, 5, 64], vec![9, 0]), ([1, 1, 3, 6], vec![4])] {
+        for (shape, pos) in [([3, 2, 1, 8], vec![0u32, 17, 1000]), ([2, 3, 5, 64], vec![9, 0]), ([1, 1, 3, 6], vec![4])]
+        {
             let x = rng.tensor(&shape, dt);
             let p = HostTensor::u32(&[shape[0]], pos.clone()).unwrap();
             let op = Op::RopeAt { theta: 10000.0 };
