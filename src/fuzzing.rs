@@ -24,8 +24,12 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("serve_body", serve_body),
 ];
 
+/// The per-process scratch folder: in memory (/dev/shm) where there is one, since a disk write that stalls
+/// under I/O load would pass for a hang of the reader.
 fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgpu-llm-fuzz-{}", std::process::id()));
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let d = base.join(format!("wgpu-llm-fuzz-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&d);
     d
 }

@@ -3,6 +3,7 @@
 //! timestamps (wall clock where the adapter has none), reporting µs, GFLOP/s and GB/s with the adapter.
 
 pub mod model;
+pub mod serve;
 pub mod train;
 
 use std::collections::HashMap;

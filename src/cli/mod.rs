@@ -327,6 +327,29 @@ enum BenchCmd {
         #[arg(short = 'n', long, default_value_t = 32)]
         tokens: usize,
     },
+    /// The server under 1, 4, 8 and 16 concurrent streaming clients: tokens/s, time to first token and
+    /// inter-token latency (p50, p99), errors.
+    Serve {
+        /// The chat model (serve's default when absent).
+        #[arg(short = 'm', long)]
+        model: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Concurrent streams, comma-separated.
+        #[arg(long, default_value = "1,4,8,16")]
+        levels: String,
+        /// Requests each stream makes, one after the other.
+        #[arg(long, default_value_t = 2)]
+        requests: usize,
+        /// max_tokens of each request.
+        #[arg(short = 'n', long, default_value_t = 32)]
+        tokens: usize,
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        /// serve's --dtype.
+        #[arg(long)]
+        dtype: Option<String>,
+    },
     /// Training throughput: the character GPT and MiniLM finetuning recipes (dispatches, memory, profile).
     Train {
         #[arg(long)]
@@ -529,6 +552,42 @@ pub fn main() -> Result<()> {
                         println!("    {op:<20} {:>9.1} ms {:>5.1}% ({n} dispatches)", us / 1e3, 100.0 * us / total);
                     }
                 }
+            }
+            Ok(())
+        }
+        Cmd::Bench { what: BenchCmd::Serve { model, json, levels, requests, tokens, ctx, dtype } } => {
+            let levels: Vec<usize> = levels
+                .split(',')
+                .map(|l| l.trim().parse().ok().filter(|&n: &usize| n > 0))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::Other(format!("--levels {levels}: positive numbers, comma-separated")))?;
+            if requests == 0 || tokens == 0 || ctx < 2 {
+                return Err(Error::Other("bench serve: --requests and -n at least 1, --ctx at least 2".into()));
+            }
+            let serve_args = dtype.map(|d| vec!["--dtype".to_string(), d]).unwrap_or_default();
+            let o = crate::bench::serve::Options { model, levels, requests, max_tokens: tokens, ctx, serve_args };
+            let r = crate::bench::serve::run(&o, &|m| eprintln!("bench serve: {m}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return Ok(());
+            }
+            println!("serve {} (max_tokens {}), streaming clients", r.model, r.max_tokens);
+            println!("  streams  requests  errors  tokens/s  TTFT p50/p99 (s)  ITL p50/p99 (ms)");
+            for l in &r.levels {
+                println!(
+                    "  {:>7}  {:>8}  {:>6}  {:>8.2}  {:>7.2} / {:<7.2}  {:>7.0} / {:<7.0}",
+                    l.streams,
+                    l.requests,
+                    l.errors,
+                    l.tokens_per_sec,
+                    l.ttft_p50_secs,
+                    l.ttft_p99_secs,
+                    l.itl_p50_secs * 1e3,
+                    l.itl_p99_secs * 1e3
+                );
+            }
+            if let Some(s) = r.speedup_8_over_1 {
+                println!("  8 streams give {s:.2}x the tokens/s of one");
             }
             Ok(())
         }

@@ -16,6 +16,12 @@ use super::{
 /// Up to this many rows (of a's rows, batch folded) a product runs as GEMVs, one row per z: the float
 /// texture path, Glu and the int8 products (`qmatmul`).
 pub const GEMV_MAX_ROWS: usize = 8;
+
+/// A plain float x·Wᵀ on the texture path runs as GEMVs up to this many rows, and as the tiled texture GEMM
+/// beyond: each GEMV row reads the whole weight again, while the GEMM's tiles share it. Measured on llvmpipe
+/// (SmolLM2 decode steps of m sequences, `bench serve`): GEMVs 164/263/532 ms at m = 2/4/8, the GEMM
+/// 250/283/429 ms.
+pub const TEX_GEMV_MAX_ROWS: usize = 4;
 use crate::error::{Error, Result};
 use crate::graph::{Act, Op};
 use crate::tensor::DType;
@@ -337,7 +343,7 @@ fn geometry(op: &Op, ins: &[ArgInfo]) -> Result<(Geom, bool, bool, usize)> {
 /// The kernel table of MatMul: which kernel, entry and operand bindings serve `op` on `ins` with output
 /// dtype `dtype`, `kernel` forcing one (`Kernel::Auto`: the adapter's best).
 /// - x·Wᵀ (one 2-D weight in one buffer, whole texels a row, within the texture height) on a
-///   texture-weights adapter: `gemv_tex`/`gemv_tex_h8` up to `GEMV_MAX_ROWS` rows (the weight's twin, the
+///   texture-weights adapter: `gemv_tex`/`gemv_tex_h8` up to `TEX_GEMV_MAX_ROWS` rows (the weight's twin, the
 ///   row as a uniform array where it fits, else staged), else `gemm_tex`/`gemm_tex_h8` (both staged);
 /// - otherwise storage buffers: one row (not transposed) `gemv`, `gemv_vec4` or `gemv_rows4`; else
 ///   `matmul_tiled` (vec4 loads where aligned) or `matmul_tiled_scalar`.
@@ -377,7 +383,7 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
     // f16 with k % 8 == 0: eight values a texel (the f16 bytes as rgba32uint), twice rgba16float's.
     let h8 = dtype == DType::F16 && k.is_multiple_of(8);
     let staged = if h8 { BindKind::StagedU32x4 } else { staged_kind(dtype).expect("checked by `texture`") };
-    let gemv = g.m <= GEMV_MAX_ROWS;
+    let gemv = g.m <= TEX_GEMV_MAX_ROWS;
     let (entry, b) = match (gemv, h8) {
         (true, true) => ("gemv_tex_h8", BindKind::TextureU32x4),
         (true, false) => ("gemv_tex", twin_kind(dtype).expect("float")),
@@ -414,7 +420,7 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
     let c = select_kernel(op, ins, dtype, kernel, caps)?;
     if c.kernel == Kernel::Texture {
         let u = |x: usize| Word::U32(x as u32);
-        let (grid, overrides) = if g.m <= GEMV_MAX_ROWS {
+        let (grid, overrides) = if c.entry.starts_with("gemv") {
             let mut grid = grid_1d(ceil_div(n, 64));
             grid[2] = g.m as u32;
             (grid, vec![])

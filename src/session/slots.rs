@@ -4,7 +4,10 @@
 //! the session's weights. A sequence joins between steps: its prompt runs through the session's ordinary
 //! single-sequence prefill (reusing the cached prefix of the previous prompt), and the prompt's keys and
 //! values are copied into its slot's row; it leaves by freeing the slot, and the next occupant overwrites the
-//! row. A decode step reads every weight once for all the slots' tokens.
+//! row. A decode step reads every weight once for all the slots' tokens. It runs the plan of the fewest rows
+//! (a power of two) that covers the highest slot stepping — the plans share the cache, whose first rows a
+//! smaller plan sees as its whole — and new sequences take the lowest free slot, so a lone sequence decodes
+//! with the single-row plan (its GEMVs) instead of paying for every slot.
 
 use super::{feeds, Session};
 use crate::error::{Error, Result};
@@ -13,7 +16,8 @@ use crate::graph::Op;
 use crate::tensor::{DType, HostTensor};
 
 pub struct Slots<'g> {
-    plan: Plan<'g>,
+    /// Step plans by their rows (the largest, compiled first, made the cache).
+    plans: Vec<(usize, Plan<'g>)>,
     /// Positions each slot's cache row holds (None: free).
     len: Vec<Option<usize>>,
     /// (single-sequence cache, slot cache, KV heads, head dim) of every cache leaf.
@@ -23,7 +27,7 @@ pub struct Slots<'g> {
 impl Slots<'_> {
     /// The step plan's transient bytes (its cache rows are shared leaves, counted with the weights).
     pub fn plan_bytes(&self) -> u64 {
-        self.plan.memory().1
+        self.plans.iter().map(|p| p.1.memory().1).sum()
     }
 }
 
@@ -44,7 +48,7 @@ impl<'g> Session<'g> {
                 }
             }
         }
-        self.slots = Some(Slots { plan, len: vec![None; n], caches });
+        self.slots = Some(Slots { plans: vec![(n, plan)], len: vec![None; n], caches });
         Ok(())
     }
 
@@ -120,12 +124,20 @@ impl<'g> Session<'g> {
     /// only their own (unused) row.
     pub fn step_slots(&mut self, tokens: &[(usize, u32)]) -> Result<Vec<Vec<f32>>> {
         let (max_seq, vocab, max_pos, dtype) = (self.max_seq, self.cfg.vocab(), self.cfg.max_pos(), self.dtype);
+        let all = self.slot_count();
+        let highest = tokens.iter().map(|t| t.0).max().unwrap_or(0);
+        // The fewest rows (a power of two, or every slot) that cover the highest slot stepping.
+        let n = (highest + 1).next_power_of_two().min(all.max(1));
+        if self.slots.as_ref().is_some_and(|s| !s.plans.iter().any(|p| p.0 == n)) {
+            let g = self.cfg.build_slots(n, self.max_seq, &self.prec)?;
+            let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
+            self.slots_mut()?.plans.push((n, plan));
+        }
         let slots = self.slots_mut()?;
-        let n = slots.len.len();
         let mut ids = vec![0u32; n];
         let mut at = vec![0u32; n];
         for &(slot, tok) in tokens {
-            let Some(Some(len)) = slots.len.get(slot).copied() else {
+            let Some(Some(len)) = slots.len.get(slot).copied().filter(|_| slot < n) else {
                 return Err(Error::Run(format!("slot {slot} holds no sequence")));
             };
             if len >= max_seq {
@@ -153,10 +165,11 @@ impl<'g> Session<'g> {
             ("seq_pos", HostTensor::u32(&[n], at)?),
             ("mask", mask),
         ];
-        if slots.plan.graph().find("pos_ids").is_none() {
+        let plan = &mut slots.plans.iter_mut().find(|p| p.0 == n).expect("compiled above").1;
+        if plan.graph().find("pos_ids").is_none() {
             inputs.retain(|(name, _)| *name != "pos_ids");
         }
-        let out = slots.plan.run(&feeds(&inputs), &[("pos", top), ("len", top + 1)])?;
+        let out = plan.run(&feeds(&inputs), &[("pos", top), ("len", top + 1)])?;
         let logits = out[0].to_f32();
         let mut rows = vec![];
         for &(slot, _) in tokens {
