@@ -308,3 +308,52 @@ fn serve_auth_and_graceful_shutdown() {
     assert!(status.success(), "serve exited with {status}");
     assert!(agent().get(&format!("{b}/health")).call().is_err(), "the server still answers after shutdown");
 }
+
+/// A chat model folder that answers fast: the tiny Llama with the ChatML tokenizer of the LoRA fixtures.
+fn tiny_chat_model() -> PathBuf {
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-serve-tiny-chat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (from, f) in [
+        ("tiny-llama", "config.json"),
+        ("tiny-llama", "model.safetensors"),
+        ("tiny-llama-lora", "tokenizer.json"),
+        ("tiny-llama-lora", "tokenizer_config.json"),
+    ] {
+        std::fs::copy(fx.join(from).join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+/// The chat page in headless Chromium (Debian's chromium and chromedriver, driven by selenium): a typed
+/// message gets a streamed reply and the tokens/s line. Then schemathesis fuzzes every endpoint from the
+/// OpenAPI description serve publishes (a bounded number of cases, fixed seed): no 5xx, no crash.
+#[test]
+fn serve_chat_page_in_a_browser_and_schema_fuzzing() {
+    let model = tiny_chat_model();
+    let srv = start(&["-m", model.to_str().unwrap()]);
+    let b = srv.base.clone();
+    let page = Command::new("python3")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve/chat_page.py"))
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(
+        page.status.success() && String::from_utf8_lossy(&page.stdout).starts_with("ok"),
+        "chat page in headless chromium (apt-get install chromium chromium-driver; pip install selenium): {}{}",
+        String::from_utf8_lossy(&page.stdout),
+        String::from_utf8_lossy(&page.stderr)
+    );
+    let work = std::env::temp_dir().join(format!("wgpu-llm-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let st = Command::new("schemathesis")
+        .current_dir(&work)
+        .args(["run", &format!("{b}/openapi.json"), "--checks", "not_a_server_error", "--max-examples", "30"])
+        .args(["--seed", "7", "--request-timeout", "120"])
+        .output()
+        .unwrap_or_else(|e| panic!("schemathesis (pip install schemathesis): {e}"));
+    let out = String::from_utf8_lossy(&st.stdout);
+    assert!(st.status.success(), "schemathesis found server errors:\n{out}{}", String::from_utf8_lossy(&st.stderr));
+    assert!(out.contains("passed"), "{out}");
+    assert_eq!(call("GET", &format!("{b}/health"), None).0, 200, "the server survived the fuzzing");
+}

@@ -329,10 +329,22 @@ async fn respond(
                         "choices": [choice], "usage": usage}))
                     .into_response());
                 }
+                Some(Event::Rejected(e)) => return Err(ApiError::bad(e)),
                 Some(Event::Error(e)) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
                 None => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model worker stopped".into())),
             }
         }
+    }
+    // The first event decides the status: a request the worker rejects is a 400, not an error inside a 200
+    // stream.
+    let head = tokio::time::timeout(app.opts.timeout, rx.recv())
+        .await
+        .map_err(|_| ApiError(StatusCode::GATEWAY_TIMEOUT, "the request took longer than --timeout".into()))?;
+    match head {
+        Some(Event::Rejected(e)) => return Err(ApiError::bad(e)),
+        Some(Event::Error(e)) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        None => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model worker stopped".into())),
+        Some(_) => {}
     }
     let chunk_object = if chat { "chat.completion.chunk" } else { "text_completion" };
     let first = std::sync::atomic::AtomicBool::new(true);
@@ -348,11 +360,15 @@ async fn respond(
         };
         json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": [choice]})
     };
-    let s = futures_util::stream::unfold((rx, false, chunk), |(mut rx, done, chunk)| async move {
+    let s = futures_util::stream::unfold((rx, head, false, chunk), |(mut rx, head, done, chunk)| async move {
         if done {
             return None;
         }
-        let ev = match rx.recv().await {
+        let next = match head {
+            Some(ev) => Some(ev),
+            None => rx.recv().await,
+        };
+        let ev = match next {
             Some(Event::Delta { text, logprobs }) => {
                 let lp = if logprobs.is_empty() { None } else { Some(json!({"content": logprobs})) };
                 sse(chunk(json!({"content": text}), Value::Null, lp))
@@ -362,12 +378,12 @@ async fn respond(
                 let mut v = chunk(json!({}), finish_reason.into(), None);
                 v["usage"] = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens});
-                return Some((Ok::<_, Infallible>(sse(v)), (rx, true, chunk)));
+                return Some((Ok::<_, Infallible>(sse(v)), (rx, None, true, chunk)));
             }
-            Some(Event::Error(msg)) => sse(json!({"error": msg})),
+            Some(Event::Error(msg) | Event::Rejected(msg)) => sse(json!({"error": msg})),
             None => return None,
         };
-        Some((Ok(ev), (rx, false, chunk)))
+        Some((Ok(ev), (rx, None, false, chunk)))
     });
     let done = futures_util::stream::once(async { Ok::<_, Infallible>(SseEvent::default().data("[DONE]")) });
     use futures_util::StreamExt;
@@ -393,13 +409,13 @@ async fn openapi(_h: HeaderMap) -> Json<Value> {
         "paths": {
             "/health": {"get": {"responses": {"200": {"description": "OK"}}}},
             "/v1/models": {"get": {"responses": {"200": {"description": "OK"}}}},
-            "/predict": post(obj(json!({"text": {"type": "string"}}), &["text"])),
-            "/v1/chat/completions": post(obj(json!({"model": {"type": "string"}, "messages": {"type": "array", "items": msg},
+            "/predict": post(obj(json!({"text": {"type": "string", "minLength": 1}}), &["text"])),
+            "/v1/chat/completions": post(obj(json!({"model": {"type": "string"}, "messages": {"type": "array", "items": msg, "minItems": 1},
                 "max_tokens": {"type": "integer", "minimum": 1, "maximum": 16}, "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                 "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "stream": {"type": "boolean"}, "seed": {"type": "integer", "minimum": 0}}), &["messages"])),
-            "/v1/completions": post(obj(json!({"model": {"type": "string"}, "prompt": {"type": "string"},
+            "/v1/completions": post(obj(json!({"model": {"type": "string"}, "prompt": {"type": "string", "minLength": 1},
                 "max_tokens": {"type": "integer", "minimum": 1, "maximum": 16}}), &["prompt"])),
-            "/v1/embeddings": post(obj(json!({"model": {"type": "string"}, "input": {"type": "string"}}), &["input"])),
+            "/v1/embeddings": post(obj(json!({"model": {"type": "string"}, "input": {"type": "string", "minLength": 1}}), &["input"])),
         }
     }))
 }

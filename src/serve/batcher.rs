@@ -175,8 +175,15 @@ impl Batcher {
                 let _ = job.events.send(Event::Error("the request waited longer than --timeout".into()));
                 continue;
             }
+            let ids = match prompt_ids(&chat.tok, chat.session.max_seq, &job) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    let _ = job.events.send(Event::Rejected(e.to_string()));
+                    continue;
+                }
+            };
             let events = job.events.clone();
-            if let Err(e) = self.admit(chat, job, slot, metrics) {
+            if let Err(e) = self.admit(chat, job, ids, slot, metrics) {
                 chat.session.release_slot(slot);
                 let _ = events.send(Event::Error(e.to_string()));
             }
@@ -222,10 +229,9 @@ impl Batcher {
         self.running = still;
     }
 
-    /// Prefill `job`'s prompt into `slot` and take its first token.
-    fn admit(&mut self, chat: &mut Chat, job: GenJob, slot: usize, metrics: &Metrics) -> Result<()> {
+    /// Prefill `job`'s prompt `ids` into `slot` and take its first token.
+    fn admit(&mut self, chat: &mut Chat, job: GenJob, ids: Vec<u32>, slot: usize, metrics: &Metrics) -> Result<()> {
         let s = &mut chat.session;
-        let ids = prompt_ids(&chat.tok, s.max_seq, &job)?;
         let t0 = Instant::now();
         let (logits, reused) = s.prefill_slot(slot, &ids)?;
         metrics.prefill_tokens.fetch_add((ids.len() - reused) as u64, Ordering::Relaxed);

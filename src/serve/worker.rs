@@ -70,6 +70,8 @@ pub enum Event {
         prompt_tokens: usize,
         completion_tokens: usize,
     },
+    /// The request cannot be served as it is (an empty prompt, one longer than the context): a 400.
+    Rejected(String),
     Error(String),
 }
 
