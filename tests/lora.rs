@@ -48,6 +48,7 @@ fn options(out: PathBuf) -> Options {
         weight_decay: 0.01,
         betas: (0.9, 0.999),
         grad_clip: None,
+        grad_accum: 1,
         seed: 3,
         out,
     }
@@ -121,6 +122,43 @@ fn one_step_from_pefts_adapter_gives_pefts_loss_and_adapter() {
         assert_eq!(b.to_f32(), tr.read(&format!("{layer}.lora_B.weight")).unwrap().to_f32());
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Gradient accumulation: micro-batches of one sequence, 2 and 3 to a step (first, added, last), give the
+/// adapter of one step over all of them as one batch (their sequences learn as many tokens each, so the
+/// mean of the micro-batches' mean losses is the batch's mean loss), with weight decay and clipping.
+#[test]
+fn accumulated_micro_batches_equal_one_batch() {
+    let exp = json(&fixtures().join("tiny-llama-lora").join("expected.json"));
+    let s0 = batch(&exp).remove(0);
+    // Two more sequences with other ids and the same learned positions.
+    let other = |mul: u32, add: u32| {
+        let ids: Vec<u32> = s0.ids.iter().map(|&i| (i * mul + add) % 64).collect();
+        let labels = s0.labels.iter().zip(&ids).map(|(&l, &i)| if l == -100 { -100 } else { i as i32 }).collect();
+        Sequence { ids, labels }
+    };
+    let seqs = [s0.clone(), other(7, 3), other(5, 11)];
+    for n in [2usize, 3] {
+        let opts = |batch, grad_accum| Options { batch, grad_accum, grad_clip: Some(0.5), ..options(temp("accum")) };
+        let mut whole = LmTrainer::open(gpu(), &opts(n, 1), None).unwrap();
+        let all: Vec<&Sequence> = seqs[..n].iter().collect();
+        let want = whole.train_step(&all, 16, 1e-2, 1).unwrap();
+        let mut micro = LmTrainer::open(gpu(), &opts(1, n), None).unwrap();
+        let mut losses = 0.0;
+        for (i, s) in seqs[..n].iter().enumerate() {
+            losses += micro.micro_step(&[s], 16, 1e-2, 1, wgpu_llm::train::Accum::of(i, n)).unwrap();
+        }
+        let got = losses / n as f32;
+        assert!((got - want).abs() < 1e-5 * want.abs(), "{n} micro-batches: loss {got} vs {want}");
+        for (name, _) in &whole.trainable {
+            let (w, m) = (whole.read(name).unwrap().to_f32(), micro.read(name).unwrap().to_f32());
+            let e = rel_err(&m, &w);
+            assert!(e < 1e-5, "{n} micro-batches, {name}: relative error {e:.2e}");
+        }
+        // And the step changed the adapter (B starts at zero).
+        let b = micro.read("model.layers.0.self_attn.q_proj.lora_B.weight").unwrap().to_f32();
+        assert!(b.iter().any(|&x| x != 0.0));
+    }
 }
 
 #[test]

@@ -177,6 +177,7 @@ pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, 
         weight_decay: 0.0,
         betas: (0.9, 0.999),
         grad_clip: None,
+        grad_accum: 1,
         seed: 1,
         out: Default::default(),
     };

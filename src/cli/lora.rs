@@ -38,6 +38,10 @@ pub struct LmArgs {
     /// Learn the prompt tokens too (default: only the assistant replies / completions).
     #[arg(long)]
     pub train_on_prompt: bool,
+    /// Micro-batches of --batch-size per optimizer step (their gradients averaged): the effective batch
+    /// is batch × grad-accum at the memory of one batch.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
 }
 
 pub fn run_finetune_lm(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<()> {
@@ -46,6 +50,7 @@ pub fn run_finetune_lm(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Resul
     check(max_length >= 2, format!("--max-length {max_length}: must be at least 2"))?;
     check(a.val_split.is_none(), "--val-split: give --val FILE for --task lm".into())?;
     let l = &a.lm;
+    check(l.grad_accum >= 1, format!("--grad-accum {}: must be at least 1", l.grad_accum))?;
     let lora = if l.full {
         None
     } else {
@@ -89,6 +94,7 @@ pub fn run_finetune_lm(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Resul
         weight_decay: a.weight_decay,
         betas: (a.betas[0], a.betas[1]),
         grad_clip: a.grad_clip,
+        grad_accum: l.grad_accum,
         seed: a.seed,
         out: a.out.clone(),
     };

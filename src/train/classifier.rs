@@ -116,7 +116,7 @@ pub fn step_graph(
             no_decay,
             trainable: |_| true,
         }
-        .append(&mut g, loss)?,
+        .append(&mut g, loss, super::Accum::Off)?,
         None => (vec![], vec![]),
     };
     Ok(StepGraph { graph: g.finish(), logits, loss, params, grads })

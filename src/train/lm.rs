@@ -178,7 +178,7 @@ pub fn lm_graph(cfg: &gpt2::Config, b: usize, t: usize, train: Option<(&Options,
             no_decay: |name| name.ends_with(".bias") || name.contains("ln_"),
             trainable: |_| true,
         }
-        .append(&mut g, loss)?,
+        .append(&mut g, loss, super::Accum::Off)?,
         None => (vec![], vec![]),
     };
     Ok(LmGraph { graph: g.finish(), loss, params, grads })

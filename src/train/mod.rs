@@ -16,6 +16,37 @@ pub mod sft_data;
 /// Every trainable parameter (name, value) and its gradient, in the graph's order.
 pub type Trainable = (Vec<(String, crate::graph::ValueId)>, Vec<crate::graph::ValueId>);
 
+/// Where a step's gradients go: gradient accumulation runs an optimizer step as several micro-batches, each
+/// through its own plan (compiled once per padded length, like every step plan).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Accum {
+    /// One batch, one update.
+    Off,
+    /// The first micro-batch of a step: its gradients are stored in the accumulators (`grad_acc.{param}`).
+    First,
+    /// A middle micro-batch: its gradients are added to the accumulators.
+    Add,
+    /// The last of `n` micro-batches: the mean (accumulators + its gradients) / n feeds clipping and AdamW,
+    /// as transformers' Trainer scales each micro-batch's loss by 1/n.
+    Last(usize),
+}
+
+impl Accum {
+    /// Micro-batch `i` (0-based) of `n`.
+    pub fn of(i: usize, n: usize) -> Self {
+        match (i, n) {
+            (_, 0 | 1) => Accum::Off,
+            (0, _) => Accum::First,
+            (i, n) if i + 1 == n => Accum::Last(n),
+            _ => Accum::Add,
+        }
+    }
+    /// Whether the step ends in an update.
+    pub fn updates(self) -> bool {
+        matches!(self, Accum::Off | Accum::Last(_))
+    }
+}
+
 /// AdamW as the trainers configure it: learning rate and step at run time ("lr" as f32 bits, "step"),
 /// weight decay except on the parameters `no_decay` names, clipping by global norm when asked.
 pub struct Optimizer {
@@ -29,16 +60,51 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// Append the gradient of `loss` for every parameter of `g` and their AdamW updates. Returns each
-    /// parameter (name, value) and its gradient, in the graph's order.
-    pub fn append(&self, g: &mut crate::graph::GraphBuilder, loss: crate::graph::ValueId) -> crate::Result<Trainable> {
+    /// Append the gradient of `loss` for every parameter of `g` and their AdamW updates (or, accumulating,
+    /// the gradients' store into or addition to the accumulators: `Accum`). Returns each parameter (name,
+    /// value) and its gradient, in the graph's order.
+    pub fn append(
+        &self,
+        g: &mut crate::graph::GraphBuilder,
+        loss: crate::graph::ValueId,
+        accum: Accum,
+    ) -> crate::Result<Trainable> {
         let ids: Vec<crate::graph::ValueId> = g
             .graph
             .params()
             .into_iter()
             .filter(|&p| crate::graph::leaf_name(&g.graph.node(p).op).is_some_and(self.trainable))
             .collect();
-        let grads = crate::autodiff::backward(g, loss, &ids)?;
+        let mut grads = crate::autodiff::backward(g, loss, &ids)?;
+        if accum != Accum::Off {
+            let mut params = vec![];
+            for (k, &p) in ids.iter().enumerate() {
+                let gr = grads[k];
+                let name = crate::graph::leaf_name(&g.graph.node(p).op).unwrap_or_default().to_string();
+                let shape = g.shape(p).to_vec();
+                // The accumulator is a state leaf written in place: a cache write of all its rows, so it is
+                // held as [1, 1, numel, 1].
+                let n: usize = shape.iter().product();
+                let acc = g.state(&format!("grad_acc.{name}"), &[1, 1, n, 1], crate::tensor::DType::F32)?;
+                let sum = match accum {
+                    Accum::First => gr,
+                    _ => {
+                        let prev = g.reshape(acc, &shape)?;
+                        g.add(prev, gr)?
+                    }
+                };
+                if let Accum::Last(m) = accum {
+                    grads[k] = g.scale(sum, 1.0 / m as f32)?;
+                } else {
+                    let flat = g.reshape(sum, &[1, 1, n, 1])?;
+                    g.op(crate::graph::Op::CacheWrite { offset: crate::graph::Scalar::Const(0) }, &[acc, flat])?;
+                }
+                params.push((name, p));
+            }
+            if !accum.updates() {
+                return Ok((params, grads));
+            }
+        }
         let norm2 = match self.max_grad_norm {
             Some(_) => Some(classifier::global_norm2(g, &grads)?),
             None => None,

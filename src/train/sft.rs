@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::lora::{self, LoraConfig};
 use super::schedule::Schedule;
 use super::sft_data::{Sequence, IGNORE};
+use super::Accum;
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
@@ -32,6 +33,8 @@ pub struct Options {
     pub weight_decay: f32,
     pub betas: (f32, f32),
     pub grad_clip: Option<f32>,
+    /// Micro-batches of `batch` sequences per optimizer step (1: none).
+    pub grad_accum: usize,
     pub seed: u64,
     pub out: PathBuf,
 }
@@ -72,9 +75,9 @@ pub struct LmTrainer<'g> {
     shared: SharedLeaves,
     optimizer: super::Optimizer,
     seed: u64,
-    /// Plans by (padded length, gathered rows).
-    steps: Vec<((usize, usize), Plan<'g>)>,
-    evals: Vec<((usize, usize), Plan<'g>)>,
+    /// Plans by (padded length, gathered rows) and what the step does with its gradients.
+    steps: Vec<((usize, usize, Accum), Plan<'g>)>,
+    evals: Vec<((usize, usize, Accum), Plan<'g>)>,
     /// The trainable params (name, shape), in graph order.
     pub trainable: Vec<(String, Vec<usize>)>,
     /// Starting adapter weights (instead of A Kaiming-uniform, B zeros).
@@ -151,7 +154,7 @@ impl<'g> LmTrainer<'g> {
 
     /// The step graph (`train`) or the loss alone: `ids` [B, T], `rows` [R] (the positions whose next token
     /// is learned, padded with 0), `targets` [R] i32 (padding -100) → mean cross-entropy.
-    fn graph(&self, t: usize, r: usize, train: bool) -> Result<(Graph, ValueId, NamedValues)> {
+    fn graph(&self, t: usize, r: usize, train: bool, accum: Accum) -> Result<(Graph, ValueId, NamedValues)> {
         let mut g = GraphBuilder { grad_through_transpose: self.gpu.caps().texture_weights, ..Default::default() };
         let prec = Precision::from(DType::F32);
         // Evaluation runs without LoRA dropout.
@@ -167,7 +170,7 @@ impl<'g> LmTrainer<'g> {
         )?;
         let targets = g.input("targets", &[r], DType::I32)?;
         let loss = g.cross_entropy(logits, targets)?;
-        let params = if train { self.optimizer.append(&mut g, loss)?.0 } else { vec![] };
+        let params = if train { self.optimizer.append(&mut g, loss, accum)?.0 } else { vec![] };
         Ok((g.finish(), loss, params))
     }
 
@@ -186,13 +189,13 @@ impl<'g> LmTrainer<'g> {
         }
     }
 
-    fn plan(&mut self, (t, r): (usize, usize), train: bool) -> Result<&mut Plan<'g>> {
+    fn plan(&mut self, (t, r): (usize, usize), train: bool, accum: Accum) -> Result<&mut Plan<'g>> {
         let list = if train { &self.steps } else { &self.evals };
-        if let Some(i) = list.iter().position(|p| p.0 == (t, r)) {
+        if let Some(i) = list.iter().position(|p| p.0 == (t, r, accum)) {
             let list = if train { &mut self.steps } else { &mut self.evals };
             return Ok(&mut list[i].1);
         }
-        let (graph, loss, params) = self.graph(t, r, train)?;
+        let (graph, loss, params) = self.graph(t, r, train, accum)?;
         let fresh = self.shared.bytes() == 0;
         let mut plan = Plan::compile_shared(self.gpu, &graph, &[loss], Some(&self.shared))?;
         if fresh {
@@ -203,7 +206,7 @@ impl<'g> LmTrainer<'g> {
             self.trainable = params.iter().map(|(n, v)| (n.clone(), graph.shape(*v).to_vec())).collect();
         }
         let list = if train { &mut self.steps } else { &mut self.evals };
-        list.push(((t, r), plan));
+        list.push(((t, r, accum), plan));
         Ok(&mut list.last_mut().expect("just pushed").1)
     }
 
@@ -239,8 +242,20 @@ impl<'g> LmTrainer<'g> {
 
     /// One AdamW step on a batch at rate `lr`, step `step` (1-based); returns the mean loss per learned token.
     pub fn train_step(&mut self, seqs: &[&Sequence], max_length: usize, lr: f32, step: u32) -> Result<f32> {
+        self.micro_step(seqs, max_length, lr, step, Accum::Off)
+    }
+
+    /// One micro-batch of an optimizer step (`Accum`: only the last updates the weights).
+    pub fn micro_step(
+        &mut self,
+        seqs: &[&Sequence],
+        max_length: usize,
+        lr: f32,
+        step: u32,
+        accum: Accum,
+    ) -> Result<f32> {
         let (key, feeds) = self.batch_inputs(seqs, max_length)?;
-        let plan = self.plan(key, true)?;
+        let plan = self.plan(key, true, accum)?;
         let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         Ok(plan.run(&f, &[("lr", lr.to_bits()), ("step", step)])?[0].to_f32()[0])
     }
@@ -253,7 +268,7 @@ impl<'g> LmTrainer<'g> {
         step: u32,
     ) -> Result<Vec<crate::exec::OpTiming>> {
         let (key, feeds) = self.batch_inputs(seqs, max_length)?;
-        let plan = self.plan(key, true)?;
+        let plan = self.plan(key, true, Accum::Off)?;
         let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         plan.profile(&f, &[("lr", 0f32.to_bits()), ("step", step)])
     }
@@ -261,7 +276,7 @@ impl<'g> LmTrainer<'g> {
     /// The mean loss per learned token of a batch, without updates or dropout.
     pub fn eval_batch(&mut self, seqs: &[&Sequence], max_length: usize) -> Result<f32> {
         let (key, feeds) = self.batch_inputs(seqs, max_length)?;
-        let plan = self.plan(key, false)?;
+        let plan = self.plan(key, false, Accum::Off)?;
         let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         Ok(plan.run(&f, &[("step", 0)])?[0].to_f32()[0])
     }
@@ -334,8 +349,9 @@ impl<'g> LmTrainer<'g> {
     }
 }
 
-/// Finetune; `on_step(step in epoch, steps in epoch, loss)` after every step, `on_epoch` after each epoch.
-/// The adapter (or model) of the last epoch is written to `opts.out`.
+/// Finetune; `on_step(step in epoch, steps in epoch, loss)` after every optimizer step (of `grad_accum`
+/// micro-batches; the last step of an epoch takes what is left), `on_epoch` after each epoch. The adapter (or
+/// model) of the last epoch is written to `opts.out`.
 pub fn finetune(
     gpu: &Gpu,
     opts: &Options,
@@ -349,7 +365,8 @@ pub fn finetune(
         return Err(Error::Other("no training sequences".into()));
     }
     let mut tr = LmTrainer::open(gpu, opts, init)?;
-    let per_epoch = train.len().div_ceil(opts.batch);
+    let accum = opts.grad_accum.max(1);
+    let per_epoch = train.len().div_ceil(opts.batch).div_ceil(accum);
     let total = per_epoch * opts.epochs;
     let schedule = Schedule::finetune(opts.lr, opts.warmup_ratio, total);
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -358,18 +375,25 @@ pub fn finetune(
         super::data::shuffle(&mut order, opts.seed.wrapping_add(epoch as u64));
         let t0 = Instant::now();
         let (mut sum, mut n, mut tokens) = (0.0f64, 0usize, 0usize);
-        for (k, idx) in order.chunks(opts.batch).enumerate() {
+        let batches: Vec<&[usize]> = order.chunks(opts.batch).collect();
+        for (k, group) in batches.chunks(accum).enumerate() {
             step += 1;
-            let seqs: Vec<&Sequence> = idx.iter().map(|&i| &train[i]).collect();
-            let loss = tr.train_step(&seqs, opts.max_length, schedule.at(step as usize), step)?;
-            if !loss.is_finite() {
-                return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+            let (mut step_loss, mut step_n) = (0.0f64, 0usize);
+            for (i, idx) in group.iter().enumerate() {
+                let seqs: Vec<&Sequence> = idx.iter().map(|&i| &train[i]).collect();
+                let lr = schedule.at(step as usize);
+                let loss = tr.micro_step(&seqs, opts.max_length, lr, step, Accum::of(i, group.len()))?;
+                if !loss.is_finite() {
+                    return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+                }
+                let learned: usize = seqs.iter().map(|s| s.learned_targets()).sum();
+                step_loss += loss as f64 * learned as f64;
+                step_n += learned;
+                tokens += seqs.iter().map(|s| s.ids.len()).sum::<usize>();
             }
-            let learned: usize = seqs.iter().map(|s| s.learned_targets()).sum();
-            sum += loss as f64 * learned as f64;
-            n += learned;
-            tokens += seqs.iter().map(|s| s.ids.len()).sum::<usize>();
-            on_step(k + 1, per_epoch, loss);
+            sum += step_loss;
+            n += step_n;
+            on_step(k + 1, per_epoch, (step_loss / step_n.max(1) as f64) as f32);
         }
         let secs = t0.elapsed().as_secs_f64();
         let val_loss = if val.is_empty() { None } else { Some(tr.evaluate(val, opts.max_length)?) };
