@@ -314,12 +314,13 @@ fn char_gpt_50_steps_follow_pytorch() {
         weight_decay: 0.1,
         betas: (0.9, 0.99),
         grad_clip: Some(1.0),
+        grad_accum: 1,
         dropout: None,
         eval_every: 1000,
         eval_batches: 1,
         seed: 0,
     };
-    let lg = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0))).unwrap();
+    let lg = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), wgpu_llm::train::Accum::Off).unwrap();
     let mut plan = Plan::compile(gpu(), &lg.graph, &[lg.loss]).unwrap();
     for node in &lg.graph.nodes {
         if let Op::Param { name } = &node.op {
@@ -400,6 +401,26 @@ fn train_char_gpt_from_the_cli() {
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
     assert!(v["text"].is_string(), "{v}");
+
+    // --grad-accum: 2 batches of 2 windows per step follow the same losses as batches of 4 (the same windows,
+    // drawn in the same order; every window learns as many tokens), with clipping on. (The mean training loss
+    // between evaluations follows the weights step by step; the validation loss is not compared: it
+    // averages --eval-batches batches of --batch-size windows, so the two runs see different windows.)
+    let run = |batch: &str, accum: &str, dir: &str| {
+        let o = tmp.join(dir).display().to_string();
+        let mut a = args.to_vec();
+        a[6] = &o;
+        a[10] = batch;
+        a.extend(["--grad-accum", accum, "--grad-clip", "1.0"]);
+        json_lines(&cli(&a))
+    };
+    let (whole, micro) = (run("4", "1", "whole"), run("2", "2", "micro"));
+    for (w, m) in whole.iter().zip(&micro) {
+        for k in ["train_loss"] {
+            let (a, b) = (w[k].as_f64().unwrap(), m[k].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-4 * a, "{k} at step {}: {a} (batch 4) vs {b} (2 × 2)", w["step"]);
+        }
+    }
 
     for (config, want) in [
         (r#"{"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 32, "n_heads": 4}"#, "unknown field \"n_heads\""),

@@ -67,12 +67,13 @@ pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
         weight_decay: 0.1,
         betas: (0.9, 0.99),
         grad_clip: None,
+        grad_accum: 1,
         dropout: None,
         eval_every: usize::MAX,
         eval_batches: 0,
         seed: 1,
     };
-    let g = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)))?;
+    let g = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), crate::train::Accum::Off)?;
     let mut plan = Plan::compile(gpu, &g.graph, &[g.loss])?;
     for node in &g.graph.nodes {
         if let Op::Param { name } = &node.op {

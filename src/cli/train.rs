@@ -333,6 +333,9 @@ pub struct PretrainArgs {
     pub betas: Vec<f32>,
     #[arg(long)]
     pub grad_clip: Option<f32>,
+    /// Batches per optimizer step (their gradients averaged): an effective batch of batch × N.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
     /// Hidden dropout (default: the config's resid_pdrop, else 0).
     #[arg(long)]
     pub dropout: Option<f32>,
@@ -369,6 +372,7 @@ pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<(
         format!("--betas {:?}: two numbers in [0, 1)", a.betas),
     )?;
     check(a.grad_clip.is_none_or(|c| c > 0.0), format!("--grad-clip {:?}: must be > 0", a.grad_clip))?;
+    check(a.grad_accum >= 1, format!("--grad-accum {}: must be at least 1", a.grad_accum))?;
     check(a.dropout.is_none_or(|p| (0.0..1.0).contains(&p)), format!("--dropout {:?}: must be in [0, 1)", a.dropout))?;
     let kind = Kind::parse(&a.schedule)?;
     let mut text = String::new();
@@ -391,6 +395,7 @@ pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<(
         weight_decay: a.weight_decay,
         betas: (a.betas[0], a.betas[1]),
         grad_clip: a.grad_clip,
+        grad_accum: a.grad_accum,
         dropout: a.dropout,
         eval_every: a.eval_every,
         eval_batches: a.eval_batches,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::classifier::normal;
 use super::schedule::Schedule;
-use super::SplitMix;
+use super::{Accum, SplitMix};
 use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
@@ -137,6 +137,8 @@ pub struct Options {
     pub weight_decay: f32,
     pub betas: (f32, f32),
     pub grad_clip: Option<f32>,
+    /// Batches per optimizer step (their gradients averaged; 1: none).
+    pub grad_accum: usize,
     pub dropout: Option<f32>,
     pub eval_every: usize,
     pub eval_batches: usize,
@@ -163,7 +165,13 @@ pub struct LmGraph {
     pub grads: Vec<ValueId>,
 }
 
-pub fn lm_graph(cfg: &gpt2::Config, b: usize, t: usize, train: Option<(&Options, f32)>) -> Result<LmGraph> {
+pub fn lm_graph(
+    cfg: &gpt2::Config,
+    b: usize,
+    t: usize,
+    train: Option<(&Options, f32)>,
+    accum: super::Accum,
+) -> Result<LmGraph> {
     let mut g = GraphBuilder::new();
     let dropout = train.and_then(|(o, p)| (p > 0.0).then_some(bert::Dropout { p, seed: o.seed as u32 }));
     let logits = gpt2::build_train(&mut g, cfg, b, t, dropout)?;
@@ -178,7 +186,7 @@ pub fn lm_graph(cfg: &gpt2::Config, b: usize, t: usize, train: Option<(&Options,
             no_decay: |name| name.ends_with(".bias") || name.contains("ln_"),
             trainable: |_| true,
         }
-        .append(&mut g, loss, super::Accum::Off)?,
+        .append(&mut g, loss, accum)?,
         None => (vec![], vec![]),
     };
     Ok(LmGraph { graph: g.finish(), loss, params, grads })
@@ -251,14 +259,24 @@ pub fn train(
     let dropout = opts.dropout.unwrap_or(cfg_json["resid_pdrop"].as_f64().unwrap_or(0.0) as f32);
     let (b, t) = (opts.batch, opts.seq_len);
     let shared = SharedLeaves::new();
-    let step_graph = lm_graph(&cfg, b, t, Some((opts, dropout)))?;
-    let mut step_plan = Plan::compile_shared(gpu, &step_graph.graph, &[step_graph.loss], Some(&shared))?;
-    for node in &step_graph.graph.nodes {
-        if let Op::Param { name } = &node.op {
-            step_plan.set(name, &init_param(&cfg, name, &node.shape, opts.seed)?)?;
+    // One plan per micro-batch mode (`--grad-accum`); the updating one comes last and is saved from.
+    let n_micro = opts.grad_accum.max(1);
+    let mut modes: Vec<Accum> = (0..n_micro).map(|i| Accum::of(i, n_micro)).collect();
+    modes.dedup();
+    let mut plans = vec![];
+    for &mode in &modes {
+        let sg = lm_graph(&cfg, b, t, Some((opts, dropout)), mode)?;
+        let mut plan = Plan::compile_shared(gpu, &sg.graph, &[sg.loss], Some(&shared))?;
+        if plans.is_empty() {
+            for node in &sg.graph.nodes {
+                if let Op::Param { name } = &node.op {
+                    plan.set(name, &init_param(&cfg, name, &node.shape, opts.seed)?)?;
+                }
+            }
         }
+        plans.push((mode, sg, plan));
     }
-    let eval_graph = lm_graph(&cfg, b, t, None)?;
+    let eval_graph = lm_graph(&cfg, b, t, None, Accum::Off)?;
     let mut eval_plan = Plan::compile_shared(gpu, &eval_graph.graph, &[eval_graph.loss], Some(&shared))?;
     let mut rng = SplitMix(opts.seed);
     let (mut points, mut since, mut since_n) = (vec![], 0.0f64, 0usize);
@@ -276,14 +294,19 @@ pub fn train(
     };
     for step in 1..=opts.steps {
         let lr = opts.schedule.at(step);
-        let f = batch(train_tok, b, t, &mut rng);
-        let loss = step_plan.run(&feeds(&f), &[("lr", lr.to_bits()), ("step", step as u32)])?[0].to_f32()[0];
+        let mut loss = 0.0;
+        for i in 0..n_micro {
+            let f = batch(train_tok, b, t, &mut rng);
+            let plan = &mut plans.iter_mut().find(|p| p.0 == Accum::of(i, n_micro)).expect("compiled above").2;
+            loss += plan.run(&feeds(&f), &[("lr", lr.to_bits()), ("step", step as u32)])?[0].to_f32()[0];
+        }
+        let loss = loss / n_micro as f32;
         if !loss.is_finite() {
             return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
         }
         since += loss as f64;
         since_n += 1;
-        tokens_since += b * t;
+        tokens_since += b * t * n_micro;
         on_step(step, loss);
         if step % opts.eval_every.max(1) == 0 || step == opts.steps {
             let secs = t0.elapsed().as_secs_f64();
@@ -300,7 +323,8 @@ pub fn train(
             t0 = Instant::now();
         }
     }
-    save(opts, &cfg, &cfg_json, &vocab, &step_graph.graph, &step_plan, &points)?;
+    let (_, step_graph, step_plan) = plans.last().expect("at least one mode");
+    save(opts, &cfg, &cfg_json, &vocab, &step_graph.graph, step_plan, &points)?;
     Ok(points)
 }
 
