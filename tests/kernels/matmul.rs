@@ -188,25 +188,28 @@ fn texture_gemm_matches_the_reference() {
 
 #[test]
 fn texture_gemm_sees_a_weight_set_again() {
-    // A staged texture is refilled before every run, so a weight changed between runs of one plan
-    // (training, LoRA merges) is never read stale.
+    // A staged texture is refilled before every run, and a twin (up to TEX_TWIN_GEMM_MAX_ROWS rows: 9 here)
+    // rewritten on every upload, so a weight changed between runs of one plan (training, LoRA merges) is
+    // never read stale.
     use std::collections::HashMap;
     use wgpu_llm::{exec::Plan, reference};
     let gpu = common::gpu_texture_weights();
     let mut r = Rng::new(18);
-    let mut b = GraphBuilder::new();
-    let x = b.input("x", &[33, 40], DType::F32).unwrap();
-    let w = b.param("w", &[24, 40], DType::F32).unwrap();
-    let y = b.matmul(x, w, false, true).unwrap();
-    let graph = b.finish();
-    let mut plan = Plan::compile(gpu, &graph, &[y]).unwrap();
-    for round in 0..2 {
-        let (xv, wv) = (r.tensor(&[33, 40], DType::F32), r.tensor(&[24, 40], DType::F32));
-        plan.set("w", &wv).unwrap();
-        let got = plan.run(&[("x", &xv)], &[]).unwrap();
-        let mut env: HashMap<String, _> = [("x".to_string(), xv), ("w".to_string(), wv)].into();
-        let want = reference::run_graph(&graph, &mut env, &HashMap::new(), &[y]).unwrap();
-        common::assert_close(&format!("texture gemm, weight set for round {round}"), &got[0], &want[0], F32_REDUCE);
+    for m in [33, 9] {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[m, 40], DType::F32).unwrap();
+        let w = b.param("w", &[24, 40], DType::F32).unwrap();
+        let y = b.matmul(x, w, false, true).unwrap();
+        let graph = b.finish();
+        let mut plan = Plan::compile(gpu, &graph, &[y]).unwrap();
+        for round in 0..2 {
+            let (xv, wv) = (r.tensor(&[m, 40], DType::F32), r.tensor(&[24, 40], DType::F32));
+            plan.set("w", &wv).unwrap();
+            let got = plan.run(&[("x", &xv)], &[]).unwrap();
+            let mut env: HashMap<String, _> = [("x".to_string(), xv), ("w".to_string(), wv)].into();
+            let want = reference::run_graph(&graph, &mut env, &HashMap::new(), &[y]).unwrap();
+            common::assert_close(&format!("texture gemm, weight set for round {round}"), &got[0], &want[0], F32_REDUCE);
+        }
     }
 }
 
