@@ -18,8 +18,13 @@ pub struct Level {
     pub errors: usize,
     pub completion_tokens: usize,
     pub wall_secs: f64,
-    /// Completion tokens of every stream per second of the level's wall time.
+    /// Completion tokens of every stream per second of the level's wall time (prefills included).
     pub tokens_per_sec: f64,
+    /// Tokens the batched decode steps made per second of decode steps (the server's counters over the
+    /// level): every sequence's tokens after its first.
+    pub decode_tokens_per_sec: f64,
+    /// Mean sequences per decode step.
+    pub mean_batch: f64,
     pub ttft_p50_secs: f64,
     pub ttft_p99_secs: f64,
     pub itl_p50_secs: f64,
@@ -33,6 +38,8 @@ pub struct Report {
     pub levels: Vec<Level>,
     /// Aggregate tokens/s at 8 streams over 1 stream (when both ran).
     pub speedup_8_over_1: Option<f64>,
+    /// Decode tokens/s at 8 streams over 1 stream.
+    pub decode_speedup_8_over_1: Option<f64>,
 }
 
 pub struct Options {
@@ -121,6 +128,24 @@ fn stream(base: &str, prompt: &str, max_tokens: usize) -> std::result::Result<(f
     Ok((first.as_secs_f64(), gaps, tokens))
 }
 
+/// The server's counters: (decode tokens, decode seconds, batch rows, batch steps).
+fn counters(base: &str) -> Result<[f64; 4]> {
+    let text = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .map_err(|e| Error::Other(format!("bench serve: /metrics: {e}")))?
+        .into_string()
+        .map_err(|e| Error::Other(format!("bench serve: /metrics: {e}")))?;
+    let get = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+    };
+    Ok([
+        get("wgpu_llm_decode_tokens_total"),
+        get("wgpu_llm_decode_seconds_total"),
+        get("wgpu_llm_batch_size_sum"),
+        get("wgpu_llm_batch_size_count"),
+    ])
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -144,6 +169,7 @@ pub fn run(o: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     let mut levels = vec![];
     for &c in &o.levels {
         progress(&format!("{c} concurrent streams × {} requests", o.requests));
+        let before = counters(&base)?;
         let t0 = Instant::now();
         let handles: Vec<_> = (0..c)
             .map(|i| {
@@ -153,6 +179,8 @@ pub fn run(o: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             .collect();
         let results: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
         let wall = t0.elapsed().as_secs_f64();
+        let after = counters(&base)?;
+        let d: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
         let (mut ttft, mut itl, mut tokens, mut errors) = (vec![], vec![], 0, 0);
         for r in results {
             match r {
@@ -174,14 +202,19 @@ pub fn run(o: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             completion_tokens: tokens,
             wall_secs: wall,
             tokens_per_sec: tokens as f64 / wall,
+            decode_tokens_per_sec: d[0] / d[1].max(1e-9),
+            mean_batch: d[2] / d[3].max(1.0),
             ttft_p50_secs: percentile(&mut ttft, 0.5),
             ttft_p99_secs: percentile(&mut ttft, 0.99),
             itl_p50_secs: percentile(&mut itl, 0.5),
             itl_p99_secs: percentile(&mut itl, 0.99),
         });
     }
-    let rate = |c: usize| levels.iter().find(|l| l.streams == c).map(|l| l.tokens_per_sec);
-    let speedup_8_over_1 = rate(8).zip(rate(1)).map(|(a, b)| a / b);
+    let ratio = |f: fn(&Level) -> f64| {
+        let at = |c: usize| levels.iter().find(|l| l.streams == c).map(f);
+        at(8).zip(at(1)).map(|(a, b)| a / b)
+    };
+    let (speedup_8_over_1, decode_speedup_8_over_1) = (ratio(|l| l.tokens_per_sec), ratio(|l| l.decode_tokens_per_sec));
     let model = o.model.clone().unwrap_or_else(|| "default".into());
-    Ok(Report { model, max_tokens: o.max_tokens, levels, speedup_8_over_1 })
+    Ok(Report { model, max_tokens: o.max_tokens, levels, speedup_8_over_1, decode_speedup_8_over_1 })
 }

@@ -572,22 +572,24 @@ pub fn main() -> Result<()> {
                 return Ok(());
             }
             println!("serve {} (max_tokens {}), streaming clients", r.model, r.max_tokens);
-            println!("  streams  requests  errors  tokens/s  TTFT p50/p99 (s)  ITL p50/p99 (ms)");
+            println!("  streams  requests  errors  tokens/s  decode tok/s  batch  TTFT p50/p99 (s)  ITL p50/p99 (ms)");
             for l in &r.levels {
                 println!(
-                    "  {:>7}  {:>8}  {:>6}  {:>8.2}  {:>7.2} / {:<7.2}  {:>7.0} / {:<7.0}",
+                    "  {:>7}  {:>8}  {:>6}  {:>8.2}  {:>12.2}  {:>5.1}  {:>7.2} / {:<7.2}  {:>7.0} / {:<7.0}",
                     l.streams,
                     l.requests,
                     l.errors,
                     l.tokens_per_sec,
+                    l.decode_tokens_per_sec,
+                    l.mean_batch,
                     l.ttft_p50_secs,
                     l.ttft_p99_secs,
                     l.itl_p50_secs * 1e3,
                     l.itl_p99_secs * 1e3
                 );
             }
-            if let Some(s) = r.speedup_8_over_1 {
-                println!("  8 streams give {s:.2}x the tokens/s of one");
+            if let (Some(s), Some(d)) = (r.speedup_8_over_1, r.decode_speedup_8_over_1) {
+                println!("  8 streams give {s:.2}x the tokens/s of one ({d:.2}x the decode tokens/s)");
             }
             Ok(())
         }

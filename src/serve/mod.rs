@@ -91,6 +91,18 @@ impl Metrics {
             rate(g(&self.prefill_tokens), g(&self.prefill_micros)),
             rate(g(&self.decode_tokens), g(&self.decode_micros)),
         );
+        // The counters the rates come from, so a client can take rates over any window.
+        for (name, tokens, micros) in [
+            ("prefill", &self.prefill_tokens, &self.prefill_micros),
+            ("decode", &self.decode_tokens, &self.decode_micros),
+        ] {
+            s += &format!(
+                "# TYPE wgpu_llm_{name}_tokens_total counter\nwgpu_llm_{name}_tokens_total {}\n\
+                 # TYPE wgpu_llm_{name}_seconds_total counter\nwgpu_llm_{name}_seconds_total {:.6}\n",
+                g(tokens),
+                g(micros) as f64 / 1e6
+            );
+        }
         s += "# HELP wgpu_llm_batch_size Sequences per decode step.\n# TYPE wgpu_llm_batch_size histogram\n";
         let mut cum = 0;
         for (k, n) in self.batch_steps.iter().enumerate() {
