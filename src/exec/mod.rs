@@ -61,6 +61,41 @@ fn record_steps<'a>(enc: &mut wgpu::CommandEncoder, steps: impl IntoIterator<Ite
     }
 }
 
+/// Plans compiled once per key (a padded length, a batch shape, a step's role) and found again: the step
+/// plans of sessions, encoders and trainers.
+pub struct PlanCache<'g, K> {
+    plans: Vec<(K, Plan<'g>)>,
+}
+
+impl<K> Default for PlanCache<'_, K> {
+    fn default() -> Self {
+        PlanCache { plans: vec![] }
+    }
+}
+
+impl<'g, K: PartialEq> PlanCache<'g, K> {
+    /// The plan for `key`, compiled by `compile` the first time it is asked for.
+    pub fn get_or_compile(&mut self, key: K, compile: impl FnOnce() -> Result<Plan<'g>>) -> Result<&mut Plan<'g>> {
+        let i = match self.plans.iter().position(|p| p.0 == key) {
+            Some(i) => i,
+            None => {
+                self.plans.push((key, compile()?));
+                self.plans.len() - 1
+            }
+        };
+        Ok(&mut self.plans[i].1)
+    }
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut Plan<'g>> {
+        self.plans.iter_mut().find(|p| p.0 == *key).map(|p| &mut p.1)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.plans.iter().map(|p| &p.0)
+    }
+    pub fn plans(&self) -> impl Iterator<Item = &Plan<'g>> {
+        self.plans.iter().map(|p| &p.1)
+    }
+}
+
 /// A compiled graph, ready to run many times.
 pub struct Plan<'g> {
     gpu: &'g Gpu,

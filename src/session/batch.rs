@@ -28,11 +28,6 @@ impl Session<'_> {
         if self.pos + t > self.max_seq {
             return Err(Error::Run(format!("the context is full: {} + {t} > {} positions", self.pos, self.max_seq)));
         }
-        if t > 1 && !self.prefill.iter().any(|p| p.0 == t) {
-            let g = self.cfg.build_batch(b, t, b, self.max_seq, &self.prec)?;
-            let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
-            self.prefill.push((t, plan));
-        }
         let pos = self.pos as u32;
         let top = self.cfg.max_pos() as u32 - 1;
         let mut mask = vec![0f32; b * self.max_seq];
@@ -55,7 +50,10 @@ impl Session<'_> {
         ];
         let plan = match t {
             1 => &mut self.decode,
-            _ => &mut self.prefill.iter_mut().find(|p| p.0 == t).expect("compiled above").1,
+            _ => self.prefill.get_or_compile(t, || {
+                let g = self.cfg.build_batch(b, t, b, self.max_seq, &self.prec)?;
+                Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))
+            })?,
         };
         if plan.graph().find("pos_ids").is_none() {
             inputs.retain(|(n, _)| *n != "pos_ids");

@@ -19,7 +19,7 @@ pub struct Encoder<'g> {
     pub prec: Precision,
     store: WeightStore,
     shared: SharedLeaves,
-    plans: Vec<((usize, usize), Plan<'g>)>,
+    plans: crate::exec::PlanCache<'g, (usize, usize)>,
     head: Option<bert::Head>,
     pub pooling: Pooling,
 }
@@ -123,7 +123,7 @@ impl<'g> Encoder<'g> {
         prec.adopt_checkpoint(&src)?;
         let head = bert::Head::load(&cfg, &store)?;
         let pooling = if path.is_dir() { Pooling::from_folder(path)? } else { Pooling::default() };
-        Ok(Encoder { gpu, cfg, dtype, prec, pooling, store, shared: SharedLeaves::new(), plans: vec![], head })
+        Ok(Encoder { gpu, cfg, dtype, prec, pooling, store, shared: SharedLeaves::new(), plans: Default::default(), head })
     }
 
     /// Last hidden states of each sequence ([len_i × C], row-major), `type_ids` defaulting to zeros.
@@ -140,12 +140,12 @@ impl<'g> Encoder<'g> {
             )));
         }
         let t = longest.next_multiple_of(8).min(self.cfg.max_pos);
-        if !self.plans.iter().any(|p| p.0 == (b, t)) {
-            let plan = self.compile(b, t, false)?;
-            self.plans.push(((b, t), plan));
-        }
         let feeds = self.feeds(batch, type_ids, t)?;
-        let plan = &mut self.plans.iter_mut().find(|p| p.0 == (b, t)).expect("just made").1;
+        if self.plans.get_mut(&(b, t)).is_none() {
+            let plan = self.compile(b, t, false)?;
+            self.plans.get_or_compile((b, t), || Ok(plan))?;
+        }
+        let plan = self.plans.get_mut(&(b, t)).expect("compiled above");
         let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, t)| (*n, t)).collect();
         let out = plan.run(&feeds, &[])?[0].to_f32();
         let c = self.cfg.hidden;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::exec::{Plan, SharedLeaves};
+use crate::exec::{Plan, PlanCache, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::Op;
 use crate::models::{gpt2, llama, ConfigSource, Positions, Precision};
@@ -98,11 +98,12 @@ pub struct Session<'g> {
     pub batch: usize,
     shared: SharedLeaves,
     decode: Plan<'g>,
-    prefill: Vec<(usize, Plan<'g>)>,
+    /// Prefill plans by padded length (batched sessions: by length).
+    prefill: PlanCache<'g, usize>,
     /// Scoring plans (logits of every row into a cross-entropy), one per window length (see `nll`).
-    nll_plans: Vec<(usize, Plan<'g>)>,
+    nll_plans: PlanCache<'g, usize>,
     /// Calibration plans (every linear layer's input as an output), one per window length.
-    calib_plans: Vec<(usize, Plan<'g>)>,
+    calib_plans: PlanCache<'g, usize>,
     /// The continuous-batching decode step and its slots (`open_slots`).
     slots: Option<slots::Slots<'g>>,
     /// Tokens in the KV cache.
@@ -205,9 +206,9 @@ impl<'g> Session<'g> {
             batch,
             shared,
             decode,
-            prefill: vec![],
-            nll_plans: vec![],
-            calib_plans: vec![],
+            prefill: PlanCache::default(),
+            nll_plans: PlanCache::default(),
+            calib_plans: PlanCache::default(),
             slots: None,
             pos: 0,
             cached: vec![],
@@ -227,16 +228,15 @@ impl<'g> Session<'g> {
         if t == 0 || t > self.max_seq {
             return Err(Error::Run(format!("a calibration window needs 1..={} tokens", self.max_seq)));
         }
-        if !self.calib_plans.iter().any(|p| p.0 == t) {
+        let max_pos = self.cfg.max_pos();
+        let plan = self.calib_plans.get_or_compile(t, || {
             // Every position goes through the head, so an int8 head is calibrated on all of them.
             let g = self.cfg.build(t, t, self.max_seq, &self.prec)?;
             // The logits ride along (after the taps) so every input of the step is part of the plan.
             let mut outputs = calibrate::tap_outputs(&g.graph);
             outputs.push(g.logits);
-            self.calib_plans.push((t, Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))?));
-        }
-        let max_pos = self.cfg.max_pos();
-        let plan = &mut self.calib_plans.iter_mut().find(|p| p.0 == t).expect("compiled above").1;
+            Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))
+        })?;
         let rows: Vec<u32> = (0..t as u32).collect();
         let inputs = step_inputs(plan, ids, t, &rows, 0, max_pos)?;
         cal.observe_run(plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
@@ -293,9 +293,9 @@ impl<'g> Session<'g> {
 
     /// Bytes on the GPU: shared weights and KV cache, plus each plan's transient pool.
     pub fn gpu_bytes(&self) -> u64 {
-        let plans = self.prefill.iter().chain(&self.nll_plans).chain(&self.calib_plans);
+        let plans = self.prefill.plans().chain(self.nll_plans.plans()).chain(self.calib_plans.plans());
         let slots = self.slots.as_ref().map_or(0, |s| s.plan_bytes());
-        self.shared.bytes() + self.decode.memory().1 + slots + plans.map(|p| p.1.memory().1).sum::<u64>()
+        self.shared.bytes() + self.decode.memory().1 + slots + plans.map(|p| p.memory().1).sum::<u64>()
     }
 
     /// Per-dispatch GPU times of one decode step of token `id` at the current position (the cache row it
@@ -313,8 +313,8 @@ impl<'g> Session<'g> {
         self.reset();
         self.forward(ids)?;
         self.reset();
-        let b = self.prefill.iter().find(|p| p.0 >= ids.len()).map(|p| p.0).unwrap_or(ids.len());
-        let plan = &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("compiled by forward").1;
+        let b = self.prefill.keys().copied().find(|&k| k >= ids.len()).unwrap_or(ids.len());
+        let plan = self.prefill.get_mut(&b).ok_or_else(|| Error::Run("no prefill plan was compiled".into()))?;
         let inputs = step_inputs(plan, ids, b, &[ids.len() as u32 - 1], 0, self.cfg.max_pos())?;
         let out = plan.profile(&feeds(&inputs), &[("pos", 0), ("len", b as u32)]);
         self.reset();
@@ -352,14 +352,12 @@ impl<'g> Session<'g> {
             _ if self.pos + bucket(t) <= self.max_seq => bucket(t),
             _ => t,
         };
-        if b > 1 && !self.prefill.iter().any(|p| p.0 == b) {
-            let g = self.cfg.build(b, 1, self.max_seq, &self.prec)?;
-            let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
-            self.prefill.push((b, plan));
-        }
         let plan = match b {
             1 => &mut self.decode,
-            _ => &mut self.prefill.iter_mut().find(|p| p.0 == b).expect("compiled above").1,
+            _ => self.prefill.get_or_compile(b, || {
+                let g = self.cfg.build(b, 1, self.max_seq, &self.prec)?;
+                Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))
+            })?,
         };
         let inputs = step_inputs(plan, ids, b, &[t as u32 - 1], pos, self.cfg.max_pos())?;
         let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + b as u32)])?;

@@ -116,15 +116,13 @@ impl Session<'_> {
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab()) {
             return Err(Error::Run(format!("token id {bad} is outside the vocabulary ({})", self.cfg.vocab())));
         }
-        if !self.nll_plans.iter().any(|p| p.0 == t) {
+        let plan = self.nll_plans.get_or_compile(t, || {
             let step = self.cfg.build(t, t, self.max_seq, &self.prec)?;
             let mut g = GraphBuilder { graph: step.graph, ..Default::default() };
             let targets = g.input("targets", &[t], DType::I32)?;
             let loss = g.cross_entropy(step.logits, targets)?;
-            let plan = Plan::compile_shared(self.gpu, &g.finish(), &[loss], Some(&self.shared))?;
-            self.nll_plans.push((t, plan));
-        }
-        let plan = &mut self.nll_plans.iter_mut().find(|p| p.0 == t).expect("compiled above").1;
+            Plan::compile_shared(self.gpu, &g.finish(), &[loss], Some(&self.shared))
+        })?;
         // Row i's logits predict token i + 1.
         let targets: Vec<i32> =
             (0..t).map(|i| if i + 1 >= first_scored && i + 1 < t { ids[i + 1] as i32 } else { -100 }).collect();

@@ -11,13 +11,13 @@
 
 use super::{feeds, Session};
 use crate::error::{Error, Result};
-use crate::exec::Plan;
+use crate::exec::{Plan, PlanCache};
 use crate::graph::Op;
 use crate::tensor::{DType, HostTensor};
 
 pub struct Slots<'g> {
     /// Step plans by their rows (the largest, compiled first, made the cache).
-    plans: Vec<(usize, Plan<'g>)>,
+    plans: PlanCache<'g, usize>,
     /// Positions each slot's cache row holds (None: free).
     len: Vec<Option<usize>>,
     /// (single-sequence cache, slot cache, KV heads, head dim) of every cache leaf.
@@ -27,7 +27,7 @@ pub struct Slots<'g> {
 impl Slots<'_> {
     /// The step plan's transient bytes (its cache rows are shared leaves, counted with the weights).
     pub fn plan_bytes(&self) -> u64 {
-        self.plans.iter().map(|p| p.1.memory().1).sum()
+        self.plans.plans().map(|p| p.memory().1).sum()
     }
 }
 
@@ -48,7 +48,9 @@ impl<'g> Session<'g> {
                 }
             }
         }
-        self.slots = Some(Slots { plans: vec![(n, plan)], len: vec![None; n], caches });
+        let mut plans = PlanCache::default();
+        plans.get_or_compile(n, || Ok(plan))?;
+        self.slots = Some(Slots { plans, len: vec![None; n], caches });
         Ok(())
     }
 
@@ -128,12 +130,12 @@ impl<'g> Session<'g> {
         let highest = tokens.iter().map(|t| t.0).max().unwrap_or(0);
         // The fewest rows (a power of two, or every slot) that cover the highest slot stepping.
         let n = (highest + 1).next_power_of_two().min(all.max(1));
-        if self.slots.as_ref().is_some_and(|s| !s.plans.iter().any(|p| p.0 == n)) {
-            let g = self.cfg.build_slots(n, self.max_seq, &self.prec)?;
-            let plan = Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))?;
-            self.slots_mut()?.plans.push((n, plan));
-        }
-        let slots = self.slots_mut()?;
+        let slots = self.slots.as_mut().ok_or_else(|| Error::Run("open_slots was not called".into()))?;
+        let (cfg, gpu, shared, prec) = (&self.cfg, self.gpu, &self.shared, &self.prec);
+        let plan = slots.plans.get_or_compile(n, || {
+            let g = cfg.build_slots(n, max_seq, prec)?;
+            Plan::compile_shared(gpu, &g.graph, &[g.logits], Some(shared))
+        })?;
         let mut ids = vec![0u32; n];
         let mut at = vec![0u32; n];
         for &(slot, tok) in tokens {
@@ -165,7 +167,6 @@ impl<'g> Session<'g> {
             ("seq_pos", HostTensor::u32(&[n], at)?),
             ("mask", mask),
         ];
-        let plan = &mut slots.plans.iter_mut().find(|p| p.0 == n).expect("compiled above").1;
         if plan.graph().find("pos_ids").is_none() {
             inputs.retain(|(name, _)| *name != "pos_ids");
         }
