@@ -248,12 +248,7 @@ fn cache_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let c = i % p.d3;
-    let r = (i / p.d3) % p.d1;
-    let h = i / (p.d3 * p.d1);
-    let row = p.offset + r;
-    if (row >= p.d2) { return; }
-    cache[(h * p.d2 + row) * p.d3 + c] = src[i];
+    cache_store(i, p.offset);
 }
 
 @compute @workgroup_size(256)
@@ -261,10 +256,15 @@ fn cache_write_at(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
                   @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
+    cache_store(i, at_pos[i / (p.d3 * p.d1) / p.cols]);
+}
+
+// src element i (head h, row r, column c) to the cache's row base + r of head h.
+fn cache_store(i: u32, base: u32) {
     let c = i % p.d3;
     let r = (i / p.d3) % p.d1;
     let h = i / (p.d3 * p.d1);
-    let row = at_pos[h / p.cols] + r;
+    let row = base + r;
     if (row >= p.d2) { return; }
     cache[(h * p.d2 + row) * p.d3 + c] = src[i];
 }

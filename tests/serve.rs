@@ -261,16 +261,22 @@ fn serve_end_to_end() {
     assert_eq!(chat(&b, "Name a fruit.", 5), alone[0]);
 
     // The official openai client.
-    let py = Command::new("python3")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve/openai_client.py"))
-        .arg(&b)
+    python_client("openai_client.py", &b, "pip install openai");
+}
+
+/// Run tests/serve/SCRIPT against the server at `base`; it must print "ok" (what `install` names is what it
+/// needs).
+fn python_client(script: &str, base: &str, install: &str) {
+    let out = Command::new("python3")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve").join(script))
+        .arg(base)
         .output()
         .unwrap();
     assert!(
-        py.status.success() && String::from_utf8_lossy(&py.stdout).contains("ok"),
-        "openai client (pip install openai): {}{}",
-        String::from_utf8_lossy(&py.stdout),
-        String::from_utf8_lossy(&py.stderr)
+        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("ok"),
+        "{script} ({install}): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -333,17 +339,7 @@ fn serve_chat_page_in_a_browser_and_schema_fuzzing() {
     let model = tiny_chat_model();
     let srv = start(&["-m", model.to_str().unwrap()]);
     let b = srv.base.clone();
-    let page = Command::new("python3")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve/chat_page.py"))
-        .arg(&b)
-        .output()
-        .unwrap();
-    assert!(
-        page.status.success() && String::from_utf8_lossy(&page.stdout).starts_with("ok"),
-        "chat page in headless chromium (apt-get install chromium chromium-driver; pip install selenium): {}{}",
-        String::from_utf8_lossy(&page.stdout),
-        String::from_utf8_lossy(&page.stderr)
-    );
+    python_client("chat_page.py", &b, "apt-get install chromium chromium-driver; pip install selenium");
     let work = std::env::temp_dir().join(format!("wgpu-llm-schemathesis-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let st = Command::new("schemathesis")

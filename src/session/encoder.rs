@@ -123,7 +123,17 @@ impl<'g> Encoder<'g> {
         prec.adopt_checkpoint(&src)?;
         let head = bert::Head::load(&cfg, &store)?;
         let pooling = if path.is_dir() { Pooling::from_folder(path)? } else { Pooling::default() };
-        Ok(Encoder { gpu, cfg, dtype, prec, pooling, store, shared: SharedLeaves::new(), plans: Default::default(), head })
+        Ok(Encoder {
+            gpu,
+            cfg,
+            dtype,
+            prec,
+            pooling,
+            store,
+            shared: SharedLeaves::new(),
+            plans: Default::default(),
+            head,
+        })
     }
 
     /// Last hidden states of each sequence ([len_i × C], row-major), `type_ids` defaulting to zeros.

@@ -9,6 +9,30 @@ use super::{file_err, Parts};
 use crate::error::{Error, Result};
 
 /// Reads `tokenizer.json` at `path` and the optional config files beside it.
+/// A TemplateProcessing post-processor (alone or inside a Sequence) may only name special tokens its
+/// `special_tokens` holds: the tokenizers crate loads one that names others and then panics in `encode` (`no
+/// entry found for key`; found by `scripts/fuzz.sh`, tests/fuzz_regressions/tokenizer/).
+fn check_templates(pp: &serde_json::Value) -> std::result::Result<(), String> {
+    match pp["type"].as_str() {
+        Some("Sequence") => pp["processors"].as_array().into_iter().flatten().try_for_each(check_templates),
+        Some("TemplateProcessing") => {
+            let known = pp["special_tokens"].as_object();
+            for part in ["single", "pair"] {
+                for piece in pp[part].as_array().into_iter().flatten() {
+                    let Some(id) = piece["SpecialToken"]["id"].as_str() else { continue };
+                    if !known.is_some_and(|k| k.contains_key(id)) {
+                        return Err(format!(
+                            "post_processor.{part} names the special token {id:?}, which post_processor.special_tokens lacks"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn load_dir_files(path: &Path) -> Result<Parts> {
     let tokenizer_json = std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -44,6 +68,7 @@ pub(crate) fn from_strings(
     // tests/fuzz_regressions/tokenizer/); a syntax error is now ours to report.
     let value: serde_json::Value =
         serde_json::from_str(tokenizer_json).map_err(|e| err(format!("not a valid tokenizer.json (not JSON: {e})")))?;
+    check_templates(&value["post_processor"]).map_err(err)?;
     let mut tk: tokenizers::Tokenizer =
         serde_json::from_value(value).map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
     // `encode` gives a text's ids: padding and truncation (all-MiniLM's tokenizer.json pads to 128) belong to

@@ -22,12 +22,13 @@ const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['
                       '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /// Instructions one render may run: far beyond what a real template needs for a long conversation (SmolLM2's
-/// runs ~30 per message), small enough that a loop bomb stops in well under a second (2,000,000, and 500,000
-/// with a string concatenated in the loop, took over 1 s under the fuzzer's AddressSanitizer build:
-/// tests/fuzz_regressions/template/).
-const RENDER_FUEL: u64 = 200_000;
-/// The longest text a render may write (bytes): far beyond any context a model has.
-pub const MAX_RENDER_BYTES: usize = 2 << 20;
+/// runs ~30 per message: 3,000 messages), small enough that a loop bomb stops in well under a second under
+/// the fuzzer's AddressSanitizer build, with the other core busy (2,000,000, 500,000 and 200,000 with strings
+/// concatenated in the loop took 0.3 to over 1 s there: tests/fuzz_regressions/template/).
+const RENDER_FUEL: u64 = 100_000;
+/// The longest text a render may write (bytes): about 260,000 tokens of prompt, beyond any context a model
+/// here has.
+pub const MAX_RENDER_BYTES: usize = 1 << 20;
 
 /// A writer that refuses to grow past `MAX_RENDER_BYTES`.
 struct Bounded(Vec<u8>);
