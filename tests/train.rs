@@ -319,6 +319,9 @@ fn char_gpt_50_steps_follow_pytorch() {
         eval_every: 1000,
         eval_batches: 1,
         seed: 0,
+        save_every: 0,
+        resume: None,
+        stop: None,
     };
     let lg = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), wgpu_llm::train::Accum::Off).unwrap();
     let mut plan = Plan::compile(gpu(), &lg.graph, &[lg.loss]).unwrap();
@@ -419,6 +422,75 @@ fn train_char_gpt_from_the_cli() {
         let (a, b) = (w["train_loss"].as_f64().unwrap(), m["train_loss"].as_f64().unwrap());
         assert!((a - b).abs() < 1e-4 * a, "train loss at step {}: {a} (batch 4) vs {b} (2 × 2)", w["step"]);
     }
+
+    // --resume: 20 steps, then 20 more from the checkpoint, give the uninterrupted run's losses at step 40
+    // (weights, AdamW's moments and step, the data position and the loss sum since the last evaluation all
+    // come back).
+    let resume = |dir: &str, steps: &str, from: Option<&str>| {
+        let o = tmp.join(dir).display().to_string();
+        let mut a = args.to_vec();
+        a[6] = &o;
+        a[8] = steps;
+        a.extend(["--save-every", "10"]);
+        if let Some(f) = from {
+            a.extend(["--resume", f]);
+        }
+        json_lines(&cli(&a))
+    };
+    let straight = resume("straight", "40", None);
+    let first = resume("first", "20", None);
+    assert_eq!(first.len(), 1);
+    let ck = tmp.join("first/checkpoint").display().to_string();
+    let rest = resume("rest", "40", Some(&ck));
+    assert_eq!(rest.len(), 1, "only the evaluations after the checkpoint: {rest:?}");
+    for k in ["train_loss", "val_loss"] {
+        let (a, b) = (straight[1][k].as_f64().unwrap(), rest[0][k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-5 * a, "{k} at step 40: {a} uninterrupted vs {b} resumed");
+    }
+    assert_eq!(straight[0]["val_loss"], first[0]["val_loss"]);
+    // The resumed run's log holds the whole run.
+    let log = std::fs::read_to_string(tmp.join("rest/train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    // Ctrl-C finishes the step, writes a checkpoint and exits.
+    #[cfg(unix)]
+    {
+        use std::io::BufRead;
+        let o = tmp.join("interrupted").display().to_string();
+        let mut a = args.to_vec();
+        a[6] = &o;
+        a[8] = "100000";
+        a[14] = "10"; // --eval-every
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-llm"))
+            .args(a)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.next().is_some_and(|l| l.is_ok()), "no evaluation before the interrupt");
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("interrupted after step"), "{err}");
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.join("interrupted/checkpoint/trainer_state.json")).unwrap(),
+        )
+        .unwrap();
+        let step = state["step"].as_u64().unwrap();
+        assert!((10..100000).contains(&step), "{state}");
+    }
+
+    // A checkpoint of another model is refused before anything is written.
+    std::fs::write(&cfg, r#"{"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 32}"#)
+        .unwrap();
+    let bad_out = tmp.join("bad-resume").display().to_string();
+    let mut a = args.to_vec();
+    a[6] = &bad_out;
+    a.extend(["--resume", &ck]);
+    let r = cli(&a);
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("another model"), "{r:?}");
+    assert!(!tmp.join("bad-resume").exists());
 
     for (config, want) in [
         (r#"{"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 32, "n_heads": 4}"#, "unknown field \"n_heads\""),

@@ -71,6 +71,9 @@ pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
         dropout: None,
         eval_every: usize::MAX,
         eval_batches: 0,
+        save_every: 0,
+        resume: None,
+        stop: None,
         seed: 1,
     };
     let g = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), crate::train::Accum::Off)?;

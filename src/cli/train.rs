@@ -345,9 +345,34 @@ pub struct PretrainArgs {
     pub eval_batches: usize,
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
+    /// Write a checkpoint (OUT/checkpoint: weights, AdamW state, data position, log) every N steps; one is
+    /// always written at the end.
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+    /// Continue a run from its checkpoint folder (OUT/checkpoint of an earlier run of the same config and
+    /// data): the losses go on as if it had never stopped.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// One JSON object per evaluation on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A flag Ctrl-C (SIGINT) sets instead of killing the process, so a training loop can finish its step and
+/// write a checkpoint.
+fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    #[cfg(unix)]
+    {
+        extern "C" fn on_sigint(_: libc::c_int) {
+            STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+    }
+    &STOP
 }
 
 pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<()> {
@@ -400,6 +425,9 @@ pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<(
         eval_every: a.eval_every,
         eval_batches: a.eval_batches,
         seed: a.seed,
+        save_every: a.save_every,
+        resume: a.resume.clone(),
+        stop: Some(stop_on_ctrl_c()),
     };
     // The config is checked before the GPU opens.
     let cfg_json: serde_json::Value =

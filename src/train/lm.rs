@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, GraphBuilder, Op, ValueId};
+use crate::loader::WeightStore;
 use crate::models::{bert, gpt2, ConfigSource};
 use crate::tensor::{DType, HostTensor};
 
@@ -143,10 +144,70 @@ pub struct Options {
     pub eval_every: usize,
     pub eval_batches: usize,
     pub seed: u64,
+    /// Write a checkpoint (`OUT/checkpoint`) every this many steps (0: only at the end).
+    pub save_every: usize,
+    /// Continue from this checkpoint folder.
+    pub resume: Option<PathBuf>,
+    /// Set (by a Ctrl-C handler) to stop after the current step with a checkpoint.
+    pub stop: Option<&'static std::sync::atomic::AtomicBool>,
+}
+
+/// What a checkpoint holds besides the tensors (every param and AdamW's m and v, in
+/// `training_state.safetensors`): the steps done, the data position (the window generator's state) and the
+/// evaluation log, so a resumed run continues exactly as the uninterrupted one.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    pub step: usize,
+    pub rng: u64,
+    /// The training loss sum and count since the last evaluation.
+    pub since: f64,
+    pub since_n: usize,
+    pub points: Vec<EvalPoint>,
+    /// The model config's text, to refuse a checkpoint of another model.
+    pub config: serde_json::Value,
+    pub vocab: usize,
+}
+
+/// The checkpoint folder of a training run.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Read a checkpoint and check it against the graph's leaves (names, shapes) and the run's config, before
+/// anything runs on the GPU.
+fn load_checkpoint(
+    dir: &Path,
+    graph: &Graph,
+    cfg_json: &serde_json::Value,
+    vocab: usize,
+) -> Result<(TrainerState, WeightStore)> {
+    let bad = |detail: String| Error::Format { file: dir.display().to_string(), detail };
+    let text = std::fs::read_to_string(dir.join("trainer_state.json"))
+        .map_err(|e| bad(format!("--resume: no trainer_state.json ({e}): not a checkpoint folder")))?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| bad(format!("trainer_state.json: {e}")))?;
+    if state.config != *cfg_json || state.vocab != vocab {
+        return Err(bad(format!(
+            "--resume: the checkpoint is of another model (config {} with {} characters; this run: {} with {vocab})",
+            state.config, state.vocab, cfg_json
+        )));
+    }
+    let store = crate::loader::open(&dir.join("training_state.safetensors"))?;
+    for node in &graph.nodes {
+        if let Op::Param { name } | Op::State { name } = &node.op {
+            if name.starts_with("grad_acc.") {
+                continue;
+            }
+            let e = store.entry(name).map_err(|_| bad(format!("--resume: the checkpoint has no {name}")))?;
+            if e.shape != node.shape {
+                return Err(bad(format!("--resume: {name} is {:?} there, {:?} here", e.shape, node.shape)));
+            }
+        }
+    }
+    Ok((state, store))
 }
 
 /// One evaluation's figures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EvalPoint {
     pub step: usize,
     /// Mean loss of the training steps since the last evaluation.
@@ -261,6 +322,21 @@ pub fn train(
     let shared = SharedLeaves::new();
     // One plan per micro-batch mode (`--grad-accum`); the updating one comes last and is saved from.
     let n_micro = opts.grad_accum.max(1);
+    // A checkpoint to resume from is checked against the step graph before the GPU does anything.
+    let resumed = match &opts.resume {
+        Some(dir) => {
+            let sg = lm_graph(&cfg, b, t, Some((opts, dropout)), Accum::of(n_micro - 1, n_micro))?;
+            let (state, store) = load_checkpoint(dir, &sg.graph, &cfg_json, vocab.chars.len())?;
+            if state.step >= opts.steps {
+                return Err(Error::Other(format!(
+                    "--resume: the checkpoint is at step {} and --steps is {}: nothing is left to train",
+                    state.step, opts.steps
+                )));
+            }
+            Some((state, store))
+        }
+        None => None,
+    };
     let mut modes: Vec<Accum> = (0..n_micro).map(|i| Accum::of(i, n_micro)).collect();
     modes.dedup();
     let mut plans = vec![];
@@ -280,6 +356,20 @@ pub fn train(
     let mut eval_plan = Plan::compile_shared(gpu, &eval_graph.graph, &[eval_graph.loss], Some(&shared))?;
     let mut rng = SplitMix(opts.seed);
     let (mut points, mut since, mut since_n) = (vec![], 0.0f64, 0usize);
+    let mut first = 1;
+    if let Some((state, store)) = resumed {
+        // Every param and optimizer state as the checkpoint has them (a plan's set writes shared leaves).
+        let (_, sg, plan) = plans.last_mut().expect("at least one mode");
+        for node in &sg.graph.nodes {
+            if let Op::Param { name } | Op::State { name } = &node.op {
+                if !name.starts_with("grad_acc.") {
+                    plan.set(name, &HostTensor::f32(&node.shape, store.to_f32(name)?)?)?;
+                }
+            }
+        }
+        rng = SplitMix(state.rng);
+        (points, since, since_n, first) = (state.points, state.since, state.since_n, state.step + 1);
+    }
     let mut t0 = Instant::now();
     let mut tokens_since = 0usize;
     let evaluate = |plan: &mut Plan| -> Result<f64> {
@@ -292,7 +382,7 @@ pub fn train(
         }
         Ok(sum / opts.eval_batches.max(1) as f64)
     };
-    for step in 1..=opts.steps {
+    for step in first..=opts.steps {
         let lr = opts.schedule.at(step);
         let mut loss = 0.0;
         for i in 0..n_micro {
@@ -322,10 +412,55 @@ pub fn train(
             (since, since_n, tokens_since) = (0.0, 0, 0);
             t0 = Instant::now();
         }
+        let state = || TrainerState {
+            step,
+            rng: rng.0,
+            since,
+            since_n,
+            points: points.clone(),
+            config: cfg_json.clone(),
+            vocab: vocab.chars.len(),
+        };
+        let (_, sg, plan) = plans.last().expect("at least one mode");
+        let stop = opts.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+        if (stop || (opts.save_every > 0 && step % opts.save_every == 0)) && step < opts.steps {
+            std::fs::create_dir_all(&opts.out).map_err(|e| Error::Format {
+                file: opts.out.display().to_string(),
+                detail: format!("cannot create: {e}"),
+            })?;
+            save_checkpoint(&checkpoint_dir(&opts.out), &sg.graph, plan, &state())?;
+            if stop {
+                return Err(Error::Other(format!(
+                    "interrupted after step {step}: the checkpoint is in {} (continue with --resume {0})",
+                    checkpoint_dir(&opts.out).display()
+                )));
+            }
+        }
+        if step == opts.steps {
+            // The model folder replaces OUT whole; the last checkpoint goes in after it.
+            save(opts, &cfg, &cfg_json, &vocab, &sg.graph, plan, &points)?;
+            save_checkpoint(&checkpoint_dir(&opts.out), &sg.graph, plan, &state())?;
+        }
     }
-    let (_, step_graph, step_plan) = plans.last().expect("at least one mode");
-    save(opts, &cfg, &cfg_json, &vocab, &step_graph.graph, step_plan, &points)?;
     Ok(points)
+}
+
+/// Every param and optimizer state of `graph` (not the gradient accumulators: a checkpoint falls between
+/// steps) and the trainer's state, written crash-safely.
+fn save_checkpoint(dir: &Path, graph: &Graph, plan: &Plan, state: &TrainerState) -> Result<()> {
+    let mut tensors = vec![];
+    for node in &graph.nodes {
+        if let Op::Param { name } | Op::State { name } = &node.op {
+            if !name.starts_with("grad_acc.") {
+                tensors.push(crate::export::ExportTensor::f32(name, &node.shape, plan.read(name)?.to_f32()));
+            }
+        }
+    }
+    let json = serde_json::to_value(state).map_err(|e| Error::Other(format!("trainer state: {e}")))?;
+    crate::export::write_folder(dir, true, &|tmp| {
+        crate::export::write_safetensors(&tmp.join("training_state.safetensors"), &tensors)?;
+        crate::export::write_json(&tmp.join("trainer_state.json"), &json)
+    })
 }
 
 fn save(
