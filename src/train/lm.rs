@@ -191,7 +191,7 @@ fn load_checkpoint(
             state.config, state.vocab, cfg_json
         )));
     }
-    let store = crate::loader::open(&dir.join("training_state.safetensors"))?;
+    let store = crate::loader::open(dir.join("training_state.safetensors"))?;
     for node in &graph.nodes {
         if let Op::Param { name } | Op::State { name } = &node.op {
             if name.starts_with("grad_acc.") {
