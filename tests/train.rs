@@ -322,6 +322,7 @@ fn char_gpt_50_steps_follow_pytorch() {
         save_every: 0,
         resume: None,
         stop: None,
+        tokenizer: wgpu_llm::train::vocab::Spec::Char,
     };
     let lg = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), wgpu_llm::train::Accum::Off).unwrap();
     let mut plan = Plan::compile(gpu(), &lg.graph, &[lg.loss]).unwrap();
@@ -505,6 +506,76 @@ fn train_char_gpt_from_the_cli() {
         assert!(!bad.exists());
     }
     let r = cli(&["train", "--config", &c, "--data", &d, "-o", &o, "--tokenizer", "bpe:100"]);
-    assert!(String::from_utf8_lossy(&r.stderr).contains("--tokenizer bpe:100"));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--tokenizer bpe:100: a byte-level BPE needs at least 258"));
+
+    // A byte-level BPE trained on the data: the folder's tokenizer.json is that BPE, config.json's vocabulary
+    // its size, and generate decodes through it.
+    std::fs::write(&cfg, r#"{"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 32}"#)
+        .unwrap();
+    let bpe = tmp.join("bpe").display().to_string();
+    let r = cli(&[
+        "train",
+        "--config",
+        &c,
+        "--data",
+        &d,
+        "-o",
+        &bpe,
+        "--tokenizer",
+        "bpe:300",
+        "--steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "3",
+        "--eval-batches",
+        "1",
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let tj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("bpe/tokenizer.json")).unwrap()).unwrap();
+    assert_eq!(tj["model"]["type"], "BPE");
+    assert_eq!(tj["pre_tokenizer"]["type"], "ByteLevel");
+    let merges = tj["model"]["merges"].as_array().unwrap().len();
+    assert!(merges > 0, "the trainer learned no merges");
+    let size = tj["model"]["vocab"].as_object().unwrap().len() + tj["added_tokens"].as_array().unwrap().len();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("bpe/config.json")).unwrap()).unwrap();
+    assert!(config["vocab_size"].as_u64().unwrap() as usize >= size.min(300) - 1, "{config} vs {size}");
+    let g = cli(&["generate", "-m", &bpe, "-p", "the cat", "-n", "4", "--json"]);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    // A model's own tokenizer.json, reused (the tiny ChatML character tokenizer of the LoRA fixtures).
+    let fx = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama-lora");
+    let reuse = tmp.join("reuse").display().to_string();
+    let r = cli(&[
+        "train",
+        "--config",
+        &c,
+        "--data",
+        &d,
+        "-o",
+        &reuse,
+        "--tokenizer",
+        fx.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "2",
+        "--eval-batches",
+        "1",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    assert_eq!(json(tmp.join("reuse/tokenizer.json")), json(fx.join("tokenizer.json")));
     std::fs::remove_dir_all(&tmp).ok();
 }

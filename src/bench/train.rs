@@ -74,6 +74,7 @@ pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
         save_every: 0,
         resume: None,
         stop: None,
+        tokenizer: crate::train::vocab::Spec::Char,
         seed: 1,
     };
     let g = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), crate::train::Accum::Off)?;

@@ -307,7 +307,8 @@ pub struct PretrainArgs {
     /// Text files, concatenated; the last 10% of the tokens are the validation split.
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
-    /// char: a character vocabulary built from the data (the one tokenizer built so far).
+    /// char (the data's characters), bpe:N (a byte-level BPE of N tokens trained on the data, GPT-2's
+    /// scheme) or a model folder or known name whose tokenizer.json is reused.
     #[arg(long, default_value = "char")]
     pub tokenizer: String,
     #[arg(short, long)]
@@ -378,15 +379,12 @@ fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
 pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<()> {
     use crate::train::lm;
     use crate::train::schedule::{Kind, Schedule};
-    if a.tokenizer != "char" {
-        return Err(Error::Unsupported {
-            op: "train".into(),
-            detail: format!(
-                "--tokenizer {}: only char is built so far (bpe:N and a model's tokenizer are not)",
-                a.tokenizer
-            ),
-        });
-    }
+    use crate::train::vocab::{check_model_dir, Spec};
+    let tokenizer = Spec::parse(&a.tokenizer, &|m| {
+        let dir = super::model_path::resolve(Some(m))?;
+        check_model_dir(&dir)?;
+        Ok(dir)
+    })?;
     check(
         a.steps >= 1 && a.batch_size >= 1 && a.seq_len >= 1,
         "--steps, --batch-size and --seq-len must be at least 1".into(),
@@ -428,6 +426,7 @@ pub fn run_pretrain(gpu: &dyn Fn() -> Result<Gpu>, a: &PretrainArgs) -> Result<(
         save_every: a.save_every,
         resume: a.resume.clone(),
         stop: Some(stop_on_ctrl_c()),
+        tokenizer,
     };
     // The config is checked before the GPU opens.
     let cfg_json: serde_json::Value =

@@ -148,6 +148,8 @@ pub struct Options {
     pub save_every: usize,
     /// Continue from this checkpoint folder.
     pub resume: Option<PathBuf>,
+    /// The vocabulary: characters, a BPE trained on the data, or a model's tokenizer.
+    pub tokenizer: super::vocab::Spec,
     /// Set (by a Ctrl-C handler) to stop after the current step with a checkpoint.
     pub stop: Option<&'static std::sync::atomic::AtomicBool>,
 }
@@ -301,8 +303,8 @@ pub fn train(
         .map_err(|e| Error::Format { file: opts.config.display().to_string(), detail: format!("cannot read: {e}") })?;
     let cfg_json: serde_json::Value = serde_json::from_str(&cfg_text)
         .map_err(|e| Error::Format { file: opts.config.display().to_string(), detail: format!("not JSON: {e}") })?;
-    let vocab = CharVocab::build(text);
-    let cfg = config_from_json(&opts.config, &cfg_json, vocab.chars.len())?;
+    let vocab = super::vocab::Vocab::build(&opts.tokenizer, text)?;
+    let cfg = config_from_json(&opts.config, &cfg_json, vocab.size())?;
     if opts.seq_len > cfg.max_pos {
         return Err(Error::Other(format!("--seq-len {} exceeds n_positions {}", opts.seq_len, cfg.max_pos)));
     }
@@ -326,7 +328,7 @@ pub fn train(
     let resumed = match &opts.resume {
         Some(dir) => {
             let sg = lm_graph(&cfg, b, t, Some((opts, dropout)), Accum::of(n_micro - 1, n_micro))?;
-            let (state, store) = load_checkpoint(dir, &sg.graph, &cfg_json, vocab.chars.len())?;
+            let (state, store) = load_checkpoint(dir, &sg.graph, &cfg_json, vocab.size())?;
             if state.step >= opts.steps {
                 return Err(Error::Other(format!(
                     "--resume: the checkpoint is at step {} and --steps is {}: nothing is left to train",
@@ -419,7 +421,7 @@ pub fn train(
             since_n,
             points: points.clone(),
             config: cfg_json.clone(),
-            vocab: vocab.chars.len(),
+            vocab: vocab.size(),
         };
         let (_, sg, plan) = plans.last().expect("at least one mode");
         let stop = opts.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
@@ -467,7 +469,7 @@ fn save(
     opts: &Options,
     cfg: &gpt2::Config,
     cfg_json: &serde_json::Value,
-    vocab: &CharVocab,
+    vocab: &super::vocab::Vocab,
     graph: &Graph,
     plan: &Plan,
     points: &[EvalPoint],

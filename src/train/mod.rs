@@ -12,6 +12,7 @@ pub mod predict;
 pub mod schedule;
 pub mod sft;
 pub mod sft_data;
+pub mod vocab;
 
 /// Every trainable parameter (name, value) and its gradient, in the graph's order.
 pub type Trainable = (Vec<(String, crate::graph::ValueId)>, Vec<crate::graph::ValueId>);
