@@ -55,7 +55,7 @@ fn check_step(head: HeadKind, clip: Option<f32>, tag: &str) {
     };
     // Four rows for three sequences: the padding row of a last partial batch must change nothing.
     let (b, t) = (4, 16);
-    let sg = step_graph(&cfg, head, 3, b, t, Some(&spec)).unwrap();
+    let sg = step_graph(&cfg, head, 3, b, t, Some(&spec), wgpu_llm::train::Accum::Off).unwrap();
     let mut outs = vec![sg.loss, sg.logits];
     outs.extend(&sg.grads);
     let mut plan = Plan::compile(gpu(), &sg.graph, &outs).unwrap();
@@ -186,6 +186,16 @@ fn finetune_evaluate_classify() {
     ];
     let epochs = json_lines(&cli(&args));
     assert_eq!(epochs.len(), 5);
+    // --grad-accum: batches of 4, two to a step, follow batches of 8 (48 examples: the same eight a step).
+    let accum_out = tmp.join("accum").display().to_string();
+    let mut a = args.to_vec();
+    a[12] = "4"; // --batch-size
+    a[20] = &accum_out;
+    a.extend(["--grad-accum", "2"]);
+    for (x, y) in epochs.iter().zip(&json_lines(&cli(&a))) {
+        let (p, q) = (x["val_loss"].as_f64().unwrap(), y["val_loss"].as_f64().unwrap());
+        assert!((p - q).abs() < 1e-4 * p, "epoch {}: val loss {p} (batch 8) vs {q} (4 × 2)", x["epoch"]);
+    }
     let loss = |e: &serde_json::Value| e["train_loss"].as_f64().unwrap();
     assert!(loss(&epochs[4]) < 0.85 * loss(&epochs[0]), "the training loss did not fall: {epochs:?}");
     let best = epochs.iter().rfind(|e| e["saved"].as_bool().unwrap()).unwrap().clone();

@@ -39,7 +39,7 @@ pub struct LmArgs {
     #[arg(long)]
     pub train_on_prompt: bool,
     /// Micro-batches of --batch-size per optimizer step (their gradients averaged): the effective batch
-    /// is batch × grad-accum at the memory of one batch.
+    /// is batch × grad-accum at the memory of one batch (both tasks).
     #[arg(long, default_value_t = 1)]
     pub grad_accum: usize,
 }
@@ -50,7 +50,6 @@ pub fn run_finetune_lm(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Resul
     check(max_length >= 2, format!("--max-length {max_length}: must be at least 2"))?;
     check(a.val_split.is_none(), "--val-split: give --val FILE for --task lm".into())?;
     let l = &a.lm;
-    check(l.grad_accum >= 1, format!("--grad-accum {}: must be at least 1", l.grad_accum))?;
     let lora = if l.full {
         None
     } else {

@@ -102,6 +102,7 @@ impl FinetuneArgs {
             format!("--warmup-ratio {}: must be in [0, 1)", self.warmup_ratio),
         )?;
         check(self.grad_clip.is_none_or(|c| c > 0.0), format!("--grad-clip {:?}: must be > 0", self.grad_clip))?;
+        check(self.lm.grad_accum >= 1, format!("--grad-accum {}: must be at least 1", self.lm.grad_accum))?;
         check(self.weight_decay >= 0.0, format!("--weight-decay {}: must be ≥ 0", self.weight_decay))?;
         check(
             self.betas.len() == 2 && self.betas.iter().all(|b| (0.0..1.0).contains(b)),
@@ -180,6 +181,7 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         seed: a.seed,
         out: a.out.clone(),
         grad_clip: a.grad_clip,
+        grad_accum: a.lm.grad_accum,
     };
     let gpu = gpu()?;
     eprintln!(

@@ -82,6 +82,7 @@ pub fn step_graph(
     b: usize,
     t: usize,
     train: Option<&TrainSpec>,
+    accum: super::Accum,
 ) -> Result<StepGraph> {
     let prec = Precision::from(DType::F32);
     let mut g = GraphBuilder::new();
@@ -116,7 +117,7 @@ pub fn step_graph(
             no_decay,
             trainable: |_| true,
         }
-        .append(&mut g, loss, super::Accum::Off)?,
+        .append(&mut g, loss, accum)?,
         None => (vec![], vec![]),
     };
     Ok(StepGraph { graph: g.finish(), logits, loss, params, grads })
@@ -199,8 +200,8 @@ pub struct Classifier<'g> {
     config_json: serde_json::Value,
     shared: SharedLeaves,
     train: Option<TrainSpec>,
-    steps: Vec<(usize, Plan<'g>)>,
-    evals: Vec<(usize, Plan<'g>)>,
+    steps: Vec<((usize, super::Accum), Plan<'g>)>,
+    evals: Vec<((usize, super::Accum), Plan<'g>)>,
     init_seed: u64,
 }
 
@@ -289,14 +290,14 @@ impl<'g> Classifier<'g> {
         HostTensor::f32(shape, normal(n, std, salt))
     }
 
-    fn plan(&mut self, t: usize, training: bool) -> Result<&mut Plan<'g>> {
+    fn plan(&mut self, t: usize, training: bool, accum: super::Accum) -> Result<&mut Plan<'g>> {
         let have = if training { &self.steps } else { &self.evals };
-        if let Some(i) = have.iter().position(|p| p.0 == t) {
+        if let Some(i) = have.iter().position(|p| p.0 == (t, accum)) {
             let list = if training { &mut self.steps } else { &mut self.evals };
             return Ok(&mut list[i].1);
         }
         let spec = if training { self.train.as_ref() } else { None };
-        let sg = step_graph(&self.cfg, self.head, self.labels.len(), self.batch, t, spec)?;
+        let sg = step_graph(&self.cfg, self.head, self.labels.len(), self.batch, t, spec, accum)?;
         let fresh = self.shared.bytes() == 0;
         let outputs = if training { vec![sg.loss] } else { vec![sg.logits, sg.loss] };
         let mut plan = Plan::compile_shared(self.gpu, &sg.graph, &outputs, Some(&self.shared))?;
@@ -307,19 +308,31 @@ impl<'g> Classifier<'g> {
             })?;
         }
         let list = if training { &mut self.steps } else { &mut self.evals };
-        list.push((t, plan));
+        list.push(((t, accum), plan));
         Ok(&mut list.last_mut().expect("just pushed").1)
     }
 
     /// One optimizer step on a batch (at most `batch` sequences), at learning rate `lr` and step `step`
     /// (1-based). Returns the batch's mean loss.
     pub fn train_step(&mut self, seqs: &[Vec<u32>], labels: &[usize], lr: f32, step: u32) -> Result<f32> {
+        self.micro_step(seqs, labels, lr, step, super::Accum::Off)
+    }
+
+    /// One micro-batch of an optimizer step (`Accum`: only the last updates the weights).
+    pub fn micro_step(
+        &mut self,
+        seqs: &[Vec<u32>],
+        labels: &[usize],
+        lr: f32,
+        step: u32,
+        accum: super::Accum,
+    ) -> Result<f32> {
         if self.train.is_none() {
             return Err(Error::Run("this classifier was opened for evaluation only".into()));
         }
         let t = self.padded(seqs)?;
         let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
-        let plan = self.plan(t, true)?;
+        let plan = self.plan(t, true, accum)?;
         let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         let out = plan.run(&feeds, &[("lr", lr.to_bits()), ("step", step)])?;
         Ok(out[0].to_f32()[0])
@@ -330,7 +343,7 @@ impl<'g> Classifier<'g> {
         let t = self.padded(seqs)?;
         let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
         let n = self.labels.len();
-        let plan = self.plan(t, false)?;
+        let plan = self.plan(t, false, super::Accum::Off)?;
         let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
         let out = plan.run(&feeds, &[])?;
         let l = out[0].to_f32();
@@ -412,7 +425,7 @@ impl<'g> Classifier<'g> {
 
     /// Dispatches of the training plan for padded length `t` (once compiled).
     pub fn step_dispatches(&self, t: usize) -> Option<usize> {
-        self.steps.iter().find(|p| p.0 == t).map(|p| p.1.dispatch_count())
+        self.steps.iter().find(|p| p.0 == (t, super::Accum::Off)).map(|p| p.1.dispatch_count())
     }
 
     /// GPU bytes held by the weights, optimizer state and the largest transient pool.

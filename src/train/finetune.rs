@@ -11,6 +11,7 @@ use super::classifier::{Classifier, HeadKind, TrainSpec};
 use super::data::{shuffle, Example};
 use super::metrics::{report, Report};
 use super::schedule::Schedule;
+use super::Accum;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::session::encoder::Encoder;
@@ -34,6 +35,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Clip gradients by this global norm.
     pub grad_clip: Option<f32>,
+    /// Batches per optimizer step (their gradients averaged; 1: none).
+    pub grad_accum: usize,
 }
 
 /// One epoch's figures (the course's line plus validation accuracy and macro-F1).
@@ -111,7 +114,8 @@ pub fn finetune(
     };
     let mut clf =
         Classifier::open(gpu, &opts.model, opts.head, opts.labels.clone(), opts.batch, Some(spec), opts.seed)?;
-    let per_epoch = train.len().div_ceil(opts.batch);
+    let accum = opts.grad_accum.max(1);
+    let per_epoch = train.len().div_ceil(opts.batch).div_ceil(accum);
     let total = per_epoch * opts.epochs;
     let schedule = Schedule::finetune(opts.lr, opts.warmup_ratio, total);
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -120,16 +124,23 @@ pub fn finetune(
         shuffle(&mut order, opts.seed.wrapping_add(epoch as u64));
         let t0 = Instant::now();
         let mut sum = 0.0f64;
-        for (k, idx) in order.chunks(opts.batch).enumerate() {
+        let batches: Vec<&[usize]> = order.chunks(opts.batch).collect();
+        for (k, group) in batches.chunks(accum).enumerate() {
             step += 1;
-            let seqs: Vec<Vec<u32>> = idx.iter().map(|&i| train[i].0.clone()).collect();
-            let labels: Vec<usize> = idx.iter().map(|&i| train[i].1).collect();
-            let loss = clf.train_step(&seqs, &labels, schedule.at(step as usize), step)?;
-            if !loss.is_finite() {
-                return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+            let (mut step_sum, mut step_n) = (0.0f64, 0usize);
+            for (i, idx) in group.iter().enumerate() {
+                let seqs: Vec<Vec<u32>> = idx.iter().map(|&i| train[i].0.clone()).collect();
+                let labels: Vec<usize> = idx.iter().map(|&i| train[i].1).collect();
+                let lr = schedule.at(step as usize);
+                let loss = clf.micro_step(&seqs, &labels, lr, step, Accum::of(i, group.len()))?;
+                if !loss.is_finite() {
+                    return Err(Error::Run(format!("the training loss is {loss} at step {step}: lower --lr")));
+                }
+                step_sum += loss as f64 * idx.len() as f64;
+                step_n += idx.len();
             }
-            sum += loss as f64 * idx.len() as f64;
-            on_step(k + 1, per_epoch, loss);
+            sum += step_sum;
+            on_step(k + 1, per_epoch, (step_sum / step_n.max(1) as f64) as f32);
         }
         let secs = t0.elapsed().as_secs_f64();
         let (val_loss, rep) =
