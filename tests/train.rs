@@ -334,7 +334,8 @@ fn char_gpt_50_steps_follow_pytorch() {
         stop: None,
         tokenizer: wgpu_llm::train::vocab::Spec::Char,
     };
-    let lg = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), wgpu_llm::train::Accum::Off).unwrap();
+    let lg = lm::lm_graph(&lm::TrainConfig::Gpt2(cfg.clone()), b, t, Some((&opts, 0.0)), wgpu_llm::train::Accum::Off)
+        .unwrap();
     let mut plan = Plan::compile(gpu(), &lg.graph, &[lg.loss]).unwrap();
     for node in &lg.graph.nodes {
         if let Op::Param { name } = &node.op {
@@ -506,7 +507,9 @@ fn train_char_gpt_from_the_cli() {
     for (config, want) in [
         (r#"{"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 32, "n_heads": 4}"#, "unknown field \"n_heads\""),
         (r#"{"n_embd": 32, "n_layer": 2, "n_head": 0, "n_positions": 32}"#, "n_head = 0"),
-        (r#"{"model_type": "llama", "n_embd": 32}"#, "model_type \"llama\""),
+        (r#"{"model_type": "bert", "n_embd": 32}"#, "model_type \"bert\""),
+        (r#"{"model_type": "llama", "n_embd": 32}"#, "unknown field \"n_embd\""),
+        (r#"{"model_type": "llama", "hidden_size": 32, "num_attention_heads": 0}"#, "num_attention_heads = 0"),
     ] {
         std::fs::write(&cfg, config).unwrap();
         let bad = tmp.join("bad");
@@ -517,6 +520,27 @@ fn train_char_gpt_from_the_cli() {
     }
     let r = cli(&["train", "--config", &c, "--data", &d, "-o", &o, "--tokenizer", "bpe:100"]);
     assert!(String::from_utf8_lossy(&r.stderr).contains("--tokenizer bpe:100: a byte-level BPE needs at least 258"));
+
+    // A Llama from a LlamaConfig: the loss falls, the folder is a LlamaForCausalLM that generate runs.
+    std::fs::write(
+        &cfg,
+        r#"{"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32}"#,
+    )
+    .unwrap();
+    let llama = tmp.join("llama").display().to_string();
+    let mut a = args.to_vec();
+    a[6] = &llama;
+    let points = json_lines(&cli(&a));
+    assert_eq!(points.len(), 2);
+    assert!(points[1]["val_loss"].as_f64().unwrap() < points[0]["val_loss"].as_f64().unwrap(), "{points:?}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("llama/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForCausalLM");
+    let st = wgpu_llm::loader::open(tmp.join("llama/model.safetensors")).unwrap();
+    assert!(st.contains("model.layers.1.mlp.down_proj.weight") && st.contains("lm_head.weight"));
+    let g = cli(&["generate", "-m", &llama, "-p", "the cat", "-n", "4", "--json"]);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
 
     // A byte-level BPE trained on the data: the folder's tokenizer.json is that BPE, config.json's vocabulary
     // its size, and generate decodes through it.

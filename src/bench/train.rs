@@ -77,6 +77,7 @@ pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
         tokenizer: crate::train::vocab::Spec::Char,
         seed: 1,
     };
+    let cfg = lm::TrainConfig::Gpt2(cfg);
     let g = lm::lm_graph(&cfg, b, t, Some((&opts, 0.0)), crate::train::Accum::Off)?;
     let mut plan = Plan::compile(gpu, &g.graph, &[g.loss])?;
     for node in &g.graph.nodes {

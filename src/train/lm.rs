@@ -16,7 +16,7 @@ use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, GraphBuilder, Op, ValueId};
 use crate::loader::WeightStore;
-use crate::models::{bert, gpt2, ConfigSource};
+use crate::models::{bert, gpt2, llama, ConfigSource};
 use crate::tensor::{DType, HostTensor};
 
 /// config.json fields a GPT-2 pretraining config may hold (`GPT2Config`'s); any other is an error.
@@ -52,12 +52,116 @@ const GPT2_FIELDS: &[&str] = &[
 ];
 
 /// The model a config describes, with `vocab` from the tokenizer.
-pub fn config_from_json(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<gpt2::Config> {
+/// config.json fields a Llama pretraining config may hold (`LlamaConfig`'s); any other is an error.
+const LLAMA_FIELDS: &[&str] = &[
+    "model_type",
+    "architectures",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "tie_word_embeddings",
+    "vocab_size",
+    "hidden_act",
+    "initializer_range",
+    "attention_bias",
+    "attention_dropout",
+    "mlp_bias",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "use_cache",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+];
+
+/// The decoder a `train` config describes.
+#[derive(Clone, Debug)]
+pub enum TrainConfig {
+    Gpt2(gpt2::Config),
+    Llama(llama::Config),
+}
+
+impl TrainConfig {
+    pub fn max_pos(&self) -> usize {
+        match self {
+            TrainConfig::Gpt2(c) => c.max_pos,
+            TrainConfig::Llama(c) => c.max_pos,
+        }
+    }
+}
+
+/// A `train` config: a GPT2Config or (model_type "llama") a LlamaConfig; unknown fields and zero sizes are
+/// errors naming them.
+pub fn config_from_json(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<TrainConfig> {
     let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
     let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
-    if let Some(t) = obj.get("model_type").and_then(|t| t.as_str()).filter(|t| *t != "gpt2") {
-        return Err(bad(format!("model_type {t:?}: train builds GPT-2 models (model_type \"gpt2\")")));
+    match obj.get("model_type").and_then(|t| t.as_str()) {
+        Some("llama") => return llama_config(path, v, vocab).map(TrainConfig::Llama),
+        Some("gpt2") | None => {}
+        Some(t) => {
+            return Err(bad(format!(
+                "model_type {t:?}: train builds GPT-2 (model_type \"gpt2\") and Llama (\"llama\") models"
+            )))
+        }
     }
+    gpt2_config(path, v, vocab).map(TrainConfig::Gpt2)
+}
+
+fn llama_config(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<llama::Config> {
+    let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
+    let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+    if let Some(k) = obj.keys().find(|k| !LLAMA_FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!("unknown field {k:?} (a LlamaConfig has {LLAMA_FIELDS:?})")));
+    }
+    if let Some(a) = obj.get("hidden_act").and_then(|a| a.as_str()).filter(|a| *a != "silu") {
+        return Err(bad(format!("hidden_act {a:?}: only silu (Llama's) is built")));
+    }
+    for k in ["attention_bias", "mlp_bias"] {
+        if obj.get(k).and_then(|b| b.as_bool()) == Some(true) {
+            return Err(bad(format!("{k}: biases are not built for Llama training")));
+        }
+    }
+    let src = ConfigSource::Json(v.clone());
+    let hidden = src.size("hidden_size", "")?.unwrap_or(4096);
+    let n_head = src.size("num_attention_heads", "")?.unwrap_or(32);
+    let n_kv_head = src.size("num_key_value_heads", "")?.unwrap_or(n_head);
+    src.check_divides(n_head, n_kv_head, "num_attention_heads / num_key_value_heads")
+        .map_err(|e| bad(e.to_string()))?;
+    let head_dim = match src.size("head_dim", "")? {
+        Some(d) => d,
+        None => {
+            src.check_divides(hidden, n_head, "hidden_size / num_attention_heads").map_err(|e| bad(e.to_string()))?;
+            hidden / n_head
+        }
+    };
+    Ok(llama::Config {
+        arch: "llama".into(),
+        hidden,
+        n_layers: src.size("num_hidden_layers", "")?.unwrap_or(32),
+        n_head,
+        n_kv_head,
+        head_dim,
+        intermediate: src.size("intermediate_size", "")?.unwrap_or(11008),
+        vocab,
+        rms_eps: src.num("rms_norm_eps", "").unwrap_or(1e-6) as f32,
+        rope_theta: src.num("rope_theta", "").unwrap_or(10000.0) as f32,
+        tie_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
+        qkv_bias: false,
+        max_pos: src.size("max_position_embeddings", "")?.unwrap_or(2048),
+        rope_scaling: None,
+    })
+}
+
+fn gpt2_config(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<gpt2::Config> {
+    let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
+    let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
     if let Some(k) = obj.keys().find(|k| !GPT2_FIELDS.contains(&k.as_str())) {
         return Err(bad(format!("unknown field {k:?} (a GPT2Config has {GPT2_FIELDS:?})")));
     }
@@ -229,7 +333,7 @@ pub struct LmGraph {
 }
 
 pub fn lm_graph(
-    cfg: &gpt2::Config,
+    cfg: &TrainConfig,
     b: usize,
     t: usize,
     train: Option<(&Options, f32)>,
@@ -237,7 +341,19 @@ pub fn lm_graph(
 ) -> Result<LmGraph> {
     let mut g = GraphBuilder::new();
     let dropout = train.and_then(|(o, p)| (p > 0.0).then_some(bert::Dropout { p, seed: o.seed as u32 }));
-    let logits = gpt2::build_train(&mut g, cfg, b, t, dropout)?;
+    let logits = match cfg {
+        TrainConfig::Gpt2(c) => gpt2::build_train(&mut g, c, b, t, dropout)?,
+        TrainConfig::Llama(c) => {
+            if dropout.is_some() {
+                return Err(Error::Unsupported {
+                    op: "train".into(),
+                    detail: "--dropout: Llama training has no dropout (Llama's configs use none)".into(),
+                });
+            }
+            g.grad_through_transpose = false;
+            llama::build_train(&mut g, c, b, t, &crate::models::Precision::from(DType::F32), None, None)?
+        }
+    };
     let targets = g.input("targets", &[b * t], DType::I32)?;
     let loss = g.cross_entropy(logits, targets)?;
     let (params, grads) = match train {
@@ -246,8 +362,9 @@ pub fn lm_graph(
             eps: 1e-8,
             weight_decay: o.weight_decay,
             max_grad_norm: o.grad_clip,
-            no_decay: |name| name.ends_with(".bias") || name.contains("ln_"),
-            trainable: |_| true,
+            // No decay on biases and norm weights (GPT-2's ln_*, Llama's *norm.weight).
+            no_decay: |name| name.ends_with(".bias") || name.contains("ln_") || name.ends_with("norm.weight"),
+            trainable: |name| name != llama::ROPE_TABLE,
         }
         .append(&mut g, loss, accum)?,
         None => (vec![], vec![]),
@@ -257,15 +374,19 @@ pub fn lm_graph(
 
 /// transformers' GPT-2 initialisation: normal(0, 0.02) weights and embeddings, the residual projections
 /// (`c_proj`) scaled by 1/√(2·layers), zero biases, unit LayerNorm weights; seeded per parameter name.
-pub fn init_param(cfg: &gpt2::Config, name: &str, shape: &[usize], seed: u64) -> Result<HostTensor> {
+pub fn init_param(cfg: &TrainConfig, name: &str, shape: &[usize], seed: u64) -> Result<HostTensor> {
     let n: usize = shape.iter().product();
     if name.ends_with(".bias") {
         return HostTensor::f32(shape, vec![0.0; n]);
     }
-    if name.contains("ln_") {
+    if name.contains("ln_") || name.ends_with("norm.weight") {
         return HostTensor::f32(shape, vec![1.0; n]);
     }
-    let std = if name.ends_with("c_proj.weight") { 0.02 / (2.0 * cfg.n_layers as f32).sqrt() } else { 0.02 };
+    // GPT-2 scales its residual projections by 1/√(2·layers); Llama initialises every weight N(0, 0.02).
+    let std = match cfg {
+        TrainConfig::Gpt2(c) if name.ends_with("c_proj.weight") => 0.02 / (2.0 * c.n_layers as f32).sqrt(),
+        _ => 0.02,
+    };
     let salt = name.bytes().fold(seed, |h, c| h.wrapping_mul(31).wrapping_add(c as u64));
     HostTensor::f32(shape, normal(n, std, salt))
 }
@@ -287,8 +408,9 @@ pub fn batch(tokens: &[u32], b: usize, t: usize, rng: &mut SplitMix) -> Vec<(&'s
     ]
 }
 
-fn feeds<'a>(f: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {
-    f.iter().map(|(n, t)| (*n, t)).collect()
+/// The batch's inputs the plan has (Llama's rotary positions need no `pos_ids`).
+fn feeds<'a>(f: &'a [(&'static str, HostTensor)], plan: &Plan) -> Vec<(&'static str, &'a HostTensor)> {
+    f.iter().filter(|(n, _)| plan.graph().find(n).is_some()).map(|(n, t)| (*n, t)).collect()
 }
 
 /// Train and write the model; `on_step(step, loss)` after each step, `on_eval` after each evaluation.
@@ -305,8 +427,8 @@ pub fn train(
         .map_err(|e| Error::Format { file: opts.config.display().to_string(), detail: format!("not JSON: {e}") })?;
     let vocab = super::vocab::Vocab::build(&opts.tokenizer, text)?;
     let cfg = config_from_json(&opts.config, &cfg_json, vocab.size())?;
-    if opts.seq_len > cfg.max_pos {
-        return Err(Error::Other(format!("--seq-len {} exceeds n_positions {}", opts.seq_len, cfg.max_pos)));
+    if opts.seq_len > cfg.max_pos() {
+        return Err(Error::Other(format!("--seq-len {} exceeds the positions {}", opts.seq_len, cfg.max_pos())));
     }
     let tokens = vocab.encode(text)?;
     let n_val = tokens.len() / 10;
@@ -380,7 +502,8 @@ pub fn train(
         let mut sum = 0.0;
         for _ in 0..opts.eval_batches.max(1) {
             let f = batch(val_tok, b, t, &mut r);
-            sum += plan.run(&feeds(&f), &[])?[0].to_f32()[0] as f64;
+            let f = feeds(&f, plan);
+            sum += plan.run(&f, &[])?[0].to_f32()[0] as f64;
         }
         Ok(sum / opts.eval_batches.max(1) as f64)
     };
@@ -390,7 +513,8 @@ pub fn train(
         for i in 0..n_micro {
             let f = batch(train_tok, b, t, &mut rng);
             let plan = &mut plans.iter_mut().find(|p| p.0 == Accum::of(i, n_micro)).expect("compiled above").2;
-            loss += plan.run(&feeds(&f), &[("lr", lr.to_bits()), ("step", step as u32)])?[0].to_f32()[0];
+            let f = feeds(&f, plan);
+            loss += plan.run(&f, &[("lr", lr.to_bits()), ("step", step as u32)])?[0].to_f32()[0];
         }
         let loss = loss / n_micro as f32;
         if !loss.is_finite() {
@@ -467,7 +591,7 @@ fn save_checkpoint(dir: &Path, graph: &Graph, plan: &Plan, state: &TrainerState)
 
 fn save(
     opts: &Options,
-    cfg: &gpt2::Config,
+    cfg: &TrainConfig,
     cfg_json: &serde_json::Value,
     vocab: &super::vocab::Vocab,
     graph: &Graph,
@@ -486,6 +610,31 @@ fn save(
     let tc = staging.join("tokenizer_config.json");
     std::fs::write(&tc, r#"{"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1024}"#)
         .map_err(|e| io(&tc, e))?;
+    let cfg = match cfg {
+        TrainConfig::Gpt2(c) => c,
+        TrainConfig::Llama(c) => {
+            // The params are transformers' LlamaForCausalLM names already.
+            let mut tensors = vec![];
+            for node in &graph.nodes {
+                if let Op::Param { name } = &node.op {
+                    if name != llama::ROPE_TABLE {
+                        tensors.push(crate::export::ExportTensor::f32(name, &node.shape, plan.read(name)?.to_f32()));
+                    }
+                }
+            }
+            let mut config = cfg_json.clone();
+            config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+            config["vocab_size"] = c.vocab.into();
+            config["tie_word_embeddings"] = c.tie_embeddings.into();
+            config["hidden_act"] = "silu".into();
+            config["bos_token_id"] = serde_json::Value::Null;
+            config["eos_token_id"] = serde_json::Value::Null;
+            let r = crate::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
+            let _ = std::fs::remove_dir_all(&staging);
+            r?;
+            return write_log(opts, points);
+        }
+    };
     let tensors: Vec<crate::export::ExportTensor> =
         gpt2::checkpoint_tensors(cfg, graph, &|n| Ok(plan.read(n)?.to_f32()))?
             .into_iter()
@@ -509,9 +658,15 @@ fn save(
     let r = crate::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
     let _ = std::fs::remove_dir_all(&staging);
     r?;
+    write_log(opts, points)
+}
+
+/// train_log.jsonl and loss.svg beside the model.
+fn write_log(opts: &Options, points: &[EvalPoint]) -> Result<()> {
     let log = opts.out.join("train_log.jsonl");
     let lines: Vec<String> = points.iter().map(|p| serde_json::to_string(p).unwrap_or_default()).collect();
-    std::fs::write(&log, lines.join("\n") + "\n").map_err(|e| io(&log, e))?;
+    std::fs::write(&log, lines.join("\n") + "\n")
+        .map_err(|e| Error::Format { file: log.display().to_string(), detail: format!("cannot write: {e}") })?;
     plot(&opts.out.join("loss.svg"), points)
 }
 
