@@ -13,15 +13,15 @@ use super::{
     Dispatch, Lowered, Word,
 };
 
-/// Up to this many rows (of a's rows, batch folded) a product runs as GEMVs, one row per z: the float
-/// texture path, Glu and the int8 products (`qmatmul`).
+/// Up to this many rows (of a's rows, batch folded) an int8 product (`qmatmul`) runs as GEMVs, one row per z.
 pub const GEMV_MAX_ROWS: usize = 8;
 
-/// A plain float x·Wᵀ on the texture path runs as GEMVs up to this many rows, and as the tiled texture GEMM
-/// beyond: each GEMV row reads the whole weight again, while the GEMM's tiles share it. Measured on llvmpipe
-/// (SmolLM2 decode steps of m sequences, `bench serve`): GEMVs 164/263/532 ms at m = 2/4/8, the GEMM
-/// 250/283/429 ms.
-pub const TEX_GEMV_MAX_ROWS: usize = 4;
+/// A plain float x·Wᵀ on the texture path (and Glu's fused pair) runs as GEMVs up to this many rows, and as
+/// the tiled texture GEMM beyond: each GEMV row reads the whole weight again, while the GEMM's tiles share it.
+/// Measured on llvmpipe (a SmolLM2 decode step of m sequences, `examples/slots_profile`, with Glu following the
+/// same rule): m = 2: GEMVs 146 ms, GEMMs 153 ms; m = 4: GEMVs 440 ms, GEMMs 169 ms; m = 8: GEMVs 347 ms
+/// (Glu as GEMVs, products as GEMMs), GEMMs 271 ms.
+pub const TEX_GEMV_MAX_ROWS: usize = 2;
 
 /// Up to this many rows the texture GEMM reads x·Wᵀ's weight through its twin (as the GEMVs do) rather than
 /// a staged copy made every run: the decode steps of continuous batching and short prefills, in sessions
@@ -232,7 +232,8 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     lower_kernel(op, ins, out, caps.matmul, caps)
 }
 
-/// Glu: on CPU adapters up to 8 rows run one GEMV over both weights' twins with act(g)·u in registers
+/// Glu: on CPU adapters up to `TEX_GEMV_MAX_ROWS` rows (where its two products would be GEMVs) run one GEMV
+/// over both weights' twins with act(g)·u in registers
 /// (Silu, f32 or f16 with k % 8 == 0); otherwise the two products go to scratch buffers (each lowered as
 /// MatMul) and elementwise `glu` combines them.
 /// The fused Glu GEMV where it applies (None: Glu runs as two products and elementwise `glu`, each product
@@ -251,7 +252,7 @@ pub fn select_glu(act: Act, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Optio
         caps.texture_weights
             && caps.matmul == Kernel::Auto
             && act == Act::Silu
-            && rows <= GEMV_MAX_ROWS
+            && rows <= TEX_GEMV_MAX_ROWS
             && ins[1..].iter().all(|w| w.shards.len() <= 1)
             && k.is_multiple_of(4)
             && ins.iter().all(|i| i.dtype == dtype)

@@ -125,6 +125,19 @@ impl<'g> Session<'g> {
     /// position; returns each one's logits, in order. Free slots ride along on a dummy token that writes
     /// only their own (unused) row.
     pub fn step_slots(&mut self, tokens: &[(usize, u32)]) -> Result<Vec<Vec<f32>>> {
+        self.run_slots(tokens, false).map(|r| r.0)
+    }
+
+    /// Each dispatch's GPU time in one decode step of the slots in `tokens` (the step is taken).
+    pub fn profile_slots(&mut self, tokens: &[(usize, u32)]) -> Result<Vec<crate::exec::OpTiming>> {
+        self.run_slots(tokens, true).map(|r| r.1)
+    }
+
+    fn run_slots(
+        &mut self,
+        tokens: &[(usize, u32)],
+        profile: bool,
+    ) -> Result<(Vec<Vec<f32>>, Vec<crate::exec::OpTiming>)> {
         let (max_seq, vocab, max_pos, dtype) = (self.max_seq, self.cfg.vocab(), self.cfg.max_pos(), self.dtype);
         let all = self.slot_count();
         let highest = tokens.iter().map(|t| t.0).max().unwrap_or(0);
@@ -170,13 +183,21 @@ impl<'g> Session<'g> {
         if plan.graph().find("pos_ids").is_none() {
             inputs.retain(|(name, _)| *name != "pos_ids");
         }
-        let out = plan.run(&feeds(&inputs), &[("pos", top), ("len", top + 1)])?;
+        let vars = [("pos", top), ("len", top + 1)];
+        if profile {
+            let timings = plan.profile(&feeds(&inputs), &vars)?;
+            for &(slot, _) in tokens {
+                slots.len[slot] = slots.len[slot].map(|l| l + 1);
+            }
+            return Ok((vec![], timings));
+        }
+        let out = plan.run(&feeds(&inputs), &vars)?;
         let logits = out[0].to_f32();
         let mut rows = vec![];
         for &(slot, _) in tokens {
             slots.len[slot] = slots.len[slot].map(|l| l + 1);
             rows.push(logits[slot * vocab..(slot + 1) * vocab].to_vec());
         }
-        Ok(rows)
+        Ok((rows, vec![]))
     }
 }

@@ -38,10 +38,10 @@ fn matmul_table() {
         ("GPU two decode rows",          gpu, true, &[2, 576], &[1536, 576], f32_, "matmul", "matmul_tiled", Read, Read),
         ("CPU decode f32",               cpu, true, &[1, 576], &[1536, 576], f32_, "matmul_tex_ux", "gemv_tex", Uniform, TextureF32x4),
         ("CPU decode f16",               cpu, true, &[1, 576], &[1536, 576], f16_, "matmul_tex_ux", "gemv_tex_h8", Uniform, TextureU32x4),
-        ("CPU 4 rows f16",               cpu, true, &[4, 576], &[1536, 576], f16_, "matmul_tex_ux", "gemv_tex_h8", Uniform, TextureU32x4),
-        ("CPU 5 rows f16 (GEMM beyond)", cpu, true, &[5, 576], &[1536, 576], f16_, "matmul_tex", "gemm_tex_h8", StagedU32x4, TextureU32x4),
+        ("CPU 2 rows f16",               cpu, true, &[2, 576], &[1536, 576], f16_, "matmul_tex_ux", "gemv_tex_h8", Uniform, TextureU32x4),
+        ("CPU 3 rows f16 (GEMM beyond)", cpu, true, &[3, 576], &[1536, 576], f16_, "matmul_tex", "gemm_tex_h8", StagedU32x4, TextureU32x4),
         ("CPU decode f16, k % 8 = 4",    cpu, true, &[1, 572], &[64, 572], f16_, "matmul_tex", "gemv_tex", StagedF16x4, TextureF16x4),
-        ("CPU decode, row over uniform", small_uniform, true, &[4, 1152], &[64, 1152], f32_, "matmul_tex", "gemv_tex", StagedF32x4, TextureF32x4),
+        ("CPU decode, row over uniform", small_uniform, true, &[2, 2304], &[64, 2304], f32_, "matmul_tex", "gemv_tex", StagedF32x4, TextureF32x4),
         ("CPU 9 rows",                   cpu, true, &[9, 576], &[1536, 576], f32_, "matmul_tex", "gemm_tex", StagedF32x4, TextureF32x4),
         ("CPU 33 rows: weight staged",   cpu, true, &[33, 576], &[1536, 576], f32_, "matmul_tex", "gemm_tex", StagedF32x4, StagedF32x4),
         ("CPU prefill f16",              cpu, true, &[256, 576], &[1536, 576], f16_, "matmul_tex", "gemm_tex_h8", StagedU32x4, StagedU32x4),
@@ -71,7 +71,8 @@ fn glu_table() {
         matmul::select_glu(act, &ins, dtype, caps).map(|c| (c.entry, c.a, c.b))
     };
     assert_eq!(glu(1, 576, DType::F32, Act::Silu, &cpu), Some(("gemv_glu_tex", Uniform, TextureF32x4)));
-    assert_eq!(glu(8, 576, DType::F16, Act::Silu, &cpu), Some(("gemv_glu_tex_h8", Uniform, TextureU32x4)));
+    assert_eq!(glu(2, 576, DType::F16, Act::Silu, &cpu), Some(("gemv_glu_tex_h8", Uniform, TextureU32x4)));
+    assert_eq!(glu(3, 576, DType::F16, Act::Silu, &cpu), None, "beyond 2 rows the products are GEMMs");
     // Not fused: a GPU, more rows than a GEMV takes, another activation, a forced kernel.
     assert_eq!(glu(1, 576, DType::F32, Act::Silu, &gpu), None);
     assert_eq!(glu(9, 576, DType::F32, Act::Silu, &cpu), None);
