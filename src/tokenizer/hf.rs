@@ -9,28 +9,28 @@ use super::{file_err, Parts};
 use crate::error::{Error, Result};
 
 /// Reads `tokenizer.json` at `path` and the optional config files beside it.
-/// A TemplateProcessing post-processor (alone or inside a Sequence) may only name special tokens its
-/// `special_tokens` holds: the tokenizers crate loads one that names others and then panics in `encode` (`no
-/// entry found for key`; found by `scripts/fuzz.sh`, tests/fuzz_regressions/tokenizer/).
+/// A template post-processor (alone or inside a Sequence) may only name special tokens its `special_tokens`
+/// holds: the tokenizers crate loads one that names others and then panics in `encode` (`no entry found for
+/// key`; found by `scripts/fuzz.sh`, tests/fuzz_regressions/tokenizer/). The crate reads post-processors by
+/// their shape, whatever their "type" says, so the check goes by shape too.
 fn check_templates(pp: &serde_json::Value) -> std::result::Result<(), String> {
-    match pp["type"].as_str() {
-        Some("Sequence") => pp["processors"].as_array().into_iter().flatten().try_for_each(check_templates),
-        Some("TemplateProcessing") => {
-            let known = pp["special_tokens"].as_object();
-            for part in ["single", "pair"] {
-                for piece in pp[part].as_array().into_iter().flatten() {
-                    let Some(id) = piece["SpecialToken"]["id"].as_str() else { continue };
-                    if !known.is_some_and(|k| k.contains_key(id)) {
-                        return Err(format!(
-                            "post_processor.{part} names the special token {id:?}, which post_processor.special_tokens lacks"
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+    if let Some(list) = pp.get("processors").and_then(|p| p.as_array()) {
+        list.iter().try_for_each(check_templates)?;
     }
+    let known = pp.get("special_tokens").and_then(|s| s.as_object());
+    for part in ["single", "pair"] {
+        for piece in pp.get(part).and_then(|p| p.as_array()).into_iter().flatten() {
+            let Some(id) = piece.get("SpecialToken").and_then(|s| s.get("id")).and_then(|i| i.as_str()) else {
+                continue;
+            };
+            if !known.is_some_and(|k| k.contains_key(id)) {
+                return Err(format!(
+                    "post_processor.{part} names the special token {id:?}, which post_processor.special_tokens lacks"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn load_dir_files(path: &Path) -> Result<Parts> {
