@@ -55,6 +55,8 @@ status=0
 report=()
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+  # An earlier run's findings were copied to tests/fuzz_regressions/ then: only this run's count here.
+  rm -f fuzz/artifacts/"$t"/crash-* fuzz/artifacts/"$t"/timeout-* fuzz/artifacts/"$t"/oom-* fuzz/artifacts/"$t"/leak-*
   log="fuzz/artifacts/$t/fuzz.log"
   echo "== $t: ${secs} s" >&2
   set +e
