@@ -145,6 +145,16 @@ fn data(f: &str) -> String {
     fixtures().join("tiny-bert-cls-data").join(f).display().to_string()
 }
 
+/// `steps` steps of `train` from config `c` on corpus `d` into `out`: batches of 2 × 16, one evaluation
+/// batch half-way and at the end.
+fn train_briefly(c: &str, d: &str, out: &str, steps: usize, extra: &[&str]) -> std::process::Output {
+    let (steps, every) = (steps.to_string(), (steps / 2).max(1).to_string());
+    let mut a = vec!["train", "--config", c, "--data", d, "-o", out, "--steps", &steps, "--batch-size", "2"];
+    a.extend(["--seq-len", "16", "--eval-every", &every, "--eval-batches", "1"]);
+    a.extend(extra);
+    cli(&a)
+}
+
 fn json_lines(o: &std::process::Output) -> Vec<serde_json::Value> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -547,28 +557,7 @@ fn train_char_gpt_from_the_cli() {
     std::fs::write(&cfg, r#"{"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 32}"#)
         .unwrap();
     let bpe = tmp.join("bpe").display().to_string();
-    let r = cli(&[
-        "train",
-        "--config",
-        &c,
-        "--data",
-        &d,
-        "-o",
-        &bpe,
-        "--tokenizer",
-        "bpe:300",
-        "--steps",
-        "6",
-        "--batch-size",
-        "2",
-        "--seq-len",
-        "16",
-        "--eval-every",
-        "3",
-        "--eval-batches",
-        "1",
-        "--json",
-    ]);
+    let r = train_briefly(&c, &d, &bpe, 6, &["--tokenizer", "bpe:300", "--json"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let tj: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.join("bpe/tokenizer.json")).unwrap()).unwrap();
@@ -585,27 +574,7 @@ fn train_char_gpt_from_the_cli() {
     // A model's own tokenizer.json, reused (the tiny ChatML character tokenizer of the LoRA fixtures).
     let fx = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama-lora");
     let reuse = tmp.join("reuse").display().to_string();
-    let r = cli(&[
-        "train",
-        "--config",
-        &c,
-        "--data",
-        &d,
-        "-o",
-        &reuse,
-        "--tokenizer",
-        fx.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--seq-len",
-        "16",
-        "--eval-every",
-        "2",
-        "--eval-batches",
-        "1",
-    ]);
+    let r = train_briefly(&c, &d, &reuse, 2, &["--tokenizer", fx.to_str().unwrap()]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let json = |p: std::path::PathBuf| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()

@@ -9,17 +9,28 @@ use super::{file_err, Parts};
 use crate::error::{Error, Result};
 
 /// Reads `tokenizer.json` at `path` and the optional config files beside it.
-/// A template post-processor (alone or inside a Sequence) may only name special tokens its `special_tokens`
-/// holds: the tokenizers crate loads one that names others and then panics in `encode` (`no entry found for
-/// key`; found by `scripts/fuzz.sh`, tests/fuzz_regressions/tokenizer/). The crate reads post-processors by
-/// their shape, whatever their "type" says, so the check goes by shape too.
+/// What the tokenizers crate trusts in a template post-processor (alone or inside a Sequence) and panics on in
+/// `encode` otherwise (found by `scripts/fuzz.sh`, tests/fuzz_regressions/tokenizer/): every special token a
+/// template names is in its `special_tokens` (`no entry found for key`), the single-sequence template uses
+/// sequence A only (`index out of bounds`), and each special token has as many ids as tokens. The crate reads
+/// post-processors by their shape, whatever their "type" says, so the checks go by shape too.
 fn check_templates(pp: &serde_json::Value) -> std::result::Result<(), String> {
     if let Some(list) = pp.get("processors").and_then(|p| p.as_array()) {
         list.iter().try_for_each(check_templates)?;
     }
     let known = pp.get("special_tokens").and_then(|s| s.as_object());
+    for (name, tok) in known.into_iter().flatten() {
+        let len = |k: &str| tok.get(k).and_then(|v| v.as_array()).map(Vec::len);
+        if len("ids") != len("tokens") {
+            return Err(format!("post_processor.special_tokens.{name}: ids and tokens differ in length"));
+        }
+    }
     for part in ["single", "pair"] {
         for piece in pp.get(part).and_then(|p| p.as_array()).into_iter().flatten() {
+            if part == "single" && piece.get("Sequence").and_then(|s| s.get("id")).and_then(|i| i.as_str()) == Some("B")
+            {
+                return Err("post_processor.single uses sequence B: a single sequence is A".into());
+            }
             let Some(id) = piece.get("SpecialToken").and_then(|s| s.get("id")).and_then(|i| i.as_str()) else {
                 continue;
             };
