@@ -55,7 +55,7 @@ impl<'g> Session<'g> {
     }
 
     fn slots_mut(&mut self) -> Result<&mut Slots<'g>> {
-        self.slots.as_mut().ok_or_else(|| Error::Run("open_slots was not called".into()))
+        self.slots.as_mut().ok_or_else(not_open)
     }
 
     /// Slots in all (0 before `open_slots`).
@@ -105,7 +105,7 @@ impl<'g> Session<'g> {
     /// Copy positions 0..len of the single-sequence cache into slot `slot`'s row, every layer, K and V.
     fn copy_to_slot(&mut self, slot: usize, len: usize) -> Result<()> {
         let (max_seq, esize) = (self.max_seq as u64, self.dtype.size() as u64);
-        let slots = self.slots.as_ref().ok_or_else(|| Error::Run("open_slots was not called".into()))?;
+        let slots = self.slots.as_ref().ok_or_else(not_open)?;
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("slot") });
         for (single, slotted, heads, hd) in &slots.caches {
             let missing = |n: &str| Error::Run(format!("the cache {n} is not one buffer of this session"));
@@ -143,7 +143,7 @@ impl<'g> Session<'g> {
         let highest = tokens.iter().map(|t| t.0).max().unwrap_or(0);
         // The fewest rows (a power of two, or every slot) that cover the highest slot stepping.
         let n = (highest + 1).next_power_of_two().min(all.max(1));
-        let slots = self.slots.as_mut().ok_or_else(|| Error::Run("open_slots was not called".into()))?;
+        let slots = self.slots.as_mut().ok_or_else(not_open)?;
         let (cfg, gpu, shared, prec) = (&self.cfg, self.gpu, &self.shared, &self.prec);
         let plan = slots.plans.get_or_compile(n, || {
             let g = cfg.build_slots(n, max_seq, prec)?;
@@ -184,20 +184,20 @@ impl<'g> Session<'g> {
             inputs.retain(|(name, _)| *name != "pos_ids");
         }
         let vars = [("pos", top), ("len", top + 1)];
-        if profile {
-            let timings = plan.profile(&feeds(&inputs), &vars)?;
-            for &(slot, _) in tokens {
-                slots.len[slot] = slots.len[slot].map(|l| l + 1);
-            }
-            return Ok((vec![], timings));
-        }
-        let out = plan.run(&feeds(&inputs), &vars)?;
-        let logits = out[0].to_f32();
-        let mut rows = vec![];
+        let (rows, timings) = if profile {
+            (vec![], plan.profile(&feeds(&inputs), &vars)?)
+        } else {
+            let logits = plan.run(&feeds(&inputs), &vars)?[0].to_f32();
+            (tokens.iter().map(|&(slot, _)| logits[slot * vocab..(slot + 1) * vocab].to_vec()).collect(), vec![])
+        };
+        // Each stepped slot now holds one more position.
         for &(slot, _) in tokens {
             slots.len[slot] = slots.len[slot].map(|l| l + 1);
-            rows.push(logits[slot * vocab..(slot + 1) * vocab].to_vec());
         }
-        Ok((rows, vec![]))
+        Ok((rows, timings))
     }
+}
+
+fn not_open() -> Error {
+    Error::Run("open_slots was not called".into())
 }

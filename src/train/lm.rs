@@ -114,12 +114,24 @@ pub fn config_from_json(path: &Path, v: &serde_json::Value, vocab: usize) -> Res
     gpt2_config(path, v, vocab).map(TrainConfig::Gpt2)
 }
 
-fn llama_config(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<llama::Config> {
+/// The config's fields as an object, every one of them among `known` (a `class`'s fields).
+fn known_fields<'v>(
+    path: &Path,
+    v: &'v serde_json::Value,
+    known: &[&str],
+    class: &str,
+) -> Result<&'v serde_json::Map<String, serde_json::Value>> {
     let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
     let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
-    if let Some(k) = obj.keys().find(|k| !LLAMA_FIELDS.contains(&k.as_str())) {
-        return Err(bad(format!("unknown field {k:?} (a LlamaConfig has {LLAMA_FIELDS:?})")));
+    if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(bad(format!("unknown field {k:?} (a {class} has {known:?})")));
     }
+    Ok(obj)
+}
+
+fn llama_config(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<llama::Config> {
+    let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
+    let obj = known_fields(path, v, LLAMA_FIELDS, "LlamaConfig")?;
     if let Some(a) = obj.get("hidden_act").and_then(|a| a.as_str()).filter(|a| *a != "silu") {
         return Err(bad(format!("hidden_act {a:?}: only silu (Llama's) is built")));
     }
@@ -161,10 +173,7 @@ fn llama_config(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<llam
 
 fn gpt2_config(path: &Path, v: &serde_json::Value, vocab: usize) -> Result<gpt2::Config> {
     let bad = |detail: String| Error::Format { file: path.display().to_string(), detail };
-    let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
-    if let Some(k) = obj.keys().find(|k| !GPT2_FIELDS.contains(&k.as_str())) {
-        return Err(bad(format!("unknown field {k:?} (a GPT2Config has {GPT2_FIELDS:?})")));
-    }
+    let obj = known_fields(path, v, GPT2_FIELDS, "GPT2Config")?;
     if let Some(a) = obj.get("activation_function").and_then(|a| a.as_str()).filter(|a| *a != "gelu_new") {
         return Err(bad(format!("activation_function {a:?}: only gelu_new (GPT-2's) is built")));
     }
@@ -350,7 +359,6 @@ pub fn lm_graph(
                     detail: "--dropout: Llama training has no dropout (Llama's configs use none)".into(),
                 });
             }
-            g.grad_through_transpose = false;
             llama::build_train(&mut g, c, b, t, &crate::models::Precision::from(DType::F32), None, None)?
         }
     };
@@ -610,9 +618,31 @@ fn save(
     let tc = staging.join("tokenizer_config.json");
     std::fs::write(&tc, r#"{"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1024}"#)
         .map_err(|e| io(&tc, e))?;
-    let cfg = match cfg {
-        TrainConfig::Gpt2(c) => c,
+    // The tensors with transformers' names and the config.json of the architecture.
+    let mut config = cfg_json.clone();
+    let tensors: Vec<crate::export::ExportTensor> = match cfg {
+        TrainConfig::Gpt2(c) => {
+            config["model_type"] = "gpt2".into();
+            config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+            config["vocab_size"] = c.vocab.into();
+            config["n_embd"] = c.hidden.into();
+            config["n_layer"] = c.n_layers.into();
+            config["n_head"] = c.n_head.into();
+            config["n_positions"] = c.max_pos.into();
+            config["n_inner"] = c.inner.into();
+            config["layer_norm_epsilon"] = (c.eps as f64).into();
+            config["activation_function"] = "gelu_new".into();
+            config["tie_word_embeddings"] = true.into();
+            gpt2::checkpoint_tensors(c, graph, &|n| Ok(plan.read(n)?.to_f32()))?
+                .into_iter()
+                .map(|(n, s, d)| crate::export::ExportTensor::f32(&n, &s, d))
+                .collect()
+        }
         TrainConfig::Llama(c) => {
+            config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+            config["vocab_size"] = c.vocab.into();
+            config["tie_word_embeddings"] = c.tie_embeddings.into();
+            config["hidden_act"] = "silu".into();
             // The params are transformers' LlamaForCausalLM names already.
             let mut tensors = vec![];
             for node in &graph.nodes {
@@ -622,37 +652,10 @@ fn save(
                     }
                 }
             }
-            let mut config = cfg_json.clone();
-            config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
-            config["vocab_size"] = c.vocab.into();
-            config["tie_word_embeddings"] = c.tie_embeddings.into();
-            config["hidden_act"] = "silu".into();
-            config["bos_token_id"] = serde_json::Value::Null;
-            config["eos_token_id"] = serde_json::Value::Null;
-            let r = crate::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
-            let _ = std::fs::remove_dir_all(&staging);
-            r?;
-            return write_log(opts, points);
+            tensors
         }
     };
-    let tensors: Vec<crate::export::ExportTensor> =
-        gpt2::checkpoint_tensors(cfg, graph, &|n| Ok(plan.read(n)?.to_f32()))?
-            .into_iter()
-            .map(|(n, s, d)| crate::export::ExportTensor::f32(&n, &s, d))
-            .collect();
-    let mut config = cfg_json.clone();
-    config["model_type"] = "gpt2".into();
-    config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
-    config["vocab_size"] = cfg.vocab.into();
-    config["n_embd"] = cfg.hidden.into();
-    config["n_layer"] = cfg.n_layers.into();
-    config["n_head"] = cfg.n_head.into();
-    config["n_positions"] = cfg.max_pos.into();
-    config["n_inner"] = cfg.inner.into();
-    config["layer_norm_epsilon"] = (cfg.eps as f64).into();
-    config["activation_function"] = "gelu_new".into();
-    config["tie_word_embeddings"] = true.into();
-    // A character vocabulary has no special tokens (GPT2Config's defaults name id 50256).
+    // A trained vocabulary has no bos/eos ids (GPT2Config's defaults name id 50256).
     config["bos_token_id"] = serde_json::Value::Null;
     config["eos_token_id"] = serde_json::Value::Null;
     let r = crate::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
