@@ -14,6 +14,10 @@
 //   sum_rows     y[j] = Σ_r a[r · cols + j], r in order         a: (rows, cols), y: (cols); one invocation per column
 //   cast_to_half   yh[i] = T(xf[i])                             xf: array<f32>, yh: array<T> (T = f16 prelude)
 //   cast_to_float  yf[i] = f32(a[i])                            a: array<T> (f16), yf: array<f32>
+//   dequant_half  yf[i] = f32(a[r, c])                          a: (d0 = rows, cols) f16; y: (rows, cols), or
+//                (cols, rows) when d1 = 1 (Dequantize's transpose)
+//   dequant_i8   yq[i] = int8 q[r, c] · qs[r, c / 32]            q: packed four to a u32 (little-endian), qs: the
+//                block scales; bindings 1 q, 2 qs, 3 yq (f32); layout as dequant_half
 //   permute0213  y[i0, i2, i1, i3] = a[i0, i1, i2, i3]          a: (d0, d1, d2, d3), y: (d0, d2, d1, d3); n = numel
 //   cache_write  cache[h, offset + r, :] = a[h, r, :]            a: (bh, d1 = t, d3), cache: (bh, d2 = smax, d3),
 //                                                              in place (cache bound read_write); n = numel(a)
@@ -55,6 +59,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> xf: array<f32>;
 @group(0) @binding(2) var<storage, read_write> yh: array<T>;
 @group(0) @binding(2) var<storage, read_write> yf: array<f32>;
+@group(0) @binding(1) var<storage, read> qw: array<u32>;
+@group(0) @binding(2) var<storage, read> qs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> yq: array<f32>;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> y4: array<vec4<T>>;
 
@@ -225,6 +232,31 @@ fn cast_to_float(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
     yf[i] = f32(a[i]);
+}
+
+// The stored element (row-major index) that output element i of a dequant entry reads.
+fn dequant_src(i: u32) -> u32 {
+    if (p.d1 == 0u) { return i; }
+    let rows = p.d0;
+    return (i % rows) * p.cols + i / rows;
+}
+
+@compute @workgroup_size(256)
+fn dequant_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    yf[i] = f32(a[dequant_src(i)]);
+}
+
+@compute @workgroup_size(256)
+fn dequant_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let e = dequant_src(i);
+    let q = extractBits(bitcast<i32>(qw[e / 4u]), 8u * (e % 4u), 8u);
+    yq[i] = f32(q) * qs[e / 32u];
 }
 
 // One invocation per output element y (d0, d2, d1, d3).

@@ -99,10 +99,18 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
             let dx = b.add(ga[0].1, gu[0].1)?;
             vec![(0, dx), (1, ga[1].1), (2, gu[1].1)]
         }
+        // Weight-only int8 (a frozen base): dx = dy·W with W widened, transposed, right here. The packed
+        // weights and their scales get no gradient.
+        Op::QMatMul { act: crate::graph::ActQuant::None } => {
+            let wt = b.op(Op::Dequantize { transpose: true }, &ins[1..3])?;
+            vec![(0, b.matmul(dy, wt, false, true)?)]
+        }
         Op::QMatMul { .. } => {
             return Err(Error::Unsupported {
                 op: op.name().into(),
-                detail: "int8 layers are inference-only; train or finetune in f32/f16 and quantize after".into(),
+                detail: "int8 layers with quantized activations are inference-only; a frozen int8 base trains \
+                         weight-only"
+                    .into(),
             })
         }
         Op::LayerNorm { eps } => vec![
@@ -127,6 +135,19 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
                 ]
             }
         },
+        // P = softmax(scale·Q·Kᵀ + masks) (training's dropout on the probabilities needs P itself): the
+        // softmax's backward, then the two products. v and the mask take no gradient.
+        Op::AttentionWeights(spec) => {
+            let (q, k) = (ins[0], ins[1]);
+            if b.shape(q)[1] != b.shape(k)[1] {
+                return Err(Error::Unsupported {
+                    op: op.name().into(),
+                    detail: "backward with grouped-query heads (repeat the kv heads first)".into(),
+                });
+            }
+            let (dq, dk) = weights_rule(b, spec, q, k, y, dy)?;
+            vec![(0, dq), (1, dk)]
+        }
         Op::Rope { theta, offset, inverse } => {
             let mut args = vec![dy];
             args.extend(ins.get(1)); // the frequency table, if any: a constant
@@ -171,10 +192,24 @@ fn attention_by_matmuls(
     let p = b.op(Op::AttentionWeights(spec.clone()), ins)?;
     let dv = b.matmul(p, dy, true, false)?;
     let dp = b.matmul(dy, v, false, true)?;
+    let (dq, dk) = weights_rule(b, spec, q, k, p, dp)?;
+    Ok(Some(vec![(0, dq), (1, dk), (2, dv)]))
+}
+
+/// dQ and dK from the probabilities P and their gradient dP: dS = SoftmaxBackward(P, dP) (zero where P is
+/// masked), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+fn weights_rule(
+    b: &mut GraphBuilder,
+    spec: &crate::graph::AttnSpec,
+    q: ValueId,
+    k: ValueId,
+    p: ValueId,
+    dp: ValueId,
+) -> Result<(ValueId, ValueId)> {
     let ds = b.op(Op::SoftmaxBackward, &[p, dp])?;
     let dq = b.matmul(ds, k, false, false)?;
     let dk = b.matmul(ds, q, true, false)?;
-    Ok(Some(vec![(0, b.scale(dq, spec.scale)?), (1, b.scale(dk, spec.scale)?), (2, dv)]))
+    Ok((b.scale(dq, spec.scale)?, b.scale(dk, spec.scale)?))
 }
 
 /// A 2-D [r, c] value transposed to [c, r] (Permute0213 over [1, r, c, 1]).
@@ -213,6 +248,13 @@ fn matmul_rule(
     };
     let (da, dw) = match (ta, tb) {
         (false, false) => (b.matmul(dc, w, false, true)?, b.matmul(a2, dc2, true, false)?),
+        // A frozen weight widened for this product (`Op::Dequantize`): widened again, transposed, instead of
+        // keeping the f32 copy alive from the forward to here. Its own gradient is never asked for.
+        (false, true) if matches!(b.graph.node(w).op, Op::Dequantize { transpose: false }) => {
+            let stored = b.graph.node(w).inputs.clone();
+            let wt = b.op(Op::Dequantize { transpose: true }, &stored)?;
+            (b.matmul(dc, wt, false, true)?, b.matmul(dc2, a2, true, false)?)
+        }
         (false, true) if b.grad_through_transpose && sw.len() == 2 => {
             let wt = transpose(b, w)?;
             (b.matmul(dc, wt, false, true)?, b.matmul(dc2, a2, true, false)?)

@@ -148,7 +148,8 @@ pub fn quantize_model(
         Some(c) => c.dynamic.clone().unwrap_or_else(|| default_dynamic(&arch)),
         None => vec![],
     };
-    let prec = Precision { dtype: DType::F32, int8: Some(mode), keep: keep.clone(), dynamic: dynamic.clone() };
+    let prec =
+        Precision { dtype: DType::F32, int8: Some(mode), keep: keep.clone(), dynamic: dynamic.clone(), weights: None };
     // A tied head that is to run int8 gets its own copy of the embedding table to quantize.
     let mut linear = m.linear.clone();
     let tied = m.config["tie_word_embeddings"].as_bool().unwrap_or(false);

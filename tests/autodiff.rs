@@ -196,3 +196,136 @@ fn adamw_steps_on_the_gpu_follow_the_reference_and_lower_the_loss() {
     }
     assert!(losses[11] < 0.8 * losses[0], "loss did not fall: {losses:?}");
 }
+
+/// A frozen base as LoRA trains it: x → (f16 weight, widened by Dequantize) → tanh → (weight-only int8
+/// QMatMul) → cross-entropy. The gradient of x (the only trainable value) against finite differences of the
+/// reference's loss and the GPU against the reference; the backward widens each weight again, transposed,
+/// instead of reading the forward's f32 copy (which would then live from forward to backward).
+#[test]
+fn frozen_f16_and_int8_weights_pass_gradients_through() {
+    let (m, k, n) = (4usize, 64usize, 10usize);
+    let mut b = GraphBuilder::new();
+    let x = b.param("x", &[m, k], DType::F32).unwrap();
+    let w1 = b.param("w1", &[k, k], DType::F16).unwrap();
+    let wq = b.param("wq", &[n, k / 4], DType::U32).unwrap();
+    let ws = b.param("wq_scale", &[n, k / 32], DType::F32).unwrap();
+    let tgt = b.input("targets", &[m], DType::I32).unwrap();
+    let w1f = b.op(Op::Dequantize { transpose: false }, &[w1]).unwrap();
+    let h = b.linear(x, w1f, None).unwrap();
+    let h = b.act(h, Act::Tanh).unwrap();
+    let logits = b.op(Op::QMatMul { act: wgpu_llm::graph::ActQuant::None }, &[h, wq, ws]).unwrap();
+    let loss = b.cross_entropy(logits, tgt).unwrap();
+    let first_backward = b.graph.nodes.len();
+    let grads = backward(&mut b, loss, &[x]).unwrap();
+    let g = b.finish();
+    // The backward's products read transposed dequantizations of the stored weights, never w1f.
+    let uses_w1f = g.nodes[first_backward..].iter().any(|n| n.inputs.contains(&w1f));
+    assert!(!uses_w1f, "the backward reads the forward's widened weight");
+    let widened_t =
+        g.nodes[first_backward..].iter().filter(|n| matches!(n.op, Op::Dequantize { transpose: true })).count();
+    assert_eq!(widened_t, 2, "one transposed dequantization per frozen weight");
+
+    let mut rng = Rng::new(11);
+    let mut env = HashMap::new();
+    env.insert("x".to_string(), rng.tensor(&[m, k], DType::F32));
+    // Values an f16 holds exactly (HostTensor::f16 keeps what it is given; the GPU stores the rounding).
+    let w1v: Vec<f32> = rng.vec(k * k, -0.3, 0.3).iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    env.insert("w1".to_string(), HostTensor::f16(&[k, k], w1v).unwrap());
+    let q = wgpu_llm::quant::QTensor::quantize(&rng.vec(n * k, -1.0, 1.0), n, k).unwrap();
+    env.insert("wq".to_string(), HostTensor::u32(&[n, k / 4], q.packed()).unwrap());
+    env.insert("wq_scale".to_string(), HostTensor::f32(&[n, k / 32], q.scales.clone()).unwrap());
+    env.insert("targets".to_string(), HostTensor::i32(&[m], vec![1, 9, -100, 4]).unwrap());
+    let vars = HashMap::new();
+    let want = run_graph(&g, &mut env.clone(), &vars, &[loss, grads[0]]).unwrap();
+    let gx = want[1].to_f32();
+    let h = 1e-2f32;
+    for j in [0usize, 17, 130, 255] {
+        let loss_at = |d: f32| {
+            let mut e = env.clone();
+            let mut v = e["x"].to_f32();
+            v[j] += d;
+            e.insert("x".into(), HostTensor::f32(&[m, k], v).unwrap());
+            run_graph(&g, &mut e, &vars, &[loss]).unwrap()[0].to_f32()[0] as f64
+        };
+        let fd = (loss_at(h) - loss_at(-h)) / (2.0 * h as f64);
+        assert!((fd - gx[j] as f64).abs() <= 1e-4 + 1e-2 * fd.abs(), "d loss / d x[{j}]: {} vs {fd}", gx[j]);
+    }
+    for dev in [gpu(), common::gpu_other_strategy()] {
+        let mut plan = Plan::compile(dev, &g, &[loss, grads[0]]).unwrap();
+        for (name, t) in &env {
+            if name != "targets" {
+                plan.set(name, t).unwrap();
+            }
+        }
+        let got = plan.run(&[("targets", &env["targets"])], &[]).unwrap();
+        let tol = Tol { abs: 1e-5, rel: 1e-3 };
+        let how = if dev.texture_weights { "textures" } else { "storage" };
+        assert_close(&format!("loss [{how}]"), &got[0], &want[0], tol);
+        assert_close(&format!("grad x [{how}]"), &got[1], &want[1], tol);
+    }
+}
+
+/// Attention built from its probabilities for a dropout on them (BERT's attention_probs_dropout_prob):
+/// AttentionWeights (key padding mask) → Dropout → ·V. The gradients of q, k and v against finite
+/// differences of the reference's loss, and the GPU's against the reference's, on both kernel strategies.
+#[test]
+fn attention_probability_dropout_gradients() {
+    let (b, h, t, d) = (2usize, 2usize, 5usize, 4usize);
+    let mut g = GraphBuilder::new();
+    let q = g.param("q", &[b, h, t, d], DType::F32).unwrap();
+    let k = g.param("k", &[b, h, t, d], DType::F32).unwrap();
+    let v = g.param("v", &[b, h, t, d], DType::F32).unwrap();
+    let mask = g.input("mask", &[b, t], DType::F32).unwrap();
+    let tgt = g.input("targets", &[b * h * t], DType::I32).unwrap();
+    let spec =
+        AttnSpec { causal: false, scale: 0.5, mask: true, q_offset: Scalar::Const(0), kv_len: Scalar::Const(t as u32) };
+    let drop = wgpu_llm::models::bert::Dropout { p: 0.3, seed: 4, attn: 0.3 };
+    let mut k_drop = 0;
+    let o = wgpu_llm::models::attention_with_dropout(&mut g, spec, &[q, k, v, mask], Some(drop), &mut k_drop).unwrap();
+    assert!(g.graph.nodes.iter().any(|n| matches!(n.op, Op::AttentionWeights(_))));
+    let o = g.reshape(o, &[b * h * t, d]).unwrap();
+    let loss = g.cross_entropy(o, tgt).unwrap();
+    let grads = backward(&mut g, loss, &[q, k, v]).unwrap();
+    let graph = g.finish();
+    let mut rng = Rng::new(21);
+    let mut env = HashMap::new();
+    for n in ["q", "k", "v"] {
+        env.insert(n.to_string(), rng.tensor(&[b, h, t, d], DType::F32));
+    }
+    let mut m = vec![1.0f32; b * t];
+    m[t - 1] = 0.0; // the first sequence's last key is padding
+    m[2 * t - 2] = 0.0;
+    env.insert("mask".into(), HostTensor::f32(&[b, t], m).unwrap());
+    let tg: Vec<i32> = (0..b * h * t).map(|_| (rng.next_u32() % d as u32) as i32).collect();
+    env.insert("targets".into(), HostTensor::i32(&[b * h * t], tg).unwrap());
+    let vars: HashMap<String, u32> = [("step".to_string(), 7u32)].into_iter().collect();
+    let mut outs = vec![loss];
+    outs.extend(&grads);
+    let want = run_graph(&graph, &mut env.clone(), &vars, &outs).unwrap();
+    let eps = 1e-2f32;
+    for (i, n) in ["q", "k", "v"].iter().enumerate() {
+        let gv = want[i + 1].to_f32();
+        for j in [0usize, 9, 33, 77] {
+            let loss_at = |delta: f32| {
+                let mut e = env.clone();
+                let mut x = e[*n].to_f32();
+                x[j] += delta;
+                e.insert(n.to_string(), HostTensor::f32(&[b, h, t, d], x).unwrap());
+                run_graph(&graph, &mut e, &vars, &[loss]).unwrap()[0].to_f32()[0] as f64
+            };
+            let fd = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
+            assert!((fd - gv[j] as f64).abs() <= 1e-4 + 2e-2 * fd.abs(), "d loss / d {n}[{j}]: {} vs {fd}", gv[j]);
+        }
+    }
+    for dev in [gpu(), common::gpu_other_strategy()] {
+        let mut plan = Plan::compile(dev, &graph, &outs).unwrap();
+        for n in ["q", "k", "v"] {
+            plan.set(n, &env[n]).unwrap();
+        }
+        let got = plan.run(&[("mask", &env["mask"]), ("targets", &env["targets"])], &[("step", 7)]).unwrap();
+        let tol = Tol { abs: 1e-5, rel: 1e-3 };
+        for (i, what) in ["loss", "grad q", "grad k", "grad v"].iter().enumerate() {
+            assert_close(what, &got[i], &want[i], tol);
+        }
+    }
+}

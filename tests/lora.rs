@@ -40,6 +40,7 @@ fn options(out: PathBuf) -> Options {
     Options {
         model: fixtures().join("tiny-llama"),
         lora: Some(lora_qv(0.0)),
+        base: Default::default(),
         epochs: 1,
         lr: 1e-2,
         batch: 2,
@@ -367,4 +368,68 @@ fn cli_finetunes_an_adapter_that_generate_perplexity_and_merge_take() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("\"wq\"") && e.contains("matches no layer"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A LoRA step over a frozen f16 or int8 base equals the f32 step over the base rounded the same way: a
+/// copy of the model whose linear weights are stored f32 but hold the f16 (int8: block-32 dequantized)
+/// values. So the widening (`Op::Dequantize`), the weight-only int8 product and its backward are exact up
+/// to f32 rounding; and the base's weights are stored in the smaller dtype on the GPU.
+#[test]
+fn a_frozen_f16_or_int8_base_trains_as_its_rounded_f32_copy() {
+    use wgpu_llm::train::sft::Base;
+    let fx = fixtures().join("tiny-llama-lora");
+    let exp = json(&fx.join("expected.json"));
+    let seqs = batch(&exp);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    let adapter = || Some(Adapter::load(&fx.join("peft_init")).unwrap());
+    let f32_bytes = {
+        let mut tr = LmTrainer::open(gpu(), &options(temp("base-f32")), adapter()).unwrap();
+        tr.train_step(&refs, 16, 1e-2, 1).unwrap();
+        tr.footprint().param_bytes
+    };
+    for base in [Base::F16, Base::Int8] {
+        let prec = base.precision();
+        let mut mt = wgpu_llm::export::model_tensors(&fixtures().join("tiny-llama")).unwrap();
+        let mut rounded = 0;
+        for t in &mut mt.tensors {
+            let Some(stem) = t.name.strip_suffix(".weight") else { continue };
+            let (rows, cols) = (t.shape[0], *t.shape.last().unwrap());
+            if !mt.linear.iter().any(|l| l == stem) || (base == Base::Int8 && prec.int8_for(stem, cols).is_none()) {
+                continue;
+            }
+            let w = t.f32_mut().unwrap();
+            *w = match base {
+                Base::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+                _ => wgpu_llm::quant::QTensor::quantize(w, rows, cols).unwrap().dequantize(),
+            };
+            rounded += 1;
+        }
+        // f16: all 14 projections and the head; int8: the 12 with 32 inputs (down_proj has 48; the head is kept).
+        assert_eq!(rounded, if base == Base::F16 { 15 } else { 12 }, "{base:?}");
+        let copy = temp(&format!("rounded-{}", base.name()));
+        let src = fixtures().join("tiny-llama");
+        wgpu_llm::export::write_model_folder(&copy, &src, &mt.config, &mt.tensors, true).unwrap();
+        let mut want =
+            LmTrainer::open(gpu(), &Options { model: copy.clone(), ..options(temp("want")) }, adapter()).unwrap();
+        let mut got = LmTrainer::open(gpu(), &Options { base, ..options(temp("got")) }, adapter()).unwrap();
+        let (l0, w0) = (got.eval_batch(&refs, 16).unwrap(), want.eval_batch(&refs, 16).unwrap());
+        assert!((l0 - w0).abs() < 1e-5 * w0, "{base:?}: loss {l0} vs the rounded f32 model's {w0}");
+        got.train_step(&refs, 16, 1e-2, 1).unwrap();
+        want.train_step(&refs, 16, 1e-2, 1).unwrap();
+        for (name, _) in &want.trainable {
+            let e = rel_err(&got.read(name).unwrap().to_f32(), &want.read(name).unwrap().to_f32());
+            assert!(e < 1e-5, "{base:?} {name}: relative error {e:.2e}");
+        }
+        let fp = got.footprint();
+        assert_eq!(fp.total_params, want.footprint().total_params, "{base:?}: parameters counted");
+        // The head [64, 32] and per layer q, o [32, 32], k, v [16, 32], gate, up [48, 32], down [32, 48]: f16
+        // saves two bytes of each of their 17,408 values; int8 stores the 12,288 of the 32-input ones in a
+        // byte each plus an f32 scale per 32 (3 bytes − 1/8 saved a value).
+        let saved = match base {
+            Base::F16 => 2 * (2048 + 2 * 7680),
+            _ => 3 * 12288 - 12288 / 8,
+        };
+        assert_eq!(f32_bytes - fp.param_bytes, saved as u64, "{base:?}: parameter bytes");
+        let _ = std::fs::remove_dir_all(&copy);
+    }
 }

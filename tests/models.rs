@@ -246,7 +246,13 @@ fn int8_decoders_track_transformers() {
         let want: Vec<f32> = exp["logits"].as_array().unwrap().iter().flat_map(floats).collect();
         for (act, budget) in [(ActQuant::None, 1e-3), (ActQuant::Dynamic, 3e-3)] {
             for keep in [vec!["lm_head".to_string()], vec![]] {
-                let prec = Precision { dtype: DType::F32, int8: Some(act), keep: keep.clone(), dynamic: vec![] };
+                let prec = Precision {
+                    dtype: DType::F32,
+                    int8: Some(act),
+                    keep: keep.clone(),
+                    dynamic: vec![],
+                    weights: None,
+                };
                 let mut s = Session::load(gpu(), &dir, prec.clone(), 64).unwrap();
                 let got: Vec<f32> = input.iter().flat_map(|&id| s.forward(&[id]).unwrap()).collect();
                 let e = nmse(&got, &want);
@@ -266,9 +272,12 @@ fn int8_bert_tracks_transformers() {
     let (dir, exp) = fixture("tiny-bert");
     let (batch, types) = bert_inputs(&exp);
     for act in [ActQuant::None, ActQuant::Dynamic] {
-        let mut enc =
-            Encoder::load(gpu(), &dir, Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![] })
-                .unwrap();
+        let mut enc = Encoder::load(
+            gpu(),
+            &dir,
+            Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![], weights: None },
+        )
+        .unwrap();
         let hidden = enc.hidden(&batch, Some(&types)).unwrap();
         let c = enc.cfg.hidden;
         for (i, h) in hidden.iter().enumerate() {

@@ -104,7 +104,7 @@ fn minilm_int8_embeddings_stay_close() {
         let mut enc = Encoder::load(
             gpu(),
             &path,
-            Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![] },
+            Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![], weights: None },
         )
         .unwrap();
         for (t, e) in texts.iter().zip(enc.embed(&batch).unwrap()) {
@@ -126,7 +126,7 @@ fn smollm2_int8_first_tokens_match() {
     let exp = fixture("smollm2.json");
     let path = model("smollm2");
     for act in [ActQuant::None, ActQuant::Dynamic] {
-        let prec = Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![] };
+        let prec = Precision { dtype: DType::F32, int8: Some(act), keep: vec![], dynamic: vec![], weights: None };
         let mut s = Session::load(gpu(), &path, prec, 128).unwrap();
         let mut checked = 0;
         for p in exp["generation"]["prompts"].as_array().unwrap() {

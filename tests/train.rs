@@ -50,6 +50,7 @@ fn check_step(head: HeadKind, clip: Option<f32>, tag: &str) {
         eps: 1e-8,
         weight_decay: 0.01,
         dropout: 0.0,
+        attention_dropout: 0.0,
         seed: 1,
         max_grad_norm: clip,
     };
@@ -193,6 +194,8 @@ fn finetune_evaluate_classify() {
         "-o",
         &o,
         "--json",
+        "--attention-dropout",
+        "0",
     ];
     let epochs = json_lines(&cli(&args));
     assert_eq!(epochs.len(), 5);

@@ -124,6 +124,7 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
         eps: 1e-8,
         weight_decay: 0.01,
         dropout: 0.1,
+        attention_dropout: 0.1,
         seed: 1,
         max_grad_norm: None,
     };
@@ -158,10 +159,17 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
 }
 
 /// Finetuning a decoder (`finetune --task lm`) at batch `batch` × `len` tokens: LoRA r 8 (alpha 16, no
-/// dropout) on all seven projections, or every weight (`lora` false). Random token ids; the second half of
+/// dropout) on all seven projections over a frozen base stored as `lora` says, or every weight (None). Random token ids; the second half of
 /// each sequence is learned (a reply after its prompt), so the head runs on half the rows; `steps` timed
 /// steps after two warm-ups.
-pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, len: usize) -> Result<TrainBench> {
+pub fn decoder(
+    gpu: &Gpu,
+    model: &Path,
+    lora: Option<crate::train::sft::Base>,
+    steps: usize,
+    batch: usize,
+    len: usize,
+) -> Result<TrainBench> {
     use crate::train::lora::{LoraConfig, LLAMA_TARGETS};
     use crate::train::sft::{LmTrainer, Options};
     use crate::train::sft_data::Sequence;
@@ -174,7 +182,8 @@ pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, 
     };
     let opts = Options {
         model: model.to_path_buf(),
-        lora: lora.then_some(lc),
+        lora: lora.map(|_| lc),
+        base: lora.unwrap_or_default(),
         epochs: 1,
         lr: 1e-5,
         batch,
@@ -216,7 +225,10 @@ pub fn decoder(gpu: &Gpu, model: &Path, lora: bool, steps: usize, batch: usize, 
     let step_secs = median(times);
     let fp = tr.footprint();
     let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let how = if lora { "LoRA r 8 on 7 projections" } else { "full (f32)" };
+    let how = match lora {
+        Some(base) => format!("LoRA r 8 on 7 projections, {} base", base.name()),
+        None => "full (f32)".into(),
+    };
     Ok(TrainBench {
         recipe: format!(
             "{name} {how}, {} of {} params trainable, batch {batch}x{len}",

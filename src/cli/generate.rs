@@ -62,7 +62,8 @@ impl ModelArgs {
 
 /// `--dtype` as every model command takes it; int8 schemes compute in `float`.
 pub fn parse_precision(d: &str, float: DType, keep: Option<&str>) -> Result<Precision> {
-    let int8 = |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(keep), dynamic: vec![] };
+    let int8 =
+        |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(keep), dynamic: vec![], weights: None };
     match d {
         "f32" => Ok(DType::F32.into()),
         "f16" => Ok(DType::F16.into()),

@@ -357,8 +357,8 @@ enum BenchCmd {
         /// Timed steps per recipe.
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// char-gpt, minilm, all (those two), smollm2-lora or smollm2-full (finetune --task lm on SmolLM2,
-        /// batch 4 × --len).
+        /// char-gpt, minilm, all (those two), smollm2-lora[-f16|-int8] (the frozen base's storage; f32 without
+        /// a suffix) or smollm2-full (finetune --task lm on SmolLM2, batch 4 × --len).
         #[arg(long, default_value = "all")]
         recipe: String,
         /// MiniLM's padded length, or the decoder's sequence length.
@@ -594,7 +594,8 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench { what: BenchCmd::Train { json, steps, recipe, len } } => {
-            let recipes = ["all", "char-gpt", "minilm", "smollm2-lora", "smollm2-full"];
+            let recipes =
+                ["all", "char-gpt", "minilm", "smollm2-lora", "smollm2-lora-f16", "smollm2-lora-int8", "smollm2-full"];
             if !recipes.contains(&recipe.as_str()) || steps == 0 || len < 2 {
                 return Err(Error::Other(format!(
                     "bench train: --recipe {recipe} ({}), --steps ≥ 1, --len ≥ 2",
@@ -611,7 +612,11 @@ pub fn main() -> Result<()> {
             }
             if let Some(how) = recipe.strip_prefix("smollm2-") {
                 let model = resolve(Some("smollm2"))?;
-                out.push(crate::bench::train::decoder(&gpu, &model, how == "lora", steps, 4, len)?);
+                let lora = match how.strip_prefix("lora") {
+                    Some(base) => Some(crate::train::sft::Base::parse(base.strip_prefix('-').unwrap_or("f32"))?),
+                    None => None,
+                };
+                out.push(crate::bench::train::decoder(&gpu, &model, lora, steps, 4, len)?);
             }
             for r in &out {
                 if json {

@@ -74,6 +74,9 @@ pub struct FinetuneArgs {
     /// Hidden dropout (default: the model's hidden_dropout_prob).
     #[arg(long)]
     pub dropout: Option<f32>,
+    /// Dropout on the attention probabilities (default: the model's attention_probs_dropout_prob).
+    #[arg(long)]
+    pub attention_dropout: Option<f32>,
     /// AdamW's betas.
     #[arg(long, value_delimiter = ',', default_value = "0.9,0.999")]
     pub betas: Vec<f32>,
@@ -154,6 +157,10 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
     a.check_common(lr, batch)?;
     check(max_length >= 2, format!("--max-length {max_length}: must be at least 2 ([CLS] and [SEP])"))?;
     check(a.dropout.is_none_or(|p| (0.0..1.0).contains(&p)), format!("--dropout {:?}: must be in [0, 1)", a.dropout))?;
+    check(
+        a.attention_dropout.is_none_or(|p| (0.0..1.0).contains(&p)),
+        format!("--attention-dropout {:?}: must be in [0, 1)", a.attention_dropout),
+    )?;
     let model = resolve(Some(a.model.as_deref().unwrap_or("minilm")))?;
     let (mut train, labels) = read(&a.data, &a.columns, a.labels.as_deref())?;
     let val = match (&a.val, a.val_split) {
@@ -177,6 +184,7 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         warmup_ratio: a.warmup_ratio,
         weight_decay: a.weight_decay,
         dropout: a.dropout,
+        attention_dropout: a.attention_dropout,
         betas: (a.betas[0], a.betas[1]),
         seed: a.seed,
         out: a.out.clone(),

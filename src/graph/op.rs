@@ -103,6 +103,11 @@ pub enum Op {
     SumRows,
     /// (x) → x converted to the dtype `to` (f32 ↔ f16).
     Cast { to: crate::tensor::DType },
+    /// A stored weight widened to f32: (w f16 [out, in]) or (w u32 [out, in/4] packed int8, scales f32
+    /// [out, in/32]; `quant`'s block-32 format) → f32 [out, in], or [in, out] with `transpose`. Training's
+    /// frozen base weights: the forward widens them right before their product, the backward widens them
+    /// again transposed for dY·W (`autodiff`), so no f32 copy lives from one to the other.
+    Dequantize { transpose: bool },
     /// (x) → same data, new shape (same element count); no copy.
     Reshape { shape: Vec<usize> },
     /// (x [a, b, c, d]) → [a, c, b, d]; its own inverse. Splits/merges heads: [B,T,H,D] ↔ [B,H,T,D].
@@ -287,6 +292,7 @@ impl Op {
             Op::UnaryBackward { .. } => "unary_backward",
             Op::SumRows => "sum_rows",
             Op::Cast { .. } => "cast",
+            Op::Dequantize { .. } => "dequantize",
             Op::Reshape { .. } => "reshape",
             Op::Permute0213 => "permute0213",
             Op::MatMul { .. } => "matmul",

@@ -123,6 +123,34 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
             out(ins[0].0, *to)
         }
+        Op::Dequantize { transpose } => {
+            let (w, dt) = (ins.first().map(|i| i.0).unwrap_or(&[]), ins.first().map(|i| i.1));
+            if w.len() != 2 {
+                return Err(err(op, ins, "needs a 2-D weight"));
+            }
+            let (rows, cols) = match dt {
+                Some(DType::F16) => {
+                    want_inputs(op, ins, 1)?;
+                    (w[0], w[1])
+                }
+                Some(DType::U32) => {
+                    want_inputs(op, ins, 2)?;
+                    want_dtype(op, ins, 1, DType::F32)?;
+                    let cols = w[1] * 4;
+                    let bl = crate::quant::BLOCK;
+                    if !cols.is_multiple_of(bl) || ins[1].0 != [w[0], cols / bl] {
+                        return Err(err(
+                            op,
+                            ins,
+                            format!("int8 [{}, {cols}] needs scales [{}, {}]", w[0], w[0], cols / bl),
+                        ));
+                    }
+                    (w[0], cols)
+                }
+                _ => return Err(err(op, ins, "widens f16 or packed int8 (u32) weights")),
+            };
+            out(&if *transpose { [cols, rows] } else { [rows, cols] }, DType::F32)
+        }
         Op::Reshape { shape } => {
             want_inputs(op, ins, 1)?;
             if numel(shape) != numel(ins[0].0) {

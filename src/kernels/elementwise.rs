@@ -174,6 +174,17 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             // The f16 prelude makes T = f16; the f32 side is spelled out in the shader.
             dispatch(entry, DType::F16, vec![], params(n, 0, 0.0, [0; 4], zero()), unary_bindings(), n)
         }
+        Op::Dequantize { transpose } => {
+            // Params: n = elements, cols = the stored row length (in), d0 = the stored rows (out), d1 = 1 to
+            // write [in, out].
+            let (rows, cols) = (ins[0].shape[0], n / ins[0].shape[0].max(1));
+            let words = params(n, cols, 0.0, [rows, *transpose as usize, 0, 0], zero());
+            if ins[0].dtype == DType::F16 {
+                dispatch("dequant_half", DType::F16, vec![], words, unary_bindings(), n)
+            } else {
+                dispatch("dequant_i8", DType::F32, vec![], words, binary_bindings(), n)
+            }
+        }
         Op::Permute0213 => {
             let s = &ins[0].shape;
             dispatch(

@@ -284,6 +284,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::UnaryBackward { .. }
         | Op::SumRows
         | Op::Cast { .. }
+        | Op::Dequantize { .. }
         | Op::Permute0213
         | Op::CacheWrite { .. }
         | Op::CacheWriteAt => elementwise::lower(op, ins, out, caps),

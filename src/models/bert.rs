@@ -81,11 +81,14 @@ pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Resul
 /// Dropout while training: transformers' `hidden_dropout_prob` after the embeddings' LayerNorm and after
 /// each layer's attention output and MLP output projections (before their residual adds). Each dropout op
 /// gets its own seed (`seed` + its index) and draws a new mask each step from the runtime scalar "step".
-/// (The attention probabilities' dropout is not applied: attention is one fused op.)
+/// `attn` is transformers' `attention_probs_dropout_prob`: with it, attention is built from its probabilities
+/// (`models::attention_with_dropout`) instead of the fused op.
 #[derive(Clone, Copy, Debug)]
 pub struct Dropout {
     pub p: f32,
     pub seed: u32,
+    /// Dropout on the attention probabilities (0: none).
+    pub attn: f32,
 }
 
 impl Dropout {
@@ -123,8 +126,8 @@ pub fn build_into(
     if t > cfg.max_pos {
         return Err(Error::Run(format!("{t} tokens exceed the model's {} positions", cfg.max_pos)));
     }
-    let mut k = 0u32;
-    let mut drop = |g: &mut GraphBuilder, x: ValueId| Dropout::maybe(dropout, g, x, &mut k);
+    let mut n_drop = 0u32;
+    let drop = |g: &mut GraphBuilder, x: ValueId, k: &mut u32| Dropout::maybe(dropout, g, x, k);
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let type_ids = g.input("type_ids", &[b, t], DType::U32)?;
     let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
@@ -141,7 +144,7 @@ pub fn build_into(
     let x = g.add(x, xp)?;
     let x = g.add(x, xt)?;
     let x = layernorm(g, &format!("{p}embeddings.LayerNorm"), x, c, cfg.ln_eps, dt)?;
-    let mut x = drop(g, x)?;
+    let mut x = drop(g, x, &mut n_drop)?;
     let h = cfg.n_head;
     for l in 0..cfg.n_layers {
         let lp = format!("{p}encoder.layer.{l}");
@@ -155,15 +158,16 @@ pub fn build_into(
         let qh = q.forward(g, x)?;
         let kh = k.forward(g, x)?;
         let vh = v.forward(g, x)?;
-        let a = super::encoder_attention(g, [qh, kh, vh], mask, h)?;
+        let attn_drop = dropout.filter(|d| d.attn > 0.0).map(|d| Dropout { p: d.attn, ..d });
+        let a = super::encoder_attention(g, [qh, kh, vh], mask, h, attn_drop, &mut n_drop)?;
         let a = lin(g, "attention.output.dense", c, c)?.forward(g, a)?;
-        let a = drop(g, a)?;
+        let a = drop(g, a, &mut n_drop)?;
         let a = g.add(x, a)?;
         x = layernorm(g, &format!("{lp}.attention.output.LayerNorm"), a, c, cfg.ln_eps, dt)?;
         let m = lin(g, "intermediate.dense", cfg.intermediate, c)?.forward(g, x)?;
         let m = g.act(m, Act::GeluErf)?;
         let m = lin(g, "output.dense", c, cfg.intermediate)?.forward(g, m)?;
-        let m = drop(g, m)?;
+        let m = drop(g, m, &mut n_drop)?;
         let m = g.add(x, m)?;
         x = layernorm(g, &format!("{lp}.output.LayerNorm"), m, c, cfg.ln_eps, dt)?;
     }

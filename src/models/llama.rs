@@ -339,7 +339,7 @@ pub fn build_train(
         let Some((lc, seed)) = lora.filter(|(lc, _)| lc.targets_layer(&lin.name)) else { return Ok(y) };
         let a = g.param(&format!("{}.lora_A.weight", lin.name), &[lc.r, inp], DType::F32)?;
         let bm = g.param(&format!("{}.lora_B.weight", lin.name), &[out, lc.r], DType::F32)?;
-        let drop = (lc.dropout > 0.0).then_some(super::bert::Dropout { p: lc.dropout, seed });
+        let drop = (lc.dropout > 0.0).then_some(super::bert::Dropout { p: lc.dropout, seed, attn: 0.0 });
         let xd = super::bert::Dropout::maybe(drop, g, x, &mut k_drop)?;
         let h = g.linear(xd, a, None)?;
         let d = g.linear(h, bm, None)?;

@@ -202,7 +202,14 @@ pub fn position_inputs(
 
 /// Bidirectional multi-head attention over a padded batch: q, k, v [B, T, C] (after their projections) →
 /// [B, T, C] before the output projection; `mask` [B, T] is 1 for tokens, 0 for padding.
-pub fn encoder_attention(g: &mut GraphBuilder, qkv: [ValueId; 3], mask: ValueId, n_head: usize) -> Result<ValueId> {
+pub fn encoder_attention(
+    g: &mut GraphBuilder,
+    qkv: [ValueId; 3],
+    mask: ValueId,
+    n_head: usize,
+    dropout: Option<bert::Dropout>,
+    k_drop: &mut u32,
+) -> Result<ValueId> {
     use crate::graph::{AttnSpec, Scalar};
     let s = g.shape(qkv[0]).to_vec();
     let (t, c) = (s[1], s[2]);
@@ -218,8 +225,27 @@ pub fn encoder_attention(g: &mut GraphBuilder, qkv: [ValueId; 3], mask: ValueId,
         q_offset: Scalar::Const(0),
         kv_len: Scalar::Const(t as u32),
     };
-    let a = g.op(Op::Attention(spec), &[heads[0], heads[1], heads[2], mask])?;
+    let a = attention_with_dropout(g, spec, &[heads[0], heads[1], heads[2], mask], dropout, k_drop)?;
     merge_heads(g, a)
+}
+
+/// Attention (q, k, v, [mask]) → [B, H, T, D]: the fused op, or with a dropout on the probabilities
+/// (training), P = AttentionWeights, dropout(P)·V, whose backward goes through P (`autodiff`).
+pub fn attention_with_dropout(
+    g: &mut GraphBuilder,
+    spec: crate::graph::AttnSpec,
+    ins: &[ValueId],
+    dropout: Option<bert::Dropout>,
+    k_drop: &mut u32,
+) -> Result<ValueId> {
+    match dropout.filter(|d| d.p > 0.0) {
+        Some(d) => {
+            let p = g.op(Op::AttentionWeights(spec), ins)?;
+            let p = d.apply(g, p, k_drop)?;
+            g.matmul(p, ins[2], false, false)
+        }
+        None => g.op(Op::Attention(spec), ins),
+    }
 }
 
 /// LayerNorm with the params `{name}.weight` and `{name}.bias` of width `c`.
@@ -357,6 +383,9 @@ pub struct Precision {
     /// Under static int8, linear layers whose name contains one of these strings quantize their inputs per
     /// token on the fly instead (inputs too heavy-tailed for one calibrated scale; `crate::quantize`).
     pub dynamic: Vec<String>,
+    /// The float dtype of the linear layers' weights when it differs from `dtype` (training's frozen f16
+    /// base under f32 activations: each weight is widened right before its product, `Op::Dequantize`).
+    pub weights: Option<DType>,
 }
 
 /// The linear layers that stay float under int8 unless the user says otherwise: the output head (the
@@ -375,7 +404,7 @@ pub fn parse_keep(arg: Option<&str>) -> Vec<String> {
 
 impl From<DType> for Precision {
     fn from(dtype: DType) -> Self {
-        Precision { dtype, int8: None, keep: vec![], dynamic: vec![] }
+        Precision { dtype, int8: None, keep: vec![], dynamic: vec![], weights: None }
     }
 }
 
@@ -424,7 +453,7 @@ impl Linear {
         let dt = prec.dtype;
         let b = if bias { Some(g.param(&format!("{name}.bias"), &[out], dt)?) } else { None };
         let Some(act) = prec.int8_for(name, inp) else {
-            let w = g.param(&format!("{name}.weight"), &[out, inp], dt)?;
+            let w = g.param(&format!("{name}.weight"), &[out, inp], prec.weights.unwrap_or(dt))?;
             return Ok(Linear { name: name.into(), w, b, int8: None });
         };
         let w = g.param(&format!("{name}.weight"), &[out, inp / 4], DType::U32)?;
@@ -441,7 +470,7 @@ impl Linear {
     /// act(gate(x)) ⊙ up(x): one Glu op when both are float without bias (decode runs it as one GEMV), else
     /// the two layers, the activation and the product. Both inputs are recorded as taps, as `forward` does.
     pub fn glu(g: &mut GraphBuilder, gate: &Linear, up: &Linear, x: ValueId, act: Act) -> Result<ValueId> {
-        let plain = |l: &Linear| l.int8.is_none() && l.b.is_none();
+        let plain = |l: &Linear| l.int8.is_none() && l.b.is_none() && g.dtype(l.w) == g.dtype(x);
         if plain(gate) && plain(up) {
             g.tap(&gate.name, x);
             g.tap(&up.name, x);
@@ -457,7 +486,12 @@ impl Linear {
     pub fn forward(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
         g.tap(&self.name, x);
         let Some((act, ws, xs)) = self.int8 else {
-            return g.linear(x, self.w, self.b);
+            let w = if g.dtype(self.w) == g.dtype(x) {
+                self.w
+            } else {
+                g.op(Op::Dequantize { transpose: false }, &[self.w])?
+            };
+            return g.linear(x, w, self.b);
         };
         let mut ins = vec![x, self.w, ws];
         ins.extend(xs);

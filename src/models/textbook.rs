@@ -68,7 +68,7 @@ pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Resul
         let q = lin(&mut g, "self_attn.q", c, c)?.forward(&mut g, x)?;
         let k = lin(&mut g, "self_attn.k", c, c)?.forward(&mut g, x)?;
         let v = lin(&mut g, "self_attn.v", c, c)?.forward(&mut g, x)?;
-        let a = super::encoder_attention(&mut g, [q, k, v], mask, h)?;
+        let a = super::encoder_attention(&mut g, [q, k, v], mask, h, None, &mut 0)?;
         let a = lin(&mut g, "self_attn.out_proj", c, c)?.forward(&mut g, a)?;
         let a = g.add(x, a)?;
         x = layernorm(&mut g, &format!("{p}.norm1"), a, c, cfg.eps, dt)?;

@@ -211,6 +211,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
                 }
             }
         }
+        Op::Dequantize { transpose } => dequantize(&mut out, ins, *transpose),
         Op::Permute0213 => {
             let s = &ins[0].shape;
             permute0213(&mut out, &ins[0].data, s[0], s[1], s[2], s[3])
@@ -237,6 +238,24 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         _ => return Err(Error::Run(format!("op {} is not in the elementwise family", op.name()))),
     }
     Ok(out)
+}
+
+/// `Op::Dequantize`: f16 values as they are (already exact in f64), or packed int8 words times their block
+/// scales; [out, in] or transposed.
+fn dequantize(out: &mut [f64], ins: &[&Val], transpose: bool) {
+    let rows = ins[0].shape[0];
+    let w: Vec<f64> = if ins.len() == 2 {
+        let words: Vec<u32> = ins[0].data.iter().map(|&w| w as u32).collect();
+        let q = crate::quant::unpack(&words);
+        q.iter().enumerate().map(|(i, &v)| v as f64 * ins[1].data[i / crate::quant::BLOCK]).collect()
+    } else {
+        ins[0].data.clone()
+    };
+    let cols = w.len() / rows.max(1);
+    for (i, &v) in w.iter().enumerate() {
+        let (r, c) = (i / cols, i % cols);
+        out[if transpose { c * rows + r } else { i }] = v;
+    }
 }
 
 #[cfg(test)]

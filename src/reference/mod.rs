@@ -66,6 +66,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::UnaryBackward { .. }
         | Op::SumRows
         | Op::Cast { .. }
+        | Op::Dequantize { .. }
         | Op::Permute0213
         | Op::CacheWrite { .. }
         | Op::CacheWriteAt => elementwise::eval(op, ins, out_shape, vars),

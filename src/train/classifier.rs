@@ -52,6 +52,8 @@ pub struct TrainSpec {
     pub weight_decay: f32,
     /// Hidden dropout (encoder and head); 0 turns it off.
     pub dropout: f32,
+    /// Dropout on the attention probabilities (transformers' `attention_probs_dropout_prob`); 0 turns it off.
+    pub attention_dropout: f32,
     pub seed: u32,
     /// Clip the gradients by their global norm (torch's `clip_grad_norm_`) before each update.
     pub max_grad_norm: Option<f32>,
@@ -86,7 +88,7 @@ pub fn step_graph(
 ) -> Result<StepGraph> {
     let prec = Precision::from(DType::F32);
     let mut g = GraphBuilder::new();
-    let dropout = train.map(|s| bert::Dropout { p: s.dropout, seed: s.seed });
+    let dropout = train.map(|s| bert::Dropout { p: s.dropout, seed: s.seed, attn: s.attention_dropout });
     let hidden = bert::build_into(&mut g, cfg, b, t, &prec, dropout)?;
     let c = cfg.hidden;
     let pool = g.input("pool", &[b, 1, t], DType::F32)?;

@@ -30,6 +30,8 @@ pub struct Options {
     pub weight_decay: f32,
     /// None: the model's `hidden_dropout_prob`.
     pub dropout: Option<f32>,
+    /// None: the model's `attention_probs_dropout_prob`.
+    pub attention_dropout: Option<f32>,
     pub betas: (f32, f32),
     pub seed: u64,
     pub out: PathBuf,
@@ -102,13 +104,16 @@ pub fn finetune(
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let dropout = opts.dropout.unwrap_or(config["hidden_dropout_prob"].as_f64().unwrap_or(0.1) as f32);
+    let from_config = |key: &str| config[key].as_f64().unwrap_or(0.1) as f32;
+    let dropout = opts.dropout.unwrap_or_else(|| from_config("hidden_dropout_prob"));
+    let attention_dropout = opts.attention_dropout.unwrap_or_else(|| from_config("attention_probs_dropout_prob"));
     let spec = TrainSpec {
         beta1: opts.betas.0,
         beta2: opts.betas.1,
         eps: 1e-8,
         weight_decay: opts.weight_decay,
         dropout,
+        attention_dropout,
         seed: opts.seed as u32,
         max_grad_norm: opts.grad_clip,
     };

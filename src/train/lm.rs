@@ -349,7 +349,7 @@ pub fn lm_graph(
     accum: super::Accum,
 ) -> Result<LmGraph> {
     let mut g = GraphBuilder::new();
-    let dropout = train.and_then(|(o, p)| (p > 0.0).then_some(bert::Dropout { p, seed: o.seed as u32 }));
+    let dropout = train.and_then(|(o, p)| (p > 0.0).then_some(bert::Dropout { p, seed: o.seed as u32, attn: 0.0 }));
     let logits = match cfg {
         TrainConfig::Gpt2(c) => gpt2::build_train(&mut g, c, b, t, dropout)?,
         TrainConfig::Llama(c) => {

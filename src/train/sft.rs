@@ -25,6 +25,8 @@ pub struct Options {
     pub model: PathBuf,
     /// None: `--full` (every weight trains, f32 master weights).
     pub lora: Option<LoraConfig>,
+    /// How the frozen base's linear weights are stored on the GPU (`--base-dtype`; f32 with `--full`).
+    pub base: Base,
     pub epochs: usize,
     pub lr: f32,
     pub batch: usize,
@@ -37,6 +39,50 @@ pub struct Options {
     pub grad_accum: usize,
     pub seed: u64,
     pub out: PathBuf,
+}
+
+/// The storage of a LoRA run's frozen linear weights. Activations, norms, embeddings, biases and the
+/// adapters stay f32 whatever it is; f16 weights are widened right before each product, int8 ones (`quant`'s
+/// block-32, weight-only) multiply as they are and are widened for dY·W in the backward (`Op::Dequantize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    #[default]
+    F32,
+    F16,
+    Int8,
+}
+
+impl Base {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Base::F32),
+            "f16" => Ok(Base::F16),
+            "int8" => Ok(Base::Int8),
+            other => Err(Error::Other(format!("--base-dtype {other:?}: one of f32, f16, int8"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Base::F32 => "f32",
+            Base::F16 => "f16",
+            Base::Int8 => "int8",
+        }
+    }
+
+    pub fn precision(self) -> Precision {
+        let f32 = Precision::from(DType::F32);
+        match self {
+            Base::F32 => f32,
+            Base::F16 => Precision { weights: Some(DType::F16), ..f32 },
+            Base::Int8 => Precision {
+                int8: Some(crate::graph::ActQuant::None),
+                keep: crate::models::DEFAULT_KEEP.iter().map(|s| s.to_string()).collect(),
+                ..f32
+            },
+        }
+    }
 }
 
 /// A plan's named inputs.
@@ -60,6 +106,8 @@ pub struct Epoch {
 pub struct Footprint {
     pub trainable_params: usize,
     pub total_params: usize,
+    /// The parameters' own bytes (frozen base in its storage dtype, adapters, f32 master weights).
+    pub param_bytes: u64,
     pub gpu_bytes: u64,
     pub step_dispatches: usize,
 }
@@ -70,6 +118,7 @@ pub struct LmTrainer<'g> {
     pub cfg: llama::Config,
     pub lora: Option<LoraConfig>,
     pub batch: usize,
+    base: Base,
     store: WeightStore,
     model: PathBuf,
     shared: SharedLeaves,
@@ -101,6 +150,12 @@ pub fn prepare(opts: &Options, init: Option<&lora::Adapter>) -> Result<(WeightSt
         });
     }
     let cfg = llama::Config::from_source(&src, &store)?;
+    if opts.lora.is_none() && opts.base != Base::F32 {
+        return Err(Error::Other(format!(
+            "--base-dtype {} with --full: every weight trains in f32 (the base dtype is for LoRA's frozen weights)",
+            opts.base.name()
+        )));
+    }
     if let Some(lc) = &opts.lora {
         let layers = llama::linear_layers(&cfg);
         for t in &lc.targets {
@@ -140,6 +195,7 @@ impl<'g> LmTrainer<'g> {
             cfg,
             lora: opts.lora.clone(),
             batch: opts.batch,
+            base: opts.base,
             store,
             model: opts.model.clone(),
             shared: SharedLeaves::new(),
@@ -156,7 +212,7 @@ impl<'g> LmTrainer<'g> {
     /// is learned, padded with 0), `targets` [R] i32 (padding -100) → mean cross-entropy.
     fn graph(&self, t: usize, r: usize, train: bool, accum: Accum) -> Result<(Graph, ValueId, NamedValues)> {
         let mut g = GraphBuilder { grad_through_transpose: self.gpu.caps().texture_weights, ..Default::default() };
-        let prec = Precision::from(DType::F32);
+        let prec = self.base.precision();
         // Evaluation runs without LoRA dropout.
         let lc = self.lora.clone().map(|l| if train { l } else { LoraConfig { dropout: 0.0, ..l } });
         let logits = llama::build_train(
@@ -301,19 +357,24 @@ impl<'g> LmTrainer<'g> {
 
     pub fn footprint(&self) -> Footprint {
         let first = self.steps.first().map(|p| &p.1);
-        let total = first.map_or(0, |p| {
-            p.graph()
-                .nodes
-                .iter()
+        let params = || {
+            first
+                .into_iter()
+                .flat_map(|p| &p.graph().nodes)
                 .filter(|n| matches!(&n.op, Op::Param { name } if name != llama::ROPE_TABLE))
-                .map(|n| n.shape.iter().product::<usize>())
-                .sum()
-        });
+        };
+        let total = params()
+            .filter(|n| !matches!(&n.op, Op::Param { name } if name.ends_with("_scale")))
+            // Packed int8 weights hold four values a word.
+            .map(|n| n.shape.iter().product::<usize>() * if n.dtype == DType::U32 { 4 } else { 1 })
+            .sum();
+        let param_bytes = params().map(|n| (n.shape.iter().product::<usize>() * n.dtype.size()) as u64).sum();
         let trainable = self.trainable.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         let plans = self.steps.iter().chain(&self.evals);
         Footprint {
             trainable_params: trainable,
             total_params: total,
+            param_bytes,
             gpu_bytes: self.shared.bytes() + plans.map(|p| p.1.memory().1).sum::<u64>(),
             step_dispatches: first.map_or(0, |p| p.dispatch_count()),
         }

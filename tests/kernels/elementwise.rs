@@ -224,3 +224,35 @@ fn large_tensors_read_staged_textures_on_cpu_adapters() {
         }
     }
 }
+
+/// Dequantize: f16 and packed int8 weights widened to f32, as stored and transposed, at shapes that are not
+/// multiples of the 256-lane workgroup; exact (both sides compute one f32 product per element).
+#[test]
+fn dequantize_f16_and_int8() {
+    let mut r = Rng::new(9);
+    for transpose in [false, true] {
+        let op = Op::Dequantize { transpose };
+        if common::has_f16() {
+            for s in [[1usize, 1], [37, 61], [5, 300]] {
+                check_op(
+                    &format!("dequantize f16 {s:?} t{transpose}"),
+                    op.clone(),
+                    &[r.tensor(&s, DType::F16)],
+                    &[],
+                    EXACT,
+                );
+            }
+        }
+        for (rows, cols) in [(1usize, 32usize), (7, 96), (33, 160)] {
+            let mut w = r.vec(rows * cols, -2.0, 2.0);
+            w[3] = 0.0; // and a block's extreme values, both signs
+            w[cols - 1] = -2.5;
+            let q = wgpu_llm::quant::QTensor::quantize(&w, rows, cols).unwrap();
+            let ins = [
+                HostTensor::u32(&[rows, cols / 4], q.packed()).unwrap(),
+                HostTensor::f32(&[rows, cols / 32], q.scales.clone()).unwrap(),
+            ];
+            check_op(&format!("dequantize int8 [{rows}, {cols}] t{transpose}"), op.clone(), &ins, &[], EXACT);
+        }
+    }
+}
