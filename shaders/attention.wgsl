@@ -26,7 +26,8 @@
 //   c < MAXC, so D ≤ MAXC·WG (checked by the lowering).
 // Entries for the forward: attention_forward_rows when D is a multiple of 4 and ≤ 64 (prefill and decode),
 //   attention_forward otherwise.
-// Dispatch: attention_forward_rows: one invocation per RQ = 8 query rows of one kv head (the g·T rows of its
+// Dispatch: attention_forward_rows: one invocation per RQ query rows (8; 4 when a kv head has at most 4 rows,
+//   decode) of one kv head (the g·T rows of its
 //   g = Hq/Hkv query heads, in q's order), B·Hkv·⌈g·T/RQ⌉ invocations in workgroups of WG = 16 (grid_1d);
 //   see its section for why. The others: one workgroup per query row (B·Hq·T rows, grid_1d) for forward,
 //   weights, row_stats and grad_q;
@@ -429,7 +430,7 @@ fn attention_grad_kv(@builtin(local_invocation_index) lid: u32, @builtin(workgro
 }
 
 // ---- attention_forward_rows ---------------------------------------------------------------------------
-// Each invocation owns RQ = 8 consecutive query rows ρ0..ρ0+7 of one kv head's g·T rows (row ρ is query
+// Each invocation owns RQ (≤ 8) consecutive query rows ρ0..ρ0+RQ−1 of one kv head's g·T rows (row ρ is query
 // head kh·g + ρ / T, position i = ρ % T; consecutive positions in prefill, the g GQA heads in decode) and
 // walks that kv head's keys alone: no barriers, no workgroup memory, no cross-invocation reduction. Every
 // k or v vec4 it loads serves 8 rows, so a key costs 2·D/4 vec4 loads for 16·D FMAs, where

@@ -28,6 +28,9 @@
 //   gemv_vec4        the same with vec4 loads when k_off, strides and ldb are 4-aligned, workgroups of 64 and 8
 //                    columns per invocation so each load of a serves 8 weight loads. TB: 8 columns per workgroup;
 //                    !TB: 64 (8 column-octets × 8 k-strides). grid (⌈n/8⌉ or ⌈n/64⌉ folded 2-D, 1, batch).
+//   gemv_rows4       TB single-row products (the output head's GEMV on GPUs): each invocation owns 4 output
+//                    columns and walks all of k, no cross-invocation reduction; workgroups of 64 (256 columns).
+//                    grid (⌈n/256⌉ folded 2-D, 1, batch).
 // Every index is guarded; out-of-range operands read as 0.
 // CPU reference: reference::matmul::matmul_forward.
 

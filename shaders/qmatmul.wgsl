@@ -72,8 +72,9 @@ fn store_y(i: u32, j: u32, v: f32) {
     }
 }
 
-// gemv_w8's reads, storage here; kernels::qmatmul::tex_source swaps these three bodies for texel fetches
-// (the twins' wtex / stex and the staged row's xtex), which makes gemv_w8 of that text the texture variant.
+// gemv_w8's reads, storage here; kernels::qmatmul::tex_source swaps gemv_x8's, gemv_w's and gemv_s's bodies
+// (and gemv_w8_fq's static scale, fq_scale) for the uniform row (xrow8) and the twins' texel fetches (wtex,
+// stex, sxtex), which makes the GEMVs of that text the texture variants.
 fn gemv_x(t: u32) -> vec4<f32> {
     return vec4<f32>(x4[t]);
 }

@@ -84,8 +84,8 @@ pub fn safetensors_index(data: &[u8]) {
     for shard in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
         let p = dir.join(shard);
         if !p.exists() {
-            let t = crate::export::ExportTensor::f32("w", &[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
-            let _ = crate::export::write_safetensors(&p, &[t]);
+            let t = crate::tools::export::ExportTensor::f32("w", &[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+            let _ = crate::tools::export::write_safetensors(&p, &[t]);
         }
     }
     let _ = std::fs::write(dir.join("model.safetensors.index.json"), data);
@@ -108,8 +108,8 @@ pub fn config(data: &[u8]) {
 fn empty_store() -> WeightStore {
     let p = scratch().join("empty.safetensors");
     if !p.exists() {
-        let t = crate::export::ExportTensor::f32("unused", &[1], vec![0.0]);
-        let _ = crate::export::write_safetensors(&p, &[t]);
+        let t = crate::tools::export::ExportTensor::f32("unused", &[1], vec![0.0]);
+        let _ = crate::tools::export::write_safetensors(&p, &[t]);
     }
     crate::loader::open(&p).expect("a valid one-tensor file")
 }

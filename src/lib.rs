@@ -10,7 +10,6 @@ pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod exec;
-pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gpu;
@@ -19,16 +18,14 @@ pub mod kernels;
 pub mod loader;
 pub mod models;
 pub mod optim;
-pub mod prune;
 pub mod quant;
-pub mod quantize;
 pub mod reference;
 pub mod sample;
 pub mod serve;
 pub mod session;
-pub mod smooth;
 pub mod tensor;
 pub mod tokenizer;
+pub mod tools;
 pub mod train;
 
 pub use error::{Error, Result};

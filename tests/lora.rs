@@ -389,7 +389,7 @@ fn a_frozen_f16_or_int8_base_trains_as_its_rounded_f32_copy() {
     };
     for base in [Base::F16, Base::Int8] {
         let prec = base.precision();
-        let mut mt = wgpu_llm::export::model_tensors(&fixtures().join("tiny-llama")).unwrap();
+        let mut mt = wgpu_llm::tools::export::model_tensors(&fixtures().join("tiny-llama")).unwrap();
         let mut rounded = 0;
         for t in &mut mt.tensors {
             let Some(stem) = t.name.strip_suffix(".weight") else { continue };
@@ -408,7 +408,7 @@ fn a_frozen_f16_or_int8_base_trains_as_its_rounded_f32_copy() {
         assert_eq!(rounded, if base == Base::F16 { 15 } else { 12 }, "{base:?}");
         let copy = temp(&format!("rounded-{}", base.name()));
         let src = fixtures().join("tiny-llama");
-        wgpu_llm::export::write_model_folder(&copy, &src, &mt.config, &mt.tensors, true).unwrap();
+        wgpu_llm::tools::export::write_model_folder(&copy, &src, &mt.config, &mt.tensors, true).unwrap();
         let mut want =
             LmTrainer::open(gpu(), &Options { model: copy.clone(), ..options(temp("want")) }, adapter()).unwrap();
         let mut got = LmTrainer::open(gpu(), &Options { base, ..options(temp("got")) }, adapter()).unwrap();

@@ -168,7 +168,7 @@ pub struct MergeArgs {
 pub fn run_merge(a: &MergeArgs) -> Result<()> {
     let adapter = Adapter::load(&a.lora)?;
     let model = resolve(a.model.as_deref())?;
-    let mut mt = crate::export::model_tensors(&model)?;
+    let mut mt = crate::tools::export::model_tensors(&model)?;
     let linear: std::collections::BTreeMap<String, [usize; 2]> = mt
         .linear
         .iter()
@@ -182,10 +182,10 @@ pub fn run_merge(a: &MergeArgs) -> Result<()> {
         if adapter.layers.contains_key(t.name.trim_end_matches(".weight")) {
             let w = crate::tensor::HostTensor::f32(&t.shape, t.to_f32())?;
             let m = adapter.merge(&t.name, w)?.to_f32();
-            *t = crate::export::ExportTensor::f32(&t.name, &t.shape.clone(), m);
+            *t = crate::tools::export::ExportTensor::f32(&t.name, &t.shape.clone(), m);
         }
     }
-    crate::export::write_model_folder(&a.out, &model, &mt.config, &mt.tensors, a.overwrite)?;
+    crate::tools::export::write_model_folder(&a.out, &model, &mt.config, &mt.tensors, a.overwrite)?;
     eprintln!("merge: {} layers adapted; wrote {}", adapter.layers.len(), a.out.display());
     Ok(())
 }

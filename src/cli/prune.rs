@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::model_path::resolve;
 use crate::error::Result;
-use crate::export::{model_tensors, write_model_folder};
-use crate::prune::{prune_model, Method};
+use crate::tools::export::{model_tensors, write_model_folder};
+use crate::tools::prune::{prune_model, Method};
 
 pub fn run(
     model: Option<&str>,

@@ -1,4 +1,4 @@
-//! `wgpu-llm quantize`: write an int8 model folder (see `crate::quantize`) and report each layer's weight
+//! `wgpu-llm quantize`: write an int8 model folder (see `crate::tools::quantize`) and report each layer's weight
 //! error and the model's bytes.
 
 use std::path::Path;
@@ -6,7 +6,7 @@ use std::path::Path;
 use super::model_path::resolve;
 use crate::error::{Error, Result};
 use crate::graph::ActQuant;
-use crate::quantize::{quantize_model, CalibrationText};
+use crate::tools::quantize::{quantize_model, CalibrationText};
 
 pub struct Args<'a> {
     pub model: Option<&'a str>,

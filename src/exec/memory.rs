@@ -1,5 +1,5 @@
 //! The memory plan: persistent buffers for leaves (weights larger than one storage binding are split into
-//! row shards), and a pool of transient buffers reused greedily by liveness (best fit among the free ones).
+//! row shards), and a pool of transient buffers reused greedily by liveness (best fit among the free ones, at most twice the value's size).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -117,6 +117,16 @@ impl Liveness {
     }
 }
 
+/// The position in `free` of the pool buffer a value of `need` bytes reuses: the smallest that holds it, and
+/// at most twice its size. A much larger buffer stays free for a value of its own size: otherwise, in a
+/// training step's forward (every activation kept for the backward), each small activation took the buffer of
+/// a just-freed widened weight (`Op::Dequantize`, up to 6× larger) and the next weight needed a new one —
+/// 250 MB of SmolLM2's LoRA step over an f16 base.
+fn best_fit(free: &[usize], size: impl Fn(usize) -> u64, need: u64) -> Option<usize> {
+    let fits = |b: usize| size(b) >= need && size(b) <= 2 * need;
+    free.iter().enumerate().filter(|(_, &b)| fits(b)).min_by_key(|(_, &b)| size(b)).map(|(k, _)| k)
+}
+
 /// The bytes a plan of `graph` would hold, without a device: persistent leaves (weights, state, inputs) and
 /// the transient pool the same best-fit reuse as `MemoryPlan::new` makes (staged textures, scratch and
 /// texture twins not included). For pre-flight memory plans.
@@ -133,8 +143,7 @@ pub fn estimate(graph: &Graph, outputs: &[ValueId]) -> Result<(u64, u64)> {
         }
         if node.op.aliases_input().is_none() {
             let need = bytes.max(4).next_multiple_of(256);
-            let best = free.iter().enumerate().filter(|(_, &b)| pool[b] >= need).min_by_key(|(_, &b)| pool[b]);
-            let b = match best.map(|(k, _)| k) {
+            let b = match best_fit(&free, |b| pool[b], need) {
                 Some(k) => free.swap_remove(k),
                 None => {
                     pool.push(need);
@@ -177,6 +186,7 @@ impl MemoryPlan {
             transient_bytes: 0,
         };
         let mut free: Vec<usize> = vec![];
+        let mut pool_need: Vec<u64> = vec![];
         for &i in &order {
             let node = &graph.nodes[i];
             let v = ValueId(i);
@@ -225,15 +235,11 @@ impl MemoryPlan {
                     });
                 }
                 let need = bytes.max(4).next_multiple_of(256);
-                let best = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| plan.pool[b].size() >= need)
-                    .min_by_key(|(_, &b)| plan.pool[b].size())
-                    .map(|(k, _)| k);
-                let b = match best {
+                // (By the bytes asked for: a CPU adapter's buffers are padded to at least 64 KiB.)
+                let b = match best_fit(&free, |b| pool_need[b], need) {
                     Some(k) => free.swap_remove(k),
                     None => {
+                        pool_need.push(need);
                         plan.transient_bytes += need;
                         plan.pool.push(gpu.buffer(&format!("pool {}", plan.pool.len()), need)?);
                         plan.pool.len() - 1

@@ -416,7 +416,9 @@ impl<'g> Plan<'g> {
         self.apply_vars(vars)
     }
 
-    /// Record every dispatch into one compute pass, copy the outputs to staging, submit once, read back.
+    /// Record every dispatch into one command buffer (one compute pass per run of dispatches, split where a
+    /// staged texture copy must precede one: `record_steps`), copy the outputs to staging, submit once, read
+    /// back.
     pub fn run(&mut self, inputs: &[(&str, &HostTensor)], vars: &[(&str, u32)]) -> Result<Vec<HostTensor>> {
         self.feed(inputs, vars)?;
         let oom = self.gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -381,7 +381,7 @@ pub struct Precision {
     /// chosen).
     pub keep: Vec<String>,
     /// Under static int8, linear layers whose name contains one of these strings quantize their inputs per
-    /// token on the fly instead (inputs too heavy-tailed for one calibrated scale; `crate::quantize`).
+    /// token on the fly instead (inputs too heavy-tailed for one calibrated scale; `crate::tools::quantize`).
     pub dynamic: Vec<String>,
     /// The float dtype of the linear layers' weights when it differs from `dtype` (training's frozen f16
     /// base under f32 activations: each weight is widened right before its product, `Op::Dequantize`).

@@ -26,7 +26,7 @@ pub struct Calibration {
     pub maxima: BTreeMap<String, Vec<f32>>,
     /// Per layer and block, each token's largest |x| (for percentiles).
     pub row_maxima: BTreeMap<String, Vec<Vec<f32>>>,
-    /// Per layer and input channel, the largest |x| over every token (for smoothing: `crate::smooth`).
+    /// Per layer and input channel, the largest |x| over every token (for smoothing: `crate::tools::smooth`).
     pub channel_maxima: BTreeMap<String, Vec<f32>>,
     pub rows: usize,
 }

@@ -374,7 +374,7 @@ impl<'g> Classifier<'g> {
 
     /// Every parameter in transformers' `BertForSequenceClassification` naming ("bert." + the encoder's
     /// names, "classifier.*"), with the source's pooler when the head did not train one.
-    pub fn tensors(&self) -> Result<Vec<crate::export::ExportTensor>> {
+    pub fn tensors(&self) -> Result<Vec<crate::tools::export::ExportTensor>> {
         let plan = self.steps.first().or(self.evals.first()).map(|p| &p.1);
         let plan = plan.ok_or_else(|| Error::Run("no plan has run yet".into()))?;
         let mut out = vec![];
@@ -385,7 +385,7 @@ impl<'g> Classifier<'g> {
         for node in &plan.graph().nodes {
             if let Op::Param { name } = &node.op {
                 let t = plan.read(name)?;
-                out.push(crate::export::ExportTensor::f32(&rename(name), &node.shape, t.to_f32()));
+                out.push(crate::tools::export::ExportTensor::f32(&rename(name), &node.shape, t.to_f32()));
                 names.push(name.clone());
             }
         }
@@ -393,7 +393,11 @@ impl<'g> Classifier<'g> {
             let name = format!("{p}pooler.dense.{suffix}");
             if !names.contains(&name) && self.store.contains(&name) {
                 let e = self.store.entry(&name)?;
-                out.push(crate::export::ExportTensor::f32(&rename(&name), &e.shape.clone(), self.store.to_f32(&name)?));
+                out.push(crate::tools::export::ExportTensor::f32(
+                    &rename(&name),
+                    &e.shape.clone(),
+                    self.store.to_f32(&name)?,
+                ));
             }
         }
         Ok(out)
@@ -422,7 +426,7 @@ impl<'g> Classifier<'g> {
 
     /// Write the classifier folder (atomically: a temporary folder renamed into place).
     pub fn save(&self, out: &Path) -> Result<()> {
-        crate::export::write_model_folder(out, &self.source, &self.config(), &self.tensors()?, true)
+        crate::tools::export::write_model_folder(out, &self.source, &self.config(), &self.tensors()?, true)
     }
 
     /// Dispatches of the training plan for padded length `t` (once compiled).

@@ -586,14 +586,14 @@ fn save_checkpoint(dir: &Path, graph: &Graph, plan: &Plan, state: &TrainerState)
     for node in &graph.nodes {
         if let Op::Param { name } | Op::State { name } = &node.op {
             if !name.starts_with("grad_acc.") {
-                tensors.push(crate::export::ExportTensor::f32(name, &node.shape, plan.read(name)?.to_f32()));
+                tensors.push(crate::tools::export::ExportTensor::f32(name, &node.shape, plan.read(name)?.to_f32()));
             }
         }
     }
     let json = serde_json::to_value(state).map_err(|e| Error::Other(format!("trainer state: {e}")))?;
-    crate::export::write_folder(dir, true, &|tmp| {
-        crate::export::write_safetensors(&tmp.join("training_state.safetensors"), &tensors)?;
-        crate::export::write_json(&tmp.join("trainer_state.json"), &json)
+    crate::tools::export::write_folder(dir, true, &|tmp| {
+        crate::tools::export::write_safetensors(&tmp.join("training_state.safetensors"), &tensors)?;
+        crate::tools::export::write_json(&tmp.join("trainer_state.json"), &json)
     })
 }
 
@@ -620,7 +620,7 @@ fn save(
         .map_err(|e| io(&tc, e))?;
     // The tensors with transformers' names and the config.json of the architecture.
     let mut config = cfg_json.clone();
-    let tensors: Vec<crate::export::ExportTensor> = match cfg {
+    let tensors: Vec<crate::tools::export::ExportTensor> = match cfg {
         TrainConfig::Gpt2(c) => {
             config["model_type"] = "gpt2".into();
             config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
@@ -635,7 +635,7 @@ fn save(
             config["tie_word_embeddings"] = true.into();
             gpt2::checkpoint_tensors(c, graph, &|n| Ok(plan.read(n)?.to_f32()))?
                 .into_iter()
-                .map(|(n, s, d)| crate::export::ExportTensor::f32(&n, &s, d))
+                .map(|(n, s, d)| crate::tools::export::ExportTensor::f32(&n, &s, d))
                 .collect()
         }
         TrainConfig::Llama(c) => {
@@ -648,7 +648,11 @@ fn save(
             for node in &graph.nodes {
                 if let Op::Param { name } = &node.op {
                     if name != llama::ROPE_TABLE {
-                        tensors.push(crate::export::ExportTensor::f32(name, &node.shape, plan.read(name)?.to_f32()));
+                        tensors.push(crate::tools::export::ExportTensor::f32(
+                            name,
+                            &node.shape,
+                            plan.read(name)?.to_f32(),
+                        ));
                     }
                 }
             }
@@ -658,7 +662,7 @@ fn save(
     // A trained vocabulary has no bos/eos ids (GPT2Config's defaults name id 50256).
     config["bos_token_id"] = serde_json::Value::Null;
     config["eos_token_id"] = serde_json::Value::Null;
-    let r = crate::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
+    let r = crate::tools::export::write_model_folder(&opts.out, &staging, &config, &tensors, true);
     let _ = std::fs::remove_dir_all(&staging);
     r?;
     write_log(opts, points)

@@ -226,23 +226,23 @@ impl Adapter {
 }
 
 /// Write a PEFT adapter folder: `tensors` are (layer, A, B) with their shapes; written to a temporary
-/// folder and renamed into place (`crate::export::write_folder`).
+/// folder and renamed into place (`crate::tools::export::write_folder`).
 pub fn save(
     out: &Path,
     config: &LoraConfig,
     base_model: &str,
     tensors: &[(String, HostTensor, HostTensor)],
 ) -> Result<()> {
-    use crate::export::ExportTensor;
+    use crate::tools::export::ExportTensor;
     let mut st = vec![];
     for (layer, a, b) in tensors {
         st.push(ExportTensor::f32(&format!("{PEFT_PREFIX}{layer}.lora_A.weight"), &a.shape, a.to_f32()));
         st.push(ExportTensor::f32(&format!("{PEFT_PREFIX}{layer}.lora_B.weight"), &b.shape, b.to_f32()));
     }
     let json = config.peft_json(base_model);
-    crate::export::write_folder(out, true, &|dir| {
-        crate::export::write_json(&dir.join("adapter_config.json"), &json)?;
-        crate::export::write_safetensors(&dir.join("adapter_model.safetensors"), &st)
+    crate::tools::export::write_folder(out, true, &|dir| {
+        crate::tools::export::write_json(&dir.join("adapter_config.json"), &json)?;
+        crate::tools::export::write_safetensors(&dir.join("adapter_model.safetensors"), &st)
     })
 }
 

@@ -395,7 +395,7 @@ impl<'g> LmTrainer<'g> {
                 lora::save(out, lc, &self.model.display().to_string(), &layers)
             }
             None => {
-                let mut mt = crate::export::model_tensors(&self.model)?;
+                let mut mt = crate::tools::export::model_tensors(&self.model)?;
                 for t in &mut mt.tensors {
                     if self.trainable.iter().any(|(n, _)| *n == t.name) {
                         let v = self.read(&t.name)?.to_f32();
@@ -404,7 +404,7 @@ impl<'g> LmTrainer<'g> {
                         }
                     }
                 }
-                crate::export::write_model_folder(out, &self.model, &mt.config, &mt.tensors, true)
+                crate::tools::export::write_model_folder(out, &self.model, &mt.config, &mt.tensors, true)
             }
         }
     }

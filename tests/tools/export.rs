@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use wgpu_llm::export::{model_tensors, write_model_folder, ExportTensor};
 use wgpu_llm::loader::{self, GgufTensor, MetaValue, SourceDType};
 use wgpu_llm::models::llama::gguf_name;
 use wgpu_llm::session::encoder::Encoder;
 use wgpu_llm::session::Session;
 use wgpu_llm::tensor::DType;
 use wgpu_llm::tokenizer::Tokenizer;
+use wgpu_llm::tools::export::{model_tensors, write_model_folder, ExportTensor};
 
 use super::common::gpu;
 use super::{fixture, TempDir};

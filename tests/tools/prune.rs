@@ -1,7 +1,7 @@
 //! Pruning: the maths against brute-force counts on random matrices, the CLI on tiny fixtures, bad input.
 
-use wgpu_llm::export::model_tensors;
-use wgpu_llm::prune::{prune_model, prune_n_m, prune_unstructured, zeros, Method};
+use wgpu_llm::tools::export::model_tensors;
+use wgpu_llm::tools::prune::{prune_model, prune_n_m, prune_unstructured, zeros, Method};
 
 use super::common::Rng;
 use super::{cli, fixture, stderr, TempDir};

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use wgpu_llm::graph::{ActQuant, Op};
 use wgpu_llm::models::ConfigSource;
-use wgpu_llm::quantize::{quantize_model, CalibrationText};
 use wgpu_llm::session::calibrate::Calibration;
 use wgpu_llm::session::{Arch, Session};
 use wgpu_llm::tensor::{DType, HostTensor};
+use wgpu_llm::tools::quantize::{quantize_model, CalibrationText};
 
 use super::common::gpu;
 use super::{cli, fixture, model_with_tokenizer, stderr, TempDir};
@@ -145,8 +145,8 @@ fn static_folders_keep_dynamic_layers_per_token() {
 /// s = max|x|^α / max|W|^(1−α).
 #[test]
 fn smoothing_leaves_the_float_model_unchanged() {
-    use wgpu_llm::export::{model_tensors, write_model_folder};
-    use wgpu_llm::smooth;
+    use wgpu_llm::tools::export::{model_tensors, write_model_folder};
+    use wgpu_llm::tools::smooth;
     for fixture_name in ["tiny-llama", "tiny-qwen2"] {
         let dir = TempDir::new("smooth");
         let model = model_with_tokenizer(&dir, fixture_name);

@@ -12,13 +12,13 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::export::{model_tensors, write_model_folder, ExportTensor};
 use crate::graph::ActQuant;
 use crate::models::Precision;
 use crate::quant::{QTensor, BLOCK, METHOD};
 use crate::session::calibrate::Calibration;
-use crate::smooth;
 use crate::tensor::DType;
+use crate::tools::export::{model_tensors, write_model_folder, ExportTensor};
+use crate::tools::smooth;
 
 /// Calibration text for static mode.
 pub struct CalibrationText<'a> {
@@ -29,7 +29,7 @@ pub struct CalibrationText<'a> {
     pub len: usize,
     /// The percentile of the tokens' block maxima that sets a static scale (100: the maximum).
     pub percentile: f64,
-    /// Smoothing with this α before the scales are taken (`crate::smooth`).
+    /// Smoothing with this α before the scales are taken (`crate::tools::smooth`).
     pub smooth: Option<f64>,
     /// Layers (name fragments) that quantize their inputs per token instead of with a calibrated scale;
     /// `None`: `default_dynamic` of the architecture.
@@ -39,7 +39,7 @@ pub struct CalibrationText<'a> {
 /// The layers a static scheme quantizes per token by default: in the Llama family, `mlp.down_proj`. Its input
 /// silu(gate) ⊙ up is heavy-tailed per token, so one calibrated scale per block costs SmolLM2-135M 40–150× the
 /// rounding noise of per-token scales (measured on 1,024 calibration tokens) and most of static mode's
-/// perplexity (see issue 4's note); smoothing (`crate::smooth`) did not recover it. Other architectures: none.
+/// perplexity (see issue 4's note); smoothing (`crate::tools::smooth`) did not recover it. Other architectures: none.
 pub fn default_dynamic(arch: &str) -> Vec<String> {
     match arch {
         "llama" | "qwen2" | "mistral" => vec!["mlp.down_proj".into()],
@@ -270,9 +270,9 @@ pub fn quantize_model(
         .map(|t| {
             let n = t.shape.iter().product::<usize>() as u64;
             match t.data {
-                crate::export::Payload::I8(_) => n,
-                crate::export::Payload::F16(_) => 2 * n,
-                crate::export::Payload::F32(_) => 4 * n,
+                crate::tools::export::Payload::I8(_) => n,
+                crate::tools::export::Payload::F16(_) => 2 * n,
+                crate::tools::export::Payload::F32(_) => 4 * n,
             }
         })
         .sum();

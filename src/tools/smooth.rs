@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::export::ExportTensor;
+use crate::tools::export::ExportTensor;
 
 /// What divides the smoothed channels.
 #[derive(Clone, Debug, PartialEq)]

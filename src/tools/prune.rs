@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::export::ModelTensors;
+use crate::tools::export::ModelTensors;
 
 /// How to prune.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
