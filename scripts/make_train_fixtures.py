@@ -148,9 +148,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-classifier")
     ap.add_argument("--text", action="append", default=[])
+    ap.add_argument("--only-decoders", action="store_true", help="make only decoder-grads/ (the rest as it is)")
     a = ap.parse_args()
     if a.check_classifier:
         check_classifier(a.check_classifier, a.text)
+        return
+    if a.only_decoders:
+        make_decoder_grads()
         return
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -168,6 +172,44 @@ def main():
     (OUT / "expected.json").write_text(json.dumps(exp, indent=1) + "\n")
     make_data()
     make_lm()
+    make_decoder_grads()
+
+
+def make_decoder_grads():
+    """decoder-grads/{llama,gpt2}/: the gradient of every parameter of tests/fixtures/tiny-llama (grouped-query
+    heads) and tests/fixtures/tiny-gpt2 (dropout set to 0) after loss.backward() on one batch of 2 × 12 ids,
+    the loss being the mean cross-entropy of the next token with -100 (ignored) on the last position and on a
+    few others (grads.safetensors in transformers' names; expected.json: ids, targets, loss)."""
+    from transformers import AutoModelForCausalLM
+
+    g = torch.Generator().manual_seed(3)
+    B, T = 2, 12
+    for name, src, kw in [
+        ("llama", "tiny-llama", {}),
+        ("gpt2", "tiny-gpt2", {"attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0}),
+    ]:
+        m = AutoModelForCausalLM.from_pretrained(ROOT / "tests/fixtures" / src, dtype=torch.float32, **kw)
+        m.train()
+        vocab = m.config.vocab_size
+        ids = torch.randint(1, vocab, (B, T), generator=g)
+        targets = torch.full((B, T), -100, dtype=torch.long)
+        targets[:, :-1] = ids[:, 1:]
+        targets[0, 3] = -100
+        targets[1, 0] = -100
+        logits = m(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(B * T, vocab), targets.reshape(-1), ignore_index=-100)
+        loss.backward()
+        grads = {n: p.grad.detach().clone().contiguous() for n, p in m.named_parameters() if p.grad is not None}
+        d = ROOT / "tests/fixtures/decoder-grads" / name
+        d.mkdir(parents=True, exist_ok=True)
+        save_file(grads, d / "grads.safetensors")
+        (d / "expected.json").write_text(json.dumps({
+            "model": f"tests/fixtures/{src}",
+            "ids": ids.tolist(),
+            "targets": targets.reshape(-1).tolist(),
+            "loss": loss.item(),
+            "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
+        }, indent=1) + "\n")
 
 
 
