@@ -127,6 +127,7 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
         attention_dropout: 0.1,
         seed: 1,
         max_grad_norm: None,
+        grad_through_transpose: false,
     };
     let labels = vec!["negative".to_string(), "neutral".into(), "positive".into()];
     let batch = 32;

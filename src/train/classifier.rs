@@ -57,6 +57,9 @@ pub struct TrainSpec {
     pub seed: u32,
     /// Clip the gradients by their global norm (torch's `clip_grad_norm_`) before each update.
     pub max_grad_norm: Option<f32>,
+    /// Compute each input gradient dY·W as dY·(Wᵀ)ᵀ, a transpose then the x·Wᵀ texture GEMM
+    /// (`GraphBuilder::grad_through_transpose`); `Classifier::open` sets it from the device's strategy.
+    pub grad_through_transpose: bool,
 }
 
 /// Parameters that take no weight decay (transformers' `no_decay`: biases and LayerNorm weights).
@@ -87,7 +90,8 @@ pub fn step_graph(
     accum: super::Accum,
 ) -> Result<StepGraph> {
     let prec = Precision::from(DType::F32);
-    let mut g = GraphBuilder::new();
+    let mut g =
+        GraphBuilder { grad_through_transpose: train.is_some_and(|s| s.grad_through_transpose), ..Default::default() };
     let dropout = train.map(|s| bert::Dropout { p: s.dropout, seed: s.seed, attn: s.attention_dropout });
     let hidden = bert::build_into(&mut g, cfg, b, t, &prec, dropout)?;
     let c = cfg.hidden;
@@ -258,6 +262,7 @@ impl<'g> Classifier<'g> {
         if batch == 0 {
             return Err(Error::Other("--batch-size 0: must be at least 1".into()));
         }
+        let train = train.map(|s| TrainSpec { grad_through_transpose: gpu.caps().texture_weights, ..s });
         Ok(Classifier {
             gpu,
             cfg,

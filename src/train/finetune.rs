@@ -116,6 +116,7 @@ pub fn finetune(
         attention_dropout,
         seed: opts.seed as u32,
         max_grad_norm: opts.grad_clip,
+        grad_through_transpose: false,
     };
     let mut clf =
         Classifier::open(gpu, &opts.model, opts.head, opts.labels.clone(), opts.batch, Some(spec), opts.seed)?;
