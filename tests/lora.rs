@@ -367,6 +367,18 @@ fn cli_finetunes_an_adapter_that_generate_perplexity_and_merge_take() {
     let o = cli(&[&base[..], &["--lora-targets", "wq", "-o", ad]].concat());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("\"wq\"") && e.contains("matches no layer"), "{e}");
+    // An int8 base from the CLI writes an adapter that loads; --full trains f32 weights, so no base dtype.
+    let ad8 = dir.join("adapter-int8");
+    let out =
+        ok(&[&base[..], &["--base-dtype", "int8", "--epochs", "1", "--json", "-o", ad8.to_str().unwrap()]].concat());
+    assert!(out.contains("train_loss"), "{out}");
+    Adapter::load(&ad8).unwrap();
+    let o = cli(&[&base[..], &["--base-dtype", "f16", "--full", "-o", ad]].concat());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--base-dtype") && e.contains("--full"), "{e}");
+    let o = cli(&[&base[..], &["--base-dtype", "q4", "-o", ad]].concat());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("one of f32, f16, int8"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
