@@ -57,7 +57,16 @@ fn check_step(head: HeadKind, clip: Option<f32>, tag: &str) {
     };
     // Four rows for three sequences: the padding row of a last partial batch must change nothing.
     let (b, t) = (4, 16);
-    let sg = step_graph(&cfg, head, 3, b, t, Some(&spec), wgpu_llm::train::Accum::Off).unwrap();
+    let sg = step_graph(
+        &wgpu_llm::train::classifier::Encoder::Bert(cfg.clone()),
+        head,
+        3,
+        b,
+        t,
+        Some(&spec),
+        wgpu_llm::train::Accum::Off,
+    )
+    .unwrap();
     let mut outs = vec![sg.loss, sg.logits];
     outs.extend(&sg.grads);
     let mut plan = Plan::compile(gpu(), &sg.graph, &outs).unwrap();
@@ -665,4 +674,51 @@ fn decoder_gradients_equal_pytorchs() {
             assert!(e < 1e-4, "{name} {n}: gradient relative error {e:.2e} against PyTorch");
         }
     }
+}
+
+/// `finetune --from-scratch`: the textbook Transformer (post-LN, ReLU, sinusoidal positions) with a mean
+/// head, its vocabulary a byte-level BPE trained on the training texts, learns the tiny sentiment set (the
+/// training loss falls); the folder holds PyTorch's names (fused in_proj), the config and the tokenizer,
+/// and evaluate and classify load it (evaluate reproduces the saved epoch's validation loss). A config with
+/// an unknown field and the pooler head are errors before any GPU work, with nothing written.
+#[test]
+fn finetune_from_scratch_textbook_classifier() {
+    let tmp = std::env::temp_dir().join(format!("wgpu-llm-textbook-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = tmp.join("textbook.json");
+    std::fs::write(&config, r#"{"d_model": 32, "nhead": 4, "dim_feedforward": 64, "num_layers": 2, "max_len": 32}"#)
+        .unwrap();
+    let (c, out) = (config.display().to_string(), tmp.join("out"));
+    let o = out.display().to_string();
+    let (train, val) = (data("train.tsv"), data("val.tsv"));
+    let base = ["finetune", "--from-scratch", &c, "--data", &train, "--val", &val, "--batch-size", "8"];
+    let run = |extra: &[&str]| cli(&[&base[..], extra].concat());
+    let epochs = json_lines(&run(&["--epochs", "6", "--lr", "3e-3", "--tokenizer", "bpe:300", "-o", &o, "--json"]));
+    let loss = |e: &serde_json::Value| e["train_loss"].as_f64().unwrap();
+    assert!(loss(&epochs[5]) < 0.8 * loss(&epochs[0]), "the training loss did not fall: {epochs:?}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model_type"], "textbook_transformer");
+    assert_eq!((cfg["wgpu_llm_head"].as_str(), cfg["vocab_size"].as_u64()), (Some("mean"), Some(300)));
+    assert_eq!(cfg["id2label"]["0"], "negative");
+    let st = open(&out.join("model.safetensors"));
+    assert!(st.contains("encoder.layers.1.self_attn.in_proj_weight") && st.contains("classifier.weight"));
+    let best = epochs.iter().rfind(|e| e["saved"].as_bool().unwrap()).unwrap().clone();
+    let ev = &json_lines(&cli(&["evaluate", "-m", &o, "--data", &val, "--json"]))[0];
+    assert!((ev["loss"].as_f64().unwrap() - best["val_loss"].as_f64().unwrap()).abs() < 1e-5, "{ev} vs {best}");
+    let cl = json_lines(&cli(&["classify", "-m", &o, "--json", "a good day"]));
+    assert!(["negative", "neutral", "positive"].contains(&cl[0]["label"].as_str().unwrap()), "{cl:?}");
+
+    let bad_out = tmp.join("bad").display().to_string();
+    std::fs::write(&config, r#"{"d_model": 32, "nhead": 4, "dim_feedforward": 64, "num_layers": 2, "heads": 3}"#)
+        .unwrap();
+    let e = run(&["-o", &bad_out]);
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && msg.contains("textbook.json") && msg.contains("\"heads\""), "{msg}");
+    let e = run(&["--head", "pooler", "-o", &bad_out]);
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && msg.contains("no pooler"), "{msg}");
+    assert!(!tmp.join("bad").exists());
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -132,7 +132,7 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
     let labels = vec!["negative".to_string(), "neutral".into(), "positive".into()];
     let batch = 32;
     let mut clf = Classifier::open(gpu, model, HeadKind::Mean, labels, batch, Some(spec), 1)?;
-    let vocab = clf.cfg.vocab as u64;
+    let vocab = clf.encoder.vocab() as u64;
     let mut rng = SplitMix(3);
     let mut times = vec![];
     for step in 1..=steps + 2 {
@@ -153,7 +153,9 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
         step_secs,
         per_sec: batch as f64 / step_secs,
         unit: "sentences/s",
-        dispatches_per_step: clf.step_dispatches(crate::train::classifier::bucket(len, clf.cfg.max_pos)).unwrap_or(0),
+        dispatches_per_step: clf
+            .step_dispatches(crate::train::classifier::bucket(len, clf.encoder.max_pos()))
+            .unwrap_or(0),
         gpu_memory_bytes: clf.gpu_bytes(),
         profile: vec![],
     })

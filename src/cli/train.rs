@@ -51,8 +51,17 @@ pub struct FinetuneArgs {
     #[arg(long, value_delimiter = ',')]
     pub labels: Option<Vec<String>>,
     /// cls ([CLS] → Linear), pooler ([CLS] → dense + tanh → Linear, transformers'), mean (mean pooling → Linear).
-    #[arg(long, default_value = "pooler")]
-    pub head: String,
+    /// (Default: pooler; mean with --from-scratch.)
+    #[arg(long)]
+    pub head: Option<String>,
+    /// Train the textbook Transformer (post-LN, ReLU, sinusoidal positions) from scratch instead of
+    /// finetuning -m: CONFIG.json gives its sizes (d_model, nhead, dim_feedforward, num_layers, max_len).
+    #[arg(long, value_name = "CONFIG", conflicts_with = "model")]
+    pub from_scratch: Option<PathBuf>,
+    /// With --from-scratch, the vocabulary built from the training texts: char, bpe:N (a byte-level BPE of N
+    /// tokens) or a model whose tokenizer.json is reused.
+    #[arg(long, default_value = "bpe:1000", requires = "from_scratch")]
+    pub tokenizer: String,
     #[command(flatten)]
     pub lm: super::lora::LmArgs,
     #[arg(long, default_value_t = 3)]
@@ -152,7 +161,11 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         other => return Err(Error::Other(format!("--task {other:?}: classify or lm"))),
     }
     // Every check before the model loads or the GPU opens.
-    let head = HeadKind::parse(&a.head)?;
+    let head = HeadKind::parse(a.head.as_deref().unwrap_or(if a.from_scratch.is_some() { "mean" } else { "pooler" }))?;
+    check(
+        !(a.from_scratch.is_some() && head == HeadKind::Pooler),
+        "--head pooler: the textbook encoder has no pooler (use mean or cls)".into(),
+    )?;
     let (lr, batch, max_length) = (a.lr.unwrap_or(2e-5), a.batch_size.unwrap_or(32), a.max_length.unwrap_or(128));
     a.check_common(lr, batch)?;
     check(max_length >= 2, format!("--max-length {max_length}: must be at least 2 ([CLS] and [SEP])"))?;
@@ -161,7 +174,10 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         a.attention_dropout.is_none_or(|p| (0.0..1.0).contains(&p)),
         format!("--attention-dropout {:?}: must be in [0, 1)", a.attention_dropout),
     )?;
-    let model = resolve(Some(a.model.as_deref().unwrap_or("minilm")))?;
+    let model = match &a.from_scratch {
+        Some(config) => config.clone(),
+        None => resolve(Some(a.model.as_deref().unwrap_or("minilm")))?,
+    };
     let (mut train, labels) = read(&a.data, &a.columns, a.labels.as_deref())?;
     let val = match (&a.val, a.val_split) {
         (Some(v), _) => read(v, &a.columns, Some(&labels))?.0,
@@ -190,6 +206,13 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
         out: a.out.clone(),
         grad_clip: a.grad_clip,
         grad_accum: a.lm.grad_accum,
+        from_scratch: match &a.from_scratch {
+            Some(config) => Some(finetune::FromScratch {
+                config: config.clone(),
+                tokenizer: crate::train::vocab::Spec::parse(&a.tokenizer, &|m| resolve(Some(m)))?,
+            }),
+            None => None,
+        },
     };
     let gpu = gpu()?;
     eprintln!(
@@ -281,7 +304,7 @@ pub fn run_evaluate(
     let gpu = gpu()?;
     let tok = crate::tokenizer::Tokenizer::from_path(model)?;
     let mut clf = open_classifier(&gpu, model, batch)?;
-    let max = clf.cfg.max_pos;
+    let max = clf.encoder.max_pos();
     let tokenized: Vec<(Vec<u32>, usize)> =
         ex.iter().map(|e| Ok((encode(&tok, &e.text, max)?, e.label))).collect::<Result<_>>()?;
     let t0 = std::time::Instant::now();

@@ -243,6 +243,16 @@ pub fn open(path: impl AsRef<Path>) -> Result<WeightStore> {
 }
 
 impl WeightStore {
+    /// A store with no tensors (a model trained from scratch).
+    pub fn empty() -> Self {
+        WeightStore {
+            format: FileFormat::Safetensors,
+            files: vec![],
+            tensors: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
     pub fn format(&self) -> FileFormat {
         self.format
     }

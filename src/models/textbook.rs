@@ -50,9 +50,30 @@ impl Config {
 
 /// Inputs `ids` [B, T] (u32) and `mask` [B, T] (1 = token, 0 = padding); returns the last hidden state.
 pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Result<(crate::graph::Graph, ValueId)> {
-    let dt = prec.dtype;
     let mut g = GraphBuilder::new();
+    let x = build_into(&mut g, cfg, b, t, prec, None)?;
+    Ok((g.finish(), x))
+}
+
+/// The encoder into `g` (its inputs, params and ops); returns the last hidden state [B, T, C]. With
+/// `dropout` (training), PyTorch's `TransformerEncoderLayer` dropouts: on the attention probabilities (`attn`),
+/// after the attention block, inside the feed-forward after the ReLU, and after it.
+pub fn build_into(
+    g: &mut GraphBuilder,
+    cfg: &Config,
+    b: usize,
+    t: usize,
+    prec: &super::Precision,
+    dropout: Option<super::bert::Dropout>,
+) -> Result<ValueId> {
+    if t > cfg.max_len {
+        return Err(Error::Run(format!("{t} tokens exceed the model's {} positions", cfg.max_len)));
+    }
+    let dt = prec.dtype;
     let (c, h) = (cfg.d_model, cfg.n_head);
+    let mut n_drop = 0u32;
+    let drop = |g: &mut GraphBuilder, x: ValueId, k: &mut u32| super::bert::Dropout::maybe(dropout, g, x, k);
+    let attn_drop = dropout.filter(|d| d.attn > 0.0).map(|d| super::bert::Dropout { p: d.attn, ..d });
     let ids = g.input("ids", &[b, t], DType::U32)?;
     let mask = g.input("mask", &[b, t], dt)?;
     let embed = g.param("embed.weight", &[cfg.vocab, c], dt)?;
@@ -65,20 +86,23 @@ pub fn build(cfg: &Config, b: usize, t: usize, prec: &super::Precision) -> Resul
         let p = format!("encoder.layers.{l}");
         let lin =
             |g: &mut GraphBuilder, n: &str, o: usize, i: usize| Linear::new(g, &format!("{p}.{n}"), o, i, true, prec);
-        let q = lin(&mut g, "self_attn.q", c, c)?.forward(&mut g, x)?;
-        let k = lin(&mut g, "self_attn.k", c, c)?.forward(&mut g, x)?;
-        let v = lin(&mut g, "self_attn.v", c, c)?.forward(&mut g, x)?;
-        let a = super::encoder_attention(&mut g, [q, k, v], mask, h, None, &mut 0)?;
-        let a = lin(&mut g, "self_attn.out_proj", c, c)?.forward(&mut g, a)?;
+        let q = lin(g, "self_attn.q", c, c)?.forward(g, x)?;
+        let k = lin(g, "self_attn.k", c, c)?.forward(g, x)?;
+        let v = lin(g, "self_attn.v", c, c)?.forward(g, x)?;
+        let a = super::encoder_attention(g, [q, k, v], mask, h, attn_drop, &mut n_drop)?;
+        let a = lin(g, "self_attn.out_proj", c, c)?.forward(g, a)?;
+        let a = drop(g, a, &mut n_drop)?;
         let a = g.add(x, a)?;
-        x = layernorm(&mut g, &format!("{p}.norm1"), a, c, cfg.eps, dt)?;
-        let f = lin(&mut g, "linear1", cfg.ff, c)?.forward(&mut g, x)?;
+        x = layernorm(g, &format!("{p}.norm1"), a, c, cfg.eps, dt)?;
+        let f = lin(g, "linear1", cfg.ff, c)?.forward(g, x)?;
         let f = g.act(f, Act::Relu)?;
-        let f = lin(&mut g, "linear2", c, cfg.ff)?.forward(&mut g, f)?;
+        let f = drop(g, f, &mut n_drop)?;
+        let f = lin(g, "linear2", c, cfg.ff)?.forward(g, f)?;
+        let f = drop(g, f, &mut n_drop)?;
         let f = g.add(x, f)?;
-        x = layernorm(&mut g, &format!("{p}.norm2"), f, c, cfg.eps, dt)?;
+        x = layernorm(g, &format!("{p}.norm2"), f, c, cfg.eps, dt)?;
     }
-    Ok((g.finish(), x))
+    Ok(x)
 }
 
 /// One param's value: `self_attn.{q,k,v}` are rows of PyTorch's fused `in_proj_weight` / `in_proj_bias`.
@@ -100,4 +124,71 @@ pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]
         }
     }
     super::load_checked(store, name, shape)
+}
+
+/// A fresh parameter as PyTorch initialises `nn.TransformerEncoderLayer` and `nn.Embedding`: q, k, v (rows of
+/// `in_proj_weight`) Xavier-uniform over the fused [3C, C], their biases and `out_proj.bias` zero, other
+/// linear layers Kaiming-uniform (bound 1/√in, for weights and biases), LayerNorm ones and zeros, the
+/// embedding N(0, 1). Seeded per name.
+pub fn init_param(cfg: &Config, name: &str, shape: &[usize], seed: u64) -> Result<HostTensor> {
+    let n: usize = shape.iter().product();
+    let salt = name.bytes().fold(seed, |h, c| h.wrapping_mul(31).wrapping_add(c as u64));
+    let mut rng = crate::train::SplitMix(salt);
+    let mut uniform =
+        |bound: f64| -> Vec<f32> { (0..n).map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32).collect() };
+    let c = cfg.d_model as f64;
+    let data = if name.contains(".norm") {
+        vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n]
+    } else if name == "embed.weight" {
+        crate::train::classifier::normal(n, 1.0, salt)
+    } else if name.contains(".self_attn.") && name.ends_with(".bias") {
+        vec![0.0; n]
+    } else if name.contains(".self_attn.q.") || name.contains(".self_attn.k.") || name.contains(".self_attn.v.") {
+        uniform((6.0 / (c + 3.0 * c)).sqrt())
+    } else {
+        // Linear's default: weights and biases U(±1/√in), in = the weight's second dim.
+        let fan_in = match shape {
+            [_, i] => *i,
+            _ => {
+                if name.contains("linear2") {
+                    cfg.ff
+                } else {
+                    cfg.d_model
+                }
+            }
+        };
+        uniform(1.0 / (fan_in as f64).sqrt())
+    };
+    HostTensor::f32(shape, data)
+}
+
+/// Every parameter in PyTorch's naming (q, k and v fused back into `self_attn.in_proj_weight` [3C, C] and
+/// `in_proj_bias` [3C], which `load_param` splits), from `get` by graph name.
+pub fn checkpoint_tensors(
+    graph: &crate::graph::Graph,
+    get: &dyn Fn(&str) -> Result<Vec<f32>>,
+) -> Result<Vec<super::gpt2::Named>> {
+    let mut out = vec![];
+    for node in &graph.nodes {
+        let Op::Param { name } = &node.op else { continue };
+        if name.contains(".self_attn.k.") || name.contains(".self_attn.v.") {
+            continue;
+        }
+        let fused = name
+            .strip_suffix(".self_attn.q.weight")
+            .map(|s| (s, "weight"))
+            .or_else(|| name.strip_suffix(".self_attn.q.bias").map(|s| (s, "bias")));
+        let Some((stem, part)) = fused else {
+            out.push((name.clone(), node.shape.clone(), get(name)?));
+            continue;
+        };
+        let mut data = vec![];
+        for x in ["q", "k", "v"] {
+            data.extend(get(&format!("{stem}.self_attn.{x}.{part}"))?);
+        }
+        let mut shape = node.shape.clone();
+        shape[0] *= 3;
+        out.push((format!("{stem}.self_attn.in_proj_{part}"), shape, data));
+    }
+    Ok(out)
 }

@@ -1,4 +1,5 @@
-//! Sequence classification on a BERT encoder: the step graph (encoder → head → cross-entropy → autodiff →
+//! Sequence classification on an encoder (a pretrained BERT, or the textbook Transformer trained from
+//! scratch, `Encoder`): the step graph (encoder → head → cross-entropy → autodiff →
 //! AdamW over every parameter), one plan per padded length compiled once and replayed with the learning
 //! rate and step as runtime scalars, evaluation on forward-only plans over the same weights, and the
 //! trained model written as a transformers `BertForSequenceClassification` folder.
@@ -15,8 +16,53 @@ use crate::exec::{Plan, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::{Act, Graph, GraphBuilder, Op, ValueId};
 use crate::loader::WeightStore;
-use crate::models::{bert, ConfigSource, Precision};
+use crate::models::{bert, textbook, ConfigSource, Precision};
 use crate::tensor::{DType, HostTensor};
+
+/// The encoder under the head.
+#[derive(Clone, Debug)]
+pub enum Encoder {
+    Bert(bert::Config),
+    /// The textbook Transformer (`finetune --from-scratch`): inputs `ids` and `mask` only, no pooler.
+    Textbook(textbook::Config),
+}
+
+impl Encoder {
+    pub fn max_pos(&self) -> usize {
+        match self {
+            Encoder::Bert(c) => c.max_pos,
+            Encoder::Textbook(c) => c.max_len,
+        }
+    }
+
+    pub fn hidden(&self) -> usize {
+        match self {
+            Encoder::Bert(c) => c.hidden,
+            Encoder::Textbook(c) => c.d_model,
+        }
+    }
+
+    pub fn vocab(&self) -> usize {
+        match self {
+            Encoder::Bert(c) => c.vocab,
+            Encoder::Textbook(c) => c.vocab,
+        }
+    }
+
+    /// The encoder of a model folder's config: BERT or the textbook Transformer.
+    pub fn from_source(src: &ConfigSource, store: &WeightStore) -> Result<Encoder> {
+        match src.architecture()?.as_str() {
+            "bert" => Ok(Encoder::Bert(bert::Config::from_source(src, store)?)),
+            "textbook_transformer" => Ok(Encoder::Textbook(textbook::Config::from_source(src)?)),
+            other => Err(Error::Unsupported {
+                op: "sequence classification".into(),
+                detail: format!(
+                    "{other:?} is not an encoder (bert, or textbook_transformer from finetune --from-scratch)"
+                ),
+            }),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadKind {
@@ -81,7 +127,7 @@ pub struct StepGraph {
 /// pooling weights) and `labels` [B] i32 (-100 for padding rows). With `train`, AdamW updates every
 /// parameter in place at the runtime scalars "lr" (f32 bits) and "step".
 pub fn step_graph(
-    cfg: &bert::Config,
+    enc: &Encoder,
     head: HeadKind,
     n_labels: usize,
     b: usize,
@@ -93,13 +139,19 @@ pub fn step_graph(
     let mut g =
         GraphBuilder { grad_through_transpose: train.is_some_and(|s| s.grad_through_transpose), ..Default::default() };
     let dropout = train.map(|s| bert::Dropout { p: s.dropout, seed: s.seed, attn: s.attention_dropout });
-    let hidden = bert::build_into(&mut g, cfg, b, t, &prec, dropout)?;
-    let c = cfg.hidden;
+    let hidden = match enc {
+        Encoder::Bert(cfg) => bert::build_into(&mut g, cfg, b, t, &prec, dropout)?,
+        Encoder::Textbook(cfg) => textbook::build_into(&mut g, cfg, b, t, &prec, dropout)?,
+    };
+    let c = enc.hidden();
     let pool = g.input("pool", &[b, 1, t], DType::F32)?;
     let labels = g.input("labels", &[b], DType::I32)?;
     let pooled = g.matmul(pool, hidden, false, false)?;
     let mut x = g.reshape(pooled, &[b, c])?;
     if head == HeadKind::Pooler {
+        let Encoder::Bert(cfg) = enc else {
+            return Err(Error::Other("--head pooler: the textbook encoder has no pooler (use mean or cls)".into()));
+        };
         let p = &cfg.prefix;
         let w = g.param(&format!("{p}pooler.dense.weight"), &[c, c], DType::F32)?;
         let bias = g.param(&format!("{p}pooler.dense.bias"), &[c], DType::F32)?;
@@ -197,7 +249,7 @@ pub fn bucket(len: usize, max: usize) -> usize {
 /// padded length over one copy of the weights.
 pub struct Classifier<'g> {
     gpu: &'g Gpu,
-    pub cfg: bert::Config,
+    pub encoder: Encoder,
     pub head: HeadKind,
     pub labels: Vec<String>,
     pub batch: usize,
@@ -235,16 +287,14 @@ impl<'g> Classifier<'g> {
     ) -> Result<Self> {
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
-        let arch = src.architecture()?;
-        if arch != "bert" {
-            return Err(Error::Unsupported {
-                op: "finetune".into(),
-                detail: format!("{arch:?} is not a BERT encoder"),
+        let encoder = Encoder::from_source(&src, &store)?;
+        let ConfigSource::Json(config_json) = &src else {
+            return Err(Error::Format {
+                file: path.display().to_string(),
+                detail: "an encoder needs config.json".into(),
             });
-        }
-        let ConfigSource::Json(config_json) = &src else { unreachable!("BERT configs are JSON (from_source checks)") };
+        };
         let config_json = config_json.clone();
-        let cfg = bert::Config::from_source(&src, &store)?;
         if let Ok(e) = store.entry("classifier.weight") {
             if e.shape.first() != Some(&labels.len()) {
                 return Err(Error::Shape {
@@ -259,18 +309,55 @@ impl<'g> Classifier<'g> {
                 });
             }
         }
+        Self::new(gpu, encoder, store, path, config_json, head, labels, batch, train, seed)
+    }
+
+    /// A textbook encoder with a fresh head trained from scratch (`finetune --from-scratch`): `cfg` sizes it,
+    /// `config_json` is its config.json, `source` a folder holding its tokenizer (copied into the output).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_scratch(
+        gpu: &'g Gpu,
+        cfg: textbook::Config,
+        config_json: serde_json::Value,
+        source: &Path,
+        head: HeadKind,
+        labels: Vec<String>,
+        batch: usize,
+        train: TrainSpec,
+        seed: u64,
+    ) -> Result<Self> {
+        let store = WeightStore::empty();
+        Self::new(gpu, Encoder::Textbook(cfg), store, source, config_json, head, labels, batch, Some(train), seed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gpu: &'g Gpu,
+        encoder: Encoder,
+        store: WeightStore,
+        source: &Path,
+        config_json: serde_json::Value,
+        head: HeadKind,
+        labels: Vec<String>,
+        batch: usize,
+        train: Option<TrainSpec>,
+        seed: u64,
+    ) -> Result<Self> {
         if batch == 0 {
             return Err(Error::Other("--batch-size 0: must be at least 1".into()));
+        }
+        if head == HeadKind::Pooler && matches!(encoder, Encoder::Textbook(_)) {
+            return Err(Error::Other("--head pooler: the textbook encoder has no pooler (use mean or cls)".into()));
         }
         let train = train.map(|s| TrainSpec { grad_through_transpose: gpu.caps().texture_weights, ..s });
         Ok(Classifier {
             gpu,
-            cfg,
+            encoder,
             head,
             labels,
             batch,
             store,
-            source: path.to_path_buf(),
+            source: source.to_path_buf(),
             config_json,
             shared: SharedLeaves::new(),
             train,
@@ -281,6 +368,14 @@ impl<'g> Classifier<'g> {
     }
 
     fn initial(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        if let Encoder::Textbook(cfg) = &self.encoder {
+            // A saved textbook classifier holds every parameter; one trained from scratch none.
+            return match self.store.names().next().is_some() {
+                true => textbook::load_param(cfg, &self.store, name, shape),
+                // From scratch (the head too): PyTorch's initialisation.
+                false => textbook::init_param(cfg, name, shape, self.init_seed),
+            };
+        }
         if self.store.contains(name) {
             return crate::models::load_checked(&self.store, name, shape);
         }
@@ -304,7 +399,7 @@ impl<'g> Classifier<'g> {
             return Ok(&mut list[i].1);
         }
         let spec = if training { self.train.as_ref() } else { None };
-        let sg = step_graph(&self.cfg, self.head, self.labels.len(), self.batch, t, spec, accum)?;
+        let sg = step_graph(&self.encoder, self.head, self.labels.len(), self.batch, t, spec, accum)?;
         let fresh = self.shared.bytes() == 0;
         let outputs = if training { vec![sg.loss] } else { vec![sg.logits, sg.loss] };
         let mut plan = Plan::compile_shared(self.gpu, &sg.graph, &outputs, Some(&self.shared))?;
@@ -340,7 +435,7 @@ impl<'g> Classifier<'g> {
         let t = self.padded(seqs)?;
         let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
         let plan = self.plan(t, true, accum)?;
-        let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
+        let feeds = inputs_of(plan, &feeds);
         let out = plan.run(&feeds, &[("lr", lr.to_bits()), ("step", step)])?;
         Ok(out[0].to_f32()[0])
     }
@@ -351,7 +446,7 @@ impl<'g> Classifier<'g> {
         let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
         let n = self.labels.len();
         let plan = self.plan(t, false, super::Accum::Off)?;
-        let feeds: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, v)| (*n, v)).collect();
+        let feeds = inputs_of(plan, &feeds);
         let out = plan.run(&feeds, &[])?;
         let l = out[0].to_f32();
         Ok(BatchOut {
@@ -365,10 +460,11 @@ impl<'g> Classifier<'g> {
             return Err(Error::Run(format!("a batch of {} sequences (1..={})", seqs.len(), self.batch)));
         }
         let longest = seqs.iter().map(Vec::len).max().unwrap_or(1);
-        if longest > self.cfg.max_pos {
-            return Err(Error::Run(format!("{longest} tokens exceed the model's {} positions", self.cfg.max_pos)));
+        let max = self.encoder.max_pos();
+        if longest > max {
+            return Err(Error::Run(format!("{longest} tokens exceed the model's {max} positions")));
         }
-        Ok(bucket(longest, self.cfg.max_pos))
+        Ok(bucket(longest, max))
     }
 
     /// Read a parameter back.
@@ -382,8 +478,19 @@ impl<'g> Classifier<'g> {
     pub fn tensors(&self) -> Result<Vec<crate::tools::export::ExportTensor>> {
         let plan = self.steps.first().or(self.evals.first()).map(|p| &p.1);
         let plan = plan.ok_or_else(|| Error::Run("no plan has run yet".into()))?;
+        let cfg = match &self.encoder {
+            Encoder::Bert(cfg) => cfg,
+            Encoder::Textbook(_) => {
+                // PyTorch's names (fused in_proj), which `textbook::load_param` reads back.
+                let named = textbook::checkpoint_tensors(plan.graph(), &|n| Ok(plan.read(n)?.to_f32()))?;
+                return Ok(named
+                    .into_iter()
+                    .map(|(n, s, v)| crate::tools::export::ExportTensor::f32(&n, &s, v))
+                    .collect());
+            }
+        };
         let mut out = vec![];
-        let p = &self.cfg.prefix;
+        let p = &cfg.prefix;
         let rename =
             |n: &str| if n.starts_with("classifier.") { n.to_string() } else { format!("bert.{}", &n[p.len()..]) };
         let mut names = vec![];
@@ -416,8 +523,10 @@ impl<'g> Classifier<'g> {
     /// config.json of the trained classifier: the source's, with the architecture, the labels and the head.
     pub fn config(&self) -> serde_json::Value {
         let mut c = self.config_json.clone();
-        c["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
-        c["model_type"] = "bert".into();
+        if matches!(self.encoder, Encoder::Bert(_)) {
+            c["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+            c["model_type"] = "bert".into();
+        }
         let id2label: serde_json::Map<String, serde_json::Value> =
             self.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
         let label2id: serde_json::Map<String, serde_json::Value> =
@@ -444,6 +553,12 @@ impl<'g> Classifier<'g> {
         let transient = self.steps.iter().chain(&self.evals).map(|p| p.1.memory().1).max().unwrap_or(0);
         self.shared.bytes() + transient
     }
+}
+
+/// The batch's feeds that `plan` takes (the textbook encoder has no type or position ids).
+fn inputs_of<'a>(plan: &Plan, feeds: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {
+    let has = |n: &str| plan.graph().nodes.iter().any(|x| matches!(&x.op, Op::Input { name } if name == n));
+    feeds.iter().filter(|(n, _)| has(n)).map(|(n, v)| (*n, v)).collect()
 }
 
 /// n draws of normal(0, std) from a seeded generator (Box–Muller over `SplitMix`).

@@ -39,6 +39,57 @@ pub struct Options {
     pub grad_clip: Option<f32>,
     /// Batches per optimizer step (their gradients averaged; 1: none).
     pub grad_accum: usize,
+    /// Train the textbook Transformer from scratch instead of finetuning `model` (`--from-scratch`).
+    pub from_scratch: Option<FromScratch>,
+}
+
+/// `finetune --from-scratch CONFIG`: the textbook encoder's sizes (config.json fields of
+/// `models::textbook::Config`: d_model, nhead, dim_feedforward, num_layers, max_len; vocab_size comes from
+/// the vocabulary) and the vocabulary, built from the training texts as `train --tokenizer` builds one.
+#[derive(Clone, Debug)]
+pub struct FromScratch {
+    pub config: PathBuf,
+    pub tokenizer: super::vocab::Spec,
+}
+
+impl FromScratch {
+    /// The config file as the model's config.json (model_type, vocab_size, architectures set), checked:
+    /// unknown fields and bad sizes are errors naming the file.
+    pub fn config_json(&self, vocab: usize) -> Result<serde_json::Value> {
+        let file = self.config.display().to_string();
+        let text = std::fs::read_to_string(&self.config)
+            .map_err(|e| Error::Format { file: file.clone(), detail: format!("cannot read: {e}") })?;
+        let mut v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Format { file: file.clone(), detail: format!("not JSON: {e}") })?;
+        let known = [
+            "model_type",
+            "vocab_size",
+            "d_model",
+            "nhead",
+            "dim_feedforward",
+            "num_layers",
+            "max_len",
+            "layer_norm_eps",
+            "scale_embedding",
+            "dropout",
+            "architectures",
+        ];
+        let Some(obj) = v.as_object() else {
+            return Err(Error::Format { file, detail: "not a JSON object".into() });
+        };
+        if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Error::Format { file, detail: format!("unknown field {k:?} (known: {})", known.join(", ")) });
+        }
+        if obj.get("model_type").is_some_and(|m| m != "textbook_transformer") {
+            return Err(Error::Format { file, detail: "model_type must be \"textbook_transformer\"".into() });
+        }
+        v["model_type"] = "textbook_transformer".into();
+        v["vocab_size"] = vocab.into();
+        v["architectures"] = serde_json::json!(["TextbookTransformerForSequenceClassification"]);
+        crate::models::textbook::Config::from_source(&crate::models::ConfigSource::Json(v.clone()))
+            .map_err(|e| Error::Format { file, detail: e.to_string() })?;
+        Ok(v)
+    }
 }
 
 /// One epoch's figures (the course's line plus validation accuracy and macro-F1).
@@ -92,19 +143,59 @@ pub fn finetune(
     on_step: &mut dyn FnMut(usize, usize, f32),
     on_epoch: &mut dyn FnMut(&Epoch),
 ) -> Result<Vec<Epoch>> {
-    let tok = Tokenizer::from_path(&opts.model)?;
+    // From scratch: the vocabulary from the training texts, staged as a tokenizer folder (the output copies it).
+    let staging = std::env::temp_dir().join(format!("wgpu-llm-finetune-tok-{}", std::process::id()));
+    let scratch = match &opts.from_scratch {
+        Some(fs) => {
+            let text: String = train.iter().map(|e| e.text.as_str()).collect::<Vec<_>>().join("\n");
+            let vocab = super::vocab::Vocab::build(&fs.tokenizer, &text)?;
+            let config = fs.config_json(vocab.size())?;
+            let io = |e: std::io::Error| Error::Format { file: staging.display().to_string(), detail: e.to_string() };
+            std::fs::create_dir_all(&staging).map_err(io)?;
+            std::fs::write(staging.join("tokenizer.json"), vocab.tokenizer_json().to_string()).map_err(io)?;
+            Some(config)
+        }
+        None => None,
+    };
+    let result = run(gpu, opts, train, val, scratch, &staging, on_step, on_epoch);
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    gpu: &Gpu,
+    opts: &Options,
+    train: &[Example],
+    val: &[Example],
+    scratch: Option<serde_json::Value>,
+    staging: &std::path::Path,
+    on_step: &mut dyn FnMut(usize, usize, f32),
+    on_epoch: &mut dyn FnMut(&Epoch),
+) -> Result<Vec<Epoch>> {
+    let tok = Tokenizer::from_path(if scratch.is_some() { staging } else { &opts.model })?;
+    // At most the textbook encoder's positions (BERT's are checked per batch).
+    let max_len = scratch
+        .as_ref()
+        .and_then(|c| c["max_len"].as_u64())
+        .map_or(opts.max_length, |m| opts.max_length.min(m as usize));
     let tokenize = |ex: &[Example]| -> Result<Vec<(Vec<u32>, usize)>> {
-        ex.iter().map(|e| Ok((encode(&tok, &e.text, opts.max_length)?, e.label))).collect()
+        ex.iter().map(|e| Ok((encode(&tok, &e.text, max_len)?, e.label))).collect()
     };
     let (train, val) = (tokenize(train)?, tokenize(val)?);
     if train.is_empty() {
         return Err(Error::Other("no training examples".into()));
     }
-    let config: serde_json::Value = std::fs::read_to_string(opts.model.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let from_config = |key: &str| config[key].as_f64().unwrap_or(0.1) as f32;
+    let config: serde_json::Value = match &scratch {
+        Some(c) => c.clone(),
+        None => std::fs::read_to_string(opts.model.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+    };
+    // BERT's two dropout fields; the textbook's one `dropout` (PyTorch's TransformerEncoderLayer, 0.1 by
+    // default) for both.
+    let from_config = |key: &str| config[key].as_f64().or(config["dropout"].as_f64()).unwrap_or(0.1) as f32;
     let dropout = opts.dropout.unwrap_or_else(|| from_config("hidden_dropout_prob"));
     let attention_dropout = opts.attention_dropout.unwrap_or_else(|| from_config("attention_probs_dropout_prob"));
     let spec = TrainSpec {
@@ -118,8 +209,14 @@ pub fn finetune(
         max_grad_norm: opts.grad_clip,
         grad_through_transpose: false,
     };
-    let mut clf =
-        Classifier::open(gpu, &opts.model, opts.head, opts.labels.clone(), opts.batch, Some(spec), opts.seed)?;
+    let (head, labels) = (opts.head, opts.labels.clone());
+    let mut clf = match scratch {
+        Some(c) => {
+            let cfg = crate::models::textbook::Config::from_source(&crate::models::ConfigSource::Json(c.clone()))?;
+            Classifier::from_scratch(gpu, cfg, c, staging, head, labels, opts.batch, spec, opts.seed)?
+        }
+        None => Classifier::open(gpu, &opts.model, head, labels, opts.batch, Some(spec), opts.seed)?,
+    };
     let accum = opts.grad_accum.max(1);
     let per_epoch = train.len().div_ceil(opts.batch).div_ceil(accum);
     let total = per_epoch * opts.epochs;

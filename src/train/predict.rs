@@ -10,26 +10,30 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::ConfigSource;
 
-/// A classifier folder's labels in id order: `bert::Config::labels` (config.json's id2label, one per row of
-/// `classifier.weight`); no GPU work.
+/// A classifier folder's labels in id order: config.json's id2label, one per row of `classifier.weight`
+/// (`LABEL_i` where it names none); no GPU work.
 pub fn labels(dir: &Path) -> Result<Vec<String>> {
     let store = crate::loader::open(dir)?;
-    let cfg = crate::models::bert::Config::from_source(&ConfigSource::find(dir, &store)?, &store)?;
-    if cfg.labels.is_empty() {
+    let ConfigSource::Json(cfg) = ConfigSource::find(dir, &store)? else {
+        return Err(Error::Format { file: dir.display().to_string(), detail: "a classifier needs config.json".into() });
+    };
+    let Ok(e) = store.entry("classifier.weight") else {
         return Err(Error::Format {
             file: dir.display().to_string(),
             detail: "no classifier.weight: not a sequence classifier".into(),
         });
-    }
-    Ok(cfg.labels)
+    };
+    let n = e.shape.first().copied().unwrap_or(0);
+    Ok((0..n).map(|i| cfg["id2label"][i.to_string()].as_str().map_or(format!("LABEL_{i}"), str::to_string)).collect())
 }
 
 /// Open a classifier folder with its labels and head (`wgpu_llm_head` in config.json, else transformers'
 /// pooler).
 pub fn open_classifier<'g>(gpu: &'g Gpu, dir: &Path, batch: usize) -> Result<Classifier<'g>> {
-    let mut clf = Classifier::open(gpu, dir, HeadKind::Pooler, labels(dir)?, batch, None, 0)?;
-    clf.head = HeadKind::parse(clf.source_config()["wgpu_llm_head"].as_str().unwrap_or("pooler"))?;
-    Ok(clf)
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap_or_default();
+    let cfg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let head = HeadKind::parse(cfg["wgpu_llm_head"].as_str().unwrap_or("pooler"))?;
+    Classifier::open(gpu, dir, head, labels(dir)?, batch, None, 0)
 }
 
 fn softmax(l: &[f32]) -> Vec<f64> {
@@ -45,7 +49,7 @@ pub fn predict(
     tok: &crate::tokenizer::Tokenizer,
     texts: &[String],
 ) -> Result<Vec<serde_json::Value>> {
-    let max = clf.cfg.max_pos;
+    let max = clf.encoder.max_pos();
     let mut out = vec![];
     for chunk in texts.chunks(clf.batch) {
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|t| encode(tok, t, max)).collect::<Result<_>>()?;
