@@ -43,6 +43,64 @@ fn bench_kernels_quick_runs_every_case() {
     }
 }
 
+/// `bench all --quick`: ceilings, kernels (each against its ceiling), SmolLM2, MiniLM and training figures,
+/// bench.json / bench.md / SVG charts in the folder; `bench compare` of a report with itself finds nothing
+/// changed, and with a copy whose decode rate doubled calls that figure better.
+#[test]
+fn bench_all_quick_report_charts_and_compare() {
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-bench-all-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.display().to_string();
+    let o = run(&["bench", "all", "--quick", "-o", &d, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let figures = r["figures"].as_array().unwrap();
+    let section = |s: &'static str| figures.iter().filter(move |f| f["section"] == s);
+    for s in ["ceilings", "kernels", "models", "training"] {
+        assert!(section(s).count() > 0, "no {s} figures: {r}");
+    }
+    let ceilings: Vec<&str> = section("ceilings").map(|f| f["name"].as_str().unwrap()).collect();
+    for c in ["copy bandwidth", "best GEMM, f32", "best GEMV, f32 weights", "empty dispatch"] {
+        assert!(ceilings.contains(&c), "no ceiling {c:?}: {ceilings:?}");
+    }
+    for f in section("ceilings") {
+        assert!(f["median"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    for f in section("kernels").filter(|f| f["unit"] == "GFLOP/s" || f["unit"] == "GB/s") {
+        assert!(f["percent_of_ceiling"].as_f64().is_some_and(|p| p > 0.0), "{f}");
+    }
+    let decode = section("models").find(|f| f["name"] == "SmolLM2 f16: decode").expect("decode figure");
+    assert!(decode["median"].as_f64().unwrap() > 0.0);
+    for f in
+        ["bench.json", "bench.md", "roofline.svg", "decode_ops.svg", "prefill_ops.svg", "decode_tokens_per_sec.svg"]
+    {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!f.ends_with(".svg") || text.contains("<svg"), "{f} is not an SVG");
+    }
+    let json = dir.join("bench.json").display().to_string();
+    let o = run(&["bench", "compare", &json, &json, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), figures.len());
+    assert!(rows.iter().all(|x| x["verdict"] == "same"), "{rows:?}");
+    // B decodes twice as fast: better, beyond both spreads.
+    let mut b = r.clone();
+    for f in b["figures"].as_array_mut().unwrap() {
+        if f["name"] == "SmolLM2 f16: decode" {
+            f["median"] = (2.0 * f["median"].as_f64().unwrap()).into();
+        }
+    }
+    let bj = dir.join("b.json");
+    std::fs::write(&bj, b.to_string()).unwrap();
+    let o = run(&["bench", "compare", &json, &bj.display().to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().find(|l| l.contains("SmolLM2 f16: decode |")).unwrap_or_default();
+    assert!(line.contains("| 2.000 | better |"), "{out}");
+    let o = run(&["bench", "compare", &json, &dir.join("bench.md").display().to_string()]);
+    assert!(!o.status.success() && stderr(&o).contains("not a bench all report"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[

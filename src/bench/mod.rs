@@ -2,7 +2,10 @@
 //! against the CPU reference (at the benchmarked shape; matmuls on sampled entries), then timed with GPU
 //! timestamps (wall clock where the adapter has none), reporting µs, GFLOP/s and GB/s with the adapter.
 
+pub mod all;
+pub mod charts;
 pub mod model;
+pub mod report;
 pub mod serve;
 pub mod train;
 

@@ -24,6 +24,9 @@ pub struct ModelBench {
     pub decode_tokens_per_sec: f64,
     pub decode_tokens: usize,
     pub decode_dispatches_per_token: usize,
+    /// Command buffers submitted per decode step (`Gpu::submissions` over the generation less its prefill's,
+    /// over the tokens after the first, which the prefill gives).
+    pub decode_submissions_per_token: f64,
     pub weight_bytes_per_token: u64,
     pub decode_weight_gbps: f64,
     pub gpu_memory_bytes: u64,
@@ -61,19 +64,22 @@ fn summed(timings: impl Iterator<Item = (String, f64)>) -> Vec<(String, f64, usi
 pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBench> {
     let mut s = Session::load(gpu, path, prec, 512)?;
     let ids = |t: usize| -> Vec<u32> { (0..t).map(|i| (i * 37 % 1000 + 100) as u32).collect() };
-    let mut prefill = |t: usize| -> Result<f64> {
+    // Tokens/s of a warm prefill of t tokens, and its submissions.
+    let mut prefill = |t: usize| -> Result<(f64, u64)> {
         s.reset();
         s.forward(&ids(t))?; // compiles this length's plan and warms it
         s.reset();
-        let t0 = Instant::now();
+        let (t0, n0) = (Instant::now(), gpu.submissions());
         s.forward(&ids(t))?;
-        Ok(t as f64 / t0.elapsed().as_secs_f64())
+        Ok((t as f64 / t0.elapsed().as_secs_f64(), gpu.submissions() - n0))
     };
-    let p64 = prefill(64)?;
-    let p256 = prefill(256)?;
+    let (p64, prefill_64_submissions) = prefill(64)?;
+    let (p256, _) = prefill(256)?;
     s.reset();
     let mut sampler = Sampler::new(SamplerConfig::default());
+    let n0 = gpu.submissions();
     let g = generate(&mut s, &ids(64), n, &mut sampler, &[], 0, &mut |_| true)?;
+    let decode_submits = (gpu.submissions() - n0).saturating_sub(prefill_64_submissions);
     let decode = g.timings.decode_tokens_per_sec;
     let decode_timings = s.profile_decode(100)?;
     let decode_kernels = by_kernel(decode_timings.clone());
@@ -90,6 +96,7 @@ pub fn run(gpu: &Gpu, path: &Path, prec: Precision, n: usize) -> Result<ModelBen
         decode_tokens_per_sec: decode,
         decode_tokens: g.tokens.len(),
         decode_dispatches_per_token: s.decode_dispatches(),
+        decode_submissions_per_token: decode_submits as f64 / g.tokens.len().saturating_sub(1).max(1) as f64,
         weight_bytes_per_token: s.bytes_per_token(),
         decode_weight_gbps: s.bytes_per_token() as f64 * decode / 1e9,
         gpu_memory_bytes: s.gpu_bytes(),

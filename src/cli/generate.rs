@@ -8,8 +8,7 @@ use clap::Args;
 use super::model_path::resolve;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::ActQuant;
-use crate::models::{parse_keep, Precision};
+use crate::models::Precision;
 use crate::sample::{Sampler, SamplerConfig};
 use crate::session::{generate, Session};
 use crate::tensor::DType;
@@ -62,15 +61,7 @@ impl ModelArgs {
 
 /// `--dtype` as every model command takes it; int8 schemes compute in `float`.
 pub fn parse_precision(d: &str, float: DType, keep: Option<&str>) -> Result<Precision> {
-    let int8 =
-        |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(keep), dynamic: vec![], weights: None };
-    match d {
-        "f32" => Ok(DType::F32.into()),
-        "f16" => Ok(DType::F16.into()),
-        "int8" => Ok(int8(ActQuant::None)),
-        "w8a8" => Ok(int8(ActQuant::Dynamic)),
-        d => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16, int8, w8a8)"))),
-    }
+    Precision::parse(d, float, keep)
 }
 
 #[derive(Args, Clone)]

@@ -8,6 +8,8 @@ mod prune;
 mod quantize;
 mod train;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use generate::{ModelArgs, SampleArgs};
 
@@ -380,6 +382,31 @@ enum BenchCmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Everything on the GPU at hand: ceilings (copy bandwidth, best GEMM and GEMV, dispatch and submission
+    /// costs), every kernel, SmolLM2 per dtype, MiniLM, training and serving, each figure the median of
+    /// --repeat runs with its spread and % of its ceiling. Writes bench.json, bench.md and SVG charts to -o.
+    All {
+        /// The report as JSON on stdout (else its Markdown).
+        #[arg(long)]
+        json: bool,
+        /// Write bench.json, bench.md and the charts here.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Runs per figure (default 3; 1 with --quick).
+        #[arg(long)]
+        repeat: Option<usize>,
+        /// A subset at small sizes: kernels at small shapes, SmolLM2 f16 only, short training, no serving.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Two `bench all` reports side by side: each figure, the ratio B/A, and whether the difference exceeds
+    /// both runs' spreads.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> Result<()> {
@@ -635,6 +662,53 @@ pub fn main() -> Result<()> {
                 for (op, us, n) in r.profile.iter().take(12) {
                     println!("    {op:<24} {:>9.1} ms ({n} dispatches)", us / 1e3);
                 }
+            }
+            Ok(())
+        }
+        Cmd::Bench { what: BenchCmd::All { json, out, repeat, quick } } => {
+            let repeat = repeat.unwrap_or(if quick { 1 } else { 3 });
+            if repeat == 0 {
+                return Err(Error::Other("--repeat 0: at least 1".into()));
+            }
+            let o = crate::bench::all::Options {
+                quick,
+                repeat,
+                chat_model: resolve(Some("smollm2"))?,
+                encoder_model: resolve(Some("minilm"))?,
+                serve_levels: if quick { vec![] } else { vec![1, 4] },
+            };
+            let gpu = cli.gpu.open()?;
+            let stages = crate::bench::all::stages(&o);
+            let pb = train::bar((stages.len() * repeat) as u64, false);
+            pb.set_prefix("bench all");
+            let r = crate::bench::all::run(&gpu, &o, &mut |s| {
+                pb.inc(1);
+                pb.set_message(s.to_string());
+            })?;
+            pb.finish_and_clear();
+            let charts = match &out {
+                Some(dir) => crate::bench::all::write(dir, &r)?,
+                None => vec![],
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let names: Vec<&str> = charts.iter().map(String::as_str).collect();
+                print!("{}", r.markdown(&names));
+            }
+            if let Some(dir) = &out {
+                eprintln!("bench all: wrote {} (bench.json, bench.md, {})", dir.display(), charts.join(", "));
+            }
+            Ok(())
+        }
+        Cmd::Bench { what: BenchCmd::Compare { a, b, json } } => {
+            use crate::bench::report;
+            let (ra, rb) = (report::read(&a)?, report::read(&b)?);
+            let rows = report::compare(&ra, &rb);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            } else {
+                print!("{}", report::compare_markdown(&ra, &rb, &rows));
             }
             Ok(())
         }

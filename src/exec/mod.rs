@@ -430,7 +430,7 @@ impl<'g> Plan<'g> {
             let buf = self.mem.buffer(&self.graph, *o, 0)?;
             enc.copy_buffer_to_buffer(buf, 0, st, 0, st.size());
         }
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         let errors = [pollster::block_on(scope.pop()), pollster::block_on(oom.pop())];
         if let Some(e) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu { context: "plan run".into(), message: e.to_string() });

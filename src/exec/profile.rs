@@ -35,11 +35,11 @@ pub(super) fn time_passes(
         for i in 0..n {
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             pre(i, &mut enc);
-            gpu.queue.submit([enc.finish()]);
+            gpu.submit(enc.finish());
             let t0 = Instant::now();
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             record(i, &mut enc.begin_compute_pass(&Default::default()));
-            gpu.queue.submit([enc.finish()]);
+            gpu.submit(enc.finish());
             gpu.wait()?;
             out.push(t0.elapsed().as_secs_f64() * 1e6);
         }
@@ -93,7 +93,7 @@ fn time_chunk(
     }
     enc.resolve_query_set(&qs, 0..q, &resolve, 0);
     enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, q as u64 * 8);
-    gpu.queue.submit([enc.finish()]);
+    gpu.submit(enc.finish());
     let ts: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.map_read(&staging, q as u64 * 8)?);
     let period = gpu.queue.get_timestamp_period() as f64;
     Ok((0..n).map(|i| ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period / 1e3).collect())
@@ -113,7 +113,7 @@ impl Plan<'_> {
         let (micros, clock) = time_passes(self.gpu, steps.len(), &pre, &|i, pass| steps[i].record(pass))?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.mem.record_twin_sync(&mut enc, &self.graph, &self.written_leaves);
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         Ok(steps
             .iter()
             .zip(micros)

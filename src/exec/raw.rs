@@ -124,7 +124,7 @@ impl<'g> RawKernel<'g> {
     pub fn run(&self) -> Result<HostTensor> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         record_steps(&mut enc, &self.steps);
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         let bytes =
             self.gpu.read(&self.out, 0, (self.out_shape.iter().product::<usize>() * self.out_dtype.size()) as u64)?;
         Ok(HostTensor::from_bytes(&self.out_shape, self.out_dtype, &bytes))

@@ -119,7 +119,7 @@ impl Twin {
     pub fn copy_from(&self, gpu: &Gpu, buffer: &wgpu::Buffer) {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         self.record_copy(&mut enc, buffer, self.bytes());
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit(enc.finish());
     }
 
     /// Record the copy of the first `bytes` of `buffer` (whole texels, at most the texture's capacity) into

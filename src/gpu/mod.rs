@@ -137,6 +137,7 @@ pub struct Gpu {
     faults: Arc<Mutex<Faults>>,
     memory_budget: Option<u64>,
     allocated: std::sync::atomic::AtomicU64,
+    submissions: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -204,6 +205,7 @@ impl Gpu {
             layouts: Mutex::default(),
             faults,
             memory_budget: opts.memory_budget,
+            submissions: Default::default(),
             allocated: Default::default(),
         })
     }
@@ -329,8 +331,19 @@ impl Gpu {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        self.submit(enc.finish());
         self.map_read(&staging, bytes)
+    }
+
+    /// Submit one command buffer (every submission of the engine goes through here, so it can be counted).
+    pub fn submit(&self, commands: wgpu::CommandBuffer) {
+        self.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queue.submit([commands]);
+    }
+
+    /// Command buffers submitted so far (`bench`: submissions per token).
+    pub fn submissions(&self) -> u64 {
+        self.submissions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Map a MAP_READ buffer and take its first `bytes`.

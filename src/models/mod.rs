@@ -409,6 +409,20 @@ impl From<DType> for Precision {
 }
 
 impl Precision {
+    /// `--dtype` as every model command takes it (f32, f16, int8 weight-only, w8a8 dynamic); int8 schemes
+    /// compute in `float`, keeping the layers `keep` names (`parse_keep`).
+    pub fn parse(d: &str, float: DType, keep: Option<&str>) -> Result<Precision> {
+        let int8 =
+            |act| Precision { dtype: float, int8: Some(act), keep: parse_keep(keep), dynamic: vec![], weights: None };
+        match d {
+            "f32" => Ok(DType::F32.into()),
+            "f16" => Ok(DType::F16.into()),
+            "int8" => Ok(int8(ActQuant::None)),
+            "w8a8" => Ok(int8(ActQuant::Dynamic)),
+            d => Err(Error::Other(format!("unknown --dtype {d:?} (f32, f16, int8, w8a8)"))),
+        }
+    }
+
     /// An int8 checkpoint runs its own scheme (`checkpoint_int8`) unless int8 was asked for explicitly.
     pub fn adopt_checkpoint(&mut self, src: &ConfigSource) -> Result<()> {
         if self.int8.is_none() {

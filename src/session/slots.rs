@@ -117,7 +117,7 @@ impl<'g> Session<'g> {
                 enc.copy_buffer_to_buffer(&src, h * row, &dst, ((slot * heads) as u64 + h) * row, size);
             }
         }
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         Ok(())
     }
 
