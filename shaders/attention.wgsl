@@ -443,9 +443,7 @@ fn attention_grad_kv(@builtin(local_invocation_index) lid: u32, @builtin(workgro
 // neighbouring rows, so causal prefill wastes little. Rows past the last are computed as copies of it.
 // A key invisible to one row (causal, or padded) gets weight exactly 0 there (a row that sees none
 // writes zeros); only keys below min(kv_len, S) are ever read.
-// llvmpipe, SmolLM2 geometry (9/3 heads, d 64, f32), against attention_forward: T=S=256 causal 40 ms
-// (1.9 s), T=S=1024 0.65 s (24 s), T=1 S=1024 3.6 ms (67 ms). RQ = 4 ran 1.8× slower; RQ = 8 compiles in ~7 s per pipeline
-// (about the tiled matmul's), so larger RQ was not tried.
+// Its speed against attention_forward, and why RQ is 8: README, "Measurements behind the design".
 
 fn ldq(i: u32) -> vec4<f32> {
     return p.scale * vec4<f32>(q4[i]);

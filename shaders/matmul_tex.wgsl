@@ -19,12 +19,12 @@
 //   gemm_tex_h8, gemv_tex_h8  the same for f16 operands with k % 8 == 0, read eight to a texel: the f16
 //             bytes copied into rgba32uint textures (staged, or the weight's twin; bindings 1 and 2 as
 //             texture_2d<u32>) and unpacked with unpack2x16float. llvmpipe spends ~90 cycles on a texel fetch
-//             for 8 lanes whatever the format, so twice the values a fetch is what pays
-//             (examples/uniform_bench: the 576×49,152 GEMV 25.6 ms as rgba16float, 18.1 ms packed).
+//             for 8 lanes whatever the format, so twice the values a fetch is what pays (measured:
+//             README, "Measurements behind the design").
 //   Decode GEMVs on CPU adapters read the row through a uniform array instead where it fits (the texts of
 //   kernels::matmul::uniform_row_source): llvmpipe gathers a uniform load (7–8 cycles a lane against a
-//   texel's 10–12) and the row needs no copy into a texture first, which cost ~60 µs a GEMV in wall time
-//   (a copy and a split compute pass; examples/uniform_bench dispatch).
+//   texel's 10–12) and the row needs no copy into a texture first (a copy and a split compute pass; its
+//   cost: README, "Measurements behind the design").
 // CPU reference: reference::matmul::matmul_forward (ta = false, tb = true).
 
 struct Params {

@@ -91,8 +91,8 @@ impl Sampler {
         let k = if self.cfg.top_k == 0 { l.len() } else { self.cfg.top_k.min(l.len()) };
         let t = self.cfg.temperature;
         // Top-p over the whole vocabulary usually keeps a few dozen tokens: try the best FEW first (the
-        // normaliser still over all of them), and sort the whole vocabulary (~3 ms for 49,152 logits) only
-        // when they do not reach top_p.
+        // normaliser still over all of them), and sort the whole vocabulary (milliseconds for SmolLM2's
+        // 49,152 logits) only when they do not reach top_p.
         if k == l.len() && k > FEW && self.cfg.top_p < 1.0 {
             let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let z = l.iter().map(|&x| (((x - m) / t) as f64).exp()).sum();

@@ -40,9 +40,8 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn precision(&self, gpu: &Gpu) -> Result<Precision> {
         // f16 wherever the adapter has it: it halves the bytes each decode step reads and the memory, and on
-        // a CPU adapter (llvmpipe) the texture GEMMs read eight f16 values a texel against four f32 ones
-        // (SmolLM2, bench model -n 16, two paired runs: prefill@256 86.8/70.3 vs 69.0/57.2 tok/s, decode
-        // 5.91/5.26 vs 4.59/3.53, 539 vs 1,075 MiB). Perplexity on 20k tokens: 47.275 vs 47.280.
+        // a CPU adapter (llvmpipe) the texture GEMMs read eight f16 values a texel against four f32 ones, at
+        // the same perplexity (README, "Measurements behind the design").
         let float = if gpu.caps().f16 { DType::F16 } else { DType::F32 };
         match self.dtype.as_deref() {
             None => Ok(float.into()),

@@ -12,8 +12,8 @@
 //! twin kind on a value that is not a single-buffer leaf is staged instead (below).
 //!
 //! Staged textures (`BindKind::StagedF32x4` / `StagedF16x4`) use the same layout for any value, leaf or
-//! intermediate: the plan copies the value's buffer in right before the dispatch, every run (a buffer →
-//! texture copy runs at about 8 GB/s on llvmpipe), so they are never stale and cost one texture per size
+//! intermediate: the plan copies the value's buffer in right before the dispatch, every run (the copy's
+//! speed: README, "Measurements behind the design"), so they are never stale and cost one texture per size
 //! instead of a second copy of every weight.
 
 use std::collections::HashMap;

@@ -17,17 +17,14 @@ use super::{
 pub const GEMV_MAX_ROWS: usize = 8;
 
 /// A plain float x·Wᵀ on the texture path (and Glu's fused pair) runs as GEMVs up to this many rows, and as
-/// the tiled texture GEMM beyond: each GEMV row reads the whole weight again, while the GEMM's tiles share it.
-/// Measured on llvmpipe (a SmolLM2 decode step of m sequences, `examples/slots_profile`, with Glu following the
-/// same rule): m = 2: GEMVs 146 ms, GEMMs 153 ms; m = 4: GEMVs 440 ms, GEMMs 169 ms; m = 8: GEMVs 347 ms
-/// (Glu as GEMVs, products as GEMMs), GEMMs 271 ms.
+/// the tiled texture GEMM beyond: each GEMV row reads the whole weight again, while the GEMM's tiles share it
+/// (the measurement that sets 2: README, "Measurements behind the design").
 pub const TEX_GEMV_MAX_ROWS: usize = 2;
 
 /// Up to this many rows the texture GEMM reads x·Wᵀ's weight through its twin (as the GEMVs do) rather than
 /// a staged copy made every run: the decode steps of continuous batching and short prefills, in sessions
 /// whose decode GEMVs have made the twins anyway. Larger products (long prefills, training batches) stage,
-/// so they never double a weight's memory. Measured on llvmpipe (`bench serve`, 8 streams): a decode step
-/// 359 → 289 ms.
+/// so they never double a weight's memory (measured: README, "Measurements behind the design").
 pub const TEX_TWIN_GEMM_MAX_ROWS: usize = 32;
 use crate::error::{Error, Result};
 use crate::graph::{Act, Op};

@@ -60,7 +60,7 @@ pub fn build(
     max_seq: usize,
     prec: &super::Precision,
     positions: super::Positions,
-) -> Result<super::llama::StepGraph> {
+) -> Result<super::StepGraph> {
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
@@ -96,7 +96,7 @@ pub fn build(
     let x = layernorm(&mut g, &format!("{p}ln_f"), x, c, cfg.eps, dt)?;
     let logits = g.linear(x, wte, None)?;
     let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
-    Ok(super::llama::StepGraph { graph: g.finish(), logits })
+    Ok(super::StepGraph { graph: g.finish(), logits })
 }
 
 /// One param's value: q/k/v come out of the fused c_attn ([C, 3C] weight, [3C] bias) by columns.

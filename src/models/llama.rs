@@ -201,12 +201,6 @@ impl Config {
 /// The param holding a scaled RoPE's inverse frequencies [head_dim/2] (not a checkpoint tensor).
 pub const ROPE_TABLE: &str = "rope.inv_freq";
 
-/// The graph of one forward step over `t` tokens, with the values a session needs.
-pub struct StepGraph {
-    pub graph: crate::graph::Graph,
-    pub logits: ValueId,
-}
-
 struct Layer {
     attn_norm: ValueId,
     q: Linear,
@@ -222,7 +216,7 @@ struct Layer {
 /// Build the step graph. Inputs: `ids` [1, t] (u32), `last` [rows] (u32: the rows whose logits are wanted,
 /// [t − 1] for generation, all of them for perplexity); logits are [rows, vocab]. Runtime scalars: `pos` (the
 /// position of the first new token) and `len` (= pos + t).
-pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<StepGraph> {
+pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<super::StepGraph> {
     build_batch(cfg, 1, t, rows, max_seq, prec, Positions::Shared)
 }
 
@@ -237,7 +231,7 @@ pub fn build_batch(
     max_seq: usize,
     prec: &Precision,
     positions: Positions,
-) -> Result<StepGraph> {
+) -> Result<super::StepGraph> {
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, hd) = (cfg.hidden, cfg.head_dim);
@@ -303,7 +297,7 @@ pub fn build_batch(
         Linear::new(&mut g, "lm_head", cfg.vocab, c, false, prec)?.forward(&mut g, x)?
     };
     let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
-    Ok(StepGraph { graph: g.finish(), logits })
+    Ok(super::StepGraph { graph: g.finish(), logits })
 }
 
 /// The training graph of whole sequences (no KV cache): input `ids` [B, T] (u32); returns the logits

@@ -388,6 +388,13 @@ pub struct Precision {
     pub weights: Option<DType>,
 }
 
+/// The graph of one forward step of a decoder (every architecture's `build`), with the values a session
+/// needs.
+pub struct StepGraph {
+    pub graph: crate::graph::Graph,
+    pub logits: ValueId,
+}
+
 /// The linear layers that stay float under int8 unless the user says otherwise: the output head (the
 /// embeddings and norms are not linear layers and always stay float).
 pub const DEFAULT_KEEP: &[&str] = &["lm_head"];

@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use super::{feeds, Generation, Session, Timings, TokenLogprob};
+use super::generation::Loop;
+use super::{feeds, Generation, Session, Timings};
 use crate::error::{Error, Result};
 use crate::exec::Plan;
 use crate::sample::Sampler;
@@ -79,57 +80,28 @@ pub fn generate_batch(
     if prompts.len() != s.batch || samplers.len() != s.batch || prompts.iter().any(Vec::is_empty) {
         return Err(Error::Run(format!("generate_batch needs {} non-empty prompts and samplers", s.batch)));
     }
-    let len = prompts.iter().map(Vec::len).max().unwrap_or(1);
+    let (b, len) = (prompts.len(), prompts.iter().map(Vec::len).max().unwrap_or(1));
     let pads: Vec<usize> = prompts.iter().map(|p| len - p.len()).collect();
     let rows: Vec<Vec<u32>> = prompts.iter().map(|p| [vec![0; len - p.len()], p.clone()].concat()).collect();
     s.reset();
     let t0 = Instant::now();
-    let mut logits = s.forward_batch(&rows, &pads)?;
+    let logits = s.forward_batch(&rows, &pads)?;
     let prefill_secs = t0.elapsed().as_secs_f64();
-    let b = prompts.len();
-    let mut history: Vec<Vec<u32>> = prompts.to_vec();
-    let mut out: Vec<(Vec<u32>, Vec<TokenLogprob>)> = vec![(vec![], vec![]); b];
-    let mut done = vec![max_new == 0; b];
-    let t1 = Instant::now();
-    let mut ttft = 0.0;
-    loop {
-        let mut next = vec![0u32; b];
-        for i in 0..b {
-            if done[i] {
-                continue;
-            }
-            let tok = samplers[i].sample(&logits[i], &history[i]);
-            out[i].1.push(TokenLogprob::new(&logits[i], tok, top_logprobs));
-            if eos.contains(&tok) {
-                done[i] = true;
-                continue;
-            }
-            out[i].0.push(tok);
-            history[i].push(tok);
-            next[i] = tok;
-            done[i] = out[i].0.len() >= max_new;
-        }
-        if ttft == 0.0 {
-            ttft = t0.elapsed().as_secs_f64();
-        }
-        if done.iter().all(|&d| d) || s.pos >= s.max_seq {
-            break;
-        }
-        let step: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
-        logits = s.forward_batch(&step, &pads)?;
-    }
-    let decode_secs = t1.elapsed().as_secs_f64();
-    let generated: usize = out.iter().map(|o| o.0.len()).sum();
-    let steps = out.iter().map(|o| o.0.len()).max().unwrap_or(0).saturating_sub(1);
-    let timings = Timings {
-        prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        generated_tokens: generated,
-        prefill_secs,
-        decode_secs,
-        prefill_tokens_per_sec: (b * len) as f64 / prefill_secs.max(1e-9),
-        // Tokens of every sequence per second of batched decode.
-        decode_tokens_per_sec: if steps > 0 { (steps * b) as f64 / decode_secs.max(1e-9) } else { 0.0 },
-        time_to_first_token_secs: ttft,
-    };
+    let lp = Loop { max_new, eos, top_logprobs, t0 };
+    let (out, ttft, decode_secs) = lp.run(
+        logits,
+        prompts.to_vec(),
+        samplers,
+        &mut |_, _| true,
+        &mut |s: &mut Session, next: &[u32]| {
+            let step: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
+            s.forward_batch(&step, &pads)
+        },
+        s,
+    )?;
+    let generated: Vec<usize> = out.iter().map(|o| o.0.len()).collect();
+    // Prefill speed counts the padded rows the plan ran; the prompt tokens are the real ones.
+    let mut timings = Timings::of(b * len, prefill_secs, &generated, decode_secs, ttft);
+    timings.prompt_tokens = prompts.iter().map(Vec::len).sum();
     Ok(out.into_iter().map(|(tokens, logprobs)| Generation { tokens, logprobs, timings: timings.clone() }).collect())
 }

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod calibrate;
 pub mod encoder;
+mod generation;
 pub mod perplexity;
 pub mod preflight;
 pub mod slots;
@@ -40,7 +41,7 @@ impl Arch {
         }
     }
     /// The step graph over `t` tokens with logits for `rows` of them.
-    pub fn build(&self, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<llama::StepGraph> {
+    pub fn build(&self, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<crate::models::StepGraph> {
         self.build_batch(1, t, rows, max_seq, prec)
     }
     /// The step graph of `b` sequences stepping together (see `llama::build_batch`).
@@ -51,7 +52,7 @@ impl Arch {
         rows: usize,
         max_seq: usize,
         prec: &Precision,
-    ) -> Result<llama::StepGraph> {
+    ) -> Result<crate::models::StepGraph> {
         match self {
             Arch::Llama(c) => llama::build_batch(c, b, t, rows, max_seq, prec, Positions::Shared),
             Arch::Gpt2(c) => gpt2::build(c, b, t, rows, max_seq, prec, Positions::Shared),
@@ -59,7 +60,7 @@ impl Arch {
     }
     /// The decode step of `b` sequences each at its own position (`Positions::PerSequence`: continuous
     /// batching, `Session::open_slots`).
-    pub fn build_slots(&self, b: usize, max_seq: usize, prec: &Precision) -> Result<llama::StepGraph> {
+    pub fn build_slots(&self, b: usize, max_seq: usize, prec: &Precision) -> Result<crate::models::StepGraph> {
         match self {
             Arch::Llama(c) => llama::build_batch(c, b, 1, b, max_seq, prec, Positions::PerSequence),
             Arch::Gpt2(c) => gpt2::build(c, b, 1, b, max_seq, prec, Positions::PerSequence),
@@ -84,7 +85,6 @@ impl Arch {
         }
     }
 }
-use crate::sample::{log_sum_exp, top_k, Sampler};
 use crate::tensor::{DType, HostTensor};
 
 pub struct Session<'g> {
@@ -397,95 +397,4 @@ fn feeds<'a>(inputs: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a
     inputs.iter().map(|(n, t)| (*n, t)).collect()
 }
 
-/// One generated token with its log-probability and the most likely alternatives.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TokenLogprob {
-    pub token: u32,
-    pub logprob: f32,
-    pub top: Vec<(u32, f32)>,
-}
-
-impl TokenLogprob {
-    /// `token`'s log-probability under `logits` and the `top` most likely tokens with theirs. Every decode
-    /// step makes one: the row's log-sum-exp is the only pass over the vocabulary unless `top` > 0 (the
-    /// log-softmax is a shift, so the top tokens of the logits are those of the log-probabilities).
-    pub fn new(logits: &[f32], token: u32, top: usize) -> Self {
-        let lse = log_sum_exp(logits);
-        TokenLogprob {
-            token,
-            logprob: logits[token as usize] - lse,
-            top: top_k(logits, top).into_iter().map(|(i, x)| (i as u32, x - lse)).collect(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Timings {
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    pub prefill_secs: f64,
-    pub decode_secs: f64,
-    pub prefill_tokens_per_sec: f64,
-    pub decode_tokens_per_sec: f64,
-    pub time_to_first_token_secs: f64,
-}
-
-pub struct Generation {
-    pub tokens: Vec<u32>,
-    pub logprobs: Vec<TokenLogprob>,
-    pub timings: Timings,
-}
-
-/// Generate up to `max_new` tokens after `prompt`, stopping at any of `eos` (not emitted) or when
-/// `on_token` returns false. `top_logprobs` alternatives are recorded per token.
-pub fn generate(
-    s: &mut Session,
-    prompt: &[u32],
-    max_new: usize,
-    sampler: &mut Sampler,
-    eos: &[u32],
-    top_logprobs: usize,
-    on_token: &mut dyn FnMut(u32) -> bool,
-) -> Result<Generation> {
-    // The repetition penalty sees the whole context, cached tokens included (as transformers' input_ids).
-    let mut history = if s.cached.len() == s.pos { s.cached.clone() } else { vec![] };
-    history.extend_from_slice(prompt);
-    let t0 = Instant::now();
-    let mut logits = s.forward(prompt)?;
-    let prefill_secs = t0.elapsed().as_secs_f64();
-    let mut tokens = vec![];
-    let mut logprobs = vec![];
-    let t1 = Instant::now();
-    let mut ttft = 0.0;
-    while tokens.len() < max_new {
-        let tok = sampler.sample(&logits, &history);
-        logprobs.push(TokenLogprob::new(&logits, tok, top_logprobs));
-        if tokens.is_empty() {
-            ttft = t0.elapsed().as_secs_f64();
-        }
-        if eos.contains(&tok) {
-            break;
-        }
-        tokens.push(tok);
-        history.push(tok);
-        if !on_token(tok) || tokens.len() >= max_new || s.pos >= s.max_seq {
-            break;
-        }
-        logits = s.forward(&[tok])?;
-    }
-    let decode_secs = t1.elapsed().as_secs_f64();
-    let steps = tokens.len().saturating_sub(1).max(1);
-    Ok(Generation {
-        timings: Timings {
-            prompt_tokens: prompt.len(),
-            generated_tokens: tokens.len(),
-            prefill_secs,
-            decode_secs,
-            prefill_tokens_per_sec: prompt.len() as f64 / prefill_secs.max(1e-9),
-            decode_tokens_per_sec: if tokens.len() > 1 { steps as f64 / decode_secs.max(1e-9) } else { 0.0 },
-            time_to_first_token_secs: ttft,
-        },
-        tokens,
-        logprobs,
-    })
-}
+pub use generation::{generate, Generation, Timings, TokenLogprob};

@@ -273,9 +273,10 @@ pub struct BatchOut {
 
 impl<'g> Classifier<'g> {
     /// Open the encoder at `path` (a BERT folder: a sentence-transformers model, a BertModel or a
-    /// BertForSequenceClassification checkpoint). A head the checkpoint lacks starts as transformers
-    /// initialises one (normal(0, initializer_range) weights, zero biases; seeded by `seed`); a classifier
-    /// it has must have one row per label.
+    /// BertForSequenceClassification checkpoint; or a textbook classifier written by `finetune
+    /// --from-scratch`). A head the checkpoint lacks starts as transformers initialises one (normal(0,
+    /// initializer_range) weights, zero biases; seeded by `seed`); a classifier it has must have one row per
+    /// label.
     pub fn open(
         gpu: &'g Gpu,
         path: &Path,
@@ -345,9 +346,6 @@ impl<'g> Classifier<'g> {
     ) -> Result<Self> {
         if batch == 0 {
             return Err(Error::Other("--batch-size 0: must be at least 1".into()));
-        }
-        if head == HeadKind::Pooler && matches!(encoder, Encoder::Textbook(_)) {
-            return Err(Error::Other("--head pooler: the textbook encoder has no pooler (use mean or cls)".into()));
         }
         let train = train.map(|s| TrainSpec { grad_through_transpose: gpu.caps().texture_weights, ..s });
         Ok(Classifier {
