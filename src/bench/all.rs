@@ -42,8 +42,7 @@ fn timed(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         f()?;
         t.push(t0.elapsed().as_secs_f64());
     }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
+    Ok(super::report::median(&t))
 }
 
 /// The cost of a dispatch and of a submission: plans of 1 and of 65 chained scalings of 4 floats, each run

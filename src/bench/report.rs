@@ -107,8 +107,10 @@ impl Collector {
     }
 }
 
-/// The median of sorted values.
-fn median(v: &[f64]) -> f64 {
+/// The median of `v` (sorted or not; the mean of the middle two for an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
     match v.len() {
         0 => 0.0,
         n if n % 2 == 1 => v[n / 2],

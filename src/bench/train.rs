@@ -38,11 +38,6 @@ pub struct TrainBench {
     pub profile: Vec<(String, f64, usize)>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// The character GPT recipe for `steps` timed steps (after two warm-up steps).
 pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
     let cfg = gpt2::Config {
@@ -101,7 +96,7 @@ pub fn char_gpt(gpu: &Gpu, steps: usize) -> Result<TrainBench> {
     let feeds: Vec<(&str, &crate::tensor::HostTensor)> = f.iter().map(|(n, v)| (*n, v)).collect();
     let timings = plan.profile(&feeds, &[("lr", 1e-3f32.to_bits()), ("step", (steps + 3) as u32)])?;
     let profile = by_op(timings);
-    let step_secs = median(times);
+    let step_secs = super::report::median(&times);
     let (persistent, transient) = plan.memory();
     Ok(TrainBench {
         recipe: "char GPT-2 (4 layers, d 128, batch 12x64)".into(),
@@ -145,7 +140,7 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    let step_secs = median(times);
+    let step_secs = super::report::median(&times);
     Ok(TrainBench {
         recipe: format!("all-MiniLM-L6-v2 mean head, batch 32x{len}"),
         adapter: gpu.info.name.clone(),
@@ -225,7 +220,7 @@ pub fn decoder(
     let seqs = batch_of();
     let refs: Vec<&Sequence> = seqs.iter().collect();
     let timings = tr.profile_step(&refs, len, (steps + 3) as u32)?;
-    let step_secs = median(times);
+    let step_secs = super::report::median(&times);
     let fp = tr.footprint();
     let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let how = match lora {

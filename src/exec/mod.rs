@@ -365,6 +365,12 @@ impl<'g> Plan<'g> {
             .ok_or_else(|| Error::Run(format!("the graph has no input, param or state named {name:?}")))
     }
 
+    /// The feeds of `all` that this plan's graph has a leaf for (a batch builder makes every input any of its
+    /// plans may take: the textbook encoder has no type or position ids, Llama no position ids).
+    pub fn takes<'a>(&self, all: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {
+        all.iter().filter(|(n, _)| self.graph.find(n).is_some()).map(|(n, t)| (*n, t)).collect()
+    }
+
     /// Upload a leaf's value (weights and state once; inputs also through `run`).
     pub fn set(&mut self, name: &str, t: &HostTensor) -> Result<()> {
         let v = self.leaf(name)?;

@@ -39,14 +39,8 @@ impl Config {
             return Err(Error::Unsupported { op: "bert".into(), detail: format!("hidden_act {act:?} (only gelu)") });
         }
         let prefix = if store.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" }.to_string();
-        let mut labels = vec![];
-        if store.contains("classifier.weight") {
-            let n = store.entry("classifier.weight")?.shape[0];
-            for i in 0..n {
-                let name = v["id2label"][i.to_string()].as_str().map_or(format!("LABEL_{i}"), str::to_string);
-                labels.push(name);
-            }
-        }
+        let n = if store.contains("classifier.weight") { store.entry("classifier.weight")?.shape[0] } else { 0 };
+        let labels = super::labels_from_config(v, n);
         let (hidden, n_head) = (src.req("hidden_size", "")?, src.req("num_attention_heads", "")?);
         src.check_divides(hidden, n_head, "hidden_size / num_attention_heads")?;
         Ok(Config {

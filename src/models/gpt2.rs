@@ -184,40 +184,24 @@ pub fn build_train(
     g.linear(x, wte, None)
 }
 
-/// A named tensor: (name, shape, values).
-pub type Named = (String, Vec<usize>, Vec<f32>);
-
 /// Every parameter of the graph in the checkpoint's layout: q, k and v fused back into c_attn ([C, 3C]
 /// weight, [3C] bias), the rest as they are; `get` reads a parameter by its graph name.
 pub fn checkpoint_tensors(
     cfg: &Config,
     graph: &crate::graph::Graph,
     get: &dyn Fn(&str) -> Result<Vec<f32>>,
-) -> Result<Vec<Named>> {
+) -> Result<Vec<super::Named>> {
     let c = cfg.hidden;
-    let mut out = vec![];
-    for node in &graph.nodes {
-        let Op::Param { name } = &node.op else { continue };
-        if name.contains(".attn.k.") || name.contains(".attn.v.") {
-            continue;
-        }
-        let fused = name
-            .strip_suffix(".attn.q.weight")
-            .map(|s| (s, "weight"))
-            .or_else(|| name.strip_suffix(".attn.q.bias").map(|s| (s, "bias")));
-        let Some((stem, part)) = fused else {
-            out.push((name.clone(), node.shape.clone(), get(name)?));
-            continue;
-        };
-        let parts: Vec<Vec<f32>> =
-            ["q", "k", "v"].iter().map(|x| get(&format!("{stem}.attn.{x}.{part}"))).collect::<Result<_>>()?;
-        let data: Vec<f32> = if part == "weight" {
-            (0..c).flat_map(|r| parts.iter().flat_map(move |w| w[r * c..(r + 1) * c].to_vec())).collect()
+    super::fused_qkv(graph, get, "attn", &|stem, part, _, parts| {
+        // Conv1D's weight is [C, 3C]: each row holds its q, k and v columns side by side.
+        let (shape, data) = if part == "weight" {
+            (
+                vec![c, 3 * c],
+                (0..c).flat_map(|r| parts.iter().flat_map(move |w| w[r * c..(r + 1) * c].to_vec())).collect(),
+            )
         } else {
-            parts.concat()
+            (vec![3 * c], parts.concat())
         };
-        let shape = if part == "weight" { vec![c, 3 * c] } else { vec![3 * c] };
-        out.push((format!("{stem}.attn.c_attn.{part}"), shape, data));
-    }
-    Ok(out)
+        (format!("{stem}.attn.c_attn.{part}"), shape, data)
+    })
 }

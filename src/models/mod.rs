@@ -395,6 +395,46 @@ pub struct StepGraph {
     pub logits: ValueId,
 }
 
+/// A named tensor: (name, shape, values).
+pub type Named = (String, Vec<usize>, Vec<f32>);
+
+/// How a checkpoint fuses an attention block's q, k and v: (stem, "weight" or "bias", q's shape, [q, k, v]
+/// values) → the fused tensor.
+pub type FuseQkv<'a> = dyn Fn(&str, &str, &[usize], &[Vec<f32>]) -> Named + 'a;
+
+/// Every param of `graph` (values from `get` by graph name) in a checkpoint that fuses the q, k and v params
+/// of each `{stem}.{attn}.{q,k,v}.{weight,bias}` into one tensor (`fuse`); the rest as they are. GPT-2's
+/// c_attn and PyTorch's in_proj.
+pub fn fused_qkv(
+    graph: &crate::graph::Graph,
+    get: &dyn Fn(&str) -> Result<Vec<f32>>,
+    attn: &str,
+    fuse: &FuseQkv,
+) -> Result<Vec<Named>> {
+    let mut out = vec![];
+    for node in &graph.nodes {
+        let Op::Param { name } = &node.op else { continue };
+        if name.contains(&format!(".{attn}.k.")) || name.contains(&format!(".{attn}.v.")) {
+            continue;
+        }
+        let q = |part: &str| name.strip_suffix(&format!(".{attn}.q.{part}"));
+        let Some((stem, part)) = q("weight").map(|s| (s, "weight")).or_else(|| q("bias").map(|s| (s, "bias"))) else {
+            out.push((name.clone(), node.shape.clone(), get(name)?));
+            continue;
+        };
+        let parts: Vec<Vec<f32>> =
+            ["q", "k", "v"].iter().map(|x| get(&format!("{stem}.{attn}.{x}.{part}"))).collect::<Result<_>>()?;
+        out.push(fuse(stem, part, &node.shape, &parts));
+    }
+    Ok(out)
+}
+
+/// A classifier's label names in id order from its config.json's `id2label` (`LABEL_i` where it names
+/// none), for `n` classifier rows.
+pub fn labels_from_config(config: &serde_json::Value, n: usize) -> Vec<String> {
+    (0..n).map(|i| config["id2label"][i.to_string()].as_str().map_or(format!("LABEL_{i}"), str::to_string)).collect()
+}
+
 /// The linear layers that stay float under int8 unless the user says otherwise: the output head (the
 /// embeddings and norms are not linear layers and always stay float).
 pub const DEFAULT_KEEP: &[&str] = &["lm_head"];

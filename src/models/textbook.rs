@@ -167,28 +167,11 @@ pub fn init_param(cfg: &Config, name: &str, shape: &[usize], seed: u64) -> Resul
 pub fn checkpoint_tensors(
     graph: &crate::graph::Graph,
     get: &dyn Fn(&str) -> Result<Vec<f32>>,
-) -> Result<Vec<super::gpt2::Named>> {
-    let mut out = vec![];
-    for node in &graph.nodes {
-        let Op::Param { name } = &node.op else { continue };
-        if name.contains(".self_attn.k.") || name.contains(".self_attn.v.") {
-            continue;
-        }
-        let fused = name
-            .strip_suffix(".self_attn.q.weight")
-            .map(|s| (s, "weight"))
-            .or_else(|| name.strip_suffix(".self_attn.q.bias").map(|s| (s, "bias")));
-        let Some((stem, part)) = fused else {
-            out.push((name.clone(), node.shape.clone(), get(name)?));
-            continue;
-        };
-        let mut data = vec![];
-        for x in ["q", "k", "v"] {
-            data.extend(get(&format!("{stem}.self_attn.{x}.{part}"))?);
-        }
-        let mut shape = node.shape.clone();
+) -> Result<Vec<super::Named>> {
+    super::fused_qkv(graph, get, "self_attn", &|stem, part, q_shape, parts| {
+        // q, k and v stacked by rows: [3C, C] and [3C].
+        let mut shape = q_shape.to_vec();
         shape[0] *= 3;
-        out.push((format!("{stem}.self_attn.in_proj_{part}"), shape, data));
-    }
-    Ok(out)
+        (format!("{stem}.self_attn.in_proj_{part}"), shape, parts.concat())
+    })
 }

@@ -433,7 +433,7 @@ impl<'g> Classifier<'g> {
         let t = self.padded(seqs)?;
         let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
         let plan = self.plan(t, true, accum)?;
-        let feeds = inputs_of(plan, &feeds);
+        let feeds = plan.takes(&feeds);
         let out = plan.run(&feeds, &[("lr", lr.to_bits()), ("step", step)])?;
         Ok(out[0].to_f32()[0])
     }
@@ -444,7 +444,7 @@ impl<'g> Classifier<'g> {
         let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
         let n = self.labels.len();
         let plan = self.plan(t, false, super::Accum::Off)?;
-        let feeds = inputs_of(plan, &feeds);
+        let feeds = plan.takes(&feeds);
         let out = plan.run(&feeds, &[])?;
         let l = out[0].to_f32();
         Ok(BatchOut {
@@ -551,12 +551,6 @@ impl<'g> Classifier<'g> {
         let transient = self.steps.iter().chain(&self.evals).map(|p| p.1.memory().1).max().unwrap_or(0);
         self.shared.bytes() + transient
     }
-}
-
-/// The batch's feeds that `plan` takes (the textbook encoder has no type or position ids).
-fn inputs_of<'a>(plan: &Plan, feeds: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {
-    let has = |n: &str| plan.graph().nodes.iter().any(|x| matches!(&x.op, Op::Input { name } if name == n));
-    feeds.iter().filter(|(n, _)| has(n)).map(|(n, v)| (*n, v)).collect()
 }
 
 /// n draws of normal(0, std) from a seeded generator (Box–Muller over `SplitMix`).

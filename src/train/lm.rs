@@ -416,11 +416,6 @@ pub fn batch(tokens: &[u32], b: usize, t: usize, rng: &mut SplitMix) -> Vec<(&'s
     ]
 }
 
-/// The batch's inputs the plan has (Llama's rotary positions need no `pos_ids`).
-fn feeds<'a>(f: &'a [(&'static str, HostTensor)], plan: &Plan) -> Vec<(&'static str, &'a HostTensor)> {
-    f.iter().filter(|(n, _)| plan.graph().find(n).is_some()).map(|(n, t)| (*n, t)).collect()
-}
-
 /// Train and write the model; `on_step(step, loss)` after each step, `on_eval` after each evaluation.
 pub fn train(
     gpu: &Gpu,
@@ -510,7 +505,7 @@ pub fn train(
         let mut sum = 0.0;
         for _ in 0..opts.eval_batches.max(1) {
             let f = batch(val_tok, b, t, &mut r);
-            let f = feeds(&f, plan);
+            let f = plan.takes(&f);
             sum += plan.run(&f, &[])?[0].to_f32()[0] as f64;
         }
         Ok(sum / opts.eval_batches.max(1) as f64)
@@ -521,7 +516,7 @@ pub fn train(
         for i in 0..n_micro {
             let f = batch(train_tok, b, t, &mut rng);
             let plan = &mut plans.iter_mut().find(|p| p.0 == Accum::of(i, n_micro)).expect("compiled above").2;
-            let f = feeds(&f, plan);
+            let f = plan.takes(&f);
             loss += plan.run(&f, &[("lr", lr.to_bits()), ("step", step as u32)])?[0].to_f32()[0];
         }
         let loss = loss / n_micro as f32;

@@ -23,8 +23,7 @@ pub fn labels(dir: &Path) -> Result<Vec<String>> {
             detail: "no classifier.weight: not a sequence classifier".into(),
         });
     };
-    let n = e.shape.first().copied().unwrap_or(0);
-    Ok((0..n).map(|i| cfg["id2label"][i.to_string()].as_str().map_or(format!("LABEL_{i}"), str::to_string)).collect())
+    Ok(crate::models::labels_from_config(&cfg, e.shape.first().copied().unwrap_or(0)))
 }
 
 /// Open a classifier folder with its labels and head (`wgpu_llm_head` in config.json, else transformers'
