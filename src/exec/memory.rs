@@ -93,9 +93,12 @@ impl Liveness {
         // Which nodes are needed: the outputs, every in-place update, and what they read.
         let mut needed = vec![false; n];
         let mut stack: Vec<usize> = outputs.iter().map(|v| v.0).collect();
-        stack.extend(
-            (0..n).filter(|&i| matches!(graph.nodes[i].op, Op::AdamW(_) | Op::CacheWrite { .. } | Op::CacheWriteAt)),
-        );
+        stack.extend((0..n).filter(|&i| {
+            matches!(
+                graph.nodes[i].op,
+                Op::AdamW(_) | Op::CacheWrite { .. } | Op::CacheWriteAt | Op::RopeQkvCache { .. }
+            )
+        }));
         while let Some(i) = stack.pop() {
             if i >= n {
                 return Err(Error::Graph(format!("output value {i} does not exist")));

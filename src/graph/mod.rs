@@ -27,6 +27,17 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Named values worth reading besides the outputs (each linear layer's input; see `GraphBuilder::tap`).
     pub taps: Vec<(String, ValueId)>,
+    /// Params stored as the row-wise concatenation of several checkpoint tensors (a decoder's q, k and v
+    /// projections as one weight): loaders read the parts, exporters write them (`GraphBuilder::fused_param`).
+    pub fused: Vec<Fused>,
+}
+
+/// A param made of checkpoint tensors stacked along dim 0: `parts` in order, each with its own (checkpoint)
+/// name and shape; the param's rows are theirs, one after another.
+#[derive(Clone, Debug)]
+pub struct Fused {
+    pub name: String,
+    pub parts: Vec<(String, Vec<usize>)>,
 }
 
 impl Graph {
@@ -42,6 +53,10 @@ impl Graph {
     /// The leaf named `name` (input, param or state).
     pub fn find(&self, name: &str) -> Option<ValueId> {
         self.nodes.iter().position(|n| leaf_name(&n.op) == Some(name)).map(ValueId)
+    }
+    /// The parts of a fused param (`None` for a param read as it is).
+    pub fn parts_of(&self, name: &str) -> Option<&Fused> {
+        self.fused.iter().find(|f| f.name == name)
     }
     /// All params (trainable leaves) in creation order.
     pub fn params(&self) -> Vec<ValueId> {
@@ -95,6 +110,24 @@ impl GraphBuilder {
     }
     pub fn param(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<ValueId> {
         self.leaf(Op::Param { name: name.into() }, shape, dtype)
+    }
+    /// A param of `shape` whose rows are the checkpoint tensors `parts` (name, shape) stacked in order; the
+    /// parts' rows must add up to shape[0] (their shapes are the checkpoint's: an int8 param lists its parts'
+    /// float shapes).
+    pub fn fused_param(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        parts: Vec<(String, Vec<usize>)>,
+    ) -> Result<ValueId> {
+        let rows: usize = parts.iter().map(|(_, s)| s.first().copied().unwrap_or(0)).sum();
+        if rows != shape.first().copied().unwrap_or(0) {
+            return Err(Error::Graph(format!("fused param {name:?}: its parts have {rows} rows, it has {shape:?}")));
+        }
+        let v = self.param(name, shape, dtype)?;
+        self.graph.fused.push(Fused { name: name.into(), parts });
+        Ok(v)
     }
     pub fn state(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<ValueId> {
         self.leaf(Op::State { name: name.into() }, shape, dtype)

@@ -3,7 +3,8 @@
 //! backward rules (`autodiff`) all follow these comments. Shapes are row-major, last dim contiguous.
 //!
 //! Every op has exactly one output. Ops that update state in place (`CacheWrite`, `AdamW`) return a value that
-//! aliases the mutated buffer, so later readers are ordered after the write.
+//! aliases the mutated buffer, so later readers are ordered after the write; `RopeQkvCache` writes two caches
+//! and returns the queries that every reader of those caches also reads.
 
 /// A scalar that is either fixed when the graph is built or supplied by name at each run (positions,
 /// lengths, the optimizer step): changing it never recompiles anything.
@@ -174,6 +175,14 @@ pub enum Op {
     /// token t of sequence b is at pos[b] + t (continuous batching: sequences of different lengths step
     /// together).
     RopeAt { theta: f32 },
+    /// (qkv [B, T, (Hq + 2·Hkv)·D]: the q, k and v heads of one projection side by side, kc [B, Hkv, Smax, D]
+    /// state, vc [B, Hkv, Smax, D] state (, pos [B] u32 if `at`) (, inv_freq [D/2] f32)) → q [B, Hq, T, D]
+    /// rotated as `Rope` (`RopeAt` with `at`: token t of sequence b at pos[b] + t); in place, k rotated the
+    /// same way and v as it is go to rows offset + t (pos[b] + t) of kc and vc (rows past Smax dropped). A
+    /// decoder step's attention inputs in one dispatch instead of a rope per q and k and a cache write per k
+    /// and v. The output does not alias the caches: their readers (the attention) also read the returned q,
+    /// so they run after the writes.
+    RopeQkvCache { theta: f32, offset: Scalar, q_heads: usize, at: bool },
     /// (x [B, T, C]) → x + PE, PE[pos, 2i] = sin(pos/10000^(2i/C)), PE[pos, 2i+1] = cos(same), pos = offset + t.
     AddSinusoidal { offset: Scalar },
 
@@ -312,6 +321,7 @@ impl Op {
             Op::AttentionGradV(_) => "attention_grad_v",
             Op::Rope { .. } => "rope",
             Op::RopeAt { .. } => "rope_at",
+            Op::RopeQkvCache { .. } => "rope_qkv_cache",
             Op::AddSinusoidal { .. } => "add_sinusoidal",
             Op::Embedding => "embedding",
             Op::EmbeddingBackward { .. } => "embedding_backward",

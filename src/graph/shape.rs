@@ -315,6 +315,33 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             }
             out(s, dt)
         }
+        Op::RopeQkvCache { q_heads, at, .. } => {
+            let fixed = 3 + *at as usize;
+            if ins.len() != fixed + 1 {
+                want_inputs(op, ins, fixed)?;
+            }
+            let dt = want_float(op, ins, &[0, 1, 2])?;
+            same(op, ins, 1, 2)?;
+            let (x, c) = (ins[0].0, ins[1].0);
+            if c.len() != 4 || !c[3].is_multiple_of(2) {
+                return Err(err(op, ins, "the caches must be [B,Hkv,Smax,D] with D even"));
+            }
+            let (b, hkv, d) = (c[0], c[1], c[3]);
+            if x.len() != 3 || x[0] != b || x[2] != (q_heads + 2 * hkv) * d || ins[0].1 != dt {
+                return Err(err(
+                    op,
+                    ins,
+                    format!("qkv must be [{b}, T, {}] (q, k, v heads side by side)", (q_heads + 2 * hkv) * d),
+                ));
+            }
+            if *at && (ins[3].1 != DType::U32 || ins[3].0 != [b]) {
+                return Err(err(op, ins, format!("the positions (input 3) must be u32 [{b}]")));
+            }
+            if ins.len() == fixed + 1 && (ins[fixed].1 != DType::F32 || ins[fixed].0 != [d / 2]) {
+                return Err(err(op, ins, format!("the inverse-frequency table must be f32 [{}]", d / 2)));
+            }
+            out(&[b, *q_heads, x[1], d], dt)
+        }
         Op::AddSinusoidal { .. } => {
             want_inputs(op, ins, 1)?;
             let dt = want_float(op, ins, &[0])?;

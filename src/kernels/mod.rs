@@ -301,7 +301,9 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::AttentionGradQ(_)
         | Op::AttentionGradK(_)
         | Op::AttentionGradV(_) => attention::lower(op, ins, out, caps),
-        Op::Rope { .. } | Op::RopeAt { .. } | Op::AddSinusoidal { .. } => position::lower(op, ins, out, caps),
+        Op::Rope { .. } | Op::RopeAt { .. } | Op::RopeQkvCache { .. } | Op::AddSinusoidal { .. } => {
+            position::lower(op, ins, out, caps)
+        }
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::lower(op, ins, out, caps),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::lower(op, ins, out, caps),
         Op::AdamW(_) | Op::SumSquares => optim::lower(op, ins, out, caps),

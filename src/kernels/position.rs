@@ -23,6 +23,9 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
     let shape = &ins[0].shape;
     let numel: usize = shape.iter().product();
     let zero = Scalar::Const(0);
+    // (hq, hkv, smax) of rope_qkv_cache; zeros for the others.
+    let mut heads = [0usize; 3];
+    let mut inplace = 0..0;
     let (entry, n, t, d, theta, offset, inverse) = match op {
         Op::Rope { theta, offset, inverse } => {
             let (t, d) = (shape[2], shape[3]);
@@ -34,12 +37,26 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
             let entry = if ins.len() == 3 { "rope_at_table" } else { "rope_at" };
             (entry, numel / 2, t, d, *theta, &zero, false)
         }
+        Op::RopeQkvCache { theta, offset, q_heads, at } => {
+            let c = &ins[1].shape;
+            heads = [*q_heads, c[1], c[2]];
+            inplace = 1..3; // the caches are written where they are
+            let table = ins.len() == 4 + *at as usize;
+            let entry = match (*at, table) {
+                (false, false) => "rope_qkv_cache",
+                (false, true) => "rope_qkv_cache_table",
+                (true, false) => "rope_qkv_cache_at",
+                (true, true) => "rope_qkv_cache_at_table",
+            };
+            (entry, numel / 2, shape[1], c[3], *theta, offset, false)
+        }
         Op::AddSinusoidal { offset } => {
             let (t, c) = (shape[1], shape[2]);
             ("add_sinusoidal", numel, t, c, 10000.0, offset, false)
         }
         _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not a position op".into() }),
     };
+    let h = if shape.len() == 4 { shape[1] } else { 0 };
     Ok(Lowered {
         scratch: vec![],
         dispatches: vec![Dispatch {
@@ -55,10 +72,17 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, _caps: &Caps) -> Result<Lo
                 ("theta", Word::F32(theta)),
                 ("offset", scalar_word(offset)),
                 ("inverse", Word::U32(inverse as u32)),
-                ("h", Word::U32(if shape.len() == 4 { shape[1] as u32 } else { 0 })),
+                ("h", Word::U32(h as u32)),
+                ("hq", Word::U32(heads[0] as u32)),
+                ("hkv", Word::U32(heads[1] as u32)),
+                ("smax", Word::U32(heads[2] as u32)),
             ],
-            // The inputs in order (x, then positions and/or the frequency table), then the output.
-            bindings: (0..ins.len()).map(|i| bind(Arg::Input(i), false)).chain([bind(Arg::Output, true)]).collect(),
+            // The inputs in order (x, then the caches written in place, positions and/or the frequency
+            // table), then the output.
+            bindings: (0..ins.len())
+                .map(|i| bind(Arg::Input(i), inplace.contains(&i)))
+                .chain([bind(Arg::Output, true)])
+                .collect(),
             grid: grid_1d(ceil_div(n, WG)),
         }],
     })

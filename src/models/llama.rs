@@ -203,9 +203,6 @@ pub const ROPE_TABLE: &str = "rope.inv_freq";
 
 struct Layer {
     attn_norm: ValueId,
-    q: Linear,
-    k: Linear,
-    v: Linear,
     o: Linear,
     mlp_norm: ValueId,
     gate: Linear,
@@ -240,7 +237,6 @@ pub fn build_batch(
     let (seq_pos, mask) = super::position_inputs(&mut g, b, max_seq, positions, dt)?;
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
-    let pos = Scalar::var("pos");
     // A scaled RoPE reads its frequencies from a table (computed on load: `load_param`).
     let freq = match cfg.rope_scaling {
         Some(_) => Some(g.param(ROPE_TABLE, &[cfg.head_dim / 2], DType::F32)?),
@@ -251,11 +247,13 @@ pub fn build_batch(
         let lin = |g: &mut GraphBuilder, n: &str, o: usize, i: usize, b: bool| {
             Linear::new(g, &format!("{p}.{n}"), o, i, b, prec)
         };
+        let attn_norm = g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?;
+        // q, k and v as one product (one weight stacking the three), rotated and cached by one op.
+        let parts = [("q_proj", cfg.n_head), ("k_proj", cfg.n_kv_head), ("v_proj", cfg.n_kv_head)]
+            .map(|(n, heads)| (format!("{p}.self_attn.{n}"), heads * hd));
+        let qkv = Linear::fused(&mut g, &format!("{p}.self_attn.qkv_proj"), &parts, c, cfg.qkv_bias, prec)?;
         let ly = Layer {
-            attn_norm: g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?,
-            q: lin(&mut g, "self_attn.q_proj", cfg.n_head * hd, c, cfg.qkv_bias)?,
-            k: lin(&mut g, "self_attn.k_proj", cfg.n_kv_head * hd, c, cfg.qkv_bias)?,
-            v: lin(&mut g, "self_attn.v_proj", cfg.n_kv_head * hd, c, cfg.qkv_bias)?,
+            attn_norm,
             o: lin(&mut g, "self_attn.o_proj", c, cfg.n_head * hd, false)?,
             mlp_norm: g.param(&format!("{p}.post_attention_layernorm.weight"), &[c], dt)?,
             gate: lin(&mut g, "mlp.gate_proj", cfg.intermediate, c, false)?,
@@ -263,20 +261,9 @@ pub fn build_batch(
             down: lin(&mut g, "mlp.down_proj", c, cfg.intermediate, false)?,
         };
         let h = g.rmsnorm(x, ly.attn_norm, cfg.rms_eps)?;
-        let heads = |g: &mut GraphBuilder, y: ValueId, n: usize| super::split_heads(g, y, n, hd);
-        let q = ly.q.forward(&mut g, h)?;
-        let k = ly.k.forward(&mut g, h)?;
-        let v = ly.v.forward(&mut g, h)?;
-        let (q, k, v) =
-            (heads(&mut g, q, cfg.n_head)?, heads(&mut g, k, cfg.n_kv_head)?, heads(&mut g, v, cfg.n_kv_head)?);
-        let rope = match seq_pos {
-            Some(_) => Op::RopeAt { theta: cfg.rope_theta },
-            None => Op::Rope { theta: cfg.rope_theta, offset: pos.clone(), inverse: false },
-        };
-        let args = |x: ValueId| -> Vec<ValueId> { std::iter::once(x).chain(seq_pos).chain(freq).collect() };
-        let q = g.op(rope.clone(), &args(q))?;
-        let k = g.op(rope, &args(k))?;
-        let a = super::cached_attention(&mut g, l, [q, k, v], max_seq, mask, seq_pos)?;
+        let qkv = qkv.forward(&mut g, h)?;
+        let heads = (cfg.n_head, cfg.n_kv_head, hd);
+        let a = super::rotary_cached_attention(&mut g, l, qkv, heads, (cfg.rope_theta, freq), max_seq, mask, seq_pos)?;
         let a = ly.o.forward(&mut g, a)?;
         x = g.add(x, a)?;
         let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;
@@ -346,11 +333,12 @@ pub fn build_train(
             Linear::new(g, &format!("{p}.{n}"), o, i, b, prec)
         };
         let (nq, nkv) = (cfg.n_head * hd, cfg.n_kv_head * hd);
+        let attn_norm = g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?;
+        let q = lin(g, "self_attn.q_proj", nq, c, cfg.qkv_bias)?;
+        let k = lin(g, "self_attn.k_proj", nkv, c, cfg.qkv_bias)?;
+        let v = lin(g, "self_attn.v_proj", nkv, c, cfg.qkv_bias)?;
         let ly = Layer {
-            attn_norm: g.param(&format!("{p}.input_layernorm.weight"), &[c], dt)?,
-            q: lin(g, "self_attn.q_proj", nq, c, cfg.qkv_bias)?,
-            k: lin(g, "self_attn.k_proj", nkv, c, cfg.qkv_bias)?,
-            v: lin(g, "self_attn.v_proj", nkv, c, cfg.qkv_bias)?,
+            attn_norm,
             o: lin(g, "self_attn.o_proj", c, nq, false)?,
             mlp_norm: g.param(&format!("{p}.post_attention_layernorm.weight"), &[c], dt)?,
             gate: lin(g, "mlp.gate_proj", cfg.intermediate, c, false)?,
@@ -358,9 +346,9 @@ pub fn build_train(
             down: lin(g, "mlp.down_proj", c, cfg.intermediate, false)?,
         };
         let h = g.rmsnorm(x, ly.attn_norm, cfg.rms_eps)?;
-        let q = proj(g, &ly.q, h, nq, c)?;
-        let k = proj(g, &ly.k, h, nkv, c)?;
-        let v = proj(g, &ly.v, h, nkv, c)?;
+        let q = proj(g, &q, h, nq, c)?;
+        let k = proj(g, &k, h, nkv, c)?;
+        let v = proj(g, &v, h, nkv, c)?;
         let q = super::split_heads(g, q, cfg.n_head, hd)?;
         let k = super::split_heads(g, k, cfg.n_kv_head, hd)?;
         let v = super::split_heads(g, v, cfg.n_kv_head, hd)?;

@@ -170,6 +170,41 @@ pub fn cached_attention(
     merge_heads(g, a)
 }
 
+/// `cached_attention` for a decoder whose q, k and v come from one packed projection `qkv`
+/// [B, T, (Hq + 2·Hkv)·D] with rotary positions (`theta`, or the frequency table `freq`): one
+/// `Op::RopeQkvCache` rotates q and k and writes k and v into the cache, then the attention reads them.
+#[allow(clippy::too_many_arguments)]
+pub fn rotary_cached_attention(
+    g: &mut GraphBuilder,
+    layer: usize,
+    qkv: ValueId,
+    (q_heads, kv_heads, hd): (usize, usize, usize),
+    (theta, freq): (f32, Option<ValueId>),
+    max_seq: usize,
+    mask: Option<ValueId>,
+    seq_pos: Option<ValueId>,
+) -> Result<ValueId> {
+    use crate::graph::{AttnSpec, Scalar};
+    let (b, dt) = (g.shape(qkv)[0], g.dtype(qkv));
+    let pos = Scalar::var("pos");
+    let cache = if seq_pos.is_some() { "slots" } else { "cache" };
+    let kc = g.state(&format!("{cache}.{layer}.k"), &[b, kv_heads, max_seq, hd], dt)?;
+    let vc = g.state(&format!("{cache}.{layer}.v"), &[b, kv_heads, max_seq, hd], dt)?;
+    let op = Op::RopeQkvCache { theta, offset: pos.clone(), q_heads, at: seq_pos.is_some() };
+    let ins: Vec<ValueId> = [qkv, kc, vc].into_iter().chain(seq_pos).chain(freq).collect();
+    let q = g.op(op, &ins)?;
+    let spec = AttnSpec {
+        causal: true,
+        scale: 1.0 / (hd as f32).sqrt(),
+        mask: mask.is_some(),
+        q_offset: pos,
+        kv_len: Scalar::var("len"),
+    };
+    let ins: Vec<ValueId> = [q, kc, vc].into_iter().chain(mask).collect();
+    let a = g.op(Op::Attention(spec), &ins)?;
+    merge_heads(g, a)
+}
+
 /// Where the sequences of a step graph are in their KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Positions {
@@ -332,18 +367,30 @@ pub fn upload_params(
         if name.ends_with(".weight_scale") {
             continue; // uploaded with its weight
         }
+        // A fused param (`GraphBuilder::fused_param`) is its parts, read one by one and stacked.
+        let parts = match graph.parts_of(name) {
+            Some(f) => f.parts.clone(),
+            None if node.dtype == DType::U32 => vec![(name.clone(), vec![node.shape[0], node.shape[1] * 4])],
+            None => vec![(name.clone(), node.shape.clone())],
+        };
         if node.dtype == DType::U32 {
             let (rows, cols) = (node.shape[0], node.shape[1] * 4);
-            let stored = store.entry(name).is_ok_and(|e| e.dtype == SourceDType::I8);
-            let q = if stored {
-                stored_int8(store, name, &[rows, cols])?
-            } else {
-                let t = load(name, &[rows, cols])?;
-                match t.as_f32() {
-                    Some(w) => QTensor::quantize(w, rows, cols)?,
-                    None => QTensor::quantize(&t.to_f32(), rows, cols)?,
-                }
-            };
+            let mut q = QTensor { rows: 0, cols, q: vec![], scales: vec![] };
+            for (part, shape) in &parts {
+                let stored = store.entry(part).is_ok_and(|e| e.dtype == SourceDType::I8);
+                let p = if stored {
+                    stored_int8(store, part, shape)?
+                } else {
+                    let t = load(part, shape)?;
+                    match t.as_f32() {
+                        Some(w) => QTensor::quantize(w, shape[0], cols)?,
+                        None => QTensor::quantize(&t.to_f32(), shape[0], cols)?,
+                    }
+                };
+                q.rows += p.rows;
+                q.q.extend(p.q);
+                q.scales.extend(p.scales);
+            }
             bytes += q.bytes() as u64;
             set(name, &HostTensor::u32(&node.shape, q.packed())?)?;
             set(&format!("{name}_scale"), &HostTensor::f32(&[rows, cols / crate::quant::BLOCK], q.scales)?)?;
@@ -360,8 +407,11 @@ pub fn upload_params(
                 });
             }
             load_checked(store, name, &node.shape)?
-        } else {
+        } else if parts.len() == 1 && parts[0].0 == *name {
             load(name, &node.shape)?
+        } else {
+            let data: Vec<Vec<f32>> = parts.iter().map(|(p, s)| Ok(load(p, s)?.to_f32())).collect::<Result<_>>()?;
+            HostTensor::f32(&node.shape, data.concat())?
         };
         bytes += (t.numel() * node.dtype.size()) as u64;
         set(name, &t)?;
@@ -507,6 +557,8 @@ pub struct Linear {
     pub w: ValueId,
     pub b: Option<ValueId>,
     int8: Option<(ActQuant, ValueId, Option<ValueId>)>,
+    /// The checkpoint's layers a fused layer stacks (`Linear::fused`); their names are the taps.
+    parts: Vec<String>,
 }
 
 impl Linear {
@@ -515,7 +567,7 @@ impl Linear {
         let b = if bias { Some(g.param(&format!("{name}.bias"), &[out], dt)?) } else { None };
         let Some(act) = prec.int8_for(name, inp) else {
             let w = g.param(&format!("{name}.weight"), &[out, inp], prec.weights.unwrap_or(dt))?;
-            return Ok(Linear { name: name.into(), w, b, int8: None });
+            return Ok(Linear { name: name.into(), w, b, int8: None, parts: vec![] });
         };
         let w = g.param(&format!("{name}.weight"), &[out, inp / 4], DType::U32)?;
         let ws = g.param(&format!("{name}.weight_scale"), &[out, inp / crate::quant::BLOCK], DType::F32)?;
@@ -525,7 +577,55 @@ impl Linear {
             }
             _ => None,
         };
-        Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)) })
+        Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)), parts: vec![] })
+    }
+
+    /// The checkpoint's layers `parts` (name, out) that read the same input, as one layer `name` whose
+    /// weight stacks theirs (outputs side by side): a decoder's q, k and v projections as one product. The
+    /// params are `GraphBuilder::fused_param`s (loaders read the parts, exporters write them); the layer is
+    /// int8 only if every part would be (else float, as a kept part asks), static input scales are the first
+    /// part's (the parts share their input), and the parts' names are its taps.
+    pub fn fused(
+        g: &mut GraphBuilder,
+        name: &str,
+        parts: &[(String, usize)],
+        inp: usize,
+        bias: bool,
+        prec: &Precision,
+    ) -> Result<Self> {
+        let dt = prec.dtype;
+        let out: usize = parts.iter().map(|p| p.1).sum();
+        let stacked = |suffix: &str, cols: &[usize]| -> Vec<(String, Vec<usize>)> {
+            parts.iter().map(|(n, o)| (format!("{n}.{suffix}"), [&[*o][..], cols].concat())).collect()
+        };
+        let b = match bias {
+            true => Some(g.fused_param(&format!("{name}.bias"), &[out], dt, stacked("bias", &[]))?),
+            false => None,
+        };
+        let acts: Vec<Option<ActQuant>> = parts.iter().map(|(n, _)| prec.int8_for(n, inp)).collect();
+        let names = parts.iter().map(|p| p.0.clone()).collect();
+        let weights = stacked("weight", &[inp]);
+        let Some(act) = acts.iter().all(|a| *a == acts[0]).then_some(acts[0]).flatten() else {
+            let w = g.fused_param(&format!("{name}.weight"), &[out, inp], prec.weights.unwrap_or(dt), weights)?;
+            return Ok(Linear { name: name.into(), w, b, int8: None, parts: names });
+        };
+        let w = g.fused_param(&format!("{name}.weight"), &[out, inp / 4], DType::U32, weights)?;
+        let ws = g.param(&format!("{name}.weight_scale"), &[out, inp / crate::quant::BLOCK], DType::F32)?;
+        let xs = match act {
+            ActQuant::Static => {
+                Some(g.param(&format!("{}.input_scale", parts[0].0), &[inp / crate::quant::BLOCK], DType::F32)?)
+            }
+            _ => None,
+        };
+        Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)), parts: names })
+    }
+
+    /// The names this layer's input is recorded under: its own, or its parts'.
+    fn tap(&self, g: &mut GraphBuilder, x: ValueId) {
+        match self.parts.is_empty() {
+            true => g.tap(&self.name, x),
+            false => self.parts.iter().for_each(|p| g.tap(p, x)),
+        }
     }
 
     /// act(gate(x)) ⊙ up(x): one Glu op when both are float without bias (decode runs it as one GEMV), else
@@ -545,7 +645,7 @@ impl Linear {
 
     /// y = x·Wᵀ (+ b). The input is recorded as a tap named after the layer (static calibration reads it).
     pub fn forward(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
-        g.tap(&self.name, x);
+        self.tap(g, x);
         let Some((act, ws, xs)) = self.int8 else {
             let w = if g.dtype(self.w) == g.dtype(x) {
                 self.w

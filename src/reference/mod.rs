@@ -88,6 +88,9 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         Op::Embedding | Op::EmbeddingBackward { .. } => embedding::eval(op, ins, out_shape, vars),
         Op::CrossEntropy { .. } | Op::CrossEntropyBackward { .. } => loss::eval(op, ins, out_shape, vars),
         Op::AdamW(_) => Err(Error::Run("adamw is evaluated by the interpreter (it updates state)".into())),
+        Op::RopeQkvCache { .. } => {
+            Err(Error::Run("rope_qkv_cache is evaluated by the interpreter (it updates state)".into()))
+        }
         Op::SumSquares => optim::eval(op, ins, out_shape, vars),
         Op::Input { .. } | Op::Param { .. } | Op::State { .. } | Op::Fill { .. } => {
             Err(Error::Run("leaves are not evaluated".into()))
@@ -143,6 +146,17 @@ pub fn run_graph(
                             write_back(graph, node.inputs[k], &d, leaves);
                         }
                         p
+                    }
+                    Op::RopeQkvCache { .. } => {
+                        // The caches' values are updated too: their readers hold the state leaves themselves.
+                        let [q, kc, vc] = position::rope_qkv_cache(op, &ins, vars)?;
+                        for (k, d) in [(1, kc), (2, vc)] {
+                            write_back(graph, node.inputs[k], &d, leaves);
+                            if let Some(v) = vals[node.inputs[k].0].as_mut() {
+                                v.data = d;
+                            }
+                        }
+                        q
                     }
                     _ => eval(op, &ins, &node.shape, vars)?,
                 };

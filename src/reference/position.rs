@@ -61,6 +61,41 @@ pub fn add_sinusoidal(out: &mut [f64], x: &[f64], b: usize, t: usize, c: usize, 
     }
 }
 
+/// `Op::RopeQkvCache`: the packed heads split (heads-first), q and k rotated (`rope_forward`), k and v
+/// written into copies of the caches (`elementwise::cache_write`). Returns q and the two updated caches.
+pub fn rope_qkv_cache(op: &Op, ins: &[&Val], vars: &Vars) -> Result<[Vec<f64>; 3]> {
+    let Op::RopeQkvCache { theta, offset, q_heads, at } = op else {
+        return Err(Error::Run(format!("op {} is not rope_qkv_cache", op.name())));
+    };
+    let (x, c) = (&ins[0], &ins[1].shape);
+    let (b, t, hkv, smax, d) = (x.shape[0], x.shape[1], c[1], c[2], c[3]);
+    let htot = q_heads + 2 * hkv;
+    let offsets: Vec<usize> = match at {
+        true => ins[3].data.iter().map(|&p| p as usize).collect(),
+        false => vec![scalar(offset, vars, op)? as usize],
+    };
+    let table = ins.get(3 + *at as usize).map(|f| f.data.as_slice());
+    // Heads h0..h0+n of every token, as [b, n, t, d].
+    let heads = |h0: usize, n: usize| {
+        let mut y = vec![0.0; b * n * t * d];
+        for (bb, h, tt) in (0..b).flat_map(|bb| (0..n).flat_map(move |h| (0..t).map(move |tt| (bb, h, tt)))) {
+            let src = ((bb * t + tt) * htot + h0 + h) * d;
+            y[((bb * n + h) * t + tt) * d..][..d].copy_from_slice(&x.data[src..src + d]);
+        }
+        y
+    };
+    let rotated = |h0: usize, n: usize| {
+        let mut y = vec![0.0; b * n * t * d];
+        rope_forward(&mut y, &heads(h0, n), b, n, t, d, *theta, table, &offsets, false);
+        y
+    };
+    let (q, k, v) = (rotated(0, *q_heads), rotated(*q_heads, hkv), heads(q_heads + hkv, hkv));
+    let (mut kc, mut vc) = (ins[1].data.clone(), ins[2].data.clone());
+    crate::reference::elementwise::cache_write(&mut kc, &k, b * hkv, hkv, smax, t, d, &offsets);
+    crate::reference::elementwise::cache_write(&mut vc, &v, b * hkv, hkv, smax, t, d, &offsets);
+    Ok([q, kc, vc])
+}
+
 pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<Vec<f64>> {
     let s = &ins[0].shape;
     let mut out = vec![0.0; out_shape.iter().product()];

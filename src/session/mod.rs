@@ -72,6 +72,22 @@ impl Arch {
             Arch::Gpt2(c) => gpt2::load_param(c, store, name, shape),
         }
     }
+    /// Every param of `graph` (a step graph of this architecture) by name, read from `store` as a session
+    /// uploads them (fused params stacked from their parts, int8 weights quantized): the leaves of
+    /// `reference::run_graph`.
+    pub fn load_params(
+        &self,
+        store: &crate::loader::WeightStore,
+        graph: &crate::graph::Graph,
+    ) -> Result<std::collections::HashMap<String, HostTensor>> {
+        let mut leaves = std::collections::HashMap::new();
+        let load = |name: &str, shape: &[usize]| self.load_param(store, name, shape);
+        crate::models::upload_params(graph, store, &load, &mut |name, t| {
+            leaves.insert(name.to_string(), t.clone());
+            Ok(())
+        })?;
+        Ok(leaves)
+    }
     pub fn vocab(&self) -> usize {
         match self {
             Arch::Llama(c) => c.vocab,

@@ -143,8 +143,15 @@ fn each_param(
     load: impl Fn(&str, &[usize]) -> Result<crate::tensor::HostTensor>,
 ) -> Result<()> {
     for node in &graph.nodes {
-        if let Op::Param { name } = &node.op {
-            out.push(ExportTensor::f32(name, &node.shape, load(name, &node.shape)?.to_f32()));
+        let Op::Param { name } = &node.op else { continue };
+        match graph.parts_of(name) {
+            // A fused param is written as the checkpoint's tensors it stacks.
+            Some(f) => {
+                for (part, shape) in &f.parts {
+                    out.push(ExportTensor::f32(part, shape, load(part, shape)?.to_f32()));
+                }
+            }
+            None => out.push(ExportTensor::f32(name, &node.shape, load(name, &node.shape)?.to_f32())),
         }
     }
     Ok(())

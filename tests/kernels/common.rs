@@ -150,6 +150,7 @@ pub fn check_op_on(gpu: &Gpu, case: &str, op: Op, inputs: &[HostTensor], vars: &
     let stateful: Vec<usize> = match &op {
         Op::AdamW(_) => vec![0, 2, 3],
         Op::CacheWrite { .. } | Op::CacheWriteAt => vec![0],
+        Op::RopeQkvCache { .. } => vec![1, 2],
         _ => vec![],
     };
     let mut b = GraphBuilder::new();

@@ -135,3 +135,51 @@ fn rope_at_per_sequence_positions() {
     let wrong = b.input("p", &[3], DType::U32).unwrap();
     assert!(matches!(b.op(Op::RopeAt { theta: 1e4 }, &[x, wrong]), Err(Error::Shape { .. })));
 }
+
+/// The packed q/k/v op of a decoder step: q rotated into heads-first order, k rotated and v copied into the
+/// caches, at a runtime offset or per-sequence positions, with and without a frequency table; grouped heads,
+/// T > 1 (a prefill), odd head counts, and rows past the cache's end dropped (cache of 9, offset 7, T 3).
+#[test]
+fn rope_qkv_cache_rotates_q_and_writes_the_caches() {
+    use wgpu_llm::tensor::HostTensor;
+    let mut rng = Rng::new(26);
+    for dt in dtypes() {
+        // (b, t, hq, hkv, d, smax, offset or per-sequence positions)
+        for (b, t, hq, hkv, d, smax, pos) in [
+            (1, 1, 3, 1, 8, 16, vec![5u32]),
+            (1, 5, 4, 2, 64, 40, vec![0]),
+            (1, 3, 2, 2, 6, 9, vec![7]),
+            (3, 1, 9, 3, 8, 12, vec![0, 11, 4]),
+            (2, 2, 3, 3, 4, 10, vec![9, 1]),
+        ] {
+            let qkv = rng.tensor(&[b, t, (hq + 2 * hkv) * d], dt);
+            let kc = rng.tensor(&[b, hkv, smax, d], dt);
+            let vc = rng.tensor(&[b, hkv, smax, d], dt);
+            let table: Vec<f32> = (0..d / 2).map(|i| 0.9f32.powi(i as i32) / (1.0 + i as f32)).collect();
+            let table = HostTensor::f32(&[d / 2], table).unwrap();
+            let case = format!("rope_qkv_cache b{b} t{t} hq{hq} hkv{hkv} d{d} smax{smax} {pos:?} {dt:?}");
+            let base = [qkv, kc, vc];
+            if b == 1 {
+                let op = Op::RopeQkvCache { theta: 10000.0, offset: Scalar::var("pos"), q_heads: hq, at: false };
+                check_op(&case, op.clone(), &base, &[("pos", pos[0])], tol(dt));
+                let ins = [&base[..], &[table.clone()]].concat();
+                check_op(&format!("{case} table"), op, &ins, &[("pos", pos[0])], tol(dt));
+            }
+            let p = HostTensor::u32(&[b], pos.clone()).unwrap();
+            let op = Op::RopeQkvCache { theta: 500_000.0, offset: Scalar::Const(0), q_heads: hq, at: true };
+            let ins = [&base[..], &[p.clone()]].concat();
+            check_op(&format!("{case} at"), op.clone(), &ins, &[], tol(dt));
+            let ins = [&base[..], &[p, table]].concat();
+            check_op(&format!("{case} at table"), op, &ins, &[], tol(dt));
+        }
+    }
+    let mut b = GraphBuilder::new();
+    let qkv = b.input("qkv", &[1, 1, 40], DType::F32).unwrap();
+    let kc = b.state("kc", &[1, 1, 8, 8], DType::F32).unwrap();
+    let vc = b.state("vc", &[1, 1, 8, 8], DType::F32).unwrap();
+    // 40 = (3 + 2)·8 holds 3 q heads, not 4.
+    let op = Op::RopeQkvCache { theta: 1e4, offset: Scalar::Const(0), q_heads: 4, at: false };
+    assert!(matches!(b.op(op, &[qkv, kc, vc]), Err(Error::Shape { .. })));
+    let op = Op::RopeQkvCache { theta: 1e4, offset: Scalar::Const(0), q_heads: 3, at: false };
+    assert_eq!(b.op(op, &[qkv, kc, vc]).map(|q| b.shape(q).to_vec()).unwrap(), [1, 3, 1, 8]);
+}

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use wgpu_llm::graph::Op;
 use wgpu_llm::models::ConfigSource;
 use wgpu_llm::session::perplexity::{perplexity, windows, Window};
 use wgpu_llm::session::{Arch, Session};
@@ -19,12 +18,7 @@ fn cpu_logits(name: &str, ids: &[u32]) -> Vec<Vec<f64>> {
     let arch = Arch::from_source(&ConfigSource::find(&dir, &store).unwrap(), &store).unwrap();
     let t = ids.len();
     let step = arch.build(t, t, t, &DType::F32.into()).unwrap();
-    let mut leaves = HashMap::new();
-    for node in &step.graph.nodes {
-        if let Op::Param { name } = &node.op {
-            leaves.insert(name.clone(), arch.load_param(&store, name, &node.shape).unwrap());
-        }
-    }
+    let mut leaves = arch.load_params(&store, &step.graph).unwrap();
     leaves.insert("ids".into(), HostTensor::u32(&[1, t], ids.to_vec()).unwrap());
     leaves.insert("last".into(), HostTensor::u32(&[t], (0..t as u32).collect()).unwrap());
     leaves.insert("pos_ids".into(), HostTensor::u32(&[1, t], (0..t as u32).collect()).unwrap());

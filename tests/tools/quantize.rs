@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use wgpu_llm::graph::{ActQuant, Op};
+use wgpu_llm::graph::ActQuant;
 use wgpu_llm::models::ConfigSource;
 use wgpu_llm::session::calibrate::Calibration;
 use wgpu_llm::session::{Arch, Session};
@@ -81,12 +81,7 @@ fn calibration_maxima_match_the_reference() {
     let arch = Arch::from_source(&ConfigSource::find(&dir, &store).unwrap(), &store).unwrap();
     // Calibration runs every position through the head (an int8 head's scales cover all of them).
     let step = arch.build(t, t, 16, &DType::F32.into()).unwrap();
-    let mut leaves = HashMap::new();
-    for node in &step.graph.nodes {
-        if let Op::Param { name } = &node.op {
-            leaves.insert(name.clone(), arch.load_param(&store, name, &node.shape).unwrap());
-        }
-    }
+    let mut leaves = arch.load_params(&store, &step.graph).unwrap();
     leaves.insert("ids".into(), HostTensor::u32(&[1, t], ids.clone()).unwrap());
     leaves.insert("last".into(), HostTensor::u32(&[t], (0..t as u32).collect()).unwrap());
     let vars = HashMap::from([("pos".to_string(), 0), ("len".to_string(), t as u32)]);
