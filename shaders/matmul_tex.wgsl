@@ -6,7 +6,8 @@
 // examples/gemm_tex_bench measured 7–9× the storage kernel's GFLOP/s at SmolLM2's prefill shapes.
 // Accumulation is in f32.
 //
-// Bindings: 0 params; 1 a (texture) [m, k]; 2 b (texture) [n, k]; 3 y (read_write) [m, n].
+// Bindings: 0 params; 1 a (texture) [m, k]; 2 b (texture) [n, k]; 3 y (read_write) [m, n]; with the override
+// ACC (LinearAdd) y += the product instead of y = it.
 // Needs k % 4 == 0 (whole texels per row; the lowering checks).
 //   gemv_tex  decode (m ≤ 8, one row per z): b is a leaf's texture twin (exec::twins, same layout), a the
 //             staged row; each invocation 4 columns walking all of k, workgroups of 16.
@@ -43,6 +44,9 @@ struct Params {
 @group(0) @binding(4) var tcu: texture_2d<u32>;
 
 const W: u32 = 4096u;
+// LinearAdd: add each result to what y holds (y is the residual stream, updated in place).
+override ACC: bool = false;
+
 // Rows of gemm_tex's register tile: 16, or 8 (the upper half of the tile is then neither computed nor stored).
 override ROWS: u32 = 16u;
 
@@ -65,8 +69,14 @@ fn store_row(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (i >= p.m) { return; }
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var c = 0u; c < 8u; c++) {
-        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
+        if (j0 + c < p.n) { store_y(i * p.n + j0 + c, v[c]); }
     }
+}
+
+fn store_y(idx: u32, v: f32) {
+    var r = v;
+    if (ACC) { r += f32(y[idx]); }
+    y[idx] = T(r);
 }
 
 // The ROWS × 8 tile acc (acc[2r], acc[2r + 1] = row i0 + r, columns j0..j0+3, j0+4..j0+7).
@@ -95,7 +105,7 @@ fn store_tile(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
 fn store_cols(i: u32, j0: u32, acc: vec4<f32>) {
     let v = array<f32, 4>(acc.x, acc.y, acc.z, acc.w);
     for (var c = 0u; c < 4u; c++) {
-        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
+        if (j0 + c < p.n) { store_y(i * p.n + j0 + c, v[c]); }
     }
 }
 

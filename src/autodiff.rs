@@ -85,6 +85,11 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
         Op::Reshape { .. } => vec![(0, b.reshape(dy, &shape(b, ins[0]))?)],
         Op::Permute0213 => vec![(0, b.op(Op::Permute0213, &[dy])?)],
         Op::MatMul { ta, tb } => matmul_rule(b, ins[0], ins[1], *ta, *tb, dy)?,
+        Op::LinearAdd => {
+            let mut g = matmul_rule(b, ins[0], ins[1], false, true, dy)?;
+            g.push((2, dy));
+            g
+        }
         Op::Glu { act } => {
             // y = act(a) ⊙ u with a = x·Wgᵀ, u = x·Wuᵀ (recomputed here: the op keeps neither).
             let (x, wg, wu) = (ins[0], ins[1], ins[2]);

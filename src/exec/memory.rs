@@ -108,6 +108,23 @@ impl Liveness {
             }
         }
         let order: Vec<usize> = (0..n).filter(|&i| needed[i]).collect();
+        // An op that overwrites an activation in place (LinearAdd) must be its last reader.
+        for &i in &order {
+            let node = &graph.nodes[i];
+            let Some(k) = node.op.aliases_input().filter(|_| !matches!(node.op, Op::Reshape { .. })) else { continue };
+            let v = node.inputs[k];
+            if graph.node(v).op.is_leaf() {
+                continue;
+            }
+            if let Some(j) = order.iter().find(|&&j| j > i && graph.nodes[j].inputs.contains(&v)) {
+                return Err(Error::Graph(format!(
+                    "op {j} ({}) reads value {} after op {i} ({}) overwrote it in place",
+                    graph.nodes[*j].op.name(),
+                    v.0,
+                    node.op.name()
+                )));
+            }
+        }
         let outs: HashSet<usize> = outputs.iter().map(|&v| root(graph, v).0).collect();
         let mut last_use: Vec<usize> = (0..n).collect();
         for &i in &order {

@@ -120,6 +120,11 @@ pub enum Op {
     /// the same batch dims, or b 2-D (a weight shared over the batch). c: [batch..., M, N].
     /// `x·Wᵀ` with W [N, K] (the Linear layout of every checkpoint) is `MatMul { ta: false, tb: true }`.
     MatMul { ta: bool, tb: bool },
+    /// (x [..., K], w [N, K], r [..., N]) → r + x·Wᵀ, written over r in place (the output aliases r): a
+    /// residual connection's add folded into the product that feeds it, so a decoder layer's two residual
+    /// adds cost no dispatch. Nothing may read r after this op except through the returned value (the
+    /// memory planner checks).
+    LinearAdd,
     /// (x [..., K] float, wq [N, K/4] u32, ws [N, K/32] f32 (, xs [K/32] f32 if act = Static)) → [..., N]
     /// = x·Wᵀ with the int8 weight W[n, k] = int8 byte (k mod 4) of wq[n, k/4] (little-endian) ·
     /// ws[n, k/32] (the block-32 format of `quant`). With act = Dynamic or Static, x is first rounded to
@@ -305,6 +310,7 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Permute0213 => "permute0213",
             Op::MatMul { .. } => "matmul",
+            Op::LinearAdd => "linear_add",
             Op::QMatMul { .. } => "qmatmul",
             Op::Glu { .. } => "glu",
             Op::LayerNorm { .. } => "layernorm",
@@ -342,6 +348,7 @@ impl Op {
     pub fn aliases_input(&self) -> Option<usize> {
         match self {
             Op::Reshape { .. } | Op::CacheWrite { .. } | Op::CacheWriteAt | Op::AdamW(_) => Some(0),
+            Op::LinearAdd => Some(2),
             _ => None,
         }
     }

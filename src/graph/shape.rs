@@ -177,6 +177,17 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             s.extend([m, n]);
             out(&s, dt)
         }
+        Op::LinearAdd => {
+            want_inputs(op, ins, 3)?;
+            let (s, dt) = infer(&Op::MatMul { ta: false, tb: true }, &ins[..2])?;
+            if ins[1].0.len() != 2 {
+                return Err(err(op, ins, "w must be a 2-D weight [N, K]"));
+            }
+            if ins[2].0 != s.as_slice() || ins[2].1 != dt {
+                return Err(err(op, ins, format!("r must be x·Wᵀ's shape {s:?} and dtype {dt:?}")));
+            }
+            out(&s, dt)
+        }
         Op::QMatMul { act } => {
             let n_in = if *act == super::op::ActQuant::Static { 4 } else { 3 };
             want_inputs(op, ins, n_in)?;

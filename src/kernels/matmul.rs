@@ -223,10 +223,28 @@ pub fn baseline_dispatch(m: usize, k: usize, n: usize, ta: bool, tb: bool, dtype
 
 /// Lower MatMul or Glu with the kernel `select` / `select_glu` choose (`Caps::matmul` may force one).
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
-    if let Op::Glu { act } = *op {
-        return lower_glu(act, ins, out, caps);
+    match *op {
+        Op::Glu { act } => lower_glu(act, ins, out, caps),
+        Op::LinearAdd => lower_add(ins, out, caps),
+        _ => lower_kernel(op, ins, out, caps.matmul, caps),
     }
-    lower_kernel(op, ins, out, caps.matmul, caps)
+}
+
+/// LinearAdd: the x·Wᵀ product's dispatches, each adding its result to what the output holds (storage
+/// kernels: `accumulate`; texture kernels: the override `ACC`), with r (input 2, which the output aliases)
+/// bound as the output.
+fn lower_add(ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let mut l = lower_kernel(&Op::MatMul { ta: false, tb: true }, &ins[..2], out, caps.matmul, caps)?;
+    for d in &mut l.dispatches {
+        for b in d.bindings.iter_mut().filter(|b| b.arg == Arg::Output) {
+            b.arg = Arg::Input(2);
+        }
+        match d.params.iter_mut().find(|(name, _)| *name == "accumulate") {
+            Some(w) => w.1 = Word::U32(1),
+            None => d.overrides.push(("ACC", 1.0)),
+        }
+    }
+    Ok(l)
 }
 
 /// Glu: on CPU adapters up to `TEX_GEMV_MAX_ROWS` rows (where its two products would be GEMVs) run one GEMV

@@ -264,12 +264,10 @@ pub fn build_batch(
         let qkv = qkv.forward(&mut g, h)?;
         let heads = (cfg.n_head, cfg.n_kv_head, hd);
         let a = super::rotary_cached_attention(&mut g, l, qkv, heads, (cfg.rope_theta, freq), max_seq, mask, seq_pos)?;
-        let a = ly.o.forward(&mut g, a)?;
-        x = g.add(x, a)?;
+        x = ly.o.forward_add(&mut g, a, x)?;
         let h = g.rmsnorm(x, ly.mlp_norm, cfg.rms_eps)?;
         let m = super::Linear::glu(&mut g, &ly.gate, &ly.up, h, crate::graph::Act::Silu)?;
-        let m = ly.down.forward(&mut g, m)?;
-        x = g.add(x, m)?;
+        x = ly.down.forward_add(&mut g, m, x)?;
     }
     let norm = g.param("model.norm.weight", &[c], dt)?;
     // Only the last position goes through the head: gather its row (the embedding kernel on activations).

@@ -620,6 +620,17 @@ impl Linear {
         Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)), parts: names })
     }
 
+    /// r + x·Wᵀ (+ b): the layer feeding a residual connection. A float layer without bias adds into r in
+    /// place (`Op::LinearAdd`: no dispatch for the add); others add as usual. r must not be read afterwards.
+    pub fn forward_add(&self, g: &mut GraphBuilder, x: ValueId, r: ValueId) -> Result<ValueId> {
+        if self.int8.is_none() && self.b.is_none() && g.dtype(self.w) == g.dtype(x) {
+            self.tap(g, x);
+            return g.op(Op::LinearAdd, &[x, self.w, r]);
+        }
+        let y = self.forward(g, x)?;
+        g.add(r, y)
+    }
+
     /// The names this layer's input is recorded under: its own, or its parts'.
     fn tap(&self, g: &mut GraphBuilder, x: ValueId) {
         match self.parts.is_empty() {

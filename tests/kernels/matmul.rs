@@ -319,3 +319,55 @@ fn glu_matches_the_reference() {
         }
     }
 }
+
+/// LinearAdd (r + x·Wᵀ written over r) on every kernel that serves x·Wᵀ — the texture GEMV (row through a
+/// uniform or staged), the texture GEMM (weight twin or staged), the storage GEMVs and tiled kernels — with
+/// the weight as a param (its twin) and as an input; f32 and f16; rows, k and n off every tile. Each lowering
+/// binds r as the output and turns on its kernel's accumulate.
+#[test]
+fn linear_add_accumulates_into_the_residual_on_every_kernel() {
+    use wgpu_llm::kernels::{matmul, Arg, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(31);
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    for (m, k, n) in [(1, 64, 70), (1, 576, 4100), (2, 36, 9), (5, 64, 33), (40, 72, 65), (1, 35, 13), (3, 37, 5)] {
+        for (dt, tol) in dtypes() {
+            let case = format!("linear_add [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}");
+            let ins = [r.tensor(&[m, k], dt), r.tensor(&[n, k], dt), r.tensor(&[m, n], dt)];
+            for gpu in [tex, storage] {
+                let infos = [info(&[m, k], dt), info(&[n, k], dt), info(&[m, n], dt)];
+                let l = matmul::lower(&Op::LinearAdd, &infos, &info(&[m, n], dt), &gpu.caps()).unwrap();
+                for d in &l.dispatches {
+                    assert!(d.bindings.iter().all(|b| b.arg != Arg::Output), "{case}: r is the output");
+                    let acc = d.params.iter().any(|(n, w)| *n == "accumulate" && *w == wgpu_llm::kernels::Word::U32(1))
+                        || d.overrides.contains(&("ACC", 1.0));
+                    assert!(acc, "{case}: {} accumulates", d.entry);
+                }
+                let what = if gpu.texture_weights { "textures" } else { "storage" };
+                check_with_param(
+                    gpu,
+                    &format!("{case} [{what}, {}]", l.dispatches[0].entry),
+                    Op::LinearAdd,
+                    &ins,
+                    1,
+                    tol,
+                );
+                check_op_on(gpu, &format!("{case} [{what}, weight staged]"), Op::LinearAdd, &ins, &[], tol);
+            }
+        }
+    }
+    // r must have the product's shape; nothing may read r after it was overwritten.
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 8], DType::F32).unwrap();
+    let w = b.param("w", &[4, 8], DType::F32).unwrap();
+    let bad = b.input("bad", &[2, 5], DType::F32).unwrap();
+    assert!(b.op(Op::LinearAdd, &[x, w, bad]).is_err());
+    let res = b.op(Op::Unary { act: wgpu_llm::graph::Act::Relu }, &[x]).unwrap();
+    let res = b.reshape(res, &[2, 8]).unwrap();
+    let w2 = b.param("w2", &[8, 8], DType::F32).unwrap();
+    let y = b.op(Op::LinearAdd, &[x, w2, res]).unwrap();
+    let late = b.add(y, res).unwrap();
+    let g = b.finish();
+    let err = wgpu_llm::exec::Plan::compile(common::gpu(), &g, &[late]).err().expect("a late read is refused");
+    assert!(err.to_string().contains("overwrote it in place"), "{err}");
+}

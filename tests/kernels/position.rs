@@ -162,12 +162,12 @@ fn rope_qkv_cache_rotates_q_and_writes_the_caches() {
             if b == 1 {
                 let op = Op::RopeQkvCache { theta: 10000.0, offset: Scalar::var("pos"), q_heads: hq, at: false };
                 check_op(&case, op.clone(), &base, &[("pos", pos[0])], tol(dt));
-                let ins = [&base[..], &[table.clone()]].concat();
+                let ins = [&base[..], std::slice::from_ref(&table)].concat();
                 check_op(&format!("{case} table"), op, &ins, &[("pos", pos[0])], tol(dt));
             }
             let p = HostTensor::u32(&[b], pos.clone()).unwrap();
             let op = Op::RopeQkvCache { theta: 500_000.0, offset: Scalar::Const(0), q_heads: hq, at: true };
-            let ins = [&base[..], &[p.clone()]].concat();
+            let ins = [&base[..], std::slice::from_ref(&p)].concat();
             check_op(&format!("{case} at"), op.clone(), &ins, &[], tol(dt));
             let ins = [&base[..], &[p, table]].concat();
             check_op(&format!("{case} at table"), op, &ins, &[], tol(dt));
