@@ -120,6 +120,11 @@ pub enum Op {
     /// the same batch dims, or b 2-D (a weight shared over the batch). c: [batch..., M, N].
     /// `x·Wᵀ` with W [N, K] (the Linear layout of every checkpoint) is `MatMul { ta: false, tb: true }`.
     MatMul { ta: bool, tb: bool },
+    /// (x [..., K], w [N, K], both f16 or both f32) → x·Wᵀ [..., N] in f32: accumulated in f32 as every
+    /// kernel does and stored without rounding to the inputs' dtype. A decoder's logits: rounded to f16 (an
+    /// ulp of 1/32 near 32) greedy near-ties became exact ties, which a prefill and a decode step broke
+    /// differently.
+    LinearF32,
     /// (x [..., K], w [N, K], r [..., N]) → r + x·Wᵀ, written over r in place (the output aliases r): a
     /// residual connection's add folded into the product that feeds it, so a decoder layer's two residual
     /// adds cost no dispatch. Nothing may read r after this op except through the returned value (the
@@ -311,6 +316,7 @@ impl Op {
             Op::Permute0213 => "permute0213",
             Op::MatMul { .. } => "matmul",
             Op::LinearAdd => "linear_add",
+            Op::LinearF32 => "linear_f32",
             Op::QMatMul { .. } => "qmatmul",
             Op::Glu { .. } => "glu",
             Op::LayerNorm { .. } => "layernorm",

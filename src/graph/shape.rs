@@ -177,6 +177,14 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             s.extend([m, n]);
             out(&s, dt)
         }
+        Op::LinearF32 => {
+            want_inputs(op, ins, 2)?;
+            let (s, _) = infer(&Op::MatMul { ta: false, tb: true }, ins)?;
+            if ins[1].0.len() != 2 {
+                return Err(err(op, ins, "w must be a 2-D weight [N, K]"));
+            }
+            out(&s, DType::F32)
+        }
         Op::LinearAdd => {
             want_inputs(op, ins, 3)?;
             let (s, dt) = infer(&Op::MatMul { ta: false, tb: true }, &ins[..2])?;

@@ -28,7 +28,7 @@ pub const TEX_GEMV_MAX_ROWS: usize = 2;
 pub const TEX_TWIN_GEMM_MAX_ROWS: usize = 32;
 use crate::error::{Error, Result};
 use crate::graph::{Act, Op};
-use crate::tensor::DType;
+use crate::tensor::{numel, DType};
 
 pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
 pub const TEX_SOURCE: &str =
@@ -226,8 +226,39 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     match *op {
         Op::Glu { act } => lower_glu(act, ins, out, caps),
         Op::LinearAdd => lower_add(ins, out, caps),
+        Op::LinearF32 => lower_f32(ins, out, caps),
         _ => lower_kernel(op, ins, out, caps.matmul, caps),
     }
+}
+
+/// LinearF32: the x·Wᵀ product's kernel in the inputs' dtype. The texture kernels read their operands
+/// typed by their bindings (textures, a uniform row), not by `T`, so they run as they are and store f32 (the
+/// f32 variant); the storage kernels read and write `T`, so the product goes to a scratch buffer in the
+/// inputs' dtype and is widened (as `MatMul` then `Cast` would).
+fn lower_f32(ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let dt = ins[0].dtype;
+    let narrow = ArgInfo { dtype: dt, ..out.clone() };
+    let mut l = lower_kernel(&Op::MatMul { ta: false, tb: true }, ins, &narrow, caps.matmul, caps)?;
+    if dt == DType::F32 {
+        return Ok(l);
+    }
+    if l.dispatches.iter().all(|d| d.family.starts_with("matmul_tex")) {
+        l.dispatches.iter_mut().for_each(|d| d.dtype = DType::F32);
+        return Ok(l);
+    }
+    debug_assert!(l.scratch.is_empty(), "a matmul lowering with scratch");
+    for b in l.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()).filter(|b| b.arg == Arg::Output) {
+        b.arg = Arg::Scratch(0);
+    }
+    let cast = super::elementwise::lower(&Op::Cast { to: DType::F32 }, &[narrow], out, caps)?;
+    for mut d in cast.dispatches {
+        for b in d.bindings.iter_mut().filter(|b| b.arg == Arg::Input(0)) {
+            b.arg = Arg::Scratch(0);
+        }
+        l.dispatches.push(d);
+    }
+    l.scratch.push((numel(&out.shape) * dt.size()) as u64);
+    Ok(l)
 }
 
 /// LinearAdd: the x·Wᵀ product's dispatches, each adding its result to what the output holds (storage

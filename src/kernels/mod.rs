@@ -288,7 +288,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::Permute0213
         | Op::CacheWrite { .. }
         | Op::CacheWriteAt => elementwise::lower(op, ins, out, caps),
-        Op::MatMul { .. } | Op::Glu { .. } | Op::LinearAdd => matmul::lower(op, ins, out, caps),
+        Op::MatMul { .. } | Op::Glu { .. } | Op::LinearAdd | Op::LinearF32 => matmul::lower(op, ins, out, caps),
         Op::QMatMul { .. } => qmatmul::lower(op, ins, out, caps),
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }

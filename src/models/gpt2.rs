@@ -94,8 +94,7 @@ pub fn build(
     let x = g.reshape(x, &[b * t, c])?;
     let x = g.op(Op::Embedding, &[x, last])?;
     let x = layernorm(&mut g, &format!("{p}ln_f"), x, c, cfg.eps, dt)?;
-    let logits = g.linear(x, wte, None)?;
-    let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
+    let logits = g.op(Op::LinearF32, &[x, wte])?;
     Ok(super::StepGraph { graph: g.finish(), logits })
 }
 

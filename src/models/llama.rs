@@ -277,11 +277,11 @@ pub fn build_batch(
     // The head: tied to the embedding table unless it runs int8 (then it is its own int8 copy of the table).
     let logits = if cfg.tie_embeddings && prec.int8_for("lm_head", c).is_none() {
         g.tap("lm_head", x); // the head's input, for calibrating an int8 head
-        g.linear(x, embed, None)?
+        g.op(Op::LinearF32, &[x, embed])?
     } else {
-        Linear::new(&mut g, "lm_head", cfg.vocab, c, false, prec)?.forward(&mut g, x)?
+        let logits = Linear::new(&mut g, "lm_head", cfg.vocab, c, false, prec)?.forward(&mut g, x)?;
+        super::widen(&mut g, logits)?
     };
-    let logits = if dt == DType::F32 { logits } else { g.op(Op::Cast { to: DType::F32 }, &[logits])? };
     Ok(super::StepGraph { graph: g.finish(), logits })
 }
 

@@ -205,6 +205,14 @@ pub fn rotary_cached_attention(
     merge_heads(g, a)
 }
 
+/// `x` in f32 (a cast where it is not already).
+pub fn widen(g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+    match g.dtype(x) {
+        DType::F32 => Ok(x),
+        _ => g.op(Op::Cast { to: DType::F32 }, &[x]),
+    }
+}
+
 /// Where the sequences of a step graph are in their KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Positions {

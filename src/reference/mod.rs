@@ -72,6 +72,7 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         | Op::CacheWriteAt => elementwise::eval(op, ins, out_shape, vars),
         Op::Reshape { .. } => Ok(ins[0].data.clone()),
         Op::MatMul { .. } | Op::Glu { .. } => matmul::eval(op, ins, out_shape, vars),
+        Op::LinearF32 => matmul::eval(&Op::MatMul { ta: false, tb: true }, ins, out_shape, vars),
         Op::LinearAdd => {
             let y = matmul::eval(&Op::MatMul { ta: false, tb: true }, &ins[..2], out_shape, vars)?;
             Ok(y.iter().zip(&ins[2].data).map(|(y, r)| y + r).collect())

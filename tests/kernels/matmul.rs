@@ -82,6 +82,9 @@ pub fn check_with_param(
 ) -> usize {
     use std::collections::HashMap;
     use wgpu_llm::{exec::Plan, reference};
+    // The reference gets what the GPU gets: f16 inputs rounded (as check_op_on does).
+    let ins: Vec<_> = ins.iter().map(common::round_f16).collect();
+    let ins = &ins[..];
     let mut b = GraphBuilder::new();
     let leaves: Vec<_> = ins
         .iter()
@@ -370,4 +373,41 @@ fn linear_add_accumulates_into_the_residual_on_every_kernel() {
     let g = b.finish();
     let err = wgpu_llm::exec::Plan::compile(common::gpu(), &g, &[late]).err().expect("a late read is refused");
     assert!(err.to_string().contains("overwrote it in place"), "{err}");
+}
+
+/// LinearF32 (x·Wᵀ stored in f32 from f16 operands, or f32 ones): the texture kernels in one dispatch with
+/// their f32 variant, the storage kernels through a scratch product and a widening; both strategies, the
+/// weight as a param and as an input. f16 outputs are compared with an f32 bound: nothing rounds them.
+#[test]
+fn linear_f32_stores_unrounded_products() {
+    use wgpu_llm::kernels::{matmul, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let mut r = Rng::new(32);
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    for (m, k, n) in [(1, 576, 700), (1, 36, 9), (2, 64, 129), (5, 64, 33), (40, 72, 65), (3, 37, 5)] {
+        for (dt, _) in dtypes() {
+            let case = format!("linear_f32 [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}");
+            let ins = [r.tensor(&[m, k], dt), r.tensor(&[n, k], dt)];
+            for gpu in [tex, storage] {
+                let l = matmul::lower(
+                    &Op::LinearF32,
+                    &[info(&[m, k], dt), info(&[n, k], dt)],
+                    &info(&[m, n], DType::F32),
+                    &gpu.caps(),
+                )
+                .unwrap();
+                let texture = l.dispatches[0].family.starts_with("matmul_tex");
+                let want = if texture || dt == DType::F32 { 1 } else { 2 };
+                assert_eq!(
+                    l.dispatches.len(),
+                    want,
+                    "{case}: {:?}",
+                    l.dispatches.iter().map(|d| d.entry).collect::<Vec<_>>()
+                );
+                let what = if gpu.texture_weights { "textures" } else { "storage" };
+                check_with_param(gpu, &format!("{case} [{what}]"), Op::LinearF32, &ins, 1, F32_REDUCE);
+                check_op_on(gpu, &format!("{case} [{what}, weight staged]"), Op::LinearF32, &ins, &[], F32_REDUCE);
+            }
+        }
+    }
 }
