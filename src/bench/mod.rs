@@ -266,6 +266,7 @@ fn cases(gpu: &Gpu, filter: Option<&str>, quick: bool) -> Result<Vec<Case>> {
             out.push(case(gpu, &name, Op::Attention(spec), vec![q, k, v], flops, bytes, Check::Reference)?);
         }
     }
+    backward_cases(gpu, &z, &mut rng, &want, &mut out)?;
     // Int8 linear layers at SmolLM2's shapes (f32 activations): decode GEMVs and a 256-token prefill GEMM,
     // weight-only and W8A8 (dynamic; weight-only where the tier lacks the int8 dot product).
     let shapes = z.qgemv_n.iter().map(|&n| (1, n)).chain([(z.prefill, 1536)]);
@@ -286,6 +287,88 @@ fn cases(gpu: &Gpu, filter: Option<&str>, quick: bool) -> Result<Vec<Case>> {
         }
     }
     Ok(out)
+}
+
+/// The backward kernels a training step runs (f32, as training graphs are), at SmolLM2's shapes: a linear
+/// layer's input and weight gradients, the norm, softmax, activation and loss backwards, the embedding's
+/// scatter-add and the fused attention gradients (the classifier's path; decoders' attention backward runs
+/// as batched matmuls).
+fn backward_cases(gpu: &Gpu, z: &Sizes, rng: &mut Rng, want: &dyn Fn(&str) -> bool, out: &mut Vec<Case>) -> Result<()> {
+    let f = DType::F32;
+    let (p, rows) = (z.prefill, z.rows);
+    let mut add = |name: String, op: Op, inputs: Vec<HostTensor>, flops: f64, bytes: f64| -> Result<()> {
+        if want(&name) {
+            out.push(case(gpu, &name, op, inputs, flops, bytes, Check::Reference)?);
+        }
+        Ok(())
+    };
+    // y = x·Wᵀ, x [p, 576], W [1536, 576]: dX = dY·W, dW = dYᵀ·X.
+    let (dy, w, x) = (rng.tensor(&[p, 1536], f), rng.tensor(&[1536, 576], f), rng.tensor(&[p, 576], f));
+    let flops = 2.0 * (p * 1536 * 576) as f64;
+    let bytes = ((p * 1536 + 1536 * 576 + p * 576) * 4) as f64;
+    let name = format!("linear backward dX {p}x1536 by 1536x576 f32");
+    add(name, Op::MatMul { ta: false, tb: false }, vec![dy.clone(), w], flops, bytes)?;
+    let name = format!("linear backward dW (dYT·X) 1536x{p} by {p}x576 f32");
+    add(name, Op::MatMul { ta: true, tb: false }, vec![dy, x], flops, bytes)?;
+    let rowbytes = (rows * 4096 * 4) as f64;
+    let (x, g, dy) = (rng.tensor(&[rows, 4096], f), rng.tensor(&[4096], f), rng.tensor(&[rows, 4096], f));
+    let y = HostTensor::f32(&[rows, 4096], {
+        let v = x.to_f32();
+        v.chunks(4096)
+            .flat_map(|r| {
+                let m = r.iter().fold(f32::MIN, |a, &b| a.max(b));
+                let e: Vec<f32> = r.iter().map(|&a| (a - m).exp()).collect();
+                let s: f32 = e.iter().sum();
+                e.into_iter().map(move |a| a / s)
+            })
+            .collect()
+    })?;
+    add(format!("softmax backward {rows}x4096 f32"), Op::SoftmaxBackward, vec![y, dy.clone()], 0.0, 3.0 * rowbytes)?;
+    let op = Op::RmsNormGradX { eps: 1e-5 };
+    add(format!("rmsnorm backward dx {rows}x4096 f32"), op, vec![x.clone(), g, dy.clone()], 0.0, 3.0 * rowbytes)?;
+    let op = Op::NormGradGamma { eps: 1e-5, rms: true };
+    add(format!("rmsnorm backward dgamma {rows}x4096 f32"), op, vec![x.clone(), dy.clone()], 0.0, 2.0 * rowbytes)?;
+    let op = Op::UnaryBackward { act: crate::graph::Act::GeluTanh };
+    add(format!("gelu backward {rows}x4096 f32"), op, vec![x, dy], 0.0, 3.0 * rowbytes)?;
+    // The loss over a 49,152-token vocabulary (SmolLM2's), every row learned.
+    let (n, v) = (z.rows.min(64), 49_152);
+    let logits = rng.tensor(&[n, v], f);
+    let targets = HostTensor::i32(&[n], (0..n).map(|i| ((i * 7919) % v) as i32).collect())?;
+    let dloss = HostTensor::f32(&[1], vec![1.0])?;
+    let op = Op::CrossEntropyBackward { ignore_index: -100 };
+    add(format!("cross-entropy backward {n}x{v} f32"), op, vec![logits, targets, dloss], 0.0, (2 * n * v * 4) as f64)?;
+    // The embedding's gradient: p rows of 576 scattered into a 4,096-row table.
+    let ids = HostTensor::u32(&[p], (0..p).map(|i| ((i * 131) % 4096) as u32).collect())?;
+    let dy = rng.tensor(&[p, 576], f);
+    let op = Op::EmbeddingBackward { vocab: 4096 };
+    add(
+        format!("embedding backward {p}x576 into 4096 rows f32"),
+        op,
+        vec![ids, dy],
+        0.0,
+        ((p + 4096) * 576 * 4) as f64,
+    )?;
+    // Attention's fused gradients at the forward's first geometry, whole sequence (training: no offset).
+    let (t, _) = z.attention[0];
+    let spec = AttnSpec {
+        causal: true,
+        scale: 0.125,
+        mask: false,
+        q_offset: Scalar::Const(0),
+        kv_len: Scalar::Const(t as u32),
+    };
+    let qkv: Vec<HostTensor> = (0..4).map(|_| rng.tensor(&[1, 9, t, 64], f)).collect();
+    // Each gradient recomputes the probabilities (QKᵀ) and makes one product more: about twice the forward.
+    let flops = 2.0 * 4.0 * 9.0 * 64.0 * (t * (t + 1) / 2) as f64;
+    let bytes = (4 * 9 * t * 64 * 4) as f64;
+    for (g, op) in [
+        ("dQ", Op::AttentionGradQ(spec.clone())),
+        ("dK", Op::AttentionGradK(spec.clone())),
+        ("dV", Op::AttentionGradV(spec.clone())),
+    ] {
+        add(format!("attention backward {g} causal T=S={t} 9 heads d64 f32"), op, qkv.clone(), flops, bytes)?;
+    }
+    Ok(())
 }
 
 fn validate(c: &Case, got: &HostTensor) -> Result<f64> {
