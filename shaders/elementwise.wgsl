@@ -322,16 +322,12 @@ fn copy_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @group(0) @binding(2) var bt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read_write> y34: array<vec4<T>>;
 
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
-}
-
 @compute @workgroup_size(256)
 fn add_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y34[i] = vec4<T>(texel(at, i) + texel(bt, i));
+    y34[i] = vec4<T>(texel4(at, i) + texel4(bt, i));
 }
 
 @compute @workgroup_size(256)
@@ -339,7 +335,7 @@ fn mul_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y34[i] = vec4<T>(texel(at, i) * texel(bt, i));
+    y34[i] = vec4<T>(texel4(at, i) * texel4(bt, i));
 }
 
 @compute @workgroup_size(256)
@@ -347,8 +343,8 @@ fn glu_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let x = texel(at, i);
-    y34[i] = vec4<T>(vec4<f32>(act(x.x), act(x.y), act(x.z), act(x.w)) * texel(bt, i));
+    let x = texel4(at, i);
+    y34[i] = vec4<T>(vec4<f32>(act(x.x), act(x.y), act(x.z), act(x.w)) * texel4(bt, i));
 }
 
 @compute @workgroup_size(256)
@@ -356,6 +352,6 @@ fn unary_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
              @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let x = texel(at, i);
+    let x = texel4(at, i);
     y4[i] = vec4<T>(vec4<f32>(act(x.x), act(x.y), act(x.z), act(x.w)));
 }

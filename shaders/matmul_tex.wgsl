@@ -1,6 +1,6 @@
 // Matmul through textures, for CPU adapters: y[i, j] = Σ_k a[i, k] · b[j, k] (x·Wᵀ) with both operands read
 // as staged textures (exec: the value's buffer is copied into a texture laid out like exec::twins before the
-// dispatch; texel t holds elements 4t..4t+3 and sits at (t % 4096, t / 4096); rgba32float for f32 values,
+// dispatch; texel t holds elements 4t..4t+3 and sits at tex_at(t), the prelude's; rgba32float for f32 values,
 // rgba16float for f16 ones, read as vec4<f32>). llvmpipe (Mesa 22.x) turns every storage load into a loop
 // over the SIMD lanes with a branch per lane, but gathers texels in straight-line code:
 // examples/gemm_tex_bench measured 7–9× the storage kernel's GFLOP/s at SmolLM2's prefill shapes.
@@ -43,7 +43,6 @@ struct Params {
 @group(0) @binding(4) var tc: texture_2d<f32>;
 @group(0) @binding(4) var tcu: texture_2d<u32>;
 
-const W: u32 = 4096u;
 // LinearAdd: add each result to what y holds (y is the residual stream, updated in place).
 override ACC: bool = false;
 
@@ -51,11 +50,11 @@ override ACC: bool = false;
 override ROWS: u32 = 16u;
 
 fn texel_a(t: u32) -> vec4<f32> {
-    return textureLoad(ta, vec2<u32>(t % W, t / W), 0);
+    return texel4(ta, t);
 }
 
 fn texel_b(t: u32) -> vec4<f32> {
-    return textureLoad(tb, vec2<u32>(t % W, t / W), 0);
+    return texel4(tb, t);
 }
 
 // Row r of the tile: acc[2r] += a · b[0..4], acc[2r + 1] += a · b[4..8] (r is a constant after inlining,
@@ -153,10 +152,10 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 // x against step kk of the four rows of weight w starting at texels r: four vec4 dots.
 fn cols4(w: texture_2d<f32>, x: vec4<f32>, r: vec4<u32>, kk: u32) -> vec4<f32> {
     let t = r + vec4<u32>(kk);
-    return vec4<f32>(dot(x, textureLoad(w, vec2<u32>(t.x % W, t.x / W), 0)),
-                     dot(x, textureLoad(w, vec2<u32>(t.y % W, t.y / W), 0)),
-                     dot(x, textureLoad(w, vec2<u32>(t.z % W, t.z / W), 0)),
-                     dot(x, textureLoad(w, vec2<u32>(t.w % W, t.w / W), 0)));
+    return vec4<f32>(dot(x, textureLoad(w, tex_at(t.x), 0)),
+                     dot(x, textureLoad(w, tex_at(t.y), 0)),
+                     dot(x, textureLoad(w, tex_at(t.z), 0)),
+                     dot(x, textureLoad(w, tex_at(t.w), 0)));
 }
 
 // x (eight values) against one texel of a weight row, f16 eight to a texel.
@@ -166,10 +165,10 @@ fn dot8(x: array<vec4<f32>, 2>, w: array<vec4<f32>, 2>) -> f32 {
 
 fn cols8(w: texture_2d<u32>, x: array<vec4<f32>, 2>, r: vec4<u32>, kk: u32) -> vec4<f32> {
     let t = r + vec4<u32>(kk);
-    return vec4<f32>(dot8(x, h8(textureLoad(w, vec2<u32>(t.x % W, t.x / W), 0))),
-                     dot8(x, h8(textureLoad(w, vec2<u32>(t.y % W, t.y / W), 0))),
-                     dot8(x, h8(textureLoad(w, vec2<u32>(t.z % W, t.z / W), 0))),
-                     dot8(x, h8(textureLoad(w, vec2<u32>(t.w % W, t.w / W), 0))));
+    return vec4<f32>(dot8(x, h8(textureLoad(w, tex_at(t.x), 0))),
+                     dot8(x, h8(textureLoad(w, tex_at(t.y), 0))),
+                     dot8(x, h8(textureLoad(w, tex_at(t.z), 0))),
+                     dot8(x, h8(textureLoad(w, tex_at(t.w), 0))));
 }
 
 // The GEMVs' row: texel fetches of the staged row here; kernels::matmul::uniform_row_source swaps these
@@ -207,11 +206,11 @@ fn h8(v: vec4<u32>) -> array<vec4<f32>, 2> {
 }
 
 fn texel_ah(t: u32) -> array<vec4<f32>, 2> {
-    return h8(textureLoad(tau, vec2<u32>(t % W, t / W), 0));
+    return h8(textureLoad(tau, tex_at(t), 0));
 }
 
 fn texel_bh(t: u32) -> array<vec4<f32>, 2> {
-    return h8(textureLoad(tbu, vec2<u32>(t % W, t / W), 0));
+    return h8(textureLoad(tbu, tex_at(t), 0));
 }
 
 // Row r of the tile over 8 k: a's two halves against the columns' low and high halves.

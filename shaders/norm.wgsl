@@ -228,10 +228,6 @@ fn norm_grad_gamma(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
 @group(0) @binding(3) var<storage, read_write> y34: array<vec4<T>>;
 @group(0) @binding(4) var<storage, read_write> y4: array<vec4<T>>;
 
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
-}
-
 fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
 }
@@ -251,12 +247,12 @@ fn rmsnorm_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
     let base = row * c4;
     var ss = vec4<f32>(0.0);
     for (var j = 0u; j < c4; j++) {
-        let v = texel(xt, base + j);
+        let v = texel4(xt, base + j);
         ss += v * v;
     }
     let rstd = inverseSqrt(hsum(ss) / f32(p.c) + p.eps);
     for (var j = 0u; j < c4; j++) {
-        y34[base + j] = vec4<T>(texel(xt, base + j) * rstd * texel(gt, j));
+        y34[base + j] = vec4<T>(texel4(xt, base + j) * rstd * texel4(gt, j));
     }
 }
 
@@ -271,16 +267,16 @@ fn layernorm_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     let base = row * c4;
     var s = vec4<f32>(0.0);
     for (var j = 0u; j < c4; j++) {
-        s += texel(xt, base + j);
+        s += texel4(xt, base + j);
     }
     let mean = hsum(s) / f32(p.c);
     var sq = vec4<f32>(0.0);
     for (var j = 0u; j < c4; j++) {
-        let d = texel(xt, base + j) - mean;
+        let d = texel4(xt, base + j) - mean;
         sq += d * d;
     }
     let rstd = inverseSqrt(hsum(sq) / f32(p.c) + p.eps);
     for (var j = 0u; j < c4; j++) {
-        y4[base + j] = vec4<T>((texel(xt, base + j) - mean) * rstd * texel(gt, j) + texel(bt, j));
+        y4[base + j] = vec4<T>((texel4(xt, base + j) - mean) * rstd * texel4(gt, j) + texel4(bt, j));
     }
 }

@@ -51,7 +51,6 @@ struct Params {
 @group(0) @binding(5) var sxt: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read> xs: array<f32>;
 
-const TW: u32 = 4096u;
 // Rows of the texture GEMMs' register tiles: 16, or 8 (the upper half is then neither computed nor stored).
 override ROWS: u32 = 16u;
 
@@ -179,11 +178,11 @@ fn gemv_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 fn wtex(t: u32) -> vec4<u32> {
-    return textureLoad(wqt, vec2<u32>(t % TW, t / TW), 0);
+    return textureLoad(wqt, tex_at(t), 0);
 }
 
 fn stex(t: u32) -> f32 {
-    return textureLoad(wst, vec2<u32>(t % TW, t / TW), 0).x;
+    return textureLoad(wst, tex_at(t), 0).x;
 }
 
 
@@ -244,7 +243,7 @@ fn gemm_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 // once, scale folded in) and 4 x texels per row for 2048 FMAs.
 
 fn xtex(t: u32) -> vec4<f32> {
-    return textureLoad(xt, vec2<u32>(t % TW, t / TW), 0);
+    return textureLoad(xt, tex_at(t), 0);
 }
 
 // wf[4c..4c+3] = the 16 weights of texel w of column c times the column's block scale.
@@ -355,11 +354,11 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 // with several instructions per product, so float FMAs on unpacked int8 are faster there).
 
 fn qxtex(t: u32) -> vec4<u32> {
-    return textureLoad(qxt, vec2<u32>(t % TW, t / TW), 0);
+    return textureLoad(qxt, tex_at(t), 0);
 }
 
 fn sxtex(t: u32) -> f32 {
-    return textureLoad(sxt, vec2<u32>(t % TW, t / TW), 0).x;
+    return textureLoad(sxt, tex_at(t), 0).x;
 }
 
 // Row r of the tile over one step of 16 k: quantized texel t of x, block scale s.

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::BindKind;
 
-/// Texels per texture row.
-pub const TEXTURE_WIDTH: u32 = 4096;
+/// Texels per texture row (the kernels' prelude gives the shaders the same constant).
+pub use crate::kernels::TEXTURE_WIDTH;
 
 #[derive(Clone, Debug)]
 pub struct Twin {

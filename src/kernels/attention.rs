@@ -19,7 +19,7 @@ pub const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
 pub fn tex_source() -> &'static str {
     static TEXT: LazyLock<String> = LazyLock::new(|| {
         let load = |name: &str, expr: &str| format!("fn {name}(i: u32) -> vec4<f32> {{\n    return {expr};\n}}");
-        let texel = |tex: &str| format!("textureLoad({tex}, vec2<u32>(i % 4096u, i / 4096u), 0)");
+        let texel = |tex: &str| format!("texel4({tex}, i)");
         let (k_from, k_to) = (load("ldk", "vec4<f32>(k4[i])"), load("ldk", &texel("kt")));
         let (v_from, v_to) = (load("ldv", "vec4<f32>(v4[i])"), load("ldv", &texel("vt")));
         super::swap_loads("attention", SOURCE, &[(&k_from, &k_to), (&v_from, &v_to)])

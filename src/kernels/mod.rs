@@ -211,11 +211,24 @@ pub fn all_sources() -> Vec<(&'static str, &'static str)> {
     v
 }
 
-/// The WGSL prelude for a float dtype.
+/// Texels per row of a twin or staged texture (`exec::twins`): every shader reads it from the prelude
+/// (`TEX_W`, `tex_at`), so the layout is written in one place.
+pub const TEXTURE_WIDTH: u32 = 4096;
+
+/// The WGSL prelude for a float dtype: `T`, and the texture layout of `exec::twins` (texel t of a texture
+/// at `tex_at(t)`; `texel4` reads one from an f32 texture).
 pub fn prelude(dtype: DType) -> &'static str {
+    static TEXT: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        let layout = format!(
+            "const TEX_W: u32 = {TEXTURE_WIDTH}u;\n\
+             fn tex_at(t: u32) -> vec2<u32> {{\n    return vec2<u32>(t % TEX_W, t / TEX_W);\n}}\n\
+             fn texel4(tex: texture_2d<f32>, t: u32) -> vec4<f32> {{\n    return textureLoad(tex, tex_at(t), 0);\n}}\n"
+        );
+        [format!("enable f16;\nalias T = f16;\n{layout}"), format!("alias T = f32;\n{layout}")]
+    });
     match dtype {
-        DType::F16 => "enable f16;\nalias T = f16;\n",
-        _ => "alias T = f32;\n",
+        DType::F16 => &TEXT[0],
+        _ => &TEXT[1],
     }
 }
 
