@@ -65,9 +65,9 @@ pub fn build(
     let mut g = GraphBuilder::new();
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
     let hd = c / cfg.n_head;
-    let ids = g.input("ids", &[b, t], DType::U32)?;
-    let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
-    let last = g.input("last", &[rows], DType::U32)?;
+    let ids = g.input(super::step_names::IDS, &[b, t], DType::U32)?;
+    let pos_ids = g.input(super::step_names::POS_IDS, &[b, t], DType::U32)?;
+    let last = g.input(super::step_names::LAST, &[rows], DType::U32)?;
     let (seq_pos, mask) = super::position_inputs(&mut g, b, max_seq, positions, dt)?;
     let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
     let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
@@ -149,8 +149,8 @@ pub fn build_train(
     let hd = c / cfg.n_head;
     let mut k = 0u32;
     let mut drop = |g: &mut GraphBuilder, x: ValueId| super::bert::Dropout::maybe(dropout, g, x, &mut k);
-    let ids = g.input("ids", &[b, t], DType::U32)?;
-    let pos_ids = g.input("pos_ids", &[b, t], DType::U32)?;
+    let ids = g.input(super::step_names::IDS, &[b, t], DType::U32)?;
+    let pos_ids = g.input(super::step_names::POS_IDS, &[b, t], DType::U32)?;
     let wte = g.param(&format!("{p}wte.weight"), &[cfg.vocab, c], dt)?;
     let wpe = g.param(&format!("{p}wpe.weight"), &[cfg.max_pos, c], dt)?;
     let x = g.op(Op::Embedding, &[wte, ids])?;

@@ -232,8 +232,8 @@ pub fn build_batch(
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, hd) = (cfg.hidden, cfg.head_dim);
-    let ids = g.input("ids", &[b, t], DType::U32)?;
-    let last = g.input("last", &[rows], DType::U32)?;
+    let ids = g.input(super::step_names::IDS, &[b, t], DType::U32)?;
+    let last = g.input(super::step_names::LAST, &[rows], DType::U32)?;
     let (seq_pos, mask) = super::position_inputs(&mut g, b, max_seq, positions, dt)?;
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
@@ -303,7 +303,7 @@ pub fn build_train(
     use crate::graph::AttnSpec;
     let dt = prec.dtype;
     let (c, hd) = (cfg.hidden, cfg.head_dim);
-    let ids = g.input("ids", &[b, t], DType::U32)?;
+    let ids = g.input(super::step_names::IDS, &[b, t], DType::U32)?;
     let embed = g.param("model.embed_tokens.weight", &[cfg.vocab, c], dt)?;
     let mut x = g.op(Op::Embedding, &[embed, ids])?;
     let freq = match cfg.rope_scaling {

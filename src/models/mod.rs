@@ -145,7 +145,7 @@ pub fn cached_attention(
     let (qs, ks) = (g.shape(q).to_vec(), g.shape(k).to_vec());
     let (b, hd, n_kv) = (qs[0], qs[3], ks[1]);
     let dt = g.dtype(q);
-    let pos = Scalar::var("pos");
+    let pos = Scalar::var(step_names::POS);
     // Sequences at their own positions keep their own cache (`Positions::PerSequence`).
     let cache = if seq_pos.is_some() { "slots" } else { "cache" };
     let kc = g.state(&format!("{cache}.{layer}.k"), &[b, n_kv, max_seq, hd], dt)?;
@@ -162,7 +162,7 @@ pub fn cached_attention(
         scale: 1.0 / (hd as f32).sqrt(),
         mask: mask.is_some(),
         q_offset: pos,
-        kv_len: Scalar::var("len"),
+        kv_len: Scalar::var(step_names::LEN),
     };
     let mut ins = vec![q, kc, vc];
     ins.extend(mask);
@@ -186,7 +186,7 @@ pub fn rotary_cached_attention(
 ) -> Result<ValueId> {
     use crate::graph::{AttnSpec, Scalar};
     let (b, dt) = (g.shape(qkv)[0], g.dtype(qkv));
-    let pos = Scalar::var("pos");
+    let pos = Scalar::var(step_names::POS);
     let cache = if seq_pos.is_some() { "slots" } else { "cache" };
     let kc = g.state(&format!("{cache}.{layer}.k"), &[b, kv_heads, max_seq, hd], dt)?;
     let vc = g.state(&format!("{cache}.{layer}.v"), &[b, kv_heads, max_seq, hd], dt)?;
@@ -198,7 +198,7 @@ pub fn rotary_cached_attention(
         scale: 1.0 / (hd as f32).sqrt(),
         mask: mask.is_some(),
         q_offset: pos,
-        kv_len: Scalar::var("len"),
+        kv_len: Scalar::var(step_names::LEN),
     };
     let ins: Vec<ValueId> = [q, kc, vc].into_iter().chain(mask).collect();
     let a = g.op(Op::Attention(spec), &ins)?;
@@ -236,10 +236,13 @@ pub fn position_inputs(
     dt: DType,
 ) -> Result<(Option<ValueId>, Option<ValueId>)> {
     let seq_pos = match positions {
-        Positions::PerSequence => Some(g.input("seq_pos", &[b], DType::U32)?),
+        Positions::PerSequence => Some(g.input(step_names::SEQ_POS, &[b], DType::U32)?),
         Positions::Shared => None,
     };
-    let mask = if b > 1 || seq_pos.is_some() { Some(g.input("mask", &[b, max_seq], dt)?) } else { None };
+    let mask = match b > 1 || seq_pos.is_some() {
+        true => Some(g.input(step_names::MASK, &[b, max_seq], dt)?),
+        false => None,
+    };
     Ok((seq_pos, mask))
 }
 
@@ -444,6 +447,101 @@ pub struct Precision {
     /// The float dtype of the linear layers' weights when it differs from `dtype` (training's frozen f16
     /// base under f32 activations: each weight is widened right before its product, `Op::Dequantize`).
     pub weights: Option<DType>,
+}
+
+/// The names of a decoder step graph's inputs and runtime scalars: the builders declare them and `Step`
+/// feeds them, so no other code spells them.
+pub mod step_names {
+    /// [b, t] u32 token ids.
+    pub const IDS: &str = "ids";
+    /// [rows] u32: the rows (of b·t) whose logits are wanted.
+    pub const LAST: &str = "last";
+    /// [b, t] u32 position ids (models with learned positions).
+    pub const POS_IDS: &str = "pos_ids";
+    /// [b] u32: each sequence's first position (`Positions::PerSequence`).
+    pub const SEQ_POS: &str = "seq_pos";
+    /// [b, max_seq] key mask, 1 where a sequence has a cached token.
+    pub const MASK: &str = "mask";
+    /// Runtime scalar: the cache position of the step's first token.
+    pub const POS: &str = "pos";
+    /// Runtime scalar: pos + t, the keys the step's queries may see.
+    pub const LEN: &str = "len";
+}
+
+/// The inputs of one run of a decoder step graph, typed. `feeds` turns them into the plan's named inputs
+/// (position ids only where the graph has them), `scalars` into its runtime scalars.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// [b, t] token ids, row-major (padded rows included).
+    pub ids: Vec<u32>,
+    pub b: usize,
+    pub t: usize,
+    /// The rows (of b·t) whose logits are wanted.
+    pub last: Vec<u32>,
+    /// The cache position of the first new token (with `seq_pos`, the largest of them).
+    pub pos: u32,
+    /// Learned-position ids [b, t] where they are not pos + j (left-padded batches, slots).
+    pub pos_ids: Option<Vec<u32>>,
+    /// The key mask [b, max_seq] in the activations' dtype (batches and slots).
+    pub mask: Option<HostTensor>,
+    /// Each sequence's own first position [b] (continuous batching).
+    pub seq_pos: Option<Vec<u32>>,
+}
+
+impl Step {
+    /// One sequence of `ids` padded to `t` rows at position `pos`, with the logits of rows `last`.
+    pub fn single(ids: &[u32], t: usize, last: Vec<u32>, pos: u32) -> Step {
+        let mut ids = ids.to_vec();
+        ids.resize(t, 0);
+        Step { ids, b: 1, t, last, pos, pos_ids: None, mask: None, seq_pos: None }
+    }
+
+    /// The named inputs `graph` takes (a model with learned positions has `pos_ids`, clamped to its
+    /// `max_pos` rows; padded rows are never read).
+    pub fn feeds(&self, graph: &crate::graph::Graph, max_pos: usize) -> Result<Vec<(&'static str, HostTensor)>> {
+        use step_names::*;
+        let (b, t) = (self.b, self.t);
+        let mut v = vec![(IDS, HostTensor::u32(&[b, t], self.ids.clone())?)];
+        v.push((LAST, HostTensor::u32(&[self.last.len()], self.last.clone())?));
+        if graph.find(POS_IDS).is_some() {
+            let top = max_pos.max(1) as u32 - 1;
+            let ids = match &self.pos_ids {
+                Some(p) => p.iter().map(|&p| p.min(top)).collect(),
+                None => (0..b).flat_map(|_| (0..t as u32).map(|j| (self.pos + j).min(top))).collect(),
+            };
+            v.push((POS_IDS, HostTensor::u32(&[b, t], ids)?));
+        }
+        if let Some(p) = &self.seq_pos {
+            v.push((SEQ_POS, HostTensor::u32(&[b], p.clone())?));
+        }
+        if let Some(m) = &self.mask {
+            v.push((MASK, m.clone()));
+        }
+        Ok(v)
+    }
+
+    /// The runtime scalars: `pos`, and `len` = pos + t.
+    pub fn scalars(&self) -> [(&'static str, u32); 2] {
+        [(step_names::POS, self.pos), (step_names::LEN, self.pos + self.t as u32)]
+    }
+}
+
+/// A key mask [b, max_seq] in `dtype` (1.0 over `keep(i)`, the cached positions of sequence i).
+pub fn key_mask(
+    b: usize,
+    max_seq: usize,
+    dtype: DType,
+    keep: impl Fn(usize) -> std::ops::Range<usize>,
+) -> Result<HostTensor> {
+    let mut mask = vec![0f32; b * max_seq];
+    for i in 0..b {
+        let r = keep(i);
+        mask[i * max_seq + r.start.min(max_seq)..i * max_seq + r.end.min(max_seq)].fill(1.0);
+    }
+    match dtype {
+        DType::F16 => HostTensor::f16(&[b, max_seq], mask),
+        _ => HostTensor::f32(&[b, max_seq], mask),
+    }
 }
 
 /// The graph of one forward step of a decoder (every architecture's `build`), with the values a session

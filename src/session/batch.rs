@@ -10,8 +10,8 @@ use super::generation::Loop;
 use super::{feeds, Generation, Session, Timings};
 use crate::error::{Error, Result};
 use crate::exec::Plan;
+use crate::models::Step;
 use crate::sample::Sampler;
-use crate::tensor::{DType, HostTensor};
 
 impl Session<'_> {
     /// Run one step of `rows.len()` (= batch) sequences of equal length t at the current position, with
@@ -30,25 +30,19 @@ impl Session<'_> {
             return Err(Error::Run(format!("the context is full: {} + {t} > {} positions", self.pos, self.max_seq)));
         }
         let pos = self.pos as u32;
-        let top = self.cfg.max_pos() as u32 - 1;
-        let mut mask = vec![0f32; b * self.max_seq];
-        for (i, &pad) in pads.iter().enumerate() {
-            mask[i * self.max_seq + pad.min(self.max_seq)..(i + 1) * self.max_seq].fill(1.0);
-        }
-        let mask = match self.dtype {
-            DType::F16 => HostTensor::f16(&[b, self.max_seq], mask)?,
-            _ => HostTensor::f32(&[b, self.max_seq], mask)?,
+        // Sequence i's left padding is masked out of its keys and shifts its learned positions.
+        let step = Step {
+            ids: rows.concat(),
+            b,
+            t,
+            last: (0..b as u32).map(|i| i * t as u32 + t as u32 - 1).collect(),
+            pos,
+            pos_ids: Some(
+                pads.iter().flat_map(|&pad| (0..t as u32).map(move |j| (pos + j).saturating_sub(pad as u32))).collect(),
+            ),
+            mask: Some(crate::models::key_mask(b, self.max_seq, self.dtype, |i| pads[i]..self.max_seq)?),
+            seq_pos: None,
         };
-        let pos_ids: Vec<u32> = pads
-            .iter()
-            .flat_map(|&pad| (0..t as u32).map(move |j| (pos + j).saturating_sub(pad as u32).min(top)))
-            .collect();
-        let mut inputs = vec![
-            ("ids", HostTensor::u32(&[b, t], rows.concat())?),
-            ("last", HostTensor::u32(&[b], (0..b as u32).map(|i| i * t as u32 + t as u32 - 1).collect())?),
-            ("pos_ids", HostTensor::u32(&[b, t], pos_ids)?),
-            ("mask", mask),
-        ];
         let plan = match t {
             1 => &mut self.decode,
             _ => self.prefill.get_or_compile(t, || {
@@ -56,10 +50,7 @@ impl Session<'_> {
                 Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))
             })?,
         };
-        if plan.graph().find("pos_ids").is_none() {
-            inputs.retain(|(n, _)| *n != "pos_ids");
-        }
-        let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + t as u32)])?;
+        let out = plan.run(&feeds(&step.feeds(plan.graph(), self.cfg.max_pos())?), &step.scalars())?;
         self.pos += t;
         self.cached.clear();
         Ok(out[0].to_f32().chunks(vocab).map(<[f32]>::to_vec).collect())

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Plan, PlanCache, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::Op;
-use crate::models::{gpt2, llama, ConfigSource, Positions, Precision};
+use crate::models::{gpt2, llama, ConfigSource, Positions, Precision, Step};
 
 /// The decoder architectures a session runs.
 #[derive(Clone, Debug)]
@@ -253,9 +253,8 @@ impl<'g> Session<'g> {
             outputs.push(g.logits);
             Plan::compile_shared(self.gpu, &g.graph, &outputs, Some(&self.shared))
         })?;
-        let rows: Vec<u32> = (0..t as u32).collect();
-        let inputs = step_inputs(plan, ids, t, &rows, 0, max_pos)?;
-        cal.observe_run(plan, &feeds(&inputs), &[("pos", 0), ("len", t as u32)], &|_| true)?;
+        let step = Step::single(ids, t, (0..t as u32).collect(), 0);
+        cal.observe_run(plan, &feeds(&step.feeds(plan.graph(), max_pos)?), &step.scalars(), &|_| true)?;
         self.pos = t;
         self.cached.clear();
         Ok(())
@@ -319,8 +318,9 @@ impl<'g> Session<'g> {
     pub fn profile_decode(&mut self, id: u32) -> Result<Vec<crate::exec::OpTiming>> {
         self.single("profile_decode")?;
         let pos = self.pos as u32;
-        let inputs = step_inputs(&self.decode, &[id], 1, &[0], pos, self.cfg.max_pos())?;
-        self.decode.profile(&feeds(&inputs), &[("pos", pos), ("len", pos + 1)])
+        let step = Step::single(&[id], 1, vec![0], pos);
+        let inputs = step.feeds(self.decode.graph(), self.cfg.max_pos())?;
+        self.decode.profile(&feeds(&inputs), &step.scalars())
     }
 
     /// Time each dispatch of the prefill plan of `ids` at position 0 (after running it once, which compiles
@@ -331,8 +331,8 @@ impl<'g> Session<'g> {
         self.reset();
         let b = self.prefill.keys().copied().find(|&k| k >= ids.len()).unwrap_or(ids.len());
         let plan = self.prefill.get_mut(&b).ok_or_else(|| Error::Run("no prefill plan was compiled".into()))?;
-        let inputs = step_inputs(plan, ids, b, &[ids.len() as u32 - 1], 0, self.cfg.max_pos())?;
-        let out = plan.profile(&feeds(&inputs), &[("pos", 0), ("len", b as u32)]);
+        let step = Step::single(ids, b, vec![ids.len() as u32 - 1], 0);
+        let out = plan.profile(&feeds(&step.feeds(plan.graph(), self.cfg.max_pos())?), &step.scalars());
         self.reset();
         out
     }
@@ -375,8 +375,8 @@ impl<'g> Session<'g> {
                 Plan::compile_shared(self.gpu, &g.graph, &[g.logits], Some(&self.shared))
             })?,
         };
-        let inputs = step_inputs(plan, ids, b, &[t as u32 - 1], pos, self.cfg.max_pos())?;
-        let out = plan.run(&feeds(&inputs), &[("pos", pos), ("len", pos + b as u32)])?;
+        let step = Step::single(ids, b, vec![t as u32 - 1], pos);
+        let out = plan.run(&feeds(&step.feeds(plan.graph(), self.cfg.max_pos())?), &step.scalars())?;
         if self.cached.len() == self.pos {
             self.cached.extend_from_slice(ids);
         } else {
@@ -385,28 +385,6 @@ impl<'g> Session<'g> {
         self.pos += t;
         Ok(out[0].to_f32())
     }
-}
-
-/// The inputs of one step over `ids` padded to `b` rows at position `pos`: `ids`, `last` (the rows whose
-/// logits are wanted) and, for models with learned positions, `pos_ids` (padded rows clamped to the table;
-/// never read).
-fn step_inputs(
-    plan: &Plan,
-    ids: &[u32],
-    b: usize,
-    last: &[u32],
-    pos: u32,
-    max_pos: usize,
-) -> Result<Vec<(&'static str, HostTensor)>> {
-    let mut padded = ids.to_vec();
-    padded.resize(b, 0);
-    let mut inputs =
-        vec![("ids", HostTensor::u32(&[1, b], padded)?), ("last", HostTensor::u32(&[last.len()], last.to_vec())?)];
-    if plan.graph().find("pos_ids").is_some() {
-        let top = max_pos as u32 - 1;
-        inputs.push(("pos_ids", HostTensor::u32(&[1, b], (0..b as u32).map(|i| (pos + i).min(top)).collect())?));
-    }
-    Ok(inputs)
 }
 
 fn feeds<'a>(inputs: &'a [(&'static str, HostTensor)]) -> Vec<(&'static str, &'a HostTensor)> {

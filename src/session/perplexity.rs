@@ -8,10 +8,11 @@
 
 use std::time::Instant;
 
-use super::{feeds, step_inputs, Session};
+use super::{feeds, Session};
 use crate::error::{Error, Result};
 use crate::exec::Plan;
 use crate::graph::GraphBuilder;
+use crate::models::Step;
 use crate::tensor::{DType, HostTensor};
 
 /// One window: tokens `begin..end` of the text; its tokens from index `first_scored` (within the window) on
@@ -126,12 +127,12 @@ impl Session<'_> {
         // Row i's logits predict token i + 1.
         let targets: Vec<i32> =
             (0..t).map(|i| if i + 1 >= first_scored && i + 1 < t { ids[i + 1] as i32 } else { -100 }).collect();
-        let rows: Vec<u32> = (0..t as u32).collect();
-        let mut inputs = step_inputs(plan, ids, t, &rows, 0, self.cfg.max_pos())?;
+        let step = Step::single(ids, t, (0..t as u32).collect(), 0);
+        let mut inputs = step.feeds(plan.graph(), self.cfg.max_pos())?;
         inputs.push(("targets", HostTensor::i32(&[t], targets)?));
         self.pos = 0;
         self.cached.clear();
-        let out = plan.run(&feeds(&inputs), &[("pos", 0), ("len", t as u32)])?;
+        let out = plan.run(&feeds(&inputs), &step.scalars())?;
         let count = t - first_scored;
         Ok((out[0].to_f32()[0] as f64 * count as f64, count))
     }

@@ -13,7 +13,7 @@ use super::{feeds, Session};
 use crate::error::{Error, Result};
 use crate::exec::{Plan, PlanCache};
 use crate::graph::Op;
-use crate::tensor::{DType, HostTensor};
+use crate::models::Step;
 
 pub struct Slots<'g> {
     /// Step plans by their rows (the largest, compiled first, made the cache).
@@ -164,26 +164,19 @@ impl<'g> Session<'g> {
             ids[slot] = tok;
             at[slot] = len as u32;
         }
-        let mut mask = vec![0f32; n * max_seq];
-        for (i, &p) in at.iter().enumerate() {
-            mask[i * max_seq..i * max_seq + p as usize + 1].fill(1.0);
-        }
-        let mask = match dtype {
-            DType::F16 => HostTensor::f16(&[n, max_seq], mask)?,
-            _ => HostTensor::f32(&[n, max_seq], mask)?,
+        // Each slot at its own position: its keys are its cached rows and the new one.
+        let step = Step {
+            ids,
+            b: n,
+            t: 1,
+            last: (0..n as u32).collect(),
+            pos: at.iter().copied().max().unwrap_or(0),
+            pos_ids: Some(at.clone()),
+            mask: Some(crate::models::key_mask(n, max_seq, dtype, |i| 0..at[i] as usize + 1)?),
+            seq_pos: Some(at),
         };
-        let top = at.iter().copied().max().unwrap_or(0);
-        let mut inputs = vec![
-            ("ids", HostTensor::u32(&[n, 1], ids)?),
-            ("last", HostTensor::u32(&[n], (0..n as u32).collect())?),
-            ("pos_ids", HostTensor::u32(&[n, 1], at.iter().map(|&p| p.min(max_pos as u32 - 1)).collect())?),
-            ("seq_pos", HostTensor::u32(&[n], at)?),
-            ("mask", mask),
-        ];
-        if plan.graph().find("pos_ids").is_none() {
-            inputs.retain(|(name, _)| *name != "pos_ids");
-        }
-        let vars = [("pos", top), ("len", top + 1)];
+        let inputs = step.feeds(plan.graph(), max_pos)?;
+        let vars = step.scalars();
         let (rows, timings) = if profile {
             (vec![], plan.profile(&feeds(&inputs), &vars)?)
         } else {
