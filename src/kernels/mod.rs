@@ -236,6 +236,7 @@ pub fn prelude(dtype: DType) -> &'static str {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Caps {
     pub f16: bool,
+    /// The `subgroups` tier: detected and reported (`devices`), used by no kernel yet (README, "Picking a GPU").
     pub subgroups: bool,
     pub subgroup_min: u32,
     pub subgroup_max: u32,

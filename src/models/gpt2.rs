@@ -204,3 +204,45 @@ pub fn checkpoint_tensors(
         (format!("{stem}.attn.c_attn.{part}"), shape, data)
     })
 }
+
+impl super::arch::Decoder for Config {
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+    fn max_pos(&self) -> usize {
+        self.max_pos
+    }
+    fn build(
+        &self,
+        b: usize,
+        t: usize,
+        rows: usize,
+        max_seq: usize,
+        prec: &super::Precision,
+        positions: super::Positions,
+    ) -> Result<super::StepGraph> {
+        build(self, b, t, rows, max_seq, prec, positions)
+    }
+    fn load_param(&self, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        load_param(self, store, name, shape)
+    }
+    /// The graph's q/k/v (split on load) written back as the checkpoint's fused c_attn.
+    fn checkpoint_tensors(&self, graph: &crate::graph::Graph, store: &WeightStore) -> Result<Vec<super::Named>> {
+        let c = self.hidden;
+        let read = |n: &str, shape: &[usize]| -> Result<super::Named> {
+            Ok((n.to_string(), shape.to_vec(), super::load_checked(store, n, shape)?.to_f32()))
+        };
+        let mut out = vec![];
+        for node in &graph.nodes {
+            let Op::Param { name } = &node.op else { continue };
+            if let Some(stem) = name.strip_suffix(".attn.q.weight") {
+                out.push(read(&format!("{stem}.attn.c_attn.weight"), &[c, 3 * c])?);
+            } else if let Some(stem) = name.strip_suffix(".attn.q.bias") {
+                out.push(read(&format!("{stem}.attn.c_attn.bias"), &[3 * c])?);
+            } else if !(name.contains(".attn.k.") || name.contains(".attn.v.")) {
+                out.push(read(name, &node.shape)?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -134,7 +134,7 @@ impl Config {
 impl Config {
     pub fn from_source(src: &ConfigSource, store: &WeightStore) -> Result<Self> {
         let arch = src.architecture()?;
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "mistral") {
+        if !super::arch::family(&arch).is_some_and(|f| f.llama_family()) {
             return Err(Error::Unsupported { op: "model".into(), detail: format!("unknown architecture {arch:?}") });
         }
         let rope_scaling = match src {
@@ -490,4 +490,33 @@ pub fn load_param(cfg: &Config, store: &WeightStore, name: &str, shape: &[usize]
         }
     }
     Ok(t)
+}
+
+impl super::arch::Decoder for Config {
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+    fn max_pos(&self) -> usize {
+        self.max_pos
+    }
+    fn build(
+        &self,
+        b: usize,
+        t: usize,
+        rows: usize,
+        max_seq: usize,
+        prec: &Precision,
+        positions: Positions,
+    ) -> Result<super::StepGraph> {
+        build_batch(self, b, t, rows, max_seq, prec, positions)
+    }
+    fn load_param(&self, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        load_param(self, store, name, shape)
+    }
+    fn checkpoint_tensors(&self, graph: &crate::graph::Graph, store: &WeightStore) -> Result<Vec<super::Named>> {
+        super::arch::each_param(graph, |name, shape| load_param(self, store, name, shape))
+    }
+    fn llama(&self) -> Option<&Config> {
+        Some(self)
+    }
 }

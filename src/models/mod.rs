@@ -1,5 +1,6 @@
 //! Model architectures, one file each, built against `GraphBuilder` (no GPU calls), sharing the layers here.
 
+pub mod arch;
 pub mod bert;
 pub mod gpt2;
 pub mod llama;

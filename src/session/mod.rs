@@ -18,89 +18,10 @@ use crate::error::{Error, Result};
 use crate::exec::{Plan, PlanCache, SharedLeaves};
 use crate::gpu::Gpu;
 use crate::graph::Op;
-use crate::models::{gpt2, llama, ConfigSource, Positions, Precision, Step};
+use crate::models::{ConfigSource, Precision, Step};
 
-/// The decoder architectures a session runs.
-#[derive(Clone, Debug)]
-pub enum Arch {
-    Llama(llama::Config),
-    Gpt2(gpt2::Config),
-}
-
-impl Arch {
-    pub fn from_source(src: &ConfigSource, store: &crate::loader::WeightStore) -> Result<Self> {
-        match src.architecture()?.as_str() {
-            "gpt2" => Ok(Arch::Gpt2(gpt2::Config::from_source(src, store)?)),
-            "bert" => Err(Error::Unsupported {
-                op: "model".into(),
-                detail: "this is a BERT encoder: embed and classify run it; generate, chat and perplexity need a \
-                         causal language model"
-                    .into(),
-            }),
-            _ => Ok(Arch::Llama(llama::Config::from_source(src, store)?)),
-        }
-    }
-    /// The step graph over `t` tokens with logits for `rows` of them.
-    pub fn build(&self, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<crate::models::StepGraph> {
-        self.build_batch(1, t, rows, max_seq, prec)
-    }
-    /// The step graph of `b` sequences stepping together (see `llama::build_batch`).
-    pub fn build_batch(
-        &self,
-        b: usize,
-        t: usize,
-        rows: usize,
-        max_seq: usize,
-        prec: &Precision,
-    ) -> Result<crate::models::StepGraph> {
-        match self {
-            Arch::Llama(c) => llama::build_batch(c, b, t, rows, max_seq, prec, Positions::Shared),
-            Arch::Gpt2(c) => gpt2::build(c, b, t, rows, max_seq, prec, Positions::Shared),
-        }
-    }
-    /// The decode step of `b` sequences each at its own position (`Positions::PerSequence`: continuous
-    /// batching, `Session::open_slots`).
-    pub fn build_slots(&self, b: usize, max_seq: usize, prec: &Precision) -> Result<crate::models::StepGraph> {
-        match self {
-            Arch::Llama(c) => llama::build_batch(c, b, 1, b, max_seq, prec, Positions::PerSequence),
-            Arch::Gpt2(c) => gpt2::build(c, b, 1, b, max_seq, prec, Positions::PerSequence),
-        }
-    }
-    pub fn load_param(&self, store: &crate::loader::WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        match self {
-            Arch::Llama(c) => llama::load_param(c, store, name, shape),
-            Arch::Gpt2(c) => gpt2::load_param(c, store, name, shape),
-        }
-    }
-    /// Every param of `graph` (a step graph of this architecture) by name, read from `store` as a session
-    /// uploads them (fused params stacked from their parts, int8 weights quantized): the leaves of
-    /// `reference::run_graph`.
-    pub fn load_params(
-        &self,
-        store: &crate::loader::WeightStore,
-        graph: &crate::graph::Graph,
-    ) -> Result<std::collections::HashMap<String, HostTensor>> {
-        let mut leaves = std::collections::HashMap::new();
-        let load = |name: &str, shape: &[usize]| self.load_param(store, name, shape);
-        crate::models::upload_params(graph, store, &load, &mut |name, t| {
-            leaves.insert(name.to_string(), t.clone());
-            Ok(())
-        })?;
-        Ok(leaves)
-    }
-    pub fn vocab(&self) -> usize {
-        match self {
-            Arch::Llama(c) => c.vocab,
-            Arch::Gpt2(c) => c.vocab,
-        }
-    }
-    pub fn max_pos(&self) -> usize {
-        match self {
-            Arch::Llama(c) => c.max_pos,
-            Arch::Gpt2(c) => c.max_pos,
-        }
-    }
-}
+/// The decoder a session runs (`models::arch`: the registry of architectures).
+pub use crate::models::arch::Arch;
 use crate::tensor::{DType, HostTensor};
 
 pub struct Session<'g> {
@@ -185,13 +106,13 @@ impl<'g> Session<'g> {
         let cfg = Arch::from_source(&src, &store)?;
         prec.adopt_checkpoint(&src)?;
         if let Some(a) = lora {
-            let Arch::Llama(c) = &cfg else {
+            let Some(c) = cfg.llama() else {
                 return Err(Error::Unsupported {
                     op: "--lora".into(),
                     detail: "LoRA adapters apply to Llama-family models".into(),
                 });
             };
-            a.check(&llama::linear_layers(c), &path.display().to_string())?;
+            a.check(&crate::models::llama::linear_layers(c), &path.display().to_string())?;
         }
         let max_seq = max_seq.min(cfg.max_pos()).max(1);
         if let Some(budget) = gpu.memory_budget() {

@@ -12,7 +12,6 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::graph::Op;
 use crate::loader::{MetaValue, WeightStore};
 use crate::models::{bert, load_checked, ConfigSource, Precision};
 use crate::session::Arch;
@@ -94,7 +93,8 @@ pub fn model_tensors(path: &Path) -> Result<ModelTensors> {
     let graph = if src.architecture()? == "bert" {
         let cfg = bert::Config::from_source(&src, &store)?;
         let g = bert::build(&cfg, 1, 1, &f32_prec)?.graph;
-        each_param(&g, &mut out, |name, shape| load_checked(&store, name, shape))?;
+        let params = crate::models::arch::each_param(&g, |name, shape| load_checked(&store, name, shape))?;
+        out.extend(params.into_iter().map(|(name, shape, data)| ExportTensor::f32(&name, &shape, data)));
         let p = &cfg.prefix;
         for stem in [format!("{p}pooler.dense"), "classifier".to_string()] {
             for part in ["weight", "bias"] {
@@ -109,9 +109,8 @@ pub fn model_tensors(path: &Path) -> Result<ModelTensors> {
     } else {
         let arch = Arch::from_source(&src, &store)?;
         let g = arch.build(1, 1, 1, &f32_prec)?.graph;
-        match &arch {
-            Arch::Llama(_) => each_param(&g, &mut out, |name, shape| arch.load_param(&store, name, shape))?,
-            Arch::Gpt2(c) => gpt2_params(&g, c, &store, &mut out)?,
+        for (name, shape, data) in arch.checkpoint_tensors(&g, &store)? {
+            out.push(ExportTensor::f32(&name, &shape, data));
         }
         g
     };
@@ -136,57 +135,14 @@ pub fn model_tensors(path: &Path) -> Result<ModelTensors> {
     Ok(ModelTensors { config, tensors: out, linear })
 }
 
-/// Each param of `graph` through `load`, as f32.
-fn each_param(
-    graph: &crate::graph::Graph,
-    out: &mut Vec<ExportTensor>,
-    load: impl Fn(&str, &[usize]) -> Result<crate::tensor::HostTensor>,
-) -> Result<()> {
-    for node in &graph.nodes {
-        let Op::Param { name } = &node.op else { continue };
-        match graph.parts_of(name) {
-            // A fused param is written as the checkpoint's tensors it stacks.
-            Some(f) => {
-                for (part, shape) in &f.parts {
-                    out.push(ExportTensor::f32(part, shape, load(part, shape)?.to_f32()));
-                }
-            }
-            None => out.push(ExportTensor::f32(name, &node.shape, load(name, &node.shape)?.to_f32())),
-        }
-    }
-    Ok(())
-}
-
-/// GPT-2's params, with the graph's q/k/v (split on load) written back as the checkpoint's fused c_attn.
-fn gpt2_params(
-    graph: &crate::graph::Graph,
-    cfg: &crate::models::gpt2::Config,
-    store: &WeightStore,
-    out: &mut Vec<ExportTensor>,
-) -> Result<()> {
-    let c = cfg.hidden;
-    for node in &graph.nodes {
-        let Op::Param { name } = &node.op else { continue };
-        if let Some(stem) = name.strip_suffix(".attn.q.weight") {
-            let n = format!("{stem}.attn.c_attn.weight");
-            out.push(ExportTensor::f32(&n, &[c, 3 * c], load_checked(store, &n, &[c, 3 * c])?.to_f32()));
-        } else if let Some(stem) = name.strip_suffix(".attn.q.bias") {
-            let n = format!("{stem}.attn.c_attn.bias");
-            out.push(ExportTensor::f32(&n, &[3 * c], load_checked(store, &n, &[3 * c])?.to_f32()));
-        } else if !(name.contains(".attn.k.") || name.contains(".attn.v.")) {
-            out.push(ExportTensor::f32(name, &node.shape, load_checked(store, name, &node.shape)?.to_f32()));
-        }
-    }
-    Ok(())
-}
-
 /// A Hugging Face config.json for a Llama-family GGUF file, with every key `llama::Config` reads.
 fn gguf_config(
     src: &ConfigSource,
     store: &WeightStore,
     meta: &std::collections::BTreeMap<String, MetaValue>,
 ) -> Result<Value> {
-    let Arch::Llama(c) = Arch::from_source(src, store)? else {
+    let arch = Arch::from_source(src, store)?;
+    let Some(c) = arch.llama() else {
         return Err(Error::Unsupported {
             op: "export".into(),
             detail: "only Llama-family GGUF files can be exported (GPT-2 and BERT come from Hugging Face folders)"

@@ -36,15 +36,11 @@ pub struct CalibrationText<'a> {
     pub dynamic: Option<Vec<String>>,
 }
 
-/// The layers a static scheme quantizes per token by default: in the Llama family, `mlp.down_proj`. Its input
-/// silu(gate) ⊙ up is heavy-tailed per token, so one calibrated scale per block costs SmolLM2-135M 40–150× the
-/// rounding noise of per-token scales (measured on 1,024 calibration tokens) and most of static mode's
-/// perplexity (see issue 4's note); smoothing (`crate::tools::smooth`) did not recover it. Other architectures: none.
+/// The layers a static scheme quantizes per token by default: the architecture's (`models::arch::Family::
+/// dynamic`; in the Llama family `mlp.down_proj`, whose heavy-tailed input one calibrated scale per block
+/// serves badly). None for encoders and unknown architectures.
 pub fn default_dynamic(arch: &str) -> Vec<String> {
-    match arch {
-        "llama" | "qwen2" | "mistral" => vec!["mlp.down_proj".into()],
-        _ => vec![],
-    }
+    crate::models::arch::family(arch).map(|f| f.dynamic.iter().map(|s| s.to_string()).collect()).unwrap_or_default()
 }
 
 #[derive(Debug, Serialize)]

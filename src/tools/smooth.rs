@@ -42,7 +42,7 @@ pub struct Group {
 pub fn llama_groups(config: &serde_json::Value, tensors: &[ExportTensor], head: bool) -> Result<Vec<Group>> {
     let num = |k: &str| config[k].as_u64().map(|v| v as usize);
     let arch = config["model_type"].as_str().unwrap_or("");
-    if !matches!(arch, "llama" | "qwen2" | "mistral") {
+    if !crate::models::arch::family(arch).is_some_and(|f| f.smoothable) {
         return Ok(vec![]);
     }
     let missing = |k: &str| Error::Other(format!("smoothing: config.json has no {k}"));
