@@ -4,7 +4,8 @@
 use std::sync::LazyLock;
 
 use super::{
-    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, Caps, Dispatch, Lowered, Word,
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, BindKind, Caps, Dispatch,
+    Lowered, Word,
 };
 use crate::error::{Error, Result};
 use crate::graph::{AttnSpec, Op};
@@ -36,6 +37,57 @@ const MAXC: usize = 8;
 const RQ: usize = 8;
 const ROWS_WG: usize = 16;
 const ROWS_MAX_D: usize = 64;
+
+/// What serves an attention op: the family's kernel table (`select`), which lowering only turns into
+/// dispatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub family: &'static str,
+    /// The entry of the op's last (or only) dispatch; the gradients run `attention_row_stats` first.
+    pub entry: &'static str,
+    /// Query rows per invocation of `attention_forward_rows` (0 for the other entries).
+    pub rq: usize,
+    /// How K and V are bound.
+    pub kv: BindKind,
+}
+
+/// The attention kernel table, from shapes (`ins`: q [B, Hq, T, D], k [B, Hkv, S, D], …) and `Caps`:
+/// - Attention with D a multiple of 4 up to `ROWS_MAX_D`: `attention_forward_rows` — a kv head's query rows
+///   (its Hq/Hkv heads × T positions) 8 to an invocation, sharing K/V loads, or 4 when that is all there are
+///   (decode with ≤ 4 heads a group: half the registers, a third of llvmpipe's compile time); on a
+///   texture-weights adapter with T > 8, K and V staged as textures (`attention_tex`). Other head dims:
+///   `attention_forward`.
+/// - AttentionWeights: `attention_weights`; the gradients: `attention_grad_q`, or `attention_grad_kv` for K
+///   and V (each after `attention_row_stats`).
+pub fn select(op: &Op, ins: &[ArgInfo], caps: &Caps) -> Result<Choice> {
+    let plain = |entry| Choice { family: "attention", entry, rq: 0, kv: BindKind::Read };
+    Ok(match op {
+        Op::Attention(_) => {
+            let (q, k) = (&ins[0].shape, &ins[1].shape);
+            let (b, hq, t, d, hkv, s) = (q[0], q[1], q[2], q[3], k[1], k[2]);
+            if !(d.is_multiple_of(4) && d <= ROWS_MAX_D) {
+                return Ok(plain("attention_forward"));
+            }
+            let per_head = hq / hkv * t;
+            let rq = if per_head <= RQ / 2 { RQ / 2 } else { RQ };
+            let dt = ins[0].dtype;
+            // Prefill on a CPU adapter: K and V (read once per 8 query rows) staged as textures. Not for decode,
+            // where copying the whole cache would cost more than the few reads it saves.
+            let kv_bytes = (b * hkv * s * d * dt.size()) as u64;
+            let staged = staged_kind(dt).filter(|&kind| {
+                caps.texture_weights && t > 8 && ins[1].dtype == dt && texture_fits(caps, kind, kv_bytes)
+            });
+            match staged {
+                Some(kind) => Choice { family: "attention_tex", entry: "attention_forward_rows", rq, kv: kind },
+                None => Choice { rq, ..plain("attention_forward_rows") },
+            }
+        }
+        Op::AttentionWeights(_) => plain("attention_weights"),
+        Op::AttentionGradQ(_) => plain("attention_grad_q"),
+        Op::AttentionGradK(_) | Op::AttentionGradV(_) => plain("attention_grad_kv"),
+        _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not an attention op".into() }),
+    })
+}
 
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
@@ -103,38 +155,28 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         scratch: vec![],
         dispatches: vec![mk(entry, None, vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)], grid_1d(q_rows))],
     };
-    if matches!(op, Op::Attention(_)) {
+    let c = select(op, ins, caps)?;
+    if c.entry == "attention_forward_rows" {
         // Prefill and decode alike: on llvmpipe, rows that share K/V loads beat key-parallel workgroups even
         // at T = 1 (the GQA heads of a kv head are the rows then). See the shader for the figures.
-        if d.is_multiple_of(4) && d <= ROWS_MAX_D {
-            // A kv head's rows (its g query heads × t positions), 8 to an invocation, or 4 when that is all
-            // there are (decode with g ≤ 4): half the registers, a third of llvmpipe's compile time.
-            let per_head = hq / hkv * t;
-            let rq = if per_head <= RQ / 2 { RQ / 2 } else { RQ };
-            let mut rows = mk(
-                "attention_forward_rows",
-                None,
-                vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)],
-                grid_1d(ceil_div(b * hkv * per_head.div_ceil(rq), ROWS_WG)),
-            );
-            rows.overrides = vec![("WG", ROWS_WG as f64), ("D4", (d / 4) as f64), ("RQ", rq as f64)];
-            // Prefill on a CPU adapter: K and V (read once per 8 query rows) staged as textures. Not for decode,
-            // where copying the whole cache would cost more than the few reads it saves.
-            let kv_bytes = (b * hkv * s * d * dt.size()) as u64;
-            if let Some(kind) = staged_kind(dt).filter(|&kind| {
-                caps.texture_weights && t > 8 && ins[1].dtype == dt && texture_fits(caps, kind, kv_bytes)
-            }) {
-                rows.family = "attention_tex";
-                rows.source = tex_source();
-                rows.bindings[1] = bind_as(Arg::Input(1), kind);
-                rows.bindings[2] = bind_as(Arg::Input(2), kind);
-            }
-            return Ok(Lowered { scratch: vec![], dispatches: vec![rows] });
+        let per_head = hq / hkv * t;
+        let mut rows = mk(
+            "attention_forward_rows",
+            None,
+            vec![r(0), r(1), r(2), r(mask), bind(Arg::Output, true)],
+            grid_1d(ceil_div(b * hkv * per_head.div_ceil(c.rq), ROWS_WG)),
+        );
+        rows.overrides = vec![("WG", ROWS_WG as f64), ("D4", (d / 4) as f64), ("RQ", c.rq as f64)];
+        if c.family == "attention_tex" {
+            rows.family = c.family;
+            rows.source = tex_source();
+            rows.bindings[1] = bind_as(Arg::Input(1), c.kv);
+            rows.bindings[2] = bind_as(Arg::Input(2), c.kv);
         }
-        return Ok(fwd("attention_forward"));
+        return Ok(Lowered { scratch: vec![], dispatches: vec![rows] });
     }
-    if matches!(op, Op::AttentionWeights(_)) {
-        return Ok(fwd("attention_weights"));
+    if matches!(op, Op::Attention(_) | Op::AttentionWeights(_)) {
+        return Ok(fwd(c.entry));
     }
     // Backward: row statistics (lse, Dsum) into scratch, then the gradient kernel.
     let stats = mk(

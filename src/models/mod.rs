@@ -141,32 +141,39 @@ pub fn cached_attention(
     mask: Option<ValueId>,
     seq_pos: Option<ValueId>,
 ) -> Result<ValueId> {
-    use crate::graph::{AttnSpec, Scalar};
+    use crate::graph::Scalar;
     let [q, k, v] = qkv;
     let (qs, ks) = (g.shape(q).to_vec(), g.shape(k).to_vec());
     let (b, hd, n_kv) = (qs[0], qs[3], ks[1]);
-    let dt = g.dtype(q);
-    let pos = Scalar::var(step_names::POS);
-    // Sequences at their own positions keep their own cache (`Positions::PerSequence`).
-    let cache = if seq_pos.is_some() { "slots" } else { "cache" };
-    let kc = g.state(&format!("{cache}.{layer}.k"), &[b, n_kv, max_seq, hd], dt)?;
-    let vc = g.state(&format!("{cache}.{layer}.v"), &[b, n_kv, max_seq, hd], dt)?;
+    let [kc, vc] = kv_cache(g, layer, [b, n_kv, max_seq, hd], g.dtype(q), seq_pos.is_some())?;
     let (kc, vc) = match seq_pos {
         Some(p) => (g.op(Op::CacheWriteAt, &[kc, k, p])?, g.op(Op::CacheWriteAt, &[vc, v, p])?),
         None => (
-            g.op(Op::CacheWrite { offset: pos.clone() }, &[kc, k])?,
-            g.op(Op::CacheWrite { offset: pos.clone() }, &[vc, v])?,
+            g.op(Op::CacheWrite { offset: Scalar::var(step_names::POS) }, &[kc, k])?,
+            g.op(Op::CacheWrite { offset: Scalar::var(step_names::POS) }, &[vc, v])?,
         ),
     };
+    attend_cache(g, q, [kc, vc], mask)
+}
+
+/// A layer's KV cache states [B, Hkv, Smax, D]: `cache.{layer}.k/v`, or `slots.{layer}.k/v` for sequences
+/// at their own positions (`Positions::PerSequence`), which keep their own cache.
+fn kv_cache(g: &mut GraphBuilder, layer: usize, shape: [usize; 4], dt: DType, per_seq: bool) -> Result<[ValueId; 2]> {
+    let cache = if per_seq { "slots" } else { "cache" };
+    Ok([g.state(&format!("{cache}.{layer}.k"), &shape, dt)?, g.state(&format!("{cache}.{layer}.v"), &shape, dt)?])
+}
+
+/// Causal attention of q (at the runtime position `pos`) over the first `len` rows of the cache, heads merged.
+fn attend_cache(g: &mut GraphBuilder, q: ValueId, [kc, vc]: [ValueId; 2], mask: Option<ValueId>) -> Result<ValueId> {
+    use crate::graph::{AttnSpec, Scalar};
     let spec = AttnSpec {
         causal: true,
-        scale: 1.0 / (hd as f32).sqrt(),
+        scale: 1.0 / (g.shape(q)[3] as f32).sqrt(),
         mask: mask.is_some(),
-        q_offset: pos,
+        q_offset: Scalar::var(step_names::POS),
         kv_len: Scalar::var(step_names::LEN),
     };
-    let mut ins = vec![q, kc, vc];
-    ins.extend(mask);
+    let ins: Vec<ValueId> = [q, kc, vc].into_iter().chain(mask).collect();
     let a = g.op(Op::Attention(spec), &ins)?;
     merge_heads(g, a)
 }
@@ -185,25 +192,13 @@ pub fn rotary_cached_attention(
     mask: Option<ValueId>,
     seq_pos: Option<ValueId>,
 ) -> Result<ValueId> {
-    use crate::graph::{AttnSpec, Scalar};
-    let (b, dt) = (g.shape(qkv)[0], g.dtype(qkv));
-    let pos = Scalar::var(step_names::POS);
-    let cache = if seq_pos.is_some() { "slots" } else { "cache" };
-    let kc = g.state(&format!("{cache}.{layer}.k"), &[b, kv_heads, max_seq, hd], dt)?;
-    let vc = g.state(&format!("{cache}.{layer}.v"), &[b, kv_heads, max_seq, hd], dt)?;
-    let op = Op::RopeQkvCache { theta, offset: pos.clone(), q_heads, at: seq_pos.is_some() };
+    let b = g.shape(qkv)[0];
+    let [kc, vc] = kv_cache(g, layer, [b, kv_heads, max_seq, hd], g.dtype(qkv), seq_pos.is_some())?;
+    let pos = crate::graph::Scalar::var(step_names::POS);
+    let op = Op::RopeQkvCache { theta, offset: pos, q_heads, at: seq_pos.is_some() };
     let ins: Vec<ValueId> = [qkv, kc, vc].into_iter().chain(seq_pos).chain(freq).collect();
     let q = g.op(op, &ins)?;
-    let spec = AttnSpec {
-        causal: true,
-        scale: 1.0 / (hd as f32).sqrt(),
-        mask: mask.is_some(),
-        q_offset: pos,
-        kv_len: Scalar::var(step_names::LEN),
-    };
-    let ins: Vec<ValueId> = [q, kc, vc].into_iter().chain(mask).collect();
-    let a = g.op(Op::Attention(spec), &ins)?;
-    merge_heads(g, a)
+    attend_cache(g, q, [kc, vc], mask)
 }
 
 /// `x` in f32 (a cast where it is not already).

@@ -87,3 +87,37 @@ fn kernel_names_round_trip() {
     }
     assert!(Kernel::parse("fast").unwrap_err().to_string().contains("fast"));
 }
+
+#[test]
+fn attention_table() {
+    use wgpu_llm::graph::{AttnSpec, Scalar};
+    use wgpu_llm::kernels::attention;
+    let (gpu, cpu) = (caps(false), caps(true));
+    let spec =
+        AttnSpec { causal: true, scale: 0.125, mask: false, q_offset: Scalar::Const(0), kv_len: Scalar::var("len") };
+    // (what, caps, op, q [B, Hq, T, D], kv heads, S, dtype, family, entry, rows per invocation, K/V binding)
+    type Row<'a> = (&'a str, Caps, Op, [usize; 4], usize, usize, DType, &'a str, &'a str, usize, BindKind);
+    let attn = Op::Attention(spec.clone());
+    #[rustfmt::skip]
+    let table: Vec<Row> = vec![
+        ("decode, 3 heads a group",   cpu, attn.clone(), [1, 9, 1, 64], 3, 2048, DType::F16, "attention", "attention_forward_rows", 4, Read),
+        ("decode, 8 heads a group",   cpu, attn.clone(), [1, 32, 1, 64], 4, 2048, DType::F16, "attention", "attention_forward_rows", 8, Read),
+        ("CPU prefill: K/V staged",   cpu, attn.clone(), [1, 9, 64, 64], 3, 2048, DType::F16, "attention_tex", "attention_forward_rows", 8, StagedF16x4),
+        ("CPU prefill of 8 rows",     cpu, attn.clone(), [1, 9, 8, 64], 3, 2048, DType::F32, "attention", "attention_forward_rows", 8, Read),
+        ("GPU prefill",               gpu, attn.clone(), [1, 9, 64, 64], 3, 2048, DType::F16, "attention", "attention_forward_rows", 8, Read),
+        ("head dim 80",               cpu, attn.clone(), [1, 8, 16, 80], 8, 512, DType::F32, "attention", "attention_forward", 0, Read),
+        ("probabilities",             cpu, Op::AttentionWeights(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_weights", 0, Read),
+        ("dQ",                        cpu, Op::AttentionGradQ(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_grad_q", 0, Read),
+        ("dV",                        gpu, Op::AttentionGradV(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_grad_kv", 0, Read),
+    ];
+    for (what, caps, op, q, hkv, s, dt, family, entry, rq, kv) in table {
+        let kv_arg = arg(&[q[0], hkv, s, q[3]], dt);
+        let ins = [arg(&q, dt), kv_arg.clone(), kv_arg.clone(), arg(&q, dt)];
+        let c = attention::select(&op, &ins, &caps).unwrap();
+        assert_eq!((c.family, c.entry, c.rq, c.kv), (family, entry, rq, kv), "{what}");
+        // Lowering builds the chosen dispatch last.
+        let l = attention::lower(&op, &ins, &arg(&q, dt), &caps).unwrap();
+        let d = l.dispatches.last().unwrap();
+        assert_eq!((d.family, d.entry, d.bindings[1].kind), (family, entry, kv), "{what}");
+    }
+}
