@@ -7,10 +7,10 @@
 //     The inverse rotation is the transpose, hence the backward of Rope is Rope{inverse: !inverse}.
 //   rope_at, rope_at_table: rope_forward / rope_table with each sequence at its own position: token t of
 //     sequence b (= row / (H·T)) is at pos[b] + t instead of offset + t (continuous batching).
-//   rope_qkv_cache, rope_qkv_cache_table, rope_qkv_cache_at, rope_qkv_cache_at_table (qkv [B, T, Htot·D],
-//     Htot = hq + 2·hkv heads side by side; one invocation per pair of a head): q heads (h < hq) rotated into
-//     q [B, hq, T, D]; k heads rotated and v heads as they are into rows base + t of the caches
-//     [B, hkv, smax, D] (base = offset, or pos[b] for the _at entries; rows ≥ smax dropped). The rotation is
+//   rope_qkv_cache (qkv [B, T, Htot·D], Htot = hq + 2·hkv heads side by side; one invocation per pair of a
+//     head): q heads (h < hq) rotated into q [B, hq, T, D]; k heads rotated and v heads as they are into rows
+//     base + t of the caches [B, hkv, smax, D] (base = offset, or pos[b] with the override AT; rows ≥ smax
+//     dropped); the frequencies theta^(−2i/D), or the table with the override TABLE. The rotation is
 //     rope_forward's (or rope_table's), so its numbers equal Rope followed by CacheWrite.
 //   add_sinusoidal (x [B, T, C]; one invocation per element):
 //     pos = offset + t, k = column − column mod 2, angle = pos / 10000^(k/C),
@@ -25,8 +25,9 @@
 //                                  frequencies read from a table (scaled RoPE: Llama 3, linear).
 //   rope_at:                       1 x (read)  2 pos (read) [B] u32  3 y (rw)
 //   rope_at_table:                 1 x (read)  2 pos (read)  3 inv_freq (read)  4 y (rw)
-//   rope_qkv_cache*:               1 qkv (read)  2 kc (rw)  3 vc (rw), then pos (read, _at), inv_freq (read,
-//                                  _table), q (rw) in that order from binding 4; hq, hkv, smax in Params.
+//   rope_qkv_cache:                1 qkv (read)  2 kc (rw)  3 vc (rw)  4 q (rw)  5 pos (read) [B] u32  6 inv_freq
+//                                  (read) [D/2] f32; 5 and 6 are stand-ins (never read) without AT / TABLE;
+//                                  hq, hkv, smax in Params.
 //
 // Overrides: WG (workgroup size, default 256).
 // Dispatch: grid_1d(ceil(n / WG)); index = (wid.x + wid.y·nwg.x)·WG + lid, guarded by n.
@@ -61,11 +62,12 @@ override WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> kc: array<T>;
 @group(0) @binding(3) var<storage, read_write> vc: array<T>;
 @group(0) @binding(4) var<storage, read_write> qkv_q: array<T>;
-@group(0) @binding(4) var<storage, read> qkv_pos: array<u32>;
-@group(0) @binding(4) var<storage, read> qkv_freq: array<f32>;
-@group(0) @binding(5) var<storage, read> qkv_at_freq: array<f32>;
-@group(0) @binding(5) var<storage, read_write> qkv_q5: array<T>;
-@group(0) @binding(6) var<storage, read_write> qkv_q6: array<T>;
+@group(0) @binding(5) var<storage, read> qkv_pos: array<u32>;
+@group(0) @binding(6) var<storage, read> qkv_freq: array<f32>;
+
+// rope_qkv_cache: each sequence at its own position (pos, binding 5); frequencies from a table (binding 6).
+override AT: bool = false;
+override TABLE: bool = false;
 
 @compute @workgroup_size(WG)
 fn rope_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -184,74 +186,28 @@ fn qkv_pair(idx: u32, base: u32, inv_freq: f32) -> QkvPair {
     return QkvPair(2u, ((b * p.hkv + hh - p.hq - p.hkv) * p.smax + row_at) * p.d + i, vec2<f32>(x0, x1));
 }
 
-// The cache half of a pair (kinds 1 and 2); q pairs are stored by each entry into its own binding.
-fn qkv_store_cache(e: QkvPair) {
+@compute @workgroup_size(WG)
+fn rope_qkv_cache(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (idx >= p.n) { return; }
     let half_d = p.d / 2u;
-    if (e.kind == 1u) {
+    let i = idx % half_d;
+    var base = p.offset;
+    if (AT) { base = qkv_pos[idx / half_d / (p.hq + 2u * p.hkv) / p.t]; }
+    var inv_freq = 1.0 / pow(p.theta, f32(2u * i) / f32(p.d));
+    if (TABLE) { inv_freq = qkv_freq[i]; }
+    let e = qkv_pair(idx, base, inv_freq);
+    if (e.kind == 0u) {
+        qkv_q[e.at] = T(e.v.x);
+        qkv_q[e.at + half_d] = T(e.v.y);
+    } else if (e.kind == 1u) {
         kc[e.at] = T(e.v.x);
         kc[e.at + half_d] = T(e.v.y);
     } else if (e.kind == 2u) {
         vc[e.at] = T(e.v.x);
         vc[e.at + half_d] = T(e.v.y);
     }
-}
-
-fn qkv_batch(idx: u32) -> u32 {
-    return idx / (p.d / 2u) / (p.hq + 2u * p.hkv) / p.t;
-}
-
-@compute @workgroup_size(WG)
-fn rope_qkv_cache(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (idx >= p.n) { return; }
-    let i = idx % (p.d / 2u);
-    let e = qkv_pair(idx, p.offset, 1.0 / pow(p.theta, f32(2u * i) / f32(p.d)));
-    if (e.kind == 0u) {
-        qkv_q[e.at] = T(e.v.x);
-        qkv_q[e.at + p.d / 2u] = T(e.v.y);
-    }
-    qkv_store_cache(e);
-}
-
-@compute @workgroup_size(WG)
-fn rope_qkv_cache_table(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (idx >= p.n) { return; }
-    let e = qkv_pair(idx, p.offset, qkv_freq[idx % (p.d / 2u)]);
-    if (e.kind == 0u) {
-        qkv_q5[e.at] = T(e.v.x);
-        qkv_q5[e.at + p.d / 2u] = T(e.v.y);
-    }
-    qkv_store_cache(e);
-}
-
-@compute @workgroup_size(WG)
-fn rope_qkv_cache_at(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (idx >= p.n) { return; }
-    let i = idx % (p.d / 2u);
-    let e = qkv_pair(idx, qkv_pos[qkv_batch(idx)], 1.0 / pow(p.theta, f32(2u * i) / f32(p.d)));
-    if (e.kind == 0u) {
-        qkv_q5[e.at] = T(e.v.x);
-        qkv_q5[e.at + p.d / 2u] = T(e.v.y);
-    }
-    qkv_store_cache(e);
-}
-
-@compute @workgroup_size(WG)
-fn rope_qkv_cache_at_table(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (idx >= p.n) { return; }
-    let e = qkv_pair(idx, qkv_pos[qkv_batch(idx)], qkv_at_freq[idx % (p.d / 2u)]);
-    if (e.kind == 0u) {
-        qkv_q6[e.at] = T(e.v.x);
-        qkv_q6[e.at + p.d / 2u] = T(e.v.y);
-    }
-    qkv_store_cache(e);
 }
 
 @compute @workgroup_size(WG)

@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use super::{gpt2, llama, ConfigSource, Named, Positions, Precision, StepGraph};
+use super::{gpt2, llama, ConfigSource, Named, Positions, Precision, StepGraph, StepShape};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loader::WeightStore;
@@ -17,16 +17,8 @@ use crate::tensor::HostTensor;
 pub trait Decoder: Debug + Send + Sync {
     fn vocab(&self) -> usize;
     fn max_pos(&self) -> usize;
-    /// The step graph of `b` sequences of `t` tokens with logits for `rows` of them (see `llama::build_batch`).
-    fn build(
-        &self,
-        b: usize,
-        t: usize,
-        rows: usize,
-        max_seq: usize,
-        prec: &Precision,
-        positions: Positions,
-    ) -> Result<StepGraph>;
+    /// The step graph of `s` (see `llama::build_batch` for its inputs and outputs).
+    fn build(&self, s: StepShape, prec: &Precision) -> Result<StepGraph>;
     /// One param of a step graph from the checkpoint (renames, fused splits, GGUF row order undone), as f32.
     fn load_param(&self, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor>;
     /// The checkpoint's tensors behind `graph`'s params, in Hugging Face names and layouts, as f32: what an
@@ -108,12 +100,12 @@ impl Arch {
     }
     /// The step graph of `b` sequences stepping together (see `llama::build_batch`).
     pub fn build_batch(&self, b: usize, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<StepGraph> {
-        self.decoder.build(b, t, rows, max_seq, prec, Positions::Shared)
+        self.decoder.build(StepShape { b, t, rows, max_seq, positions: Positions::Shared }, prec)
     }
     /// The decode step of `b` sequences each at its own position (`Positions::PerSequence`: continuous
     /// batching, `Session::open_slots`).
     pub fn build_slots(&self, b: usize, max_seq: usize, prec: &Precision) -> Result<StepGraph> {
-        self.decoder.build(b, 1, b, max_seq, prec, Positions::PerSequence)
+        self.decoder.build(StepShape { b, t: 1, rows: b, max_seq, positions: Positions::PerSequence }, prec)
     }
     pub fn load_param(&self, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
         self.decoder.load_param(store, name, shape)

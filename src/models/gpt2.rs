@@ -52,15 +52,8 @@ fn conv1d(g: &mut GraphBuilder, name: &str, x: ValueId, inp: usize, out: usize, 
 
 /// As `llama::build_batch` (GPT-2 keeps float weights: its Conv1D layout is [in, out]); `pos_ids` [b, t]
 /// gives each token its learned position.
-pub fn build(
-    cfg: &Config,
-    b: usize,
-    t: usize,
-    rows: usize,
-    max_seq: usize,
-    prec: &super::Precision,
-    positions: super::Positions,
-) -> Result<super::StepGraph> {
+pub fn build(cfg: &Config, s: super::StepShape, prec: &super::Precision) -> Result<super::StepGraph> {
+    let super::StepShape { b, t, rows, max_seq, positions } = s;
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, p) = (cfg.hidden, cfg.prefix.as_str());
@@ -212,16 +205,8 @@ impl super::arch::Decoder for Config {
     fn max_pos(&self) -> usize {
         self.max_pos
     }
-    fn build(
-        &self,
-        b: usize,
-        t: usize,
-        rows: usize,
-        max_seq: usize,
-        prec: &super::Precision,
-        positions: super::Positions,
-    ) -> Result<super::StepGraph> {
-        build(self, b, t, rows, max_seq, prec, positions)
+    fn build(&self, s: super::StepShape, prec: &super::Precision) -> Result<super::StepGraph> {
+        build(self, s, prec)
     }
     fn load_param(&self, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
         load_param(self, store, name, shape)

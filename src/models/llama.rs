@@ -7,7 +7,7 @@
 //! `max_seq` positions (state leaves `cache.{layer}.k` / `.v`), attending over the first `pos + t` keys.
 //! Only the last position's logits leave the GPU.
 
-use super::{ConfigSource, Linear, Positions, Precision};
+use super::{ConfigSource, Linear, Precision};
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, Op, Scalar, ValueId};
 use crate::loader::WeightStore;
@@ -210,25 +210,13 @@ struct Layer {
     down: Linear,
 }
 
-/// Build the step graph. Inputs: `ids` [1, t] (u32), `last` [rows] (u32: the rows whose logits are wanted,
-/// [t − 1] for generation, all of them for perplexity); logits are [rows, vocab]. Runtime scalars: `pos` (the
-/// position of the first new token) and `len` (= pos + t).
-pub fn build(cfg: &Config, t: usize, rows: usize, max_seq: usize, prec: &Precision) -> Result<super::StepGraph> {
-    build_batch(cfg, 1, t, rows, max_seq, prec, Positions::Shared)
-}
-
-/// `build` for `b` sequences stepping together (b > 1 adds the input `mask` [b, max_seq]: 1 for the cache
-/// positions holding a sequence's tokens, 0 for its left padding), in lockstep or each at its own position
-/// (`Positions`). `last` indexes the b·t rows.
-pub fn build_batch(
-    cfg: &Config,
-    b: usize,
-    t: usize,
-    rows: usize,
-    max_seq: usize,
-    prec: &Precision,
-    positions: Positions,
-) -> Result<super::StepGraph> {
+/// Build the step graph of `s.b` sequences of `s.t` tokens. Inputs: `ids` [b, t] (u32), `last` [rows] (u32:
+/// the rows of the b·t whose logits are wanted, [t − 1] for generation, all of them for perplexity); logits are
+/// [rows, vocab]. Runtime scalars: `pos` (the position of the first new token) and `len` (= pos + t). b > 1
+/// adds the input `mask` [b, max_seq] (1 for the cache positions holding a sequence's tokens, 0 for its left
+/// padding); `Positions::PerSequence` adds `seq_pos` (see `models::step_names`).
+pub fn build_batch(cfg: &Config, s: super::StepShape, prec: &Precision) -> Result<super::StepGraph> {
+    let super::StepShape { b, t, rows, max_seq, positions } = s;
     let dt = prec.dtype;
     let mut g = GraphBuilder::new();
     let (c, hd) = (cfg.hidden, cfg.head_dim);
@@ -499,16 +487,8 @@ impl super::arch::Decoder for Config {
     fn max_pos(&self) -> usize {
         self.max_pos
     }
-    fn build(
-        &self,
-        b: usize,
-        t: usize,
-        rows: usize,
-        max_seq: usize,
-        prec: &Precision,
-        positions: Positions,
-    ) -> Result<super::StepGraph> {
-        build_batch(self, b, t, rows, max_seq, prec, positions)
+    fn build(&self, s: super::StepShape, prec: &Precision) -> Result<super::StepGraph> {
+        build_batch(self, s, prec)
     }
     fn load_param(&self, store: &WeightStore, name: &str, shape: &[usize]) -> Result<HostTensor> {
         load_param(self, store, name, shape)

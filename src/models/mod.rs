@@ -209,6 +209,18 @@ pub fn widen(g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
     }
 }
 
+/// The geometry of a decoder step graph: `b` sequences of `t` new tokens each, logits for `rows` of the b·t
+/// positions (the input `last` names them), a KV cache of `max_seq` positions, and where the sequences are in
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepShape {
+    pub b: usize,
+    pub t: usize,
+    pub rows: usize,
+    pub max_seq: usize,
+    pub positions: Positions,
+}
+
 /// Where the sequences of a step graph are in their KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Positions {
