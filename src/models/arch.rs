@@ -138,9 +138,6 @@ impl Arch {
     pub fn llama(&self) -> Option<&llama::Config> {
         self.decoder.llama()
     }
-    pub fn family(&self) -> &'static Family {
-        family(&self.model_type).expect("opened through the registry")
-    }
 }
 
 /// Each param of `graph` through `load`, as f32, fused params as their parts (`GraphBuilder::fused_param`).
