@@ -94,6 +94,84 @@ fn product_grid(op: &Op, m: usize, n: usize) -> Result<[u32; 3]> {
     Ok([ceil_div(n, 64), ceil_div(m, 64), 1])
 }
 
+/// What serves a QMatMul: the family's kernel table (`select`), which lowering only turns into dispatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub family: &'static str,
+    /// The product's entry (W8A8 prefill runs `quantize_dynamic` or `quantize_static` before it).
+    pub entry: &'static str,
+    /// How the product reads x (W8A8 prefill: the quantized x) and the packed weights.
+    pub x: BindKind,
+    pub w: BindKind,
+}
+
+/// The QMatMul kernel table, from x [..., K], the weights' shape, the output dtype and `Caps`:
+/// - up to `GEMV_MAX_ROWS` rows a GEMV (`gemv_w8`; W8A8 with the int8-dot tier `gemv_w8_fq`, the quantizer
+///   folded in), with the weights and scales through their texture twins and the row through a uniform on a
+///   texture-weights adapter where they fit (the `_tex` families);
+/// - more rows: weight-only (or W8A8 without the int8-dot tier) `gemm_w8`, or `gemm_w8_tex` with the
+///   weights' twins and x staged; W8A8 quantizes x first (`qdot`), then `gemm_w8a8` or, with twins and the
+///   quantized x staged, `gemm_w8a8_tex`.
+pub fn select(act: ActQuant, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Choice {
+    let k = *ins[0].shape.last().unwrap_or(&0);
+    let m = ins[0].shape.iter().product::<usize>() / k.max(1);
+    let n = ins[1].shape[0];
+    let gemv = m <= GEMV_MAX_ROWS;
+    let weight_only = act == ActQuant::None || !caps.int8dot;
+    // On an adapter that prefers texture reads: the weights and their scales through texture twins (decode),
+    // and for prefill the activations through a staged texture too.
+    let weights_fit = caps.texture_weights
+        && texture_fits(caps, BindKind::TextureU32x4, (n * k) as u64)
+        && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
+    let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));
+    // Decode GEMVs on such an adapter: the twins, and the row through the uniform path (it must fit).
+    let twins = gemv && weights_fit && uniform_row_fits(caps, &ins[0], m * k * dtype.size());
+    let (x, w) = match twins {
+        true => (BindKind::Uniform, BindKind::TextureU32x4),
+        false => (BindKind::Read, BindKind::Read),
+    };
+    let c = |family, entry, x, w| Choice { family, entry, x, w };
+    match (gemv, weight_only) {
+        (false, true) => match x_staged.filter(|_| weights_fit) {
+            Some(kind) => c("qmatmul", "gemm_w8_tex", kind, BindKind::TextureU32x4),
+            None => c("qmatmul", "gemm_w8", BindKind::Read, BindKind::Read),
+        },
+        (true, true) => c(if twins { "qmatmul_tex" } else { "qmatmul" }, "gemv_w8", x, w),
+        // W8A8 decode: one dispatch, the quantizer folded into the GEMV. Decode reads every weight once, so
+        // the integer dot product buys nothing there, and the quantizer's dispatch is saved.
+        (true, false) => {
+            let family = match (twins, act == ActQuant::Dynamic) {
+                (false, false) => "qmatmul",
+                (true, false) => "qmatmul_tex",
+                (false, true) => "qmatmul_fqd",
+                (true, true) => "qmatmul_fqd_tex",
+            };
+            c(family, "gemv_w8_fq", x, w)
+        }
+        (false, false) => {
+            let (qx, sx) = ((m * k) as u64, (m * (k / BLOCK) * 4) as u64);
+            let staged = weights_fit
+                && texture_fits(caps, BindKind::StagedU32x4, qx)
+                && texture_fits(caps, BindKind::StagedF32, sx);
+            match staged {
+                true => c("qmatmul", "gemm_w8a8_tex", BindKind::StagedU32x4, BindKind::TextureU32x4),
+                false => c("qdot", "gemm_w8a8", BindKind::Read, BindKind::Read),
+            }
+        }
+    }
+}
+
+/// The WGSL text of a family `select` names.
+fn family_source(family: &str) -> &'static str {
+    match family {
+        "qmatmul_tex" => tex_source(),
+        "qmatmul_fqd" => fq_dynamic_source(),
+        "qmatmul_fqd_tex" => fq_dynamic_tex_source(),
+        "qdot" => DOT_SOURCE,
+        _ => SOURCE,
+    }
+}
+
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     let Op::QMatMul { act } = *op else {
         return Err(Error::Unsupported { op: op.name().into(), detail: "not a qmatmul".into() });
@@ -104,84 +182,42 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
     let n = ins[1].shape[0];
     let dtype = out.dtype;
     let grid = product_grid(op, m, n)?;
-    let gemv = m <= GEMV_MAX_ROWS;
-    // On an adapter that prefers texture reads: the weights and their scales through texture twins (decode),
-    // and for prefill the activations through a staged texture too.
-    let weights_fit = caps.texture_weights
-        && texture_fits(caps, BindKind::TextureU32x4, (n * k) as u64)
-        && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
-    let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));
-    // Decode GEMVs on such an adapter: the twins, and the row through the uniform path (it must fit).
-    let row_fits = uniform_row_fits(caps, &ins[0], m * k * dtype.size());
-    let twins_fit = gemv && weights_fit && row_fits;
-    let x_row = if twins_fit { bind_as(Arg::Input(0), BindKind::Uniform) } else { bind(Arg::Input(0), false) };
-    let row_overrides =
-        if twins_fit { vec![("X_F16", f64::from(u8::from(ins[0].dtype == DType::F16)))] } else { vec![] };
-    if let (false, true, Some(kind), true) = (gemv, weights_fit, x_staged, act == ActQuant::None || !caps.int8dot) {
-        let d = Dispatch {
-            family: "qmatmul",
-            source: SOURCE,
-            entry: "gemm_w8_tex",
-            dtype,
-            overrides: vec![("ROWS", tex_gemm_rows(m) as f64)],
-            params: params(m, n, k),
-            bindings: vec![
-                bind_as(Arg::Input(0), kind),
-                bind_as(Arg::Input(1), BindKind::TextureU32x4),
-                bind_as(Arg::Input(2), BindKind::TextureF32),
-                bind(Arg::Output, true),
-            ],
-            grid: [ceil_div(n, 64), ceil_div(m, 8 * tex_gemm_rows(m)), 1],
-        };
-        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
-    }
-    let (wq, ws) = if twins_fit {
-        (bind_as(Arg::Input(1), BindKind::TextureU32x4), bind_as(Arg::Input(2), BindKind::TextureF32))
-    } else {
-        (bind(Arg::Input(1), false), bind(Arg::Input(2), false))
+    let c = select(act, ins, dtype, caps);
+    let scales = if c.w == BindKind::TextureU32x4 { BindKind::TextureF32 } else { BindKind::Read };
+    let (wq, ws) = (bind_as(Arg::Input(1), c.w), bind_as(Arg::Input(2), scales));
+    let tex_grid = [ceil_div(n, 64), ceil_div(m, 8 * tex_gemm_rows(m)), 1];
+    let dispatch = |entry, overrides, bindings, grid| Dispatch {
+        family: c.family,
+        source: family_source(c.family),
+        entry,
+        dtype,
+        overrides,
+        params: params(m, n, k),
+        bindings,
+        grid,
     };
-    if act == ActQuant::None || !caps.int8dot {
-        let d = Dispatch {
-            family: if twins_fit { "qmatmul_tex" } else { "qmatmul" },
-            source: if twins_fit { tex_source() } else { SOURCE },
-            entry: if gemv { "gemv_w8" } else { "gemm_w8" },
-            dtype,
-            overrides: if gemv { row_overrides } else { vec![] },
-            params: params(m, n, k),
-            bindings: vec![if gemv { x_row } else { bind(Arg::Input(0), false) }, wq, ws, bind(Arg::Output, true)],
-            grid,
-        };
-        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
-    }
-    // W8A8 decode: one dispatch, the quantizer folded into the GEMV (gemv_w8_fq). Decode reads every weight
-    // once, so the integer dot product buys nothing there, and the quantizer's dispatch is saved.
-    if gemv {
-        let (family, source) = match (twins_fit, act == ActQuant::Dynamic) {
-            (false, false) => ("qmatmul", SOURCE),
-            (true, false) => ("qmatmul_tex", tex_source()),
-            (false, true) => ("qmatmul_fqd", fq_dynamic_source()),
-            (true, true) => ("qmatmul_fqd_tex", fq_dynamic_tex_source()),
-        };
-        let mut bindings = vec![x_row, wq, ws, bind(Arg::Output, true)];
-        if act == ActQuant::Static {
-            bindings.push(if twins_fit {
-                bind_as(Arg::Input(3), BindKind::TextureF32)
-            } else {
-                bind(Arg::Input(3), false)
-            });
+    let out_b = bind(Arg::Output, true);
+    match c.entry {
+        "gemm_w8_tex" => {
+            let bindings = vec![bind_as(Arg::Input(0), c.x), wq, ws, out_b];
+            let d = dispatch(c.entry, vec![("ROWS", tex_gemm_rows(m) as f64)], bindings, tex_grid);
+            return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
         }
-        let d = Dispatch {
-            family,
-            source,
-            entry: "gemv_w8_fq",
-            dtype,
-            overrides: row_overrides,
-            params: params(m, n, k),
-            bindings,
-            grid,
-        };
-        return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
+        "gemv_w8" | "gemm_w8" | "gemv_w8_fq" => {
+            // A row through the uniform path says whether it holds f16 values.
+            let overrides = match c.x {
+                BindKind::Uniform => vec![("X_F16", f64::from(u8::from(ins[0].dtype == DType::F16)))],
+                _ => vec![],
+            };
+            let mut bindings = vec![bind_as(Arg::Input(0), c.x), wq, ws, out_b];
+            if c.entry == "gemv_w8_fq" && act == ActQuant::Static {
+                bindings.push(bind_as(Arg::Input(3), scales));
+            }
+            return Ok(Lowered { scratch: vec![], dispatches: vec![dispatch(c.entry, overrides, bindings, grid)] });
+        }
+        _ => {}
     }
+    // W8A8 prefill: x quantized per row and block into scratch (q bytes, block scales), then the product.
     let blocks = m * (k / BLOCK);
     let mut qbind = vec![bind(Arg::Input(0), false)];
     if act == ActQuant::Static {
@@ -198,47 +234,20 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         bindings: qbind,
         grid: grid_1d(ceil_div(blocks, 64)),
     };
-    let qx_bytes = (m * k) as u64;
-    let sx_bytes = (blocks * 4) as u64;
-    // Prefill on an adapter that prefers texture reads: the quantized activations staged as textures.
-    if !gemv
-        && weights_fit
-        && texture_fits(caps, BindKind::StagedU32x4, qx_bytes)
-        && texture_fits(caps, BindKind::StagedF32, sx_bytes)
-    {
-        let product = Dispatch {
-            family: "qmatmul",
-            source: SOURCE,
-            entry: "gemm_w8a8_tex",
-            dtype,
-            overrides: vec![("ROWS", tex_gemm_rows(m) as f64)],
-            params: params(m, n, k),
-            bindings: vec![
-                bind_as(Arg::Scratch(0), BindKind::StagedU32x4),
-                bind_as(Arg::Input(1), BindKind::TextureU32x4),
-                bind_as(Arg::Input(2), BindKind::TextureF32),
-                bind(Arg::Output, true),
-                bind_as(Arg::Scratch(1), BindKind::StagedF32),
-            ],
-            grid: [ceil_div(n, 64), ceil_div(m, 8 * tex_gemm_rows(m)), 1],
-        };
-        return Ok(Lowered { scratch: vec![qx_bytes, sx_bytes], dispatches: vec![quantize, product] });
-    }
-    let product = Dispatch {
-        family: "qdot",
-        source: DOT_SOURCE,
-        entry: "gemm_w8a8",
-        dtype,
-        overrides: vec![],
-        params: params(m, n, k),
-        bindings: vec![
-            bind(Arg::Scratch(0), false),
-            bind(Arg::Scratch(1), false),
-            bind(Arg::Input(1), false),
-            bind(Arg::Input(2), false),
-            bind(Arg::Output, true),
-        ],
-        grid,
+    let scratch = vec![(m * k) as u64, (blocks * 4) as u64];
+    let product = match c.entry {
+        "gemm_w8a8_tex" => dispatch(
+            c.entry,
+            vec![("ROWS", tex_gemm_rows(m) as f64)],
+            vec![bind_as(Arg::Scratch(0), c.x), wq, ws, out_b, bind_as(Arg::Scratch(1), BindKind::StagedF32)],
+            tex_grid,
+        ),
+        _ => dispatch(
+            c.entry,
+            vec![],
+            vec![bind(Arg::Scratch(0), false), bind(Arg::Scratch(1), false), wq, ws, out_b],
+            grid,
+        ),
     };
-    Ok(Lowered { scratch: vec![qx_bytes, sx_bytes], dispatches: vec![quantize, product] })
+    Ok(Lowered { scratch, dispatches: vec![quantize, product] })
 }

@@ -121,3 +121,38 @@ fn attention_table() {
         assert_eq!((d.family, d.entry, d.bindings[1].kind), (family, entry, kv), "{what}");
     }
 }
+
+#[test]
+fn qmatmul_table() {
+    use wgpu_llm::graph::ActQuant::{self, Dynamic, Static};
+    use wgpu_llm::kernels::qmatmul;
+    let (gpu, cpu) = (caps(false), caps(true));
+    let no_dot = Caps { int8dot: false, ..cpu };
+    let w = ActQuant::None;
+    // (what, caps, act, rows, dtype of x, family, entry, x binding, weight binding)
+    type Row<'a> = (&'a str, Caps, ActQuant, usize, DType, &'a str, &'a str, BindKind, BindKind);
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        ("CPU decode, weight-only",      cpu, w, 1, DType::F32, "qmatmul_tex", "gemv_w8", Uniform, TextureU32x4),
+        ("CPU decode, W8A8 dynamic",     cpu, Dynamic, 1, DType::F16, "qmatmul_fqd_tex", "gemv_w8_fq", Uniform, TextureU32x4),
+        ("CPU decode, W8A8 static",      cpu, Static, 1, DType::F32, "qmatmul_tex", "gemv_w8_fq", Uniform, TextureU32x4),
+        ("CPU prefill, weight-only",     cpu, w, 256, DType::F32, "qmatmul", "gemm_w8_tex", StagedF32x4, TextureU32x4),
+        ("CPU prefill, W8A8",            cpu, Dynamic, 256, DType::F32, "qmatmul", "gemm_w8a8_tex", StagedU32x4, TextureU32x4),
+        ("CPU prefill, no int8 dot",     no_dot, Dynamic, 256, DType::F32, "qmatmul", "gemm_w8_tex", StagedF32x4, TextureU32x4),
+        ("GPU decode, weight-only",      gpu, w, 1, DType::F32, "qmatmul", "gemv_w8", Read, Read),
+        ("GPU decode, W8A8 dynamic",     gpu, Dynamic, 1, DType::F32, "qmatmul_fqd", "gemv_w8_fq", Read, Read),
+        ("GPU prefill, weight-only",     gpu, w, 256, DType::F16, "qmatmul", "gemm_w8", Read, Read),
+        ("GPU prefill, W8A8",            gpu, Static, 256, DType::F32, "qdot", "gemm_w8a8", Read, Read),
+    ];
+    for &(what, caps, act, m, dt, family, entry, x, wk) in table {
+        let ins =
+            [arg(&[m, 576], dt), arg(&[1536, 144], DType::U32), arg(&[1536, 18], DType::F32), arg(&[18], DType::F32)];
+        let c = qmatmul::select(act, &ins, dt, &caps);
+        assert_eq!((c.family, c.entry, c.x, c.w), (family, entry, x, wk), "{what}");
+        // Lowering builds the chosen product last (W8A8 prefill quantizes x first).
+        let n_in = if act == Static { 4 } else { 3 };
+        let l = qmatmul::lower(&Op::QMatMul { act }, &ins[..n_in], &arg(&[m, 1536], dt), &caps).unwrap();
+        let d = l.dispatches.last().unwrap();
+        assert_eq!((d.family, d.entry, d.bindings[0].kind, d.bindings[1].kind), (family, entry, x, wk), "{what}");
+    }
+}
