@@ -17,7 +17,7 @@ use crate::exec::Plan;
 use crate::gpu::Gpu;
 use crate::graph::Op;
 use crate::models::gpt2;
-use crate::train::classifier::{Classifier, HeadKind, TrainSpec};
+use crate::train::classifier::{Classifier, HeadKind, Setup, TrainSpec};
 use crate::train::lm;
 use crate::train::schedule::{Kind, Schedule};
 use crate::train::SplitMix;
@@ -126,7 +126,8 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
     };
     let labels = vec!["negative".to_string(), "neutral".into(), "positive".into()];
     let batch = 32;
-    let mut clf = Classifier::open(gpu, model, HeadKind::Mean, labels, batch, Some(spec), 1)?;
+    let setup = Setup { head: HeadKind::Mean, labels, batch, train: Some(spec), seed: 1 };
+    let mut clf = Classifier::open(gpu, model, setup)?;
     let vocab = clf.encoder.vocab() as u64;
     let mut rng = SplitMix(3);
     let mut times = vec![];

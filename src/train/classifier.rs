@@ -271,21 +271,25 @@ pub struct BatchOut {
     pub logits: Vec<Vec<f32>>,
 }
 
+/// What a classifier is opened for: its head, its labels (one classifier row each), the batch its plans hold,
+/// training (`None`: inference only) and the seed of a fresh head's initialisation.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub head: HeadKind,
+    pub labels: Vec<String>,
+    pub batch: usize,
+    pub train: Option<TrainSpec>,
+    pub seed: u64,
+}
+
 impl<'g> Classifier<'g> {
     /// Open the encoder at `path` (a BERT folder: a sentence-transformers model, a BertModel or a
     /// BertForSequenceClassification checkpoint; or a textbook classifier written by `finetune
     /// --from-scratch`). A head the checkpoint lacks starts as transformers initialises one (normal(0,
     /// initializer_range) weights, zero biases; seeded by `seed`); a classifier it has must have one row per
     /// label.
-    pub fn open(
-        gpu: &'g Gpu,
-        path: &Path,
-        head: HeadKind,
-        labels: Vec<String>,
-        batch: usize,
-        train: Option<TrainSpec>,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn open(gpu: &'g Gpu, path: &Path, setup: Setup) -> Result<Self> {
+        let labels = &setup.labels;
         let store = crate::loader::open(path)?;
         let src = ConfigSource::find(path, &store)?;
         let encoder = Encoder::from_source(&src, &store)?;
@@ -310,40 +314,30 @@ impl<'g> Classifier<'g> {
                 });
             }
         }
-        Self::new(gpu, encoder, store, path, config_json, head, labels, batch, train, seed)
+        Self::new(gpu, encoder, store, path, config_json, setup)
     }
 
     /// A textbook encoder with a fresh head trained from scratch (`finetune --from-scratch`): `cfg` sizes it,
     /// `config_json` is its config.json, `source` a folder holding its tokenizer (copied into the output).
-    #[allow(clippy::too_many_arguments)]
     pub fn from_scratch(
         gpu: &'g Gpu,
         cfg: textbook::Config,
         config_json: serde_json::Value,
         source: &Path,
-        head: HeadKind,
-        labels: Vec<String>,
-        batch: usize,
-        train: TrainSpec,
-        seed: u64,
+        setup: Setup,
     ) -> Result<Self> {
-        let store = WeightStore::empty();
-        Self::new(gpu, Encoder::Textbook(cfg), store, source, config_json, head, labels, batch, Some(train), seed)
+        Self::new(gpu, Encoder::Textbook(cfg), WeightStore::empty(), source, config_json, setup)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn new(
         gpu: &'g Gpu,
         encoder: Encoder,
         store: WeightStore,
         source: &Path,
         config_json: serde_json::Value,
-        head: HeadKind,
-        labels: Vec<String>,
-        batch: usize,
-        train: Option<TrainSpec>,
-        seed: u64,
+        setup: Setup,
     ) -> Result<Self> {
+        let Setup { head, labels, batch, train, seed } = setup;
         if batch == 0 {
             return Err(Error::Other("--batch-size 0: must be at least 1".into()));
         }

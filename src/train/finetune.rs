@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::classifier::{Classifier, HeadKind, TrainSpec};
+use super::classifier::{Classifier, HeadKind, Setup, TrainSpec};
 use super::data::{shuffle, Example};
 use super::metrics::{report, Report};
 use super::schedule::Schedule;
@@ -209,13 +209,14 @@ fn run(
         max_grad_norm: opts.grad_clip,
         grad_through_transpose: false,
     };
-    let (head, labels) = (opts.head, opts.labels.clone());
+    let setup =
+        Setup { head: opts.head, labels: opts.labels.clone(), batch: opts.batch, train: Some(spec), seed: opts.seed };
     let mut clf = match scratch {
         Some(c) => {
             let cfg = crate::models::textbook::Config::from_source(&crate::models::ConfigSource::Json(c.clone()))?;
-            Classifier::from_scratch(gpu, cfg, c, staging, head, labels, opts.batch, spec, opts.seed)?
+            Classifier::from_scratch(gpu, cfg, c, staging, setup)?
         }
-        None => Classifier::open(gpu, &opts.model, head, labels, opts.batch, Some(spec), opts.seed)?,
+        None => Classifier::open(gpu, &opts.model, setup)?,
     };
     let accum = opts.grad_accum.max(1);
     let per_epoch = train.len().div_ceil(opts.batch).div_ceil(accum);

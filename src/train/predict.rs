@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::classifier::{Classifier, HeadKind};
+use super::classifier::{Classifier, HeadKind, Setup};
 use super::finetune::{argmax, encode};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -32,7 +32,7 @@ pub fn open_classifier<'g>(gpu: &'g Gpu, dir: &Path, batch: usize) -> Result<Cla
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap_or_default();
     let cfg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let head = HeadKind::parse(cfg["wgpu_llm_head"].as_str().unwrap_or("pooler"))?;
-    Classifier::open(gpu, dir, head, labels(dir)?, batch, None, 0)
+    Classifier::open(gpu, dir, Setup { head, labels: labels(dir)?, batch, train: None, seed: 0 })
 }
 
 fn softmax(l: &[f32]) -> Vec<f64> {
