@@ -1,6 +1,5 @@
-
-// ---- shaders/gemv_cols.wgsl, appended to matmul_tex.wgsl and qmatmul.wgsl (kernels::matmul::TEX_SOURCE,
-// kernels::qmatmul::SOURCE): the column geometry their GEMVs share (each needs `p.n`).
+// ---- shaders/gemv_cols.wgsl, included by matmul_tex.wgsl and qmatmul.wgsl (`//#include gemv_cols`): the
+// column geometry their GEMVs share (each needs `p.n`).
 // A GEMV invocation's first column j0 (four columns j0..j0+3 a lane, workgroups of 16 folded 2-D) and the
 // four column indices clamped to the last column.
 fn gemv_j0(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {

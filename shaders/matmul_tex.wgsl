@@ -43,12 +43,6 @@ struct Params {
 @group(0) @binding(4) var tc: texture_2d<f32>;
 @group(0) @binding(4) var tcu: texture_2d<u32>;
 
-// LinearAdd: add each result to what y holds (y is the residual stream, updated in place).
-override ACC: bool = false;
-
-// Rows of gemm_tex's register tile: 16, or 8 (the upper half of the tile is then neither computed nor stored).
-override ROWS: u32 = 16u;
-
 fn texel_a(t: u32) -> vec4<f32> {
     return texel4(ta, t);
 }
@@ -64,41 +58,7 @@ fn row_step(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, a: vec4<f32>, b: p
     (*acc)[2u * r + 1u] += vec4<f32>(dot(a, (*b)[4]), dot(a, (*b)[5]), dot(a, (*b)[6]), dot(a, (*b)[7]));
 }
 
-fn store_row(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (i >= p.m) { return; }
-    let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-    for (var c = 0u; c < 8u; c++) {
-        if (j0 + c < p.n) { store_y(i * p.n + j0 + c, v[c]); }
-    }
-}
-
-fn store_y(idx: u32, v: f32) {
-    var r = v;
-    if (ACC) { r += f32(y[idx]); }
-    y[idx] = T(r);
-}
-
-// The ROWS × 8 tile acc (acc[2r], acc[2r + 1] = row i0 + r, columns j0..j0+3, j0+4..j0+7).
-fn store_tile(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
-    store_row(i0, j0, (*acc)[0], (*acc)[1]);
-    store_row(i0 + 1u, j0, (*acc)[2], (*acc)[3]);
-    store_row(i0 + 2u, j0, (*acc)[4], (*acc)[5]);
-    store_row(i0 + 3u, j0, (*acc)[6], (*acc)[7]);
-    store_row(i0 + 4u, j0, (*acc)[8], (*acc)[9]);
-    store_row(i0 + 5u, j0, (*acc)[10], (*acc)[11]);
-    store_row(i0 + 6u, j0, (*acc)[12], (*acc)[13]);
-    store_row(i0 + 7u, j0, (*acc)[14], (*acc)[15]);
-    if (ROWS > 8u) {
-        store_row(i0 + 8u, j0, (*acc)[16], (*acc)[17]);
-        store_row(i0 + 9u, j0, (*acc)[18], (*acc)[19]);
-        store_row(i0 + 10u, j0, (*acc)[20], (*acc)[21]);
-        store_row(i0 + 11u, j0, (*acc)[22], (*acc)[23]);
-        store_row(i0 + 12u, j0, (*acc)[24], (*acc)[25]);
-        store_row(i0 + 13u, j0, (*acc)[26], (*acc)[27]);
-        store_row(i0 + 14u, j0, (*acc)[28], (*acc)[29]);
-        store_row(i0 + 15u, j0, (*acc)[30], (*acc)[31]);
-    }
-}
+//#include tex_tile
 
 // Columns j0..j0+3 of row i of a GEMV.
 fn store_cols(i: u32, j0: u32, acc: vec4<f32>) {
@@ -125,29 +85,12 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             texel_b(min(j0 + 2u, nl) * k4 + kk), texel_b(min(j0 + 3u, nl) * k4 + kk),
             texel_b(min(j0 + 4u, nl) * k4 + kk), texel_b(min(j0 + 5u, nl) * k4 + kk),
             texel_b(min(j0 + 6u, nl) * k4 + kk), texel_b(min(j0 + 7u, nl) * k4 + kk));
-        row_step(&acc, 0u, texel_a(min(i0, ml) * k4 + kk), &b);
-        row_step(&acc, 1u, texel_a(min(i0 + 1u, ml) * k4 + kk), &b);
-        row_step(&acc, 2u, texel_a(min(i0 + 2u, ml) * k4 + kk), &b);
-        row_step(&acc, 3u, texel_a(min(i0 + 3u, ml) * k4 + kk), &b);
-        row_step(&acc, 4u, texel_a(min(i0 + 4u, ml) * k4 + kk), &b);
-        row_step(&acc, 5u, texel_a(min(i0 + 5u, ml) * k4 + kk), &b);
-        row_step(&acc, 6u, texel_a(min(i0 + 6u, ml) * k4 + kk), &b);
-        row_step(&acc, 7u, texel_a(min(i0 + 7u, ml) * k4 + kk), &b);
-        if (ROWS > 8u) {
-            row_step(&acc, 8u, texel_a(min(i0 + 8u, ml) * k4 + kk), &b);
-            row_step(&acc, 9u, texel_a(min(i0 + 9u, ml) * k4 + kk), &b);
-            row_step(&acc, 10u, texel_a(min(i0 + 10u, ml) * k4 + kk), &b);
-            row_step(&acc, 11u, texel_a(min(i0 + 11u, ml) * k4 + kk), &b);
-            row_step(&acc, 12u, texel_a(min(i0 + 12u, ml) * k4 + kk), &b);
-            row_step(&acc, 13u, texel_a(min(i0 + 13u, ml) * k4 + kk), &b);
-            row_step(&acc, 14u, texel_a(min(i0 + 14u, ml) * k4 + kk), &b);
-            row_step(&acc, 15u, texel_a(min(i0 + 15u, ml) * k4 + kk), &b);
-        }
+        //#rows row_step(&acc, {r}u, texel_a(min(i0 + {r}u, ml) * k4 + kk), &b);
     }
     store_tile(i0, j0, &acc);
 }
 
-// The GEMVs' column geometry (gemv_j0, gemv_cols) is shaders/gemv_cols.wgsl, appended to this text.
+//#include gemv_cols
 
 // x against step kk of the four rows of weight w starting at texels r: four vec4 dots.
 fn cols4(w: texture_2d<f32>, x: vec4<f32>, r: vec4<u32>, kk: u32) -> vec4<f32> {
@@ -169,16 +112,6 @@ fn cols8(w: texture_2d<u32>, x: array<vec4<f32>, 2>, r: vec4<u32>, kk: u32) -> v
                      dot8(x, h8(textureLoad(w, tex_at(t.y), 0))),
                      dot8(x, h8(textureLoad(w, tex_at(t.z), 0))),
                      dot8(x, h8(textureLoad(w, tex_at(t.w), 0))));
-}
-
-// The GEMVs' row: texel fetches of the staged row here; kernels::matmul::uniform_row_source swaps these
-// bodies for reads of a 64 KiB uniform array bound on the row's own buffer (no copy, no split pass).
-fn gemv_x(t: u32) -> vec4<f32> {
-    return texel_a(t);
-}
-
-fn gemv_xh(t: u32) -> array<vec4<f32>, 2> {
-    return texel_ah(t);
 }
 
 @compute @workgroup_size(16)
@@ -230,34 +163,12 @@ fn gemm_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let nl = p.n - 1u;
     var acc: array<vec4<f32>, 32>;
     for (var kk = 0u; kk < k8; kk++) {
-        let b0 = texel_bh(min(j0, nl) * k8 + kk);
-        let b1 = texel_bh(min(j0 + 1u, nl) * k8 + kk);
-        let b2 = texel_bh(min(j0 + 2u, nl) * k8 + kk);
-        let b3 = texel_bh(min(j0 + 3u, nl) * k8 + kk);
-        let b4 = texel_bh(min(j0 + 4u, nl) * k8 + kk);
-        let b5 = texel_bh(min(j0 + 5u, nl) * k8 + kk);
-        let b6 = texel_bh(min(j0 + 6u, nl) * k8 + kk);
-        let b7 = texel_bh(min(j0 + 7u, nl) * k8 + kk);
+        //#unroll c 0..8
+        let b{c} = texel_bh(min(j0 + {c}u, nl) * k8 + kk);
+        //#end
         var lo = array<vec4<f32>, 8>(b0[0], b1[0], b2[0], b3[0], b4[0], b5[0], b6[0], b7[0]);
         var hi = array<vec4<f32>, 8>(b0[1], b1[1], b2[1], b3[1], b4[1], b5[1], b6[1], b7[1]);
-        row_h8(&acc, 0u, texel_ah(min(i0, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 1u, texel_ah(min(i0 + 1u, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 2u, texel_ah(min(i0 + 2u, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 3u, texel_ah(min(i0 + 3u, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 4u, texel_ah(min(i0 + 4u, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 5u, texel_ah(min(i0 + 5u, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 6u, texel_ah(min(i0 + 6u, ml) * k8 + kk), &lo, &hi);
-        row_h8(&acc, 7u, texel_ah(min(i0 + 7u, ml) * k8 + kk), &lo, &hi);
-        if (ROWS > 8u) {
-            row_h8(&acc, 8u, texel_ah(min(i0 + 8u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 9u, texel_ah(min(i0 + 9u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 10u, texel_ah(min(i0 + 10u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 11u, texel_ah(min(i0 + 11u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 12u, texel_ah(min(i0 + 12u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 13u, texel_ah(min(i0 + 13u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 14u, texel_ah(min(i0 + 14u, ml) * k8 + kk), &lo, &hi);
-            row_h8(&acc, 15u, texel_ah(min(i0 + 15u, ml) * k8 + kk), &lo, &hi);
-        }
+        //#rows row_h8(&acc, {r}u, texel_ah(min(i0 + {r}u, ml) * k8 + kk), &lo, &hi);
     }
     store_tile(i0, j0, &acc);
 }
@@ -323,4 +234,29 @@ fn gemv_glu_tex_h8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         u += cols8(tcu, x, r, kk);
     }
     store_cols(i, j0, silu4(g) * u);
+}
+
+// ---- the GEMVs' row (gemv_x: vec4 t of the rows; gemv_xh: f16 texel t, eight values) ---------------------
+// Two variants of this text: the staged row's texel fetches (family matmul_tex), or a 64 KiB uniform array
+// bound on the row's own buffer (matmul_tex_ux: no copy, no split pass; kernels::matmul::uniform_row_source).
+
+//#hooks staged_row
+fn gemv_x(t: u32) -> vec4<f32> {
+    return texel_a(t);
+}
+
+fn gemv_xh(t: u32) -> array<vec4<f32>, 2> {
+    return texel_ah(t);
+}
+
+//#hooks uniform_row
+@group(0) @binding(1) var<uniform> xu: array<vec4<f32>, 4096>;
+@group(0) @binding(1) var<uniform> xuh: array<vec4<u32>, 4096>;
+
+fn gemv_x(t: u32) -> vec4<f32> {
+    return xu[t];
+}
+
+fn gemv_xh(t: u32) -> array<vec4<f32>, 2> {
+    return h8(xuh[t]);
 }

@@ -9,7 +9,8 @@
 //   quantize_static:  2 xs (read) [k/32] f32, 3 qx, 4 sx (as above).
 //   One invocation per (row, block), workgroups of 64: grid (⌈m·k/32 / 64⌉ folded 2-D).
 // Bindings of the products: 0 params; 1 qx (read) as vec4<u32>; 2 sx (read); 3 wq (read) [n, k/4] as
-// vec4<u32>; 4 ws (read) [n, k/32]; 5 y (read_write) [m, n].
+// vec4<u32>; 4 ws (read) [n, k/32]; 5 y (read_write) [m, n]; with the override ACC (QLinearAdd) y += the
+// product instead of y = it.
 //   gemm_w8a8  workgroup (8, 8), an 8×8 tile per invocation: a block loads 16 + 16 vec4<u32> and 16 scales
 //              for 512 dot4I8Packed. grid (⌈n/64⌉, ⌈m/64⌉, 1).
 // Decode (up to 8 rows) does not come here: qmatmul.wgsl's gemv_w8_fq folds the quantizer into the GEMV.
@@ -88,9 +89,14 @@ fn idot32(a0: vec4<u32>, a1: vec4<u32>, b0: vec4<u32>, b1: vec4<u32>) -> i32 {
         + dot4I8Packed(a1.z, b1.z) + dot4I8Packed(a1.w, b1.w);
 }
 
+// QLinearAdd: add each result to what y holds (y is the residual stream, updated in place).
+override ACC: bool = false;
+
 fn store_y(i: u32, j: u32, v: f32) {
     if (i < p.m && j < p.n) {
-        y[i * p.n + j] = T(v);
+        var r = v;
+        if (ACC) { r += f32(y[i * p.n + j]); }
+        y[i * p.n + j] = T(r);
     }
 }
 

@@ -3,7 +3,8 @@
 // dequantized in registers and accumulated in f32. k is a multiple of 32 (the lowering checks).
 //
 // Bindings: 0 params; 1 x (read) [m, k] as vec4<T>; 2 wq (read) [n, k/4] u32 as vec4<u32> (16 weights a
-// load); 3 ws (read) [n, k/32] f32; 4 y (read_write) [m, n].
+// load); 3 ws (read) [n, k/32] f32; 4 y (read_write) [m, n]; with the override ACC (QLinearAdd) y += the
+// product instead of y = it (every entry).
 // Entries and geometry:
 //   gemv_w8   one x row per z (decode: m = 1): each invocation owns 4 output columns and walks all of k, so
 //             every x load serves 4 rows of W and nothing is reduced across invocations (on llvmpipe a
@@ -22,6 +23,7 @@
 //             and multiplies the integers by the unpacked int8 weights in f32, exact (|Σ| ≤ 32·127²):
 //             y = Σ_b s_x · s_w · Σ_k qx · qw, as the integer kernels. Geometry as gemv_w8; the texture text
 //             reads xs through its twin (sxt).
+//   gemv_glu_w8, gemv_glu_w8_fq  QGlu decode: silu(x·Wgᵀ) ⊙ x·Wuᵀ in one dispatch (see their section).
 //   gemm_w8   prefill: workgroup (8, 8), each invocation an 8×8 register tile of y (a 64×64 tile per
 //             workgroup); a step of 16 k loads 8 weight vec4s (128 weights) and 32 x vec4s for 1024 FMAs.
 //             grid (⌈n/64⌉, ⌈m/64⌉, 1).
@@ -51,9 +53,6 @@ struct Params {
 @group(0) @binding(5) var sxt: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read> xs: array<f32>;
 
-// Rows of the texture GEMMs' register tiles: 16, or 8 (the upper half is then neither computed nor stored).
-override ROWS: u32 = 16u;
-
 // The four int8 bytes of a word, sign-extended, as floats.
 fn i8x4(w: u32) -> vec4<f32> {
     let v = vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u), bitcast<i32>(w));
@@ -65,33 +64,14 @@ fn dot16(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, w: vec4<u32
     return dot(x0, i8x4(w.x)) + dot(x1, i8x4(w.y)) + dot(x2, i8x4(w.z)) + dot(x3, i8x4(w.w));
 }
 
-fn store_y(i: u32, j: u32, v: f32) {
+fn store_ij(i: u32, j: u32, v: f32) {
     if (i < p.m && j < p.n) {
-        y[i * p.n + j] = T(v);
+        store_y(i * p.n + j, v);
     }
 }
 
-// gemv_w8's reads, storage here; kernels::qmatmul::tex_source swaps gemv_x8's, gemv_w's and gemv_s's bodies
-// (and gemv_w8_fq's static scale, fq_scale) for the uniform row (xrow8) and the twins' texel fetches (wtex,
-// stex, sxtex), which makes the GEMVs of that text the texture variants.
-fn gemv_x(t: u32) -> vec4<f32> {
-    return vec4<f32>(x4[t]);
-}
+//#include gemv_cols
 
-// vec4s 2u and 2u + 1 of the rows (the texture text reads them with one uniform load when they are f16).
-fn gemv_x8(u: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(gemv_x(2u * u), gemv_x(2u * u + 1u));
-}
-
-fn gemv_w(t: u32) -> vec4<u32> {
-    return wq4[t];
-}
-
-fn gemv_s(t: u32) -> f32 {
-    return ws[t];
-}
-
-// The GEMVs' column geometry (gemv_j0, gemv_cols) is shaders/gemv_cols.wgsl, appended to this text.
 @compute @workgroup_size(16)
 fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
@@ -120,16 +100,56 @@ fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         }
         acc += s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
     }
-    store_y(i, j0, acc.x);
-    store_y(i, j0 + 1u, acc.y);
-    store_y(i, j0 + 2u, acc.z);
-    store_y(i, j0 + 3u, acc.w);
+    store_ij(i, j0, acc.x);
+    store_ij(i, j0 + 1u, acc.y);
+    store_ij(i, j0 + 2u, acc.z);
+    store_ij(i, j0 + 3u, acc.w);
 }
 
-// gemv_w8_fq's static activation scale of block b; kernels::qmatmul's variants swap this body (the
-// texture text reads the twin, the dynamic text returns the block's max / 127).
-fn fq_scale(b: u32, amax: f32) -> f32 {
-    return xs[b];
+// Block b of row xr (32 values, 8 vec4s) rounded to int8 values (as floats) in xv; returns the block's
+// activation scale (fq_scale: static or dynamic by the variant).
+fn fq_block(xr: u32, b: u32, xv: ptr<function, array<vec4<f32>, 8>>) -> f32 {
+    var amax = 0.0;
+    for (var c = 0u; c < 4u; c++) {
+        let pair = gemv_x8((xr + b * 8u) / 2u + c);
+        (*xv)[2u * c] = pair[0];
+        (*xv)[2u * c + 1u] = pair[1];
+    }
+    for (var c = 0u; c < 8u; c++) {
+        let a = abs((*xv)[c]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    let s = fq_scale(b, amax);
+    let inv = select(0.0, 1.0 / s, s > 0.0);
+    for (var c = 0u; c < 8u; c++) {
+        (*xv)[c] = clamp(round((*xv)[c] * inv), vec4<f32>(-127.0), vec4<f32>(127.0));
+    }
+    return s;
+}
+
+// The word quads of block b (steps 2b, 2b + 1) of the four columns whose rows start at quads wr: the gate's
+// (or a plain product's) weights through gemv_w, the fused Glu's up projection through gemv_wu. (Two
+// functions: a shared one would make every entry that calls it bind both weights.)
+fn fq_words(wr: vec4<u32>, b: u32) -> array<vec4<u32>, 8> {
+    let q = 2u * b;
+    return array<vec4<u32>, 8>(gemv_w(wr.x + q), gemv_w(wr.x + q + 1u), gemv_w(wr.y + q), gemv_w(wr.y + q + 1u),
+                               gemv_w(wr.z + q), gemv_w(wr.z + q + 1u), gemv_w(wr.w + q), gemv_w(wr.w + q + 1u));
+}
+
+fn fq_words_up(wr: vec4<u32>, b: u32) -> array<vec4<u32>, 8> {
+    let q = 2u * b;
+    return array<vec4<u32>, 8>(gemv_wu(wr.x + q), gemv_wu(wr.x + q + 1u), gemv_wu(wr.y + q), gemv_wu(wr.y + q + 1u),
+                               gemv_wu(wr.z + q), gemv_wu(wr.z + q + 1u), gemv_wu(wr.w + q), gemv_wu(wr.w + q + 1u));
+}
+
+// Σ over a block's 32 k of the rounded row xv against the four columns' words w (`fq_words`).
+fn fq_cols(xv: ptr<function, array<vec4<f32>, 8>>, w: array<vec4<u32>, 8>) -> vec4<f32> {
+    let x = *xv;
+    return vec4<f32>(
+        dot16(x[0], x[1], x[2], x[3], w[0]) + dot16(x[4], x[5], x[6], x[7], w[1]),
+        dot16(x[0], x[1], x[2], x[3], w[2]) + dot16(x[4], x[5], x[6], x[7], w[3]),
+        dot16(x[0], x[1], x[2], x[3], w[4]) + dot16(x[4], x[5], x[6], x[7], w[5]),
+        dot16(x[0], x[1], x[2], x[3], w[6]) + dot16(x[4], x[5], x[6], x[7], w[7]));
 }
 
 @compute @workgroup_size(16)
@@ -147,34 +167,98 @@ fn gemv_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     var acc = vec4<f32>(0.0);
     for (var b = 0u; b < kb; b++) {
         var xv: array<vec4<f32>, 8>;
-        var amax = 0.0;
-        for (var c = 0u; c < 4u; c++) {
-            let pair = gemv_x8((xr + b * 8u) / 2u + c);
-            xv[2u * c] = pair[0];
-            xv[2u * c + 1u] = pair[1];
-        }
-        for (var c = 0u; c < 8u; c++) {
-            let a = abs(xv[c]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-        }
-        let s = fq_scale(b, amax);
-        let inv = select(0.0, 1.0 / s, s > 0.0);
-        for (var c = 0u; c < 8u; c++) {
-            xv[c] = clamp(round(xv[c] * inv), vec4<f32>(-127.0), vec4<f32>(127.0));
-        }
-        let q0 = 2u * b;
-        let q1 = q0 + 1u;
-        let d = vec4<f32>(
-            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.x + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.x + q1)),
-            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.y + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.y + q1)),
-            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.z + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.z + q1)),
-            dot16(xv[0], xv[1], xv[2], xv[3], gemv_w(wr.w + q0)) + dot16(xv[4], xv[5], xv[6], xv[7], gemv_w(wr.w + q1)));
+        let s = fq_block(xr, b, &xv);
+        let d = fq_cols(&xv, fq_words(wr, b));
         acc += d * s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
     }
-    store_y(i, j0, acc.x);
-    store_y(i, j0 + 1u, acc.y);
-    store_y(i, j0 + 2u, acc.z);
-    store_y(i, j0 + 3u, acc.w);
+    store_ij(i, j0, acc.x);
+    store_ij(i, j0 + 1u, acc.y);
+    store_ij(i, j0 + 2u, acc.z);
+    store_ij(i, j0 + 3u, acc.w);
+}
+
+// ---- gemv_glu_w8, gemv_glu_w8_fq --------------------------------------------------------------------------
+// QGlu for decode: y[i, j] = silu(x·Wgᵀ)[i, j] · (x·Wuᵀ)[i, j], the gate's packed weights and scales at
+// bindings 2 and 3 (as gemv_w8 reads them), the up projection's at 6 and 7 (gemv_wu, gemv_su: storage or
+// twins as the variant's hooks say), binding 5 the static scales of _fq (else unused). Geometry as gemv_w8;
+// each x load serves eight weight rows. _fq rounds each block of x once for both products, as gemv_w8_fq.
+// One dispatch instead of two products, the activation and the product.
+@group(0) @binding(6) var<storage, read> wuq4: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> wus: array<f32>;
+@group(0) @binding(6) var wuqt: texture_2d<u32>;
+@group(0) @binding(7) var wust: texture_2d<f32>;
+
+fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+    return g / (vec4<f32>(1.0) + exp(-g)) * u;
+}
+
+@compute @workgroup_size(16)
+fn gemv_glu_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = gemv_j0(wid, nwg, li);
+    if (j0 >= p.n) { return; }
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    let r = gemv_cols(j0);
+    let wr = r * k16;
+    let sr = r * kb;
+    let xr = i * (p.k / 4u);
+    var g = vec4<f32>(0.0);
+    var u = vec4<f32>(0.0);
+    for (var b = 0u; b < kb; b++) {
+        var sg = vec4<f32>(0.0);
+        var su = vec4<f32>(0.0);
+        for (var h = 0u; h < 2u; h++) {
+            let q = b * 2u + h;
+            let xa = gemv_x8((xr + q * 4u) / 2u);
+            let xb = gemv_x8((xr + q * 4u) / 2u + 1u);
+            let x0 = xa[0];
+            let x1 = xa[1];
+            let x2 = xb[0];
+            let x3 = xb[1];
+            sg += vec4<f32>(dot16(x0, x1, x2, x3, gemv_w(wr.x + q)), dot16(x0, x1, x2, x3, gemv_w(wr.y + q)),
+                            dot16(x0, x1, x2, x3, gemv_w(wr.z + q)), dot16(x0, x1, x2, x3, gemv_w(wr.w + q)));
+            su += vec4<f32>(dot16(x0, x1, x2, x3, gemv_wu(wr.x + q)), dot16(x0, x1, x2, x3, gemv_wu(wr.y + q)),
+                            dot16(x0, x1, x2, x3, gemv_wu(wr.z + q)), dot16(x0, x1, x2, x3, gemv_wu(wr.w + q)));
+        }
+        g += sg * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
+        u += su * vec4<f32>(gemv_su(sr.x + b), gemv_su(sr.y + b), gemv_su(sr.z + b), gemv_su(sr.w + b));
+    }
+    let y = silu_mul(g, u);
+    store_ij(i, j0, y.x);
+    store_ij(i, j0 + 1u, y.y);
+    store_ij(i, j0 + 2u, y.z);
+    store_ij(i, j0 + 3u, y.w);
+}
+
+@compute @workgroup_size(16)
+fn gemv_glu_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = wid.z;
+    let j0 = gemv_j0(wid, nwg, li);
+    if (j0 >= p.n) { return; }
+    let k16 = p.k / 16u;
+    let kb = p.k / 32u;
+    let r = gemv_cols(j0);
+    let wr = r * k16;
+    let sr = r * kb;
+    let xr = i * (p.k / 4u);
+    var g = vec4<f32>(0.0);
+    var u = vec4<f32>(0.0);
+    for (var b = 0u; b < kb; b++) {
+        var xv: array<vec4<f32>, 8>;
+        let s = fq_block(xr, b, &xv);
+        g += fq_cols(&xv, fq_words(wr, b)) * s
+            * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
+        u += fq_cols(&xv, fq_words_up(wr, b)) * s
+            * vec4<f32>(gemv_su(sr.x + b), gemv_su(sr.y + b), gemv_su(sr.z + b), gemv_su(sr.w + b));
+    }
+    let y = silu_mul(g, u);
+    store_ij(i, j0, y.x);
+    store_ij(i, j0 + 1u, y.y);
+    store_ij(i, j0 + 2u, y.z);
+    store_ij(i, j0 + 3u, y.w);
 }
 
 fn wtex(t: u32) -> vec4<u32> {
@@ -230,7 +314,7 @@ fn gemm_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     }
     for (var r = 0u; r < 8u; r++) {
         for (var c = 0u; c < 8u; c++) {
-            store_y(i0 + r, j0 + c, acc[r * 8u + c]);
+            store_ij(i0 + r, j0 + c, acc[r * 8u + c]);
         }
     }
 }
@@ -258,14 +342,9 @@ fn dequant16(wf: ptr<function, array<vec4<f32>, 32>>, c: u32, w: vec4<u32>, s: f
 fn dequant_cols(wf: ptr<function, array<vec4<f32>, 32>>, j0: u32, nl: u32, q: u32, b: u32) {
     let k16 = p.k / 16u;
     let kb = p.k / 32u;
-    dequant16(wf, 0u, wtex(min(j0, nl) * k16 + q), stex(min(j0, nl) * kb + b));
-    dequant16(wf, 1u, wtex(min(j0 + 1u, nl) * k16 + q), stex(min(j0 + 1u, nl) * kb + b));
-    dequant16(wf, 2u, wtex(min(j0 + 2u, nl) * k16 + q), stex(min(j0 + 2u, nl) * kb + b));
-    dequant16(wf, 3u, wtex(min(j0 + 3u, nl) * k16 + q), stex(min(j0 + 3u, nl) * kb + b));
-    dequant16(wf, 4u, wtex(min(j0 + 4u, nl) * k16 + q), stex(min(j0 + 4u, nl) * kb + b));
-    dequant16(wf, 5u, wtex(min(j0 + 5u, nl) * k16 + q), stex(min(j0 + 5u, nl) * kb + b));
-    dequant16(wf, 6u, wtex(min(j0 + 6u, nl) * k16 + q), stex(min(j0 + 6u, nl) * kb + b));
-    dequant16(wf, 7u, wtex(min(j0 + 7u, nl) * k16 + q), stex(min(j0 + 7u, nl) * kb + b));
+    //#unroll c 0..8
+    dequant16(wf, {c}u, wtex(min(j0 + {c}u, nl) * k16 + q), stex(min(j0 + {c}u, nl) * kb + b));
+    //#end
 }
 
 fn xw(x: ptr<function, array<vec4<f32>, 4>>, wf: ptr<function, array<vec4<f32>, 32>>, c: u32) -> f32 {
@@ -280,35 +359,7 @@ fn w8_row(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, t: u32, wf: ptr<func
     (*acc)[2u * r + 1u] += vec4<f32>(xw(&x, wf, 4u), xw(&x, wf, 5u), xw(&x, wf, 6u), xw(&x, wf, 7u));
 }
 
-fn store_row8(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (i >= p.m) { return; }
-    let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-    for (var c = 0u; c < 8u; c++) {
-        if (j0 + c < p.n) { y[i * p.n + j0 + c] = T(v[c]); }
-    }
-}
-
-// The 16 × 8 tile acc (acc[2r], acc[2r + 1] = row i0 + r, columns j0..j0+3, j0+4..j0+7).
-fn store_tile(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
-    store_row8(i0, j0, (*acc)[0], (*acc)[1]);
-    store_row8(i0 + 1u, j0, (*acc)[2], (*acc)[3]);
-    store_row8(i0 + 2u, j0, (*acc)[4], (*acc)[5]);
-    store_row8(i0 + 3u, j0, (*acc)[6], (*acc)[7]);
-    store_row8(i0 + 4u, j0, (*acc)[8], (*acc)[9]);
-    store_row8(i0 + 5u, j0, (*acc)[10], (*acc)[11]);
-    store_row8(i0 + 6u, j0, (*acc)[12], (*acc)[13]);
-    store_row8(i0 + 7u, j0, (*acc)[14], (*acc)[15]);
-    if (ROWS > 8u) {
-        store_row8(i0 + 8u, j0, (*acc)[16], (*acc)[17]);
-        store_row8(i0 + 9u, j0, (*acc)[18], (*acc)[19]);
-        store_row8(i0 + 10u, j0, (*acc)[20], (*acc)[21]);
-        store_row8(i0 + 11u, j0, (*acc)[22], (*acc)[23]);
-        store_row8(i0 + 12u, j0, (*acc)[24], (*acc)[25]);
-        store_row8(i0 + 13u, j0, (*acc)[26], (*acc)[27]);
-        store_row8(i0 + 14u, j0, (*acc)[28], (*acc)[29]);
-        store_row8(i0 + 15u, j0, (*acc)[30], (*acc)[31]);
-    }
-}
+//#include tex_tile
 
 @compute @workgroup_size(8, 8)
 fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -324,24 +375,7 @@ fn gemm_w8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var q = 0u; q < k16; q++) {
         dequant_cols(&wf, j0, nl, q, q / 2u);
         let xq = q * 4u;
-        w8_row(&acc, 0u, min(i0, ml) * k4 + xq, &wf);
-        w8_row(&acc, 1u, min(i0 + 1u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 2u, min(i0 + 2u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 3u, min(i0 + 3u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 4u, min(i0 + 4u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 5u, min(i0 + 5u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 6u, min(i0 + 6u, ml) * k4 + xq, &wf);
-        w8_row(&acc, 7u, min(i0 + 7u, ml) * k4 + xq, &wf);
-        if (ROWS > 8u) {
-            w8_row(&acc, 8u, min(i0 + 8u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 9u, min(i0 + 9u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 10u, min(i0 + 10u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 11u, min(i0 + 11u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 12u, min(i0 + 12u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 13u, min(i0 + 13u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 14u, min(i0 + 14u, ml) * k4 + xq, &wf);
-            w8_row(&acc, 15u, min(i0 + 15u, ml) * k4 + xq, &wf);
-        }
+        //#rows w8_row(&acc, {r}u, min(i0 + {r}u, ml) * k4 + xq, &wf);
     }
     store_tile(i0, j0, &acc);
 }
@@ -384,24 +418,80 @@ fn gemm_w8a8_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     for (var q = 0u; q < k16; q++) {
         let b = q / 2u;
         dequant_cols(&wf, j0, nl, q, b);
-        w8a8_row(&acc, 0u, min(i0, ml) * k16 + q, sxtex(min(i0, ml) * kb + b), &wf);
-        w8a8_row(&acc, 1u, min(i0 + 1u, ml) * k16 + q, sxtex(min(i0 + 1u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 2u, min(i0 + 2u, ml) * k16 + q, sxtex(min(i0 + 2u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 3u, min(i0 + 3u, ml) * k16 + q, sxtex(min(i0 + 3u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 4u, min(i0 + 4u, ml) * k16 + q, sxtex(min(i0 + 4u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 5u, min(i0 + 5u, ml) * k16 + q, sxtex(min(i0 + 5u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 6u, min(i0 + 6u, ml) * k16 + q, sxtex(min(i0 + 6u, ml) * kb + b), &wf);
-        w8a8_row(&acc, 7u, min(i0 + 7u, ml) * k16 + q, sxtex(min(i0 + 7u, ml) * kb + b), &wf);
-        if (ROWS > 8u) {
-            w8a8_row(&acc, 8u, min(i0 + 8u, ml) * k16 + q, sxtex(min(i0 + 8u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 9u, min(i0 + 9u, ml) * k16 + q, sxtex(min(i0 + 9u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 10u, min(i0 + 10u, ml) * k16 + q, sxtex(min(i0 + 10u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 11u, min(i0 + 11u, ml) * k16 + q, sxtex(min(i0 + 11u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 12u, min(i0 + 12u, ml) * k16 + q, sxtex(min(i0 + 12u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 13u, min(i0 + 13u, ml) * k16 + q, sxtex(min(i0 + 13u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 14u, min(i0 + 14u, ml) * k16 + q, sxtex(min(i0 + 14u, ml) * kb + b), &wf);
-            w8a8_row(&acc, 15u, min(i0 + 15u, ml) * k16 + q, sxtex(min(i0 + 15u, ml) * kb + b), &wf);
-        }
+        //#rows w8a8_row(&acc, {r}u, min(i0 + {r}u, ml) * k16 + q, sxtex(min(i0 + {r}u, ml) * kb + b), &wf);
     }
     store_tile(i0, j0, &acc);
+}
+
+// ---- gemv_w8's and gemv_w8_fq's reads ---------------------------------------------------------------------
+// gemv_x8(u): vec4s 2u and 2u + 1 of the rows; gemv_w(t): word quad t of wq; gemv_s(t): scale t of ws;
+// gemv_wu, gemv_su: the same of the fused Glu's up projection (bindings 6, 7). The
+// storage variant reads the bindings; the texture variant (kernels::qmatmul::tex_source) the uniform row
+// (f32 words, or f16 eight to a vec4<u32> with override X_F16: one load for eight values) and the twins.
+
+//#hooks storage
+fn gemv_x8(u: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(vec4<f32>(x4[2u * u]), vec4<f32>(x4[2u * u + 1u]));
+}
+
+fn gemv_w(t: u32) -> vec4<u32> {
+    return wq4[t];
+}
+
+fn gemv_s(t: u32) -> f32 {
+    return ws[t];
+}
+
+fn gemv_wu(t: u32) -> vec4<u32> {
+    return wuq4[t];
+}
+
+fn gemv_su(t: u32) -> f32 {
+    return wus[t];
+}
+
+//#hooks texture
+override X_F16: bool = false;
+@group(0) @binding(1) var<uniform> xuu: array<vec4<u32>, 4096>;
+
+fn gemv_x8(u: u32) -> array<vec4<f32>, 2> {
+    if (X_F16) {
+        let v = xuu[u];
+        return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
+                                   vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
+    }
+    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(xuu[2u * u]), bitcast<vec4<f32>>(xuu[2u * u + 1u]));
+}
+
+fn gemv_w(t: u32) -> vec4<u32> {
+    return wtex(t);
+}
+
+fn gemv_s(t: u32) -> f32 {
+    return stex(t);
+}
+
+fn gemv_wu(t: u32) -> vec4<u32> {
+    return textureLoad(wuqt, tex_at(t), 0);
+}
+
+fn gemv_su(t: u32) -> f32 {
+    return textureLoad(wust, tex_at(t), 0).x;
+}
+
+// ---- gemv_w8_fq's activation scale of block b (amax: the block's max |x|) ---------------------------------
+
+//#hooks fq_static
+fn fq_scale(b: u32, amax: f32) -> f32 {
+    return xs[b];
+}
+
+//#hooks fq_static_texture
+fn fq_scale(b: u32, amax: f32) -> f32 {
+    return sxtex(b);
+}
+
+//#hooks fq_dynamic
+fn fq_scale(b: u32, amax: f32) -> f32 {
+    return amax / 127.0;
 }

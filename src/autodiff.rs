@@ -110,7 +110,26 @@ fn rule(b: &mut GraphBuilder, y: ValueId, op: &Op, ins: &[ValueId], dy: ValueId)
             let wt = b.op(Op::Dequantize { transpose: true }, &ins[1..3])?;
             vec![(0, b.matmul(dy, wt, false, true)?)]
         }
-        Op::QMatMul { .. } => {
+        Op::QLinearAdd { act: crate::graph::ActQuant::None } => {
+            let wt = b.op(Op::Dequantize { transpose: true }, &ins[1..3])?;
+            vec![(0, b.matmul(dy, wt, false, true)?), (3, dy)]
+        }
+        Op::QGlu { act, quant: crate::graph::ActQuant::None } => {
+            // As Glu's rule, the products recomputed and the weights widened (transposed) for dx.
+            let q = Op::QMatMul { act: crate::graph::ActQuant::None };
+            let a = b.op(q.clone(), &ins[..3])?;
+            let u = b.op(q, &[ins[0], ins[3], ins[4]])?;
+            let g = b.act(a, *act)?;
+            let du = b.mul(dy, g)?;
+            let dg = b.mul(dy, u)?;
+            let da = b.op(Op::UnaryBackward { act: *act }, &[a, dg])?;
+            let wgt = b.op(Op::Dequantize { transpose: true }, &ins[1..3])?;
+            let wut = b.op(Op::Dequantize { transpose: true }, &ins[3..5])?;
+            let dxg = b.matmul(da, wgt, false, true)?;
+            let dxu = b.matmul(du, wut, false, true)?;
+            vec![(0, b.add(dxg, dxu)?)]
+        }
+        Op::QMatMul { .. } | Op::QLinearAdd { .. } | Op::QGlu { .. } => {
             return Err(Error::Unsupported {
                 op: op.name().into(),
                 detail: "int8 layers with quantized activations are inference-only; a frozen int8 base trains \

@@ -197,8 +197,8 @@ fn adamw_steps_on_the_gpu_follow_the_reference_and_lower_the_loss() {
     assert!(losses[11] < 0.8 * losses[0], "loss did not fall: {losses:?}");
 }
 
-/// A frozen base as LoRA trains it: x → (f16 weight, widened by Dequantize) → tanh → (weight-only int8
-/// QMatMul) → cross-entropy. The gradient of x (the only trainable value) against finite differences of the
+/// A frozen base as LoRA trains it: x → (f16 weight, widened by Dequantize) → tanh → (a gated feed-forward
+/// over int8 weights, QGlu) → (weight-only int8 QMatMul) → cross-entropy. The gradient of x (the only trainable value) against finite differences of the
 /// reference's loss and the GPU against the reference; the backward widens each weight again, transposed,
 /// instead of reading the forward's f32 copy (which would then live from forward to backward).
 #[test]
@@ -209,10 +209,23 @@ fn frozen_f16_and_int8_weights_pass_gradients_through() {
     let w1 = b.param("w1", &[k, k], DType::F16).unwrap();
     let wq = b.param("wq", &[n, k / 4], DType::U32).unwrap();
     let ws = b.param("wq_scale", &[n, k / 32], DType::F32).unwrap();
+    // A gated feed-forward over int8 weights (QGlu), as a frozen int8 base's MLP.
+    let glu: Vec<_> = ["wg", "wg_scale", "wu", "wu_scale"]
+        .iter()
+        .zip([
+            (&[k, k / 4], DType::U32),
+            (&[k, k / 32], DType::F32),
+            (&[k, k / 4], DType::U32),
+            (&[k, k / 32], DType::F32),
+        ])
+        .map(|(name, (shape, dt))| b.param(name, shape, dt).unwrap())
+        .collect();
     let tgt = b.input("targets", &[m], DType::I32).unwrap();
     let w1f = b.op(Op::Dequantize { transpose: false }, &[w1]).unwrap();
     let h = b.linear(x, w1f, None).unwrap();
     let h = b.act(h, Act::Tanh).unwrap();
+    let h =
+        b.op(Op::QGlu { act: Act::Silu, quant: wgpu_llm::graph::ActQuant::None }, &[&[h][..], &glu].concat()).unwrap();
     let logits = b.op(Op::QMatMul { act: wgpu_llm::graph::ActQuant::None }, &[h, wq, ws]).unwrap();
     let loss = b.cross_entropy(logits, tgt).unwrap();
     let first_backward = b.graph.nodes.len();
@@ -223,7 +236,7 @@ fn frozen_f16_and_int8_weights_pass_gradients_through() {
     assert!(!uses_w1f, "the backward reads the forward's widened weight");
     let widened_t =
         g.nodes[first_backward..].iter().filter(|n| matches!(n.op, Op::Dequantize { transpose: true })).count();
-    assert_eq!(widened_t, 2, "one transposed dequantization per frozen weight");
+    assert_eq!(widened_t, 4, "one transposed dequantization per frozen weight");
 
     let mut rng = Rng::new(11);
     let mut env = HashMap::new();
@@ -234,6 +247,11 @@ fn frozen_f16_and_int8_weights_pass_gradients_through() {
     let q = wgpu_llm::quant::QTensor::quantize(&rng.vec(n * k, -1.0, 1.0), n, k).unwrap();
     env.insert("wq".to_string(), HostTensor::u32(&[n, k / 4], q.packed()).unwrap());
     env.insert("wq_scale".to_string(), HostTensor::f32(&[n, k / 32], q.scales.clone()).unwrap());
+    for w in ["wg", "wu"] {
+        let q = wgpu_llm::quant::QTensor::quantize(&rng.vec(k * k, -0.3, 0.3), k, k).unwrap();
+        env.insert(w.to_string(), HostTensor::u32(&[k, k / 4], q.packed()).unwrap());
+        env.insert(format!("{w}_scale"), HostTensor::f32(&[k, k / 32], q.scales.clone()).unwrap());
+    }
     env.insert("targets".to_string(), HostTensor::i32(&[m], vec![1, 9, -100, 4]).unwrap());
     let vars = HashMap::new();
     let want = run_graph(&g, &mut env.clone(), &vars, &[loss, grads[0]]).unwrap();

@@ -136,6 +136,15 @@ pub enum Op {
     /// q = clamp(round_half_even(x/s), −127, 127) per row and block of 32, s = max|x|/127 of that row block
     /// (Dynamic) or xs[block] (Static), and the products are integer dot products rescaled by s·ws.
     QMatMul { act: ActQuant },
+    /// (x, wq, ws, r [..., N] (, xs if act = Static)) → r + QMatMul { act }(x, wq, ws (, xs)), written over
+    /// r in place (the output aliases r, input 3): `LinearAdd` for int8 layers, the residual add folded into
+    /// the product's stores. Nothing may read r after this op except through the returned value.
+    QLinearAdd { act: ActQuant },
+    /// (x [..., K], wgq [N, K/4], wgs [N, K/32], wuq, wus (, xs [K/32] if quant = Static)) →
+    /// act(x·Wgᵀ) ⊙ (x·Wuᵀ) with both weights int8 as in QMatMul { act: quant } (the two products share x and
+    /// its static scales): `Glu` for int8 layers, so a decode step runs the gate, the up projection and
+    /// their product as one GEMV. (Models use it without static scales: calibrated layers keep their own.)
+    QGlu { act: Act, quant: ActQuant },
     /// (x [..., K], wg [N, K], wu [N, K]) → act(x·Wgᵀ) ⊙ (x·Wuᵀ): a gated feed-forward's two projections and
     /// its gate as one op (SwiGLU with act = Silu), so a decode step runs them as one GEMV.
     Glu { act: Act },
@@ -318,6 +327,8 @@ impl Op {
             Op::LinearAdd => "linear_add",
             Op::LinearF32 => "linear_f32",
             Op::QMatMul { .. } => "qmatmul",
+            Op::QLinearAdd { .. } => "qlinear_add",
+            Op::QGlu { .. } => "qglu",
             Op::Glu { .. } => "glu",
             Op::LayerNorm { .. } => "layernorm",
             Op::LayerNormGradX { .. } => "layernorm_grad_x",
@@ -355,6 +366,7 @@ impl Op {
         match self {
             Op::Reshape { .. } | Op::CacheWrite { .. } | Op::CacheWriteAt | Op::AdamW(_) => Some(0),
             Op::LinearAdd => Some(2),
+            Op::QLinearAdd { .. } => Some(3),
             _ => None,
         }
     }

@@ -1,8 +1,7 @@
 //! Lowering of the attention family (shaders/attention.wgsl): fused scaled dot-product attention (online
 //! softmax), its probabilities, and dq / dk / dv by recomputation from per-row (lse, Σ P·dP) statistics.
 
-use std::sync::LazyLock;
-
+use super::wgsl::composed;
 use super::{
     bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, Arg, ArgInfo, BindKind, Caps, Dispatch,
     Lowered, Word,
@@ -11,22 +10,18 @@ use crate::error::{Error, Result};
 use crate::graph::{AttnSpec, Op};
 use crate::tensor::DType;
 
-pub const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
+const FILE: &str = include_str!("../../shaders/attention.wgsl");
+
+/// shaders/attention.wgsl reading K and V from storage.
+pub fn source() -> &'static str {
+    composed!("attention", FILE, ["storage_kv"])
+}
 
 /// The family's text with attention_forward_rows reading K and V through staged textures (exec::twins
 /// layout, texel t = vec4 t of the row-major tensor; prefill on CPU adapters, where texel fetches are
-/// gathered in straight-line code and storage loads lane by lane): the same text with the two load
-/// functions swapped and the textures declared.
+/// gathered in straight-line code and storage loads lane by lane).
 pub fn tex_source() -> &'static str {
-    static TEXT: LazyLock<String> = LazyLock::new(|| {
-        let load = |name: &str, expr: &str| format!("fn {name}(i: u32) -> vec4<f32> {{\n    return {expr};\n}}");
-        let texel = |tex: &str| format!("texel4({tex}, i)");
-        let (k_from, k_to) = (load("ldk", "vec4<f32>(k4[i])"), load("ldk", &texel("kt")));
-        let (v_from, v_to) = (load("ldv", "vec4<f32>(v4[i])"), load("ldv", &texel("vt")));
-        super::swap_loads("attention", SOURCE, &[(&k_from, &k_to), (&v_from, &v_to)])
-            + "\n@group(0) @binding(2) var kt: texture_2d<f32>;\n@group(0) @binding(3) var vt: texture_2d<f32>;\n"
-    });
-    &TEXT
+    composed!("attention_tex", FILE, ["texture_kv"])
 }
 
 /// Workgroup size; each invocation owns up to `MAXC` output dims (the shader's constant).
@@ -142,7 +137,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         }
         Dispatch {
             family: "attention",
-            source: SOURCE,
+            source: source(),
             entry,
             dtype: dt,
             overrides,

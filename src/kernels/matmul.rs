@@ -8,6 +8,7 @@
 //! without `tb` (W [K, N]) a shard's rows are a slice of the reduction, so every dispatch reads the matching
 //! columns of a and the first writes c, the later ones add to it (no scratch, ordered by the command stream).
 
+use super::wgsl::composed;
 use super::{
     bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, twin_kind, Arg, ArgInfo, BindKind, Caps,
     Dispatch, Lowered, Word,
@@ -30,9 +31,18 @@ use crate::error::{Error, Result};
 use crate::graph::{Act, Op};
 use crate::tensor::{numel, DType};
 
-pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
-pub const TEX_SOURCE: &str =
-    concat!(include_str!("../../shaders/matmul_tex.wgsl"), include_str!("../../shaders/gemv_cols.wgsl"));
+const FILE: &str = include_str!("../../shaders/matmul.wgsl");
+const TEX_FILE: &str = include_str!("../../shaders/matmul_tex.wgsl");
+
+/// shaders/matmul.wgsl, its register tiles generated (`wgsl::matmul_tiles`).
+pub fn source() -> &'static str {
+    composed!("matmul", FILE, [])
+}
+
+/// shaders/matmul_tex.wgsl with the GEMVs reading the row as a staged texture.
+pub fn tex_source() -> &'static str {
+    composed!("matmul_tex", TEX_FILE, ["staged_row"])
+}
 
 /// Bytes of the uniform array a GEMV reads its row from (`uniform_row_source`); on CPU adapters every plan
 /// buffer is at least this large (`Gpu::buffer`), so any value can be bound that way.
@@ -47,18 +57,7 @@ pub(crate) fn uniform_row_fits(caps: &Caps, row: &ArgInfo, bytes: usize) -> bool
 /// shaders/matmul_tex.wgsl with the GEMVs reading the row from a 64 KiB uniform array (binding 1): f32 rows
 /// as vec4<f32>, f16 rows eight values to a vec4<u32>.
 pub fn uniform_row_source() -> &'static str {
-    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        super::swap_loads(
-            "matmul_tex_ux",
-            TEX_SOURCE,
-            &[
-                ("    return texel_a(t);\n", "    return xu[t];\n"),
-                ("    return texel_ah(t);\n", "    return h8(xuh[t]);\n"),
-            ],
-        ) + "\n@group(0) @binding(1) var<uniform> xu: array<vec4<f32>, 4096>;\n\
-             @group(0) @binding(1) var<uniform> xuh: array<vec4<u32>, 4096>;\n"
-    });
-    &TEXT
+    composed!("matmul_tex_ux", TEX_FILE, ["uniform_row"])
 }
 
 /// Which matmul kernel to use; `Auto` is what `select` picks. `Caps::matmul` forces one (the GPU option
@@ -203,7 +202,7 @@ fn dispatch(g: &Geom, kernel: Kernel, ta: bool, tb: bool, caps: &Caps, dtype: DT
     let (entry, grid) = storage_entry(g, kernel, ta, tb, caps.gemv_vec4);
     Dispatch {
         family: "matmul",
-        source: SOURCE,
+        source: source(),
         entry,
         dtype,
         overrides: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)],
@@ -486,7 +485,7 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
             let rows = tex_gemm_rows(g.m);
             ([ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1], vec![("ROWS", rows as f64)])
         };
-        let source = if c.family == "matmul_tex_ux" { uniform_row_source() } else { TEX_SOURCE };
+        let source = if c.family == "matmul_tex_ux" { uniform_row_source() } else { tex_source() };
         let d = Dispatch {
             family: c.family,
             source,

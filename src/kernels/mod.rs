@@ -163,18 +163,6 @@ pub(crate) fn staged_kind(dtype: DType) -> Option<BindKind> {
     }
 }
 
-/// `source` with each `(from, to)` replaced once: a texture variant of a kernel is its storage text with the
-/// load functions' bodies swapped (WGSL has no generics). Panics if a `from` is missing, so a shader edit that
-/// breaks the swap fails every test that builds the variant.
-pub(crate) fn swap_loads(family: &str, source: &str, swaps: &[(&str, &str)]) -> String {
-    let mut s = source.to_string();
-    for (from, to) in swaps {
-        assert!(s.matches(from).count() == 1, "{family}: the text to swap is not there once: {from}");
-        s = s.replace(from, to);
-    }
-    s
-}
-
 /// Rows of the texture GEMMs' register tiles (override ROWS) for m rows: 8 up to 64 rows (a workgroup
 /// then covers 64), else 16 (128).
 pub(crate) fn tex_gemm_rows(m: usize) -> usize {
@@ -199,16 +187,27 @@ pub(crate) fn texture_fits(caps: &Caps, kind: BindKind, bytes: u64) -> bool {
     crate::exec::twins::rows_for(kind, bytes).is_some_and(|r| r <= caps.max_texture_rows as u64)
 }
 
-/// Every WGSL family with its source, for validation without a device (with the texts assembled at run
-/// time: the texture variants of attention and the int8 GEMV).
+/// Every WGSL text a dispatch can name, by family (composed: `wgsl`), for validation without a device.
 pub fn all_sources() -> Vec<(&'static str, &'static str)> {
-    let mut v = FAMILIES.to_vec();
-    v.push(("attention_tex", attention::tex_source()));
-    v.push(("matmul_tex_ux", matmul::uniform_row_source()));
-    v.push(("qmatmul_tex", qmatmul::tex_source()));
-    v.push(("qmatmul_fqd", qmatmul::fq_dynamic_source()));
-    v.push(("qmatmul_fqd_tex", qmatmul::fq_dynamic_tex_source()));
-    v
+    vec![
+        ("attention", attention::source()),
+        ("attention_tex", attention::tex_source()),
+        ("elementwise", elementwise::SOURCE),
+        ("embedding", embedding::SOURCE),
+        ("loss", loss::SOURCE),
+        ("matmul", matmul::source()),
+        ("matmul_tex", matmul::tex_source()),
+        ("matmul_tex_ux", matmul::uniform_row_source()),
+        ("norm", norm::SOURCE),
+        ("optim", optim::SOURCE),
+        ("position", position::SOURCE),
+        ("qdot", qmatmul::DOT_SOURCE),
+        ("qmatmul", qmatmul::source()),
+        ("qmatmul_tex", qmatmul::tex_source()),
+        ("qmatmul_fqd", qmatmul::fq_dynamic_source()),
+        ("qmatmul_fqd_tex", qmatmul::fq_dynamic_tex_source()),
+        ("softmax", softmax::SOURCE),
+    ]
 }
 
 /// Texels per row of a twin or staged texture (`exec::twins`): every shader reads it from the prelude
@@ -267,22 +266,7 @@ pub mod optim;
 pub mod position;
 pub mod qmatmul;
 pub mod softmax;
-
-/// Every WGSL family (file stem, source).
-pub const FAMILIES: &[(&str, &str)] = &[
-    ("attention", attention::SOURCE),
-    ("elementwise", elementwise::SOURCE),
-    ("embedding", embedding::SOURCE),
-    ("loss", loss::SOURCE),
-    ("matmul", matmul::SOURCE),
-    ("matmul_tex", matmul::TEX_SOURCE),
-    ("norm", norm::SOURCE),
-    ("optim", optim::SOURCE),
-    ("position", position::SOURCE),
-    ("qdot", qmatmul::DOT_SOURCE),
-    ("qmatmul", qmatmul::SOURCE),
-    ("softmax", softmax::SOURCE),
-];
+pub mod wgsl;
 
 /// Lower one op to its dispatches. `ins` describe the op's inputs, `out` its output (one shard).
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
@@ -303,7 +287,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         | Op::CacheWrite { .. }
         | Op::CacheWriteAt => elementwise::lower(op, ins, out, caps),
         Op::MatMul { .. } | Op::Glu { .. } | Op::LinearAdd | Op::LinearF32 => matmul::lower(op, ins, out, caps),
-        Op::QMatMul { .. } => qmatmul::lower(op, ins, out, caps),
+        Op::QMatMul { .. } | Op::QLinearAdd { .. } | Op::QGlu { .. } => qmatmul::lower(op, ins, out, caps),
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }
         | Op::RmsNorm { .. }

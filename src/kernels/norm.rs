@@ -1,8 +1,8 @@
 //! Lowering of the norm family (shaders/norm.wgsl): LayerNorm and RMSNorm, forward, dx, and dgamma.
 
 use super::{
-    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, twin_kind, Arg, ArgInfo, Caps, Dispatch,
-    Lowered, Word,
+    bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, texture_fits, twin_kind, Arg, ArgInfo, BindKind, Caps,
+    Dispatch, Lowered, Word,
 };
 use crate::error::{Error, Result};
 use crate::graph::Op;
@@ -39,48 +39,72 @@ fn dispatch(
     }
 }
 
+/// What serves a norm op: the entry of its (first) dispatch and how x and the norm's weights are bound. The
+/// family's kernel table: on CPU adapters the forward norms walk one row per invocation through a staged x
+/// and the weights' twins (see the shader); everything else, and every GPU, reads storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub entry: &'static str,
+    pub x: BindKind,
+    pub weights: BindKind,
+}
+
+pub fn select(op: &Op, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Result<Choice> {
+    let x = &ins[0];
+    let c = *x.shape.last().unwrap_or(&1);
+    let rows = x.shape.iter().product::<usize>().checked_div(c).unwrap_or(0);
+    let staged = staged_kind(dtype).filter(|&kind| {
+        caps.texture_weights
+            && c.is_multiple_of(4)
+            && ins.iter().all(|i| i.dtype == dtype)
+            && texture_fits(caps, kind, (rows * c * dtype.size()) as u64)
+    });
+    let plain = |entry| Choice { entry, x: BindKind::Read, weights: BindKind::Read };
+    Ok(match (op, staged) {
+        (Op::LayerNorm { .. }, Some(kind)) => {
+            Choice { entry: "layernorm_rows", x: kind, weights: twin_kind(dtype).expect("a float dtype") }
+        }
+        (Op::RmsNorm { .. }, Some(kind)) => {
+            Choice { entry: "rmsnorm_rows", x: kind, weights: twin_kind(dtype).expect("a float dtype") }
+        }
+        (Op::LayerNorm { .. }, None) => plain("layernorm_forward"),
+        (Op::RmsNorm { .. }, None) => plain("rmsnorm_forward"),
+        (Op::LayerNormGradX { .. }, _) => plain("layernorm_backward_x"),
+        (Op::RmsNormGradX { .. }, _) => plain("rmsnorm_backward_x"),
+        (Op::NormGradGamma { .. }, _) => plain("norm_row_stats"),
+        _ => return Err(Error::Unsupported { op: op.name().into(), detail: "not a norm op".into() }),
+    })
+}
+
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
     no_shards(op, ins)?;
     let x = &ins[0];
     let c = *x.shape.last().unwrap_or(&1);
     let rows = x.shape.iter().product::<usize>().checked_div(c).unwrap_or(0);
     let dt = out.dtype;
+    let choice = select(op, ins, dt, caps)?;
     let wg = wg_for(c);
-    let ov = vec![("WG", wg as f64)];
     let row_grid = grid_1d(rows as u32);
-    let r = |i| bind(Arg::Input(i), false);
+    let r = |i| bind_as(Arg::Input(i), choice.x);
+    let g = |i| bind_as(Arg::Input(i), choice.weights);
     let w = bind(Arg::Output, true);
-    let single = |entry, eps, bindings| Lowered {
+    let single = |eps, bindings, overrides, grid| Lowered {
         scratch: vec![],
-        dispatches: vec![dispatch(entry, dt, ov.clone(), (rows, c, eps), bindings, row_grid)],
+        dispatches: vec![dispatch(choice.entry, dt, overrides, (rows, c, eps), bindings, grid)],
     };
-    // On a CPU adapter the forward norms walk one row per invocation through textures (see the shader).
-    let rows_kind = staged_kind(dt).filter(|&kind| {
-        caps.texture_weights
-            && c.is_multiple_of(4)
-            && ins.iter().all(|i| i.dtype == dt)
-            && texture_fits(caps, kind, (rows * c * dt.size()) as u64)
-    });
-    if let (Some(kind), Op::LayerNorm { eps } | Op::RmsNorm { eps }) = (rows_kind, op) {
-        let rms = matches!(op, Op::RmsNorm { .. });
-        let param = twin_kind(dt).expect("a float dtype");
-        let mut bindings = vec![bind_as(Arg::Input(0), kind), bind_as(Arg::Input(1), param)];
-        if !rms {
-            bindings.push(bind_as(Arg::Input(2), param));
-        }
-        bindings.push(w);
-        let entry = if rms { "rmsnorm_rows" } else { "layernorm_rows" };
-        let grid = grid_1d(ceil_div(rows, 16));
-        return Ok(Lowered {
-            scratch: vec![],
-            dispatches: vec![dispatch(entry, dt, vec![], (rows, c, *eps), bindings, grid)],
-        });
-    }
+    let ov = vec![("WG", wg as f64)];
     Ok(match *op {
-        Op::LayerNorm { eps } => single("layernorm_forward", eps, vec![r(0), r(1), r(2), w]),
-        Op::RmsNorm { eps } => single("rmsnorm_forward", eps, vec![r(0), r(1), w]),
-        Op::LayerNormGradX { eps } => single("layernorm_backward_x", eps, vec![r(0), r(1), r(2), w]),
-        Op::RmsNormGradX { eps } => single("rmsnorm_backward_x", eps, vec![r(0), r(1), r(2), w]),
+        // One row per invocation (16 a workgroup), no WG override.
+        Op::LayerNorm { eps } if choice.x.is_staged() => {
+            single(eps, vec![r(0), g(1), g(2), w], vec![], grid_1d(ceil_div(rows, 16)))
+        }
+        Op::RmsNorm { eps } if choice.x.is_staged() => {
+            single(eps, vec![r(0), g(1), w], vec![], grid_1d(ceil_div(rows, 16)))
+        }
+        Op::LayerNorm { eps } | Op::LayerNormGradX { eps } | Op::RmsNormGradX { eps } => {
+            single(eps, vec![r(0), r(1), r(2), w], ov, row_grid)
+        }
+        Op::RmsNorm { eps } => single(eps, vec![r(0), r(1), w], ov, row_grid),
         Op::NormGradGamma { eps, rms } => {
             // Per-row (mean, rstd) into scratch, then one invocation per column sums its rows in order.
             let stats = dispatch(
@@ -101,8 +125,6 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             );
             Lowered { scratch: vec![(rows.max(1) * 2 * 4) as u64], dispatches: vec![stats, cols] }
         }
-        _ => {
-            return Err(Error::Unsupported { op: op.name().into(), detail: "not a norm op".into() });
-        }
+        _ => unreachable!("select accepts only norm ops"),
     })
 }

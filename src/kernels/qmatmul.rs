@@ -6,69 +6,40 @@
 //! contract allows only through this choice of kernel: the fallback is more accurate, never less.
 
 use super::matmul::uniform_row_fits;
+use super::wgsl::composed;
 use super::{
     bind, bind_as, ceil_div, grid_1d, no_shards, staged_kind, tex_gemm_rows, texture_fits, Arg, ArgInfo, BindKind,
     Caps, Dispatch, Lowered, Word,
 };
 use crate::error::{Error, Result};
-use crate::graph::{ActQuant, Op};
+use crate::graph::{Act, ActQuant, Op};
 use crate::quant::BLOCK;
 use crate::tensor::DType;
 
-pub const SOURCE: &str =
-    concat!(include_str!("../../shaders/qmatmul.wgsl"), include_str!("../../shaders/gemv_cols.wgsl"));
+const FILE: &str = include_str!("../../shaders/qmatmul.wgsl");
 pub const DOT_SOURCE: &str = include_str!("../../shaders/qdot.wgsl");
 
-/// shaders/qmatmul.wgsl with the GEMVs' loads swapped for CPU adapters: the weights and scales through their
-/// texture twins, the row through a 64 KiB uniform array bound on the row's own buffer (no copy; every plan
-/// buffer there is at least that large, `Gpu::buffer`), f32 rows as words, f16 rows eight values to a
-/// vec4<u32> (override X_F16), and gemv_w8_fq's static scales through their twin (decode on CPU adapters).
+/// shaders/qmatmul.wgsl reading its storage bindings (gemv_w8_fq's static scales too).
+pub fn source() -> &'static str {
+    composed!("qmatmul", FILE, ["storage", "fq_static"])
+}
+
+/// shaders/qmatmul.wgsl with the GEMVs' reads for CPU adapters: the weights and scales through their texture
+/// twins, the row through a 64 KiB uniform array bound on the row's own buffer (no copy; every plan buffer
+/// there is at least that large, `Gpu::buffer`), f32 rows as words, f16 rows eight values to a vec4<u32>
+/// (override X_F16), and gemv_w8_fq's static scales through their twin (decode on CPU adapters).
 pub fn tex_source() -> &'static str {
-    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        super::swap_loads(
-            "qmatmul",
-            SOURCE,
-            &[
-                ("    return array<vec4<f32>, 2>(gemv_x(2u * u), gemv_x(2u * u + 1u));\n", "    return xrow8(u);\n"),
-                ("    return wq4[t];\n", "    return wtex(t);\n"),
-                ("    return ws[t];\n", "    return stex(t);\n"),
-                ("    return xs[b];\n", "    return sxtex(b);\n"),
-            ],
-        ) + UNIFORM_ROW
-    });
-    &TEXT
+    composed!("qmatmul_tex", FILE, ["texture", "fq_static_texture"])
 }
-
-/// The uniform row of `tex_source`: vec4s 2u and 2u + 1 of the row-major rows, one load for eight f16.
-const UNIFORM_ROW: &str = "
-override X_F16: bool = false;
-@group(0) @binding(1) var<uniform> xuu: array<vec4<u32>, 4096>;
-fn xrow8(u: u32) -> array<vec4<f32>, 2> {
-    if (X_F16) {
-        let v = xuu[u];
-        return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
-                                   vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
-    }
-    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(xuu[2u * u]), bitcast<vec4<f32>>(xuu[2u * u + 1u]));
-}
-";
-
-/// The block scale of gemv_w8_fq's dynamic variants: the block's max / 127, as quantize_dynamic.
-const FQ_DYNAMIC: &str = "    return amax / 127.0;\n";
 
 /// shaders/qmatmul.wgsl with gemv_w8_fq quantizing each block by its own max (W8A8 dynamic decode).
 pub fn fq_dynamic_source() -> &'static str {
-    static TEXT: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| super::swap_loads("qmatmul_fqd", SOURCE, &[("    return xs[b];\n", FQ_DYNAMIC)]));
-    &TEXT
+    composed!("qmatmul_fqd", FILE, ["storage", "fq_dynamic"])
 }
 
 /// `tex_source` with gemv_w8_fq quantizing each block by its own max (W8A8 dynamic decode on CPU adapters).
 pub fn fq_dynamic_tex_source() -> &'static str {
-    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        super::swap_loads("qmatmul_fqd_tex", tex_source(), &[("    return sxtex(b);\n", FQ_DYNAMIC)])
-    });
-    &TEXT
+    composed!("qmatmul_fqd_tex", FILE, ["texture", "fq_dynamic"])
 }
 
 /// Up to this many rows run as GEMVs (one row per z); more use the 64×64-tiled GEMM.
@@ -168,11 +139,90 @@ fn family_source(family: &str) -> &'static str {
         "qmatmul_fqd" => fq_dynamic_source(),
         "qmatmul_fqd_tex" => fq_dynamic_tex_source(),
         "qdot" => DOT_SOURCE,
-        _ => SOURCE,
+        _ => source(),
     }
 }
 
+/// QLinearAdd: the product's dispatches with r (input 3) bound as the product's output and the override ACC
+/// on (y += x·Wᵀ in the stores); the static scales move from input 3 to 4.
+fn lower_add(act: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let product: Vec<ArgInfo> = ins.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, a)| a.clone()).collect();
+    let mut l = lower(&Op::QMatMul { act }, &product, out, caps)?;
+    for d in &mut l.dispatches {
+        for b in &mut d.bindings {
+            b.arg = match b.arg {
+                Arg::Input(3) => Arg::Input(4),
+                Arg::Output => {
+                    d.overrides.push(("ACC", 1.0));
+                    Arg::Input(3)
+                }
+                other => other,
+            };
+        }
+    }
+    Ok(l)
+}
+
+/// Every binding's argument of `l` through `f`.
+fn remap(l: &mut Lowered, f: impl Fn(Arg) -> Arg) {
+    for b in l.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()) {
+        b.arg = f(b.arg);
+    }
+}
+
+/// QGlu (inputs x, wgq, wgs, wuq, wus (, xs)): up to `GEMV_MAX_ROWS` rows with Silu, one GEMV over both
+/// weights — gemv_glu_w8, or gemv_glu_w8_fq where the gate's product would be W8A8's gemv_w8_fq — in the text
+/// and binding kinds `select` picks for the gate's product, the up projection's weights at bindings 6 and 7;
+/// otherwise the two products into scratch (each lowered as QMatMul, their own scratch after) and
+/// elementwise `glu`.
+fn lower_glu(act: Act, quant: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    let gate: Vec<ArgInfo> = [&ins[..3], &ins[5..]].concat();
+    let up: Vec<ArgInfo> = [&ins[..1], &ins[3..]].concat();
+    let product = Op::QMatMul { act: quant };
+    let xs = |a: Arg| if a == Arg::Input(3) { Arg::Input(5) } else { a };
+    let c = select(quant, &gate, out.dtype, caps);
+    if act == Act::Silu && matches!(c.entry, "gemv_w8" | "gemv_w8_fq") {
+        let mut l = lower(&product, &gate, out, caps)?;
+        remap(&mut l, xs);
+        let d = &mut l.dispatches[0];
+        d.entry = if c.entry == "gemv_w8" { "gemv_glu_w8" } else { "gemv_glu_w8_fq" };
+        let (w, s) = (d.bindings[1].kind, d.bindings[2].kind);
+        if d.bindings.len() == 4 {
+            d.bindings.push(bind(Arg::Input(0), false)); // binding 5 (static scales) unread: x stands in
+        }
+        d.bindings.extend([bind_as(Arg::Input(3), w), bind_as(Arg::Input(4), s)]);
+        return Ok(l);
+    }
+    let bytes = (crate::tensor::numel(&out.shape) * out.dtype.size()) as u64;
+    let mut lg = lower(&product, &gate, out, caps)?;
+    let ng = lg.scratch.len();
+    remap(&mut lg, |a| match xs(a) {
+        Arg::Output => Arg::Scratch(0),
+        Arg::Scratch(i) => Arg::Scratch(2 + i),
+        a => a,
+    });
+    let mut lu = lower(&product, &up, out, caps)?;
+    remap(&mut lu, |a| match a {
+        Arg::Output => Arg::Scratch(1),
+        Arg::Scratch(i) => Arg::Scratch(2 + ng + i),
+        Arg::Input(i) if i > 0 => Arg::Input(i + 2),
+        a => a,
+    });
+    let mut l = Lowered { scratch: vec![bytes, bytes], dispatches: vec![] };
+    l.scratch.extend(lg.scratch.iter().chain(&lu.scratch));
+    l.dispatches.extend(lg.dispatches.into_iter().chain(lu.dispatches));
+    let n = crate::tensor::numel(&out.shape);
+    l.dispatches.push(super::elementwise::glu_dispatch(act, n, out.dtype, caps));
+    Ok(l)
+}
+
 pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    if let Op::QLinearAdd { act } = *op {
+        return lower_add(act, ins, out, caps);
+    }
+    if let Op::QGlu { act, quant } = *op {
+        return lower_glu(act, quant, ins, out, caps);
+    }
     let Op::QMatMul { act } = *op else {
         return Err(Error::Unsupported { op: op.name().into(), detail: "not a qmatmul".into() });
     };

@@ -734,12 +734,19 @@ impl Linear {
         Ok(Linear { name: name.into(), w, b, int8: Some((act, ws, xs)), parts: names })
     }
 
-    /// r + x·Wᵀ (+ b): the layer feeding a residual connection. A float layer without bias adds into r in
-    /// place (`Op::LinearAdd`: no dispatch for the add); others add as usual. r must not be read afterwards.
+    /// r + x·Wᵀ (+ b): the layer feeding a residual connection. A layer without bias adds into r in place
+    /// (`Op::LinearAdd`, `Op::QLinearAdd` for int8: no dispatch for the add); others add as usual. r must not
+    /// be read afterwards.
     pub fn forward_add(&self, g: &mut GraphBuilder, x: ValueId, r: ValueId) -> Result<ValueId> {
         if self.int8.is_none() && self.b.is_none() && g.dtype(self.w) == g.dtype(x) {
             self.tap(g, x);
             return g.op(Op::LinearAdd, &[x, self.w, r]);
+        }
+        if let (Some((act, ws, xs)), None) = (self.int8, self.b) {
+            self.tap(g, x);
+            let mut ins = vec![x, self.w, ws, r];
+            ins.extend(xs);
+            return g.op(Op::QLinearAdd { act }, &ins);
         }
         let y = self.forward(g, x)?;
         g.add(r, y)
@@ -761,6 +768,15 @@ impl Linear {
             g.tap(&gate.name, x);
             g.tap(&up.name, x);
             return g.op(Op::Glu { act }, &[x, gate.w, up.w]);
+        }
+        // Both int8 alike, without static activation scales (each layer keeps its own calibrated ones, which
+        // one shared rounding of the row could not honour): QGlu.
+        if let (Some((quant, gs, None)), Some((uq, us, None)), None, None) = (gate.int8, up.int8, gate.b, up.b) {
+            if quant == uq {
+                g.tap(&gate.name, x);
+                g.tap(&up.name, x);
+                return g.op(Op::QGlu { act, quant }, &[x, gate.w, gs, up.w, us]);
+            }
         }
         let a = gate.forward(g, x)?;
         let a = g.act(a, act)?;

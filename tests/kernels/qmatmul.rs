@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use wgpu_llm::exec::Plan;
-use wgpu_llm::graph::{ActQuant, GraphBuilder, Op};
+use wgpu_llm::graph::{Act, ActQuant, GraphBuilder, Op};
 use wgpu_llm::kernels::{lower, ArgInfo};
 use wgpu_llm::quant::{QTensor, BLOCK};
 use wgpu_llm::reference;
@@ -241,4 +241,98 @@ fn bad_shapes_are_typed_errors() {
     let wq = b.input("wq2", &[5, 16], DType::U32).unwrap();
     let e = b.op(Op::QMatMul { act: ActQuant::Static }, &[x, wq, ws]).unwrap_err().to_string();
     assert!(e.contains("expects 4 inputs"), "{e}");
+}
+
+/// QLinearAdd (r + the int8 product, written over r) on every int8 kernel both strategies take: the GEMVs
+/// (weight-only and W8A8 with the quantizer folded in; twins and a uniform row, or storage), the texture
+/// GEMMs, the storage GEMM and the W8A8 integer GEMM behind its quantizer; f32 and f16, rows and columns off
+/// the tiles. Each lowering binds r as its product's output with ACC on, and the result is the reference's.
+#[test]
+fn qlinear_add_accumulates_into_the_residual() {
+    use wgpu_llm::kernels::Arg;
+    let mut r = Rng::new(45);
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    for dt in common::dtypes() {
+        for (m, k, n) in [(1, 576, 130), (3, 96, 70), (37, 96, 70)] {
+            let (ins, _) = operands(&mut r, m, k, n, dt);
+            let res = r.tensor(&[m, n], dt);
+            for act in [ActQuant::None, ActQuant::Dynamic, ActQuant::Static] {
+                let mut add_ins = ins[..3].to_vec();
+                add_ins.push(res.clone());
+                if act == ActQuant::Static {
+                    add_ins.push(ins[3].clone());
+                }
+                let tol = match (act, dt) {
+                    (_, DType::F16) => F16,
+                    (ActQuant::None, _) => F32_REDUCE,
+                    _ => W8A8,
+                };
+                let op = Op::QLinearAdd { act };
+                for gpu in [tex, storage] {
+                    let what = if gpu.texture_weights { "textures" } else { "storage" };
+                    let infos: Vec<ArgInfo> = add_ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
+                    let l = lower(&op, &infos, &info(&[m, n], dt), &gpu.caps()).unwrap();
+                    let product = l.dispatches.last().unwrap();
+                    let case =
+                        format!("qlinear_add {} [{m}, {k}]·[{n}, {k}]ᵀ {dt:?} [{what}, {}]", act.name(), product.entry);
+                    assert!(l.dispatches.iter().all(|d| d.bindings.iter().all(|b| b.arg != Arg::Output)), "{case}");
+                    assert!(product.bindings.iter().any(|b| b.arg == Arg::Input(3)), "{case}: r is the output");
+                    assert!(product.overrides.contains(&("ACC", 1.0)), "{case}: ACC");
+                    if act == ActQuant::Static {
+                        assert!(l.dispatches.iter().any(|d| d.bindings.iter().any(|b| b.arg == Arg::Input(4))));
+                    }
+                    common::check_op_on(gpu, &case, op.clone(), &add_ins, &[], tol);
+                }
+            }
+        }
+    }
+    // r must have the product's shape.
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 32], DType::F32).unwrap();
+    let wq = b.param("wq", &[4, 8], DType::U32).unwrap();
+    let ws = b.param("ws", &[4, 1], DType::F32).unwrap();
+    let bad = b.input("bad", &[2, 5], DType::F32).unwrap();
+    assert!(b.op(Op::QLinearAdd { act: ActQuant::None }, &[x, wq, ws, bad]).is_err());
+}
+
+/// QGlu (silu(x·Wgᵀ) ⊙ x·Wuᵀ, both weights int8) against the reference on both strategies: one fused GEMV
+/// for decode rows (weight-only and W8A8, the rounded row shared by both products), two products and the
+/// elementwise glu for more rows or another activation; f32 and f16, columns off the tiles.
+#[test]
+fn qglu_fuses_the_gated_feed_forward() {
+    let mut r = Rng::new(46);
+    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
+    for dt in common::dtypes() {
+        for (m, k, n, act) in
+            [(1, 576, 130, Act::Silu), (2, 96, 70, Act::Silu), (37, 96, 70, Act::Silu), (1, 64, 37, Act::GeluTanh)]
+        {
+            let (gate, _) = operands(&mut r, m, k, n, dt);
+            let (up, _) = operands(&mut r, m, k, n, dt);
+            for quant in [ActQuant::None, ActQuant::Dynamic, ActQuant::Static] {
+                let mut ins = vec![gate[0].clone(), gate[1].clone(), gate[2].clone(), up[1].clone(), up[2].clone()];
+                if quant == ActQuant::Static {
+                    ins.push(gate[3].clone());
+                }
+                let tol = match (quant, dt) {
+                    (_, DType::F16) => F16,
+                    (ActQuant::None, _) => F32_REDUCE,
+                    _ => W8A8,
+                };
+                let op = Op::QGlu { act, quant };
+                for gpu in [tex, storage] {
+                    let what = if gpu.texture_weights { "textures" } else { "storage" };
+                    let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
+                    let l = lower(&op, &infos, &info(&[m, n], dt), &gpu.caps()).unwrap();
+                    let last = l.dispatches.last().unwrap().entry;
+                    let case = format!("qglu {} [{m}, {k}]·[{n}, {k}]ᵀ {act:?} {dt:?} [{what}, {last}]", quant.name());
+                    let fused = m <= 8 && act == Act::Silu;
+                    assert_eq!(l.dispatches.len() == 1, fused, "{case}: one dispatch for decode rows");
+                    assert_eq!(last.starts_with("gemv_glu_w8"), fused, "{case}");
+                    common::check_op_on(gpu, &case, op.clone(), &ins, &[], tol);
+                }
+            }
+        }
+    }
 }

@@ -156,3 +156,83 @@ fn qmatmul_table() {
         assert_eq!((d.family, d.entry, d.bindings[0].kind, d.bindings[1].kind), (family, entry, x, wk), "{what}");
     }
 }
+
+#[test]
+fn norm_table() {
+    use wgpu_llm::kernels::norm;
+    let (gpu, cpu) = (caps(false), caps(true));
+    let tiny_textures = Caps { max_texture_rows: 1, ..cpu };
+    let (f32_, f16_) = (DType::F32, DType::F16);
+    let (rms, ln) = (Op::RmsNorm { eps: 1e-5 }, Op::LayerNorm { eps: 1e-5 });
+    // (what, caps, op, rows, c, dtype, entry, x binding, weights binding)
+    type Row<'a> = (&'a str, Caps, &'a Op, usize, usize, DType, &'a str, BindKind, BindKind);
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        ("GPU rmsnorm",                  gpu, &rms, 64, 576, f32_, "rmsnorm_forward", Read, Read),
+        ("GPU layernorm",                gpu, &ln, 64, 384, f16_, "layernorm_forward", Read, Read),
+        ("CPU rmsnorm f32",              cpu, &rms, 64, 576, f32_, "rmsnorm_rows", StagedF32x4, TextureF32x4),
+        ("CPU rmsnorm f16",              cpu, &rms, 1, 576, f16_, "rmsnorm_rows", StagedF16x4, TextureF16x4),
+        ("CPU layernorm",                cpu, &ln, 64, 384, f32_, "layernorm_rows", StagedF32x4, TextureF32x4),
+        ("CPU row not whole texels",     cpu, &rms, 64, 575, f32_, "rmsnorm_forward", Read, Read),
+        ("CPU x past the texture",       tiny_textures, &rms, 8192, 576, f32_, "rmsnorm_forward", Read, Read),
+        ("CPU rmsnorm dx",               cpu, &Op::RmsNormGradX { eps: 1e-5 }, 64, 576, f32_, "rmsnorm_backward_x", Read, Read),
+        ("CPU layernorm dx",             cpu, &Op::LayerNormGradX { eps: 1e-5 }, 64, 576, f32_, "layernorm_backward_x", Read, Read),
+        ("GPU dgamma",                   gpu, &Op::NormGradGamma { eps: 1e-5, rms: true }, 64, 576, f32_, "norm_row_stats", Read, Read),
+    ];
+    for &(what, caps, op, rows, c, dt, entry, x, w) in table {
+        let ins = [arg(&[rows, c], dt), arg(&[c], dt), arg(&[c], dt)];
+        let n_in = if matches!(op, Op::RmsNorm { .. }) { 2 } else { 3 };
+        let choice = norm::select(op, &ins[..n_in], dt, &caps).unwrap();
+        assert_eq!((choice.entry, choice.x, choice.weights), (entry, x, w), "{what}");
+        let l = norm::lower(op, &ins[..n_in], &arg(&[rows, c], dt), &caps).unwrap();
+        let d = &l.dispatches[0];
+        assert_eq!((d.entry, d.bindings[0].kind), (entry, x), "{what}");
+        if !matches!(op, Op::NormGradGamma { .. }) {
+            assert_eq!(d.bindings[1].kind, w, "{what}"); // (dgamma's first dispatch writes its row statistics)
+        }
+    }
+    assert!(norm::select(&Op::Add, &[arg(&[2, 4], DType::F32)], DType::F32, &cpu).is_err());
+}
+
+#[test]
+fn elementwise_table() {
+    use wgpu_llm::graph::Scalar;
+    use wgpu_llm::kernels::elementwise;
+    let (gpu, cpu) = (caps(false), caps(true));
+    let (f32_, f16_) = (DType::F32, DType::F16);
+    let silu = Op::Unary { act: Act::Silu };
+    let big = [64, 576]; // 36,864 elements: past TEX_MIN_ELEMS
+    let small = [1, 576]; // a decode row
+                          // (what, caps, op, input shapes, input dtype, output shape, output dtype, entry, input binding)
+    type Row<'a> = (&'a str, Caps, Op, &'a [&'a [usize]], DType, &'a [usize], DType, &'a str, BindKind);
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        ("CPU add, prefill",        cpu, Op::Add, &[&big, &big], f32_, &big, f32_, "add_tex", StagedF32x4),
+        ("CPU mul f16, prefill",    cpu, Op::Mul, &[&big, &big], f16_, &big, f16_, "mul_tex", StagedF16x4),
+        ("CPU silu, prefill",       cpu, silu.clone(), &[&big], f32_, &big, f32_, "unary_tex", StagedF32x4),
+        ("CPU add, decode row",     cpu, Op::Add, &[&small, &small], f32_, &small, f32_, "add", Read),
+        ("CPU bias add",            cpu, Op::Add, &[&big, &[576]], f32_, &big, f32_, "add_bias", Read),
+        ("GPU add, prefill",        gpu, Op::Add, &[&big, &big], f32_, &big, f32_, "add", Read),
+        ("GPU silu",                gpu, silu.clone(), &[&big], f32_, &big, f32_, "unary", Read),
+        ("scale",                   cpu, Op::Scale { s: 0.5 }, &[&big], f32_, &big, f32_, "scale", Read),
+        ("dropout",                 cpu, Op::Dropout { p: 0.1, seed: 1, step: Scalar::Const(0) }, &[&big], f32_, &big, f32_, "dropout", Read),
+        ("silu backward",           cpu, Op::UnaryBackward { act: Act::Silu }, &[&big, &big], f32_, &big, f32_, "unary_backward", Read),
+        ("sum rows",                cpu, Op::SumRows, &[&big], f32_, &[576], f32_, "sum_rows", Read),
+        ("cast to f16",             cpu, Op::Cast { to: f16_ }, &[&big], f32_, &big, f16_, "cast_to_half", Read),
+        ("cast to f32",             gpu, Op::Cast { to: f32_ }, &[&big], f16_, &big, f32_, "cast_to_float", Read),
+        ("cast to itself: a copy",  cpu, Op::Cast { to: f32_ }, &[&big], f32_, &big, f32_, "copy_vec4", Read),
+        ("widen f16 weights",       cpu, Op::Dequantize { transpose: false }, &[&big], f16_, &big, f32_, "dequant_half", Read),
+        ("permute",                 cpu, Op::Permute0213, &[&[1, 4, 3, 8]], f32_, &[1, 3, 4, 8], f32_, "permute0213", Read),
+    ];
+    for (what, caps, op, shapes, in_dt, out_shape, out_dt, entry, kind) in table {
+        let ins: Vec<ArgInfo> = shapes.iter().map(|s| arg(s, *in_dt)).collect();
+        let out = arg(out_shape, *out_dt);
+        let c = elementwise::select(op, &ins, &out, caps).unwrap();
+        assert_eq!((c.entry, c.inputs), (*entry, *kind), "{what}");
+        let l = elementwise::lower(op, &ins, &out, caps).unwrap();
+        let d = &l.dispatches[0];
+        assert_eq!((d.entry, d.bindings[0].kind), (*entry, *kind), "{what}");
+    }
+    let bad = elementwise::select(&Op::Cast { to: DType::U32 }, &[arg(&[4], f32_)], &arg(&[4], DType::U32), &cpu);
+    assert!(bad.is_err(), "a cast to u32 is an error");
+}
