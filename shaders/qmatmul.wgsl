@@ -72,38 +72,71 @@ fn store_ij(i: u32, j: u32, v: f32) {
 
 //#include gemv_cols
 
+// A GEMV invocation's place: row i of x (its first vec4 xr), output columns j0..j0+3 (gemv_j0; their
+// weight rows clamped by gemv_cols) whose packed words start at quads wr and scales at sr; kb blocks of 32 k.
+struct GemvAt {
+    i: u32,
+    j0: u32,
+    kb: u32,
+    xr: u32,
+    wr: vec4<u32>,
+    sr: vec4<u32>,
+}
+
+fn gemv_at(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemvAt {
+    let j0 = gemv_j0(wid, nwg, li);
+    let r = gemv_cols(j0);
+    let kb = p.k / 32u;
+    return GemvAt(wid.z, j0, kb, wid.z * (p.k / 4u), r * (p.k / 16u), r * kb);
+}
+
+// The 16 values of k-step q (four vec4s) of the invocation's row.
+fn gemv_x16(at: GemvAt, q: u32) -> array<vec4<f32>, 4> {
+    let xa = gemv_x8((at.xr + q * 4u) / 2u);
+    let xb = gemv_x8((at.xr + q * 4u) / 2u + 1u);
+    return array<vec4<f32>, 4>(xa[0], xa[1], xb[0], xb[1]);
+}
+
+// The word quads of k-step q of the four columns: the (gate's) weights, and the fused Glu's up projection.
+// (Two functions: a shared one would make every entry that calls it bind both weights.)
+fn step_w(at: GemvAt, q: u32) -> array<vec4<u32>, 4> {
+    return array<vec4<u32>, 4>(gemv_w(at.wr.x + q), gemv_w(at.wr.y + q), gemv_w(at.wr.z + q), gemv_w(at.wr.w + q));
+}
+
+fn step_wu(at: GemvAt, q: u32) -> array<vec4<u32>, 4> {
+    return array<vec4<u32>, 4>(gemv_wu(at.wr.x + q), gemv_wu(at.wr.y + q), gemv_wu(at.wr.z + q), gemv_wu(at.wr.w + q));
+}
+
+// x (16 values) against the 16 weights of each of four columns.
+fn cols16(x: array<vec4<f32>, 4>, w: array<vec4<u32>, 4>) -> vec4<f32> {
+    return vec4<f32>(dot16(x[0], x[1], x[2], x[3], w[0]), dot16(x[0], x[1], x[2], x[3], w[1]),
+                     dot16(x[0], x[1], x[2], x[3], w[2]), dot16(x[0], x[1], x[2], x[3], w[3]));
+}
+
+// Columns j0..j0+3 of row i (those past n are not stored).
+fn store_cols4(at: GemvAt, v: vec4<f32>) {
+    store_ij(at.i, at.j0, v.x);
+    store_ij(at.i, at.j0 + 1u, v.y);
+    store_ij(at.i, at.j0 + 2u, v.z);
+    store_ij(at.i, at.j0 + 3u, v.w);
+}
+
 @compute @workgroup_size(16)
 fn gemv_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let i = wid.z;
-    let j0 = gemv_j0(wid, nwg, li);
-    if (j0 >= p.n) { return; }
-    let k16 = p.k / 16u;
-    let kb = p.k / 32u;
-    let r = gemv_cols(j0);
-    let wr = r * k16;
-    let sr = r * kb;
-    let xr = i * (p.k / 4u);
+    let at = gemv_at(wid, nwg, li);
+    if (at.j0 >= p.n) { return; }
     var acc = vec4<f32>(0.0);
-    for (var b = 0u; b < kb; b++) {
+    for (var b = 0u; b < at.kb; b++) {
         var s = vec4<f32>(0.0);
         for (var h = 0u; h < 2u; h++) {
             let q = b * 2u + h;
-            let xa = gemv_x8((xr + q * 4u) / 2u);
-            let xb = gemv_x8((xr + q * 4u) / 2u + 1u);
-            let x0 = xa[0];
-            let x1 = xa[1];
-            let x2 = xb[0];
-            let x3 = xb[1];
-            s += vec4<f32>(dot16(x0, x1, x2, x3, gemv_w(wr.x + q)), dot16(x0, x1, x2, x3, gemv_w(wr.y + q)),
-                           dot16(x0, x1, x2, x3, gemv_w(wr.z + q)), dot16(x0, x1, x2, x3, gemv_w(wr.w + q)));
+            let x = gemv_x16(at, q);
+            s += cols16(x, step_w(at, q));
         }
-        acc += s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
+        acc += s * scales4(at, b);
     }
-    store_ij(i, j0, acc.x);
-    store_ij(i, j0 + 1u, acc.y);
-    store_ij(i, j0 + 2u, acc.z);
-    store_ij(i, j0 + 3u, acc.w);
+    store_cols4(at, acc);
 }
 
 // Block b of row xr (32 values, 8 vec4s) rounded to int8 values (as floats) in xv; returns the block's
@@ -127,54 +160,35 @@ fn fq_block(xr: u32, b: u32, xv: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     return s;
 }
 
-// The word quads of block b (steps 2b, 2b + 1) of the four columns whose rows start at quads wr: the gate's
-// (or a plain product's) weights through gemv_w, the fused Glu's up projection through gemv_wu. (Two
-// functions: a shared one would make every entry that calls it bind both weights.)
-fn fq_words(wr: vec4<u32>, b: u32) -> array<vec4<u32>, 8> {
-    let q = 2u * b;
-    return array<vec4<u32>, 8>(gemv_w(wr.x + q), gemv_w(wr.x + q + 1u), gemv_w(wr.y + q), gemv_w(wr.y + q + 1u),
-                               gemv_w(wr.z + q), gemv_w(wr.z + q + 1u), gemv_w(wr.w + q), gemv_w(wr.w + q + 1u));
-}
-
-fn fq_words_up(wr: vec4<u32>, b: u32) -> array<vec4<u32>, 8> {
-    let q = 2u * b;
-    return array<vec4<u32>, 8>(gemv_wu(wr.x + q), gemv_wu(wr.x + q + 1u), gemv_wu(wr.y + q), gemv_wu(wr.y + q + 1u),
-                               gemv_wu(wr.z + q), gemv_wu(wr.z + q + 1u), gemv_wu(wr.w + q), gemv_wu(wr.w + q + 1u));
-}
-
-// Σ over a block's 32 k of the rounded row xv against the four columns' words w (`fq_words`).
-fn fq_cols(xv: ptr<function, array<vec4<f32>, 8>>, w: array<vec4<u32>, 8>) -> vec4<f32> {
+// Σ over block b's 32 k of the rounded row xv against four columns' words of its steps 2b (w0) and 2b + 1 (w1).
+fn fq_cols(xv: ptr<function, array<vec4<f32>, 8>>, w0: array<vec4<u32>, 4>, w1: array<vec4<u32>, 4>) -> vec4<f32> {
     let x = *xv;
-    return vec4<f32>(
-        dot16(x[0], x[1], x[2], x[3], w[0]) + dot16(x[4], x[5], x[6], x[7], w[1]),
-        dot16(x[0], x[1], x[2], x[3], w[2]) + dot16(x[4], x[5], x[6], x[7], w[3]),
-        dot16(x[0], x[1], x[2], x[3], w[4]) + dot16(x[4], x[5], x[6], x[7], w[5]),
-        dot16(x[0], x[1], x[2], x[3], w[6]) + dot16(x[4], x[5], x[6], x[7], w[7]));
+    let lo = array<vec4<f32>, 4>(x[0], x[1], x[2], x[3]);
+    return cols16(lo, w0) + cols16(array<vec4<f32>, 4>(x[4], x[5], x[6], x[7]), w1);
+}
+
+// Four columns' scales of block b: the (gate's) weights', and the fused Glu's up projection's.
+fn scales4(at: GemvAt, b: u32) -> vec4<f32> {
+    return vec4<f32>(gemv_s(at.sr.x + b), gemv_s(at.sr.y + b), gemv_s(at.sr.z + b), gemv_s(at.sr.w + b));
+}
+
+fn scales4_up(at: GemvAt, b: u32) -> vec4<f32> {
+    return vec4<f32>(gemv_su(at.sr.x + b), gemv_su(at.sr.y + b), gemv_su(at.sr.z + b), gemv_su(at.sr.w + b));
 }
 
 @compute @workgroup_size(16)
 fn gemv_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let i = wid.z;
-    let j0 = gemv_j0(wid, nwg, li);
-    if (j0 >= p.n) { return; }
-    let k16 = p.k / 16u;
-    let kb = p.k / 32u;
-    let r = gemv_cols(j0);
-    let wr = r * k16;
-    let sr = r * kb;
-    let xr = i * (p.k / 4u);
+    let at = gemv_at(wid, nwg, li);
+    if (at.j0 >= p.n) { return; }
     var acc = vec4<f32>(0.0);
-    for (var b = 0u; b < kb; b++) {
+    for (var b = 0u; b < at.kb; b++) {
         var xv: array<vec4<f32>, 8>;
-        let s = fq_block(xr, b, &xv);
-        let d = fq_cols(&xv, fq_words(wr, b));
-        acc += d * s * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
+        let s = fq_block(at.xr, b, &xv);
+        let d = fq_cols(&xv, step_w(at, 2u * b), step_w(at, 2u * b + 1u));
+        acc += d * s * scales4(at, b);
     }
-    store_ij(i, j0, acc.x);
-    store_ij(i, j0 + 1u, acc.y);
-    store_ij(i, j0 + 2u, acc.z);
-    store_ij(i, j0 + 3u, acc.w);
+    store_cols4(at, acc);
 }
 
 // ---- gemv_glu_w8, gemv_glu_w8_fq --------------------------------------------------------------------------
@@ -195,70 +209,39 @@ fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
 @compute @workgroup_size(16)
 fn gemv_glu_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let i = wid.z;
-    let j0 = gemv_j0(wid, nwg, li);
-    if (j0 >= p.n) { return; }
-    let k16 = p.k / 16u;
-    let kb = p.k / 32u;
-    let r = gemv_cols(j0);
-    let wr = r * k16;
-    let sr = r * kb;
-    let xr = i * (p.k / 4u);
+    let at = gemv_at(wid, nwg, li);
+    if (at.j0 >= p.n) { return; }
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
-    for (var b = 0u; b < kb; b++) {
+    for (var b = 0u; b < at.kb; b++) {
         var sg = vec4<f32>(0.0);
         var su = vec4<f32>(0.0);
         for (var h = 0u; h < 2u; h++) {
             let q = b * 2u + h;
-            let xa = gemv_x8((xr + q * 4u) / 2u);
-            let xb = gemv_x8((xr + q * 4u) / 2u + 1u);
-            let x0 = xa[0];
-            let x1 = xa[1];
-            let x2 = xb[0];
-            let x3 = xb[1];
-            sg += vec4<f32>(dot16(x0, x1, x2, x3, gemv_w(wr.x + q)), dot16(x0, x1, x2, x3, gemv_w(wr.y + q)),
-                            dot16(x0, x1, x2, x3, gemv_w(wr.z + q)), dot16(x0, x1, x2, x3, gemv_w(wr.w + q)));
-            su += vec4<f32>(dot16(x0, x1, x2, x3, gemv_wu(wr.x + q)), dot16(x0, x1, x2, x3, gemv_wu(wr.y + q)),
-                            dot16(x0, x1, x2, x3, gemv_wu(wr.z + q)), dot16(x0, x1, x2, x3, gemv_wu(wr.w + q)));
+            let x = gemv_x16(at, q);
+            sg += cols16(x, step_w(at, q));
+            su += cols16(x, step_wu(at, q));
         }
-        g += sg * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
-        u += su * vec4<f32>(gemv_su(sr.x + b), gemv_su(sr.y + b), gemv_su(sr.z + b), gemv_su(sr.w + b));
+        g += sg * scales4(at, b);
+        u += su * scales4_up(at, b);
     }
-    let y = silu_mul(g, u);
-    store_ij(i, j0, y.x);
-    store_ij(i, j0 + 1u, y.y);
-    store_ij(i, j0 + 2u, y.z);
-    store_ij(i, j0 + 3u, y.w);
+    store_cols4(at, silu_mul(g, u));
 }
 
 @compute @workgroup_size(16)
 fn gemv_glu_w8_fq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
-    let i = wid.z;
-    let j0 = gemv_j0(wid, nwg, li);
-    if (j0 >= p.n) { return; }
-    let k16 = p.k / 16u;
-    let kb = p.k / 32u;
-    let r = gemv_cols(j0);
-    let wr = r * k16;
-    let sr = r * kb;
-    let xr = i * (p.k / 4u);
+    let at = gemv_at(wid, nwg, li);
+    if (at.j0 >= p.n) { return; }
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
-    for (var b = 0u; b < kb; b++) {
+    for (var b = 0u; b < at.kb; b++) {
         var xv: array<vec4<f32>, 8>;
-        let s = fq_block(xr, b, &xv);
-        g += fq_cols(&xv, fq_words(wr, b)) * s
-            * vec4<f32>(gemv_s(sr.x + b), gemv_s(sr.y + b), gemv_s(sr.z + b), gemv_s(sr.w + b));
-        u += fq_cols(&xv, fq_words_up(wr, b)) * s
-            * vec4<f32>(gemv_su(sr.x + b), gemv_su(sr.y + b), gemv_su(sr.z + b), gemv_su(sr.w + b));
+        let s = fq_block(at.xr, b, &xv);
+        g += fq_cols(&xv, step_w(at, 2u * b), step_w(at, 2u * b + 1u)) * s * scales4(at, b);
+        u += fq_cols(&xv, step_wu(at, 2u * b), step_wu(at, 2u * b + 1u)) * s * scales4_up(at, b);
     }
-    let y = silu_mul(g, u);
-    store_ij(i, j0, y.x);
-    store_ij(i, j0 + 1u, y.y);
-    store_ij(i, j0 + 2u, y.z);
-    store_ij(i, j0 + 3u, y.w);
+    store_cols4(at, silu_mul(g, u));
 }
 
 fn wtex(t: u32) -> vec4<u32> {
@@ -268,7 +251,6 @@ fn wtex(t: u32) -> vec4<u32> {
 fn stex(t: u32) -> f32 {
     return textureLoad(wst, tex_at(t), 0).x;
 }
-
 
 @compute @workgroup_size(8, 8)
 fn gemm_w8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
