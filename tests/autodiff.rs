@@ -277,7 +277,7 @@ fn frozen_f16_and_int8_weights_pass_gradients_through() {
         }
         let got = plan.run(&[("targets", &env["targets"])], &[]).unwrap();
         let tol = Tol { abs: 1e-5, rel: 1e-3 };
-        let how = if dev.texture_weights { "textures" } else { "storage" };
+        let how = if dev.texture_reads { "textures" } else { "storage" };
         assert_close(&format!("loss [{how}]"), &got[0], &want[0], tol);
         assert_close(&format!("grad x [{how}]"), &got[1], &want[1], tol);
     }

@@ -123,7 +123,7 @@ fn params_structs_match_the_rust_mirrors() {
         subgroup_min: 4,
         subgroup_max: 64,
         int8dot: true,
-        texture_weights: false,
+        texture_reads: false,
         max_texture_rows: 16384,
         max_uniform: 65536,
         ..Caps::default()

@@ -29,7 +29,7 @@ fn a_model_beyond_the_memory_budget_is_an_error_naming_the_budget_and_the_flags(
 fn the_preflight_plan_matches_what_a_plan_allocates() {
     use wgpu_llm::session::preflight::MemoryPlan;
     // A storage-buffer adapter (no texture copies): the estimate is the plan's own accounting.
-    let gpu = Gpu::new(&GpuOptions { texture_weights: Some(false), ..GpuOptions::default() }).unwrap();
+    let gpu = Gpu::new(&GpuOptions { texture_reads: Some(false), ..GpuOptions::default() }).unwrap();
     let path = fixtures().join("tiny-llama");
     let plan = MemoryPlan::of(&path, &DType::F32.into(), 48).unwrap();
     let s = Session::load(&gpu, &path, DType::F32, 48).unwrap();

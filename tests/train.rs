@@ -53,7 +53,7 @@ fn check_step(head: HeadKind, clip: Option<f32>, tag: &str) {
         attention_dropout: 0.0,
         seed: 1,
         max_grad_norm: clip,
-        grad_through_transpose: gpu().texture_weights, // as Classifier::open sets it
+        grad_through_transpose: gpu().texture_reads, // as Classifier::open sets it
     };
     // Four rows for three sequences: the padding row of a last partial batch must change nothing.
     let (b, t) = (4, 16);

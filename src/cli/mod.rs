@@ -745,9 +745,9 @@ fn devices(args: &GpuArgs, json: bool) -> Result<()> {
             a.max_compute_invocations_per_workgroup
         );
         println!(
-            "    kernels: texture weights {} | matmul {} | gemv_vec4 {} (env WGPU_LLM_TEXTURE_WEIGHTS, \
+            "    kernels: texture reads {} | matmul {} | gemv_vec4 {} (env WGPU_LLM_TEXTURE_WEIGHTS, \
              WGPU_LLM_MATMUL, WGPU_LLM_GEMV)",
-            a.texture_weights, a.matmul, a.gemv_vec4
+            a.texture_reads, a.matmul, a.gemv_vec4
         );
     }
     Ok(())

@@ -104,7 +104,7 @@ pub struct AdapterReport {
     pub immediates: bool,
     /// The kernel strategy a device opened on this adapter takes (`GpuOptions`, with the environment's
     /// overrides): weights and activations read through textures, a forced matmul kernel, gemv_vec4 kept.
-    pub texture_weights: bool,
+    pub texture_reads: bool,
     pub matmul: String,
     pub gemv_vec4: bool,
 }
@@ -138,7 +138,7 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<AdapterReport>> {
                 subgroups: f.contains(wgpu::Features::SUBGROUP),
                 timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
                 immediates: f.contains(wgpu::Features::IMMEDIATES),
-                texture_weights: opts.texture_weights_on(i.device_type),
+                texture_reads: opts.texture_reads_on(i.device_type),
                 matmul: opts.matmul.name().into(),
                 gemv_vec4: opts.gemv_vec4,
             }

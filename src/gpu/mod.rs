@@ -60,9 +60,9 @@ pub struct GpuOptions {
     pub tier: Option<Tier>,
     /// Force the max storage binding size down (bytes), to exercise sharded tensors.
     pub max_binding: Option<u64>,
-    /// Read weights through textures: int8 decode GEMVs and float x·Wᵀ GEMMs (default: on CPU adapters
-    /// only; env `WGPU_LLM_TEXTURE_WEIGHTS=0|1`).
-    pub texture_weights: Option<bool>,
+    /// Read operands through textures and uniforms (`Caps::texture_reads`; default: on CPU adapters only;
+    /// env `WGPU_LLM_TEXTURE_WEIGHTS=0|1`, the name kept from when only weights went that way).
+    pub texture_reads: Option<bool>,
     /// Force one matmul kernel for every product (env `WGPU_LLM_MATMUL=tiled|gemv|baseline|texture`; a debug
     /// and benchmarking aid, shown by `devices`).
     pub matmul: Kernel,
@@ -93,8 +93,8 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
 impl GpuOptions {
     /// Whether a device of this type reads weights through textures: the option, else on CPU adapters only
     /// (where a texel fetch costs a fraction of a storage load).
-    pub fn texture_weights_on(&self, device_type: wgpu::DeviceType) -> bool {
-        self.texture_weights.unwrap_or(device_type == wgpu::DeviceType::Cpu)
+    pub fn texture_reads_on(&self, device_type: wgpu::DeviceType) -> bool {
+        self.texture_reads.unwrap_or(device_type == wgpu::DeviceType::Cpu)
     }
 }
 
@@ -106,7 +106,7 @@ impl Default for GpuOptions {
             backend: env("WGPU_LLM_BACKEND"),
             tier: env("WGPU_LLM_TIER").and_then(|t| Tier::parse(&t).ok()),
             max_binding: None,
-            texture_weights: env("WGPU_LLM_TEXTURE_WEIGHTS").map(|v| v != "0"),
+            texture_reads: env("WGPU_LLM_TEXTURE_WEIGHTS").map(|v| v != "0"),
             // An unknown value is an error at the CLI (`GpuArgs::options`); here it means the table's choice.
             matmul: env("WGPU_LLM_MATMUL").and_then(|k| Kernel::parse(&k).ok()).unwrap_or_default(),
             gemv_vec4: env("WGPU_LLM_GEMV").as_deref() == Some("vec4"),
@@ -126,8 +126,8 @@ pub struct Gpu {
     pub tier: Tier,
     /// The largest tensor one storage binding may hold (bytes, a multiple of 4).
     pub max_binding: u64,
-    /// Weights are read through textures (int8 decode GEMVs, float GEMMs; `GpuOptions::texture_weights`).
-    pub texture_weights: bool,
+    /// Operands are read through textures and uniforms (`Caps::texture_reads`, `GpuOptions::texture_reads`).
+    pub texture_reads: bool,
     pub matmul: Kernel,
     pub gemv_vec4: bool,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
@@ -188,7 +188,7 @@ impl Gpu {
         let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(hw_max, |m| m.min(hw_max)) & !3;
         log::info!("adapter {} ({:?}), tier {}", info.name, info.backend, tier.name());
-        let texture_weights = opts.texture_weights_on(info.device_type);
+        let texture_reads = opts.texture_reads_on(info.device_type);
         Ok(Gpu {
             adapter,
             device,
@@ -198,7 +198,7 @@ impl Gpu {
             features,
             tier,
             max_binding,
-            texture_weights,
+            texture_reads,
             matmul: opts.matmul,
             gemv_vec4: opts.gemv_vec4,
             pipelines: Mutex::default(),
@@ -218,7 +218,7 @@ impl Gpu {
             subgroup_min: self.info.subgroup_min_size,
             subgroup_max: self.info.subgroup_max_size,
             int8dot: self.tier >= Tier::Int8Dot,
-            texture_weights: self.texture_weights,
+            texture_reads: self.texture_reads,
             max_texture_rows: self.limits.max_texture_dimension_2d,
             max_uniform: self.limits.max_uniform_buffer_binding_size,
             matmul: self.matmul,
@@ -234,7 +234,7 @@ impl Gpu {
     pub fn buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         // On an adapter that reads weights through textures, a GEMV may bind any value as a 64 KiB uniform
         // array (kernels::matmul::uniform_row_source), so no buffer is smaller than that there.
-        let least = if self.caps().texture_weights { crate::kernels::matmul::UNIFORM_ROW_BYTES } else { 4 };
+        let least = if self.caps().texture_reads { crate::kernels::matmul::UNIFORM_ROW_BYTES } else { 4 };
         let size = bytes.max(least).next_multiple_of(4);
         if size > self.limits.max_buffer_size {
             return Err(Error::TooLarge {

@@ -78,7 +78,7 @@ pub struct GraphBuilder {
     pub graph: Graph,
     /// Backward rules write the input gradient of y = x·Wᵀ (a 2-D W) as dY·(Wᵀ)ᵀ: W transposed once, then the
     /// x·Wᵀ product, instead of the plain dY·W. Set for adapters that read weights through textures
-    /// (`Caps::texture_weights`), where x·Wᵀ runs as a texture GEMM several times faster than dY·W's storage
+    /// (`Caps::texture_reads`), where x·Wᵀ runs as a texture GEMM several times faster than dY·W's storage
     /// kernel (SmolLM2 LoRA step on llvmpipe: `bench train --recipe smollm2-lora`).
     pub grad_through_transpose: bool,
 }

@@ -70,7 +70,7 @@ pub fn select(op: &Op, ins: &[ArgInfo], caps: &Caps) -> Result<Choice> {
             // where copying the whole cache would cost more than the few reads it saves.
             let kv_bytes = (b * hkv * s * d * dt.size()) as u64;
             let staged = staged_kind(dt).filter(|&kind| {
-                caps.texture_weights && t > 8 && ins[1].dtype == dt && texture_fits(caps, kind, kv_bytes)
+                caps.texture_reads && t > 8 && ins[1].dtype == dt && texture_fits(caps, kind, kv_bytes)
             });
             match staged {
                 Some(kind) => Choice { family: "attention_tex", entry: "attention_forward_rows", rq, kv: kind },

@@ -82,7 +82,7 @@ pub fn copy_dispatch(n_elems: usize, dtype: DType) -> Dispatch {
 /// adapter, or None for storage: CPU adapters only, from `TEX_MIN_ELEMS` elements on, whole texels.
 fn staged_for(n: usize, dtype: DType, caps: &Caps) -> Option<BindKind> {
     staged_kind(dtype).filter(|&kind| {
-        caps.texture_weights
+        caps.texture_reads
             && n >= TEX_MIN_ELEMS
             && n.is_multiple_of(4)
             && texture_fits(caps, kind, (n * dtype.size()) as u64)

@@ -1,6 +1,6 @@
 //! Lowering of MatMul (shaders/matmul.wgsl): the tiled GEMM, the decode GEMV (m = 1) and the plain 4×4
 //! baseline the benchmark compares against; batching, transposes and row-sharded weights. On CPU adapters
-//! (`Caps::texture_weights`) x·Wᵀ with more than 8 rows runs shaders/matmul_tex.wgsl's `gemm_tex` on staged
+//! (`Caps::texture_reads`) x·Wᵀ with more than 8 rows runs shaders/matmul_tex.wgsl's `gemm_tex` on staged
 //! textures instead.
 //!
 //! A weight b (2-D) stored in several shards (split by rows of its first dim) runs as one dispatch per shard:
@@ -294,7 +294,7 @@ pub fn select_glu(act: Act, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Optio
         _ => None,
     };
     let fits = |t: BindKind| {
-        caps.texture_weights
+        caps.texture_reads
             && caps.matmul == Kernel::Auto
             && act == Act::Silu
             && rows <= TEX_GEMV_MAX_ROWS
@@ -418,7 +418,7 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
         && texture_fits(g.m * k * dtype.size())
         && texture_fits(n * k * dtype.size());
     let kernel = match kernel {
-        Kernel::Auto if texture && caps.texture_weights => Kernel::Texture,
+        Kernel::Auto if texture && caps.texture_reads => Kernel::Texture,
         Kernel::Auto if g.m == 1 && !ta => Kernel::Gemv,
         Kernel::Texture if !texture => Kernel::Tiled,
         Kernel::Gemv if ta || g.m != 1 => Kernel::Tiled,

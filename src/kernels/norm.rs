@@ -54,7 +54,7 @@ pub fn select(op: &Op, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Result<Cho
     let c = *x.shape.last().unwrap_or(&1);
     let rows = x.shape.iter().product::<usize>().checked_div(c).unwrap_or(0);
     let staged = staged_kind(dtype).filter(|&kind| {
-        caps.texture_weights
+        caps.texture_reads
             && c.is_multiple_of(4)
             && ins.iter().all(|i| i.dtype == dtype)
             && texture_fits(caps, kind, (rows * c * dtype.size()) as u64)

@@ -91,7 +91,7 @@ pub fn select(act: ActQuant, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Choi
     let weight_only = act == ActQuant::None || !caps.int8dot;
     // On an adapter that prefers texture reads: the weights and their scales through texture twins (decode),
     // and for prefill the activations through a staged texture too.
-    let weights_fit = caps.texture_weights
+    let weights_fit = caps.texture_reads
         && texture_fits(caps, BindKind::TextureU32x4, (n * k) as u64)
         && texture_fits(caps, BindKind::TextureF32, (n * k / BLOCK * 4) as u64);
     let x_staged = staged_kind(ins[0].dtype).filter(|&kind| texture_fits(caps, kind, (m * k * dtype.size()) as u64));

@@ -341,7 +341,7 @@ impl<'g> Classifier<'g> {
         if batch == 0 {
             return Err(Error::Other("--batch-size 0: must be at least 1".into()));
         }
-        let train = train.map(|s| TrainSpec { grad_through_transpose: gpu.caps().texture_weights, ..s });
+        let train = train.map(|s| TrainSpec { grad_through_transpose: gpu.caps().texture_reads, ..s });
         Ok(Classifier {
             gpu,
             encoder,

@@ -211,7 +211,7 @@ impl<'g> LmTrainer<'g> {
     /// The step graph (`train`) or the loss alone: `ids` [B, T], `rows` [R] (the positions whose next token
     /// is learned, padded with 0), `targets` [R] i32 (padding -100) → mean cross-entropy.
     fn graph(&self, t: usize, r: usize, train: bool, accum: Accum) -> Result<(Graph, ValueId, NamedValues)> {
-        let mut g = GraphBuilder { grad_through_transpose: self.gpu.caps().texture_weights, ..Default::default() };
+        let mut g = GraphBuilder { grad_through_transpose: self.gpu.caps().texture_reads, ..Default::default() };
         let prec = self.base.precision();
         // Evaluation runs without LoRA dropout.
         let lc = self.lora.clone().map(|l| if train { l } else { LoraConfig { dropout: 0.0, ..l } });

@@ -190,7 +190,7 @@ fn prefill_reads_k_and_v_through_textures_on_cpu_adapters() {
     // attention_forward_rows with K and V staged as textures (more than 8 query rows, texture path on) and
     // through storage: both match the reference; decode keeps storage reads.
     use wgpu_llm::kernels::{attention, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut rng = Rng::new(35);
     let c = Scalar::Const;
     for dt in dtypes() {

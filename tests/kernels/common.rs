@@ -43,15 +43,15 @@ pub fn gpu_f32_tier() -> &'static Gpu {
 pub fn gpu_storage_weights() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        Gpu::new(&GpuOptions { texture_weights: Some(false), ..GpuOptions::default() }).expect("a GPU adapter")
+        Gpu::new(&GpuOptions { texture_reads: Some(false), ..GpuOptions::default() }).expect("a GPU adapter")
     })
 }
 
 /// A device that binds int8 weights as textures for decode, whatever the adapter.
-pub fn gpu_texture_weights() -> &'static Gpu {
+pub fn gpu_texture_reads() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        Gpu::new(&GpuOptions { texture_weights: Some(true), ..GpuOptions::default() }).expect("a GPU adapter")
+        Gpu::new(&GpuOptions { texture_reads: Some(true), ..GpuOptions::default() }).expect("a GPU adapter")
     })
 }
 
@@ -194,16 +194,16 @@ pub fn check_op_on(gpu: &Gpu, case: &str, op: Op, inputs: &[HostTensor], vars: &
 pub fn check_op(case: &str, op: Op, inputs: &[HostTensor], vars: &[(&str, u32)], tol: Tol) {
     check_op_on(gpu(), case, op.clone(), inputs, vars, tol);
     let other = gpu_other_strategy();
-    let what = if other.texture_weights { "textures" } else { "storage" };
+    let what = if other.texture_reads { "textures" } else { "storage" };
     check_op_on(other, &format!("{case} [{what}]"), op, inputs, vars, tol)
 }
 
-/// A device on the same adapter with the other kernel strategy than `gpu()` (texture weights flipped).
+/// A device on the same adapter with the other kernel strategy than `gpu()` (texture reads flipped).
 pub fn gpu_other_strategy() -> &'static Gpu {
-    if gpu().texture_weights {
+    if gpu().texture_reads {
         gpu_storage_weights()
     } else {
-        gpu_texture_weights()
+        gpu_texture_reads()
     }
 }
 

@@ -201,7 +201,7 @@ fn large_tensors_read_staged_textures_on_cpu_adapters() {
     // add/mul/unary over at least 16,384 elements (n % 4 == 0) read staged textures on a texture device and
     // storage elsewhere; both match the reference, activations across both tails included.
     use wgpu_llm::kernels::{elementwise, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(7);
     let info = |t: &HostTensor| ArgInfo { shape: t.shape.clone(), dtype: t.dtype, shards: vec![(0, t.shape[0])] };
     for (dt, tol) in dtypes() {

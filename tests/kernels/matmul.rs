@@ -157,7 +157,7 @@ fn bad_shapes_are_typed_errors() {
 #[test]
 fn texture_gemm_matches_the_reference() {
     use wgpu_llm::kernels::{matmul, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(17);
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     // Sizes off the 128 × 64 workgroup tile and the 16 × 8 invocation tile, k a multiple of 4 (whole
@@ -196,7 +196,7 @@ fn texture_gemm_sees_a_weight_set_again() {
     // never read stale.
     use std::collections::HashMap;
     use wgpu_llm::{exec::Plan, reference};
-    let gpu = common::gpu_texture_weights();
+    let gpu = common::gpu_texture_reads();
     let mut r = Rng::new(18);
     for m in [33, 9] {
         let mut b = GraphBuilder::new();
@@ -219,7 +219,7 @@ fn texture_gemm_sees_a_weight_set_again() {
 #[test]
 fn texture_gemv_matches_the_reference() {
     use wgpu_llm::kernels::{matmul, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(19);
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     // One and two rows (TEX_GEMV_MAX_ROWS), partial column quads and workgroups, a weight spanning several
@@ -251,7 +251,7 @@ fn a_twin_follows_in_place_updates_from_another_plan() {
     use std::collections::HashMap;
     use wgpu_llm::exec::{Plan, SharedLeaves};
     use wgpu_llm::graph::{AdamWSpec, Scalar};
-    let gpu = common::gpu_texture_weights();
+    let gpu = common::gpu_texture_reads();
     let mut r = Rng::new(20);
     let (n, k) = (24, 40);
     let shared = SharedLeaves::new();
@@ -291,7 +291,7 @@ fn a_twin_follows_in_place_updates_from_another_plan() {
 fn glu_matches_the_reference() {
     use wgpu_llm::graph::Act;
     use wgpu_llm::kernels::{matmul, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(21);
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     // Decode rows (one GEMV over both twins on the texture device: f32, or f16 with k % 8 == 0) and longer
@@ -330,7 +330,7 @@ fn glu_matches_the_reference() {
 #[test]
 fn linear_add_accumulates_into_the_residual_on_every_kernel() {
     use wgpu_llm::kernels::{matmul, Arg, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(31);
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for (m, k, n) in [(1, 64, 70), (1, 576, 4100), (2, 36, 9), (5, 64, 33), (40, 72, 65), (1, 35, 13), (3, 37, 5)] {
@@ -346,7 +346,7 @@ fn linear_add_accumulates_into_the_residual_on_every_kernel() {
                         || d.overrides.contains(&("ACC", 1.0));
                     assert!(acc, "{case}: {} accumulates", d.entry);
                 }
-                let what = if gpu.texture_weights { "textures" } else { "storage" };
+                let what = if gpu.texture_reads { "textures" } else { "storage" };
                 check_with_param(
                     gpu,
                     &format!("{case} [{what}, {}]", l.dispatches[0].entry),
@@ -381,7 +381,7 @@ fn linear_add_accumulates_into_the_residual_on_every_kernel() {
 #[test]
 fn linear_f32_stores_unrounded_products() {
     use wgpu_llm::kernels::{matmul, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(32);
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for (m, k, n) in [(1, 576, 700), (1, 36, 9), (2, 64, 129), (5, 64, 33), (40, 72, 65), (3, 37, 5)] {
@@ -404,7 +404,7 @@ fn linear_f32_stores_unrounded_products() {
                     "{case}: {:?}",
                     l.dispatches.iter().map(|d| d.entry).collect::<Vec<_>>()
                 );
-                let what = if gpu.texture_weights { "textures" } else { "storage" };
+                let what = if gpu.texture_reads { "textures" } else { "storage" };
                 check_with_param(gpu, &format!("{case} [{what}]"), Op::LinearF32, &ins, 1, F32_REDUCE);
                 check_op_on(gpu, &format!("{case} [{what}, weight staged]"), Op::LinearF32, &ins, &[], F32_REDUCE);
             }

@@ -148,7 +148,7 @@ fn row_kernels_on_textures_match_the_reference() {
     // row. Partial workgroups of 16 rows, a row spanning texture rows, large activations, gamma as a param
     // (its twin) and as an input (staged).
     use wgpu_llm::kernels::{norm, ArgInfo};
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut rng = Rng::new(3);
     let info = |t: &HostTensor| ArgInfo { shape: t.shape.clone(), dtype: t.dtype, shards: vec![(0, t.shape[0])] };
     for dt in dtypes() {

@@ -125,8 +125,8 @@ fn against_the_f32_weights() {
 #[test]
 fn texture_and_storage_products_match_the_reference() {
     let mut r = Rng::new(44);
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
-    assert!(tex.caps().texture_weights && !storage.caps().texture_weights);
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
+    assert!(tex.caps().texture_reads && !storage.caps().texture_reads);
     for dt in common::dtypes() {
         // GEMVs up to 8 rows, then GEMMs (staged activations) off the 128 × 64 workgroup tile.
         for (m, k, n) in [
@@ -191,7 +191,7 @@ fn decode_folds_the_quantizer_into_the_gemv_exactly() {
     // the integer GEMM (dot4I8Packed). Both round the same values with the same scales and sum the same
     // integer products exactly, so each row alone must give what the 9-row product gives, up to the order
     // of the scale multiplications; skipping the activation rounding would be off by ~1e-2.
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(45);
     let (m, k, n) = (9, 576, 130);
     let (ins, _) = operands(&mut r, m, k, n, DType::F32);
@@ -251,7 +251,7 @@ fn bad_shapes_are_typed_errors() {
 fn qlinear_add_accumulates_into_the_residual() {
     use wgpu_llm::kernels::Arg;
     let mut r = Rng::new(45);
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for dt in common::dtypes() {
         for (m, k, n) in [(1, 576, 130), (3, 96, 70), (37, 96, 70)] {
@@ -270,7 +270,7 @@ fn qlinear_add_accumulates_into_the_residual() {
                 };
                 let op = Op::QLinearAdd { act };
                 for gpu in [tex, storage] {
-                    let what = if gpu.texture_weights { "textures" } else { "storage" };
+                    let what = if gpu.texture_reads { "textures" } else { "storage" };
                     let infos: Vec<ArgInfo> = add_ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
                     let l = lower(&op, &infos, &info(&[m, n], dt), &gpu.caps()).unwrap();
                     let product = l.dispatches.last().unwrap();
@@ -302,7 +302,7 @@ fn qlinear_add_accumulates_into_the_residual() {
 #[test]
 fn qglu_fuses_the_gated_feed_forward() {
     let mut r = Rng::new(46);
-    let (tex, storage) = (common::gpu_texture_weights(), common::gpu_storage_weights());
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for dt in common::dtypes() {
         for (m, k, n, act) in
@@ -322,7 +322,7 @@ fn qglu_fuses_the_gated_feed_forward() {
                 };
                 let op = Op::QGlu { act, quant };
                 for gpu in [tex, storage] {
-                    let what = if gpu.texture_weights { "textures" } else { "storage" };
+                    let what = if gpu.texture_reads { "textures" } else { "storage" };
                     let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
                     let l = lower(&op, &infos, &info(&[m, n], dt), &gpu.caps()).unwrap();
                     let last = l.dispatches.last().unwrap().entry;

@@ -1,6 +1,6 @@
 //! The matmul kernel table (`kernels::matmul::select`, `select_glu`) as a table: for each product shape,
 //! dtype and adapter strategy, the entry that serves it and how its operands are bound. No device: the
-//! table reads only `Caps`, so a GPU's choices (texture weights off) are checked on any machine.
+//! table reads only `Caps`, so a GPU's choices (texture reads off) are checked on any machine.
 
 use wgpu_llm::graph::{Act, Op};
 use wgpu_llm::kernels::matmul::{self, Kernel};
@@ -8,8 +8,8 @@ use wgpu_llm::kernels::{ArgInfo, BindKind, Caps};
 use wgpu_llm::tensor::DType;
 
 /// A discrete GPU's strategy (storage buffers) and a CPU adapter's (textures), with lavapipe's limits.
-fn caps(texture_weights: bool) -> Caps {
-    Caps { f16: true, int8dot: true, texture_weights, max_texture_rows: 16_384, max_uniform: 65_536, ..Caps::default() }
+fn caps(texture_reads: bool) -> Caps {
+    Caps { f16: true, int8dot: true, texture_reads, max_texture_rows: 16_384, max_uniform: 65_536, ..Caps::default() }
 }
 
 fn arg(shape: &[usize], dtype: DType) -> ArgInfo {
