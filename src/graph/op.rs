@@ -371,3 +371,16 @@ impl Op {
         }
     }
 }
+
+/// The int8 fused ops' inputs as the QMatMul products they stand for (`T`: whatever describes an input —
+/// shapes, values, bindings), so the shape rule, the reference and the lowering read one layout.
+/// QLinearAdd (x, wq, ws, r (, xs)): the product's (x, wq, ws (, xs)) and r.
+pub fn qlinear_add_parts<T: Clone>(ins: &[T]) -> (Vec<T>, &T) {
+    ([&ins[..3], &ins[4..]].concat(), &ins[3])
+}
+
+/// QGlu (x, wgq, wgs, wuq, wus (, xs)): the gate's (x, wgq, wgs (, xs)) and the up projection's
+/// (x, wuq, wus (, xs)).
+pub fn qglu_parts<T: Clone>(ins: &[T]) -> (Vec<T>, Vec<T>) {
+    ([&ins[..3], &ins[5..]].concat(), [&ins[..1], &ins[3..]].concat())
+}

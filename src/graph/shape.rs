@@ -222,17 +222,16 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
         }
         Op::QLinearAdd { act } => {
             want_inputs(op, ins, if *act == super::op::ActQuant::Static { 5 } else { 4 })?;
-            let product: Vec<In> = ins.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, v)| *v).collect();
+            let (product, r) = super::op::qlinear_add_parts(ins);
             let (s, dt) = infer(&Op::QMatMul { act: *act }, &product)?;
-            if ins[3].0 != s.as_slice() || ins[3].1 != dt {
+            if r.0 != s.as_slice() || r.1 != dt {
                 return Err(err(op, ins, format!("r must be the product's shape {s:?} and dtype {dt:?}")));
             }
             out(&s, dt)
         }
         Op::QGlu { quant, .. } => {
             want_inputs(op, ins, if *quant == super::op::ActQuant::Static { 6 } else { 5 })?;
-            let gate: Vec<In> = [&ins[..3], &ins[5..]].concat();
-            let up: Vec<In> = [&ins[..1], &ins[3..]].concat();
+            let (gate, up) = super::op::qglu_parts(ins);
             let (s, dt) = infer(&Op::QMatMul { act: *quant }, &gate)?;
             if infer(&Op::QMatMul { act: *quant }, &up)? != (s.clone(), dt) {
                 return Err(err(op, ins, "the up projection's weights must match the gate's"));

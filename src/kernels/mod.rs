@@ -241,10 +241,11 @@ pub struct Caps {
     pub subgroup_max: u32,
     /// WGSL's packed int8 dot product (`dot4I8Packed`): the W8A8 kernels.
     pub int8dot: bool,
-    /// Read operands through textures and uniforms instead of storage buffers: the CPU-adapter strategy, chosen here once: weights through texture twins (`exec::twins`), activations,
-    /// norms' rows and prefill attention's K/V through staged textures, decode rows through 64 KiB uniforms
-    /// (so every plan buffer is at least that large). The kernel tables (`select`) read it; on by default on CPU
-    /// adapters, where texel fetches and uniform loads are much cheaper than storage loads.
+    /// Read operands through textures and uniforms instead of storage buffers — the CPU-adapter strategy,
+    /// chosen here once: weights through texture twins (`exec::twins`), activations, norms' rows and prefill
+    /// attention's K/V through staged textures, decode rows through 64 KiB uniforms (so every plan buffer is
+    /// at least that large). The kernel tables (`select`) read it; on by default on CPU adapters, where texel
+    /// fetches and uniform loads are much cheaper than storage loads.
     pub texture_reads: bool,
     /// Rows a texture twin may have (`max_texture_dimension_2d`).
     pub max_texture_rows: u32,

@@ -146,20 +146,16 @@ fn family_source(family: &str) -> &'static str {
 /// QLinearAdd: the product's dispatches with r (input 3) bound as the product's output and the override ACC
 /// on (y += x·Wᵀ in the stores); the static scales move from input 3 to 4.
 fn lower_add(act: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
-    let product: Vec<ArgInfo> = ins.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, a)| a.clone()).collect();
+    let (product, _) = crate::graph::qlinear_add_parts(ins);
     let mut l = lower(&Op::QMatMul { act }, &product, out, caps)?;
-    for d in &mut l.dispatches {
-        for b in &mut d.bindings {
-            b.arg = match b.arg {
-                Arg::Input(3) => Arg::Input(4),
-                Arg::Output => {
-                    d.overrides.push(("ACC", 1.0));
-                    Arg::Input(3)
-                }
-                other => other,
-            };
-        }
+    for d in l.dispatches.iter_mut().filter(|d| d.bindings.iter().any(|b| b.arg == Arg::Output)) {
+        d.overrides.push(("ACC", 1.0));
     }
+    remap(&mut l, |a| match a {
+        Arg::Input(3) => Arg::Input(4),
+        Arg::Output => Arg::Input(3),
+        a => a,
+    });
     Ok(l)
 }
 
@@ -176,8 +172,7 @@ fn remap(l: &mut Lowered, f: impl Fn(Arg) -> Arg) {
 /// otherwise the two products into scratch (each lowered as QMatMul, their own scratch after) and
 /// elementwise `glu`.
 fn lower_glu(act: Act, quant: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
-    let gate: Vec<ArgInfo> = [&ins[..3], &ins[5..]].concat();
-    let up: Vec<ArgInfo> = [&ins[..1], &ins[3..]].concat();
+    let (gate, up) = crate::graph::qglu_parts(ins);
     let product = Op::QMatMul { act: quant };
     let xs = |a: Arg| if a == Arg::Input(3) { Arg::Input(5) } else { a };
     let c = select(quant, &gate, out.dtype, caps);

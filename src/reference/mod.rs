@@ -80,16 +80,15 @@ pub fn eval(op: &Op, ins: &[&Val], out_shape: &[usize], vars: &Vars) -> Result<V
         Op::QMatMul { .. } => qmatmul::eval(op, ins, out_shape, vars),
         Op::QGlu { act, quant } => {
             let q = Op::QMatMul { act: *quant };
-            let gate: Vec<&Val> = [&ins[..3], &ins[5..]].concat();
-            let up: Vec<&Val> = [&ins[..1], &ins[3..]].concat();
+            let (gate, up) = crate::graph::qglu_parts(ins);
             let g = qmatmul::eval(&q, &gate, out_shape, vars)?;
             let u = qmatmul::eval(&q, &up, out_shape, vars)?;
             Ok(g.iter().zip(&u).map(|(g, u)| elementwise::act_forward(*act, *g) * u).collect())
         }
         Op::QLinearAdd { act } => {
-            let product: Vec<&Val> = ins.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, v)| *v).collect();
+            let (product, r) = crate::graph::qlinear_add_parts(ins);
             let y = qmatmul::eval(&Op::QMatMul { act: *act }, &product, out_shape, vars)?;
-            Ok(y.iter().zip(&ins[3].data).map(|(y, r)| y + r).collect())
+            Ok(y.iter().zip(&r.data).map(|(y, r)| y + r).collect())
         }
         Op::LayerNorm { .. }
         | Op::LayerNormGradX { .. }

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use wgpu_llm::exec::Plan;
 use wgpu_llm::gpu::{Gpu, GpuOptions, Tier};
 use wgpu_llm::graph::{GraphBuilder, Op};
+use wgpu_llm::kernels::ArgInfo;
 use wgpu_llm::reference;
 use wgpu_llm::tensor::{DType, HostData, HostTensor};
 
@@ -244,4 +245,9 @@ pub fn tiny_classifier(dir: &std::path::Path) {
     ] {
         std::fs::copy(fixtures.join(d).join(f), dir.join(f)).unwrap();
     }
+}
+
+/// What lowering knows of a one-shard input of `shape` and `dtype` (for kernel-table and lowering checks).
+pub fn info(shape: &[usize], dtype: DType) -> ArgInfo {
+    ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] }
 }

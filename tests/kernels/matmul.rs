@@ -4,7 +4,7 @@
 use wgpu_llm::graph::{GraphBuilder, Op};
 use wgpu_llm::tensor::DType;
 
-use crate::common::{self, check_op, check_op_on, Rng, F16, F32_REDUCE};
+use crate::common::{self, check_op, check_op_on, info, Rng, F16, F32_REDUCE};
 
 fn dtypes() -> Vec<(DType, common::Tol)> {
     let mut v = vec![(DType::F32, F32_REDUCE)];
@@ -156,10 +156,9 @@ fn bad_shapes_are_typed_errors() {
 
 #[test]
 fn texture_gemm_matches_the_reference() {
-    use wgpu_llm::kernels::{matmul, ArgInfo};
+    use wgpu_llm::kernels::matmul;
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(17);
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     // Sizes off the 128 × 64 workgroup tile and the 16 × 8 invocation tile, k a multiple of 4 (whole
     // texels) but not of 64, a batch folded into the rows, and a weight spanning several texture rows.
     for (batch, m, k, n) in [
@@ -218,10 +217,9 @@ fn texture_gemm_sees_a_weight_set_again() {
 
 #[test]
 fn texture_gemv_matches_the_reference() {
-    use wgpu_llm::kernels::{matmul, ArgInfo};
+    use wgpu_llm::kernels::matmul;
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(19);
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     // One and two rows (TEX_GEMV_MAX_ROWS), partial column quads and workgroups, a weight spanning several
     // texture rows.
     for (m, k, n) in [(1, 4, 1), (1, 132, 70), (2, 64, 129), (2, 36, 9), (1, 2048, 37)] {
@@ -290,10 +288,9 @@ fn a_twin_follows_in_place_updates_from_another_plan() {
 #[test]
 fn glu_matches_the_reference() {
     use wgpu_llm::graph::Act;
-    use wgpu_llm::kernels::{matmul, ArgInfo};
+    use wgpu_llm::kernels::matmul;
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(21);
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     // Decode rows (one GEMV over both twins on the texture device: f32, or f16 with k % 8 == 0) and longer
     // inputs (two products into scratch and elementwise glu, glu_tex from 16,384 elements), partial column
     // quads, k off the texel.
@@ -329,10 +326,9 @@ fn glu_matches_the_reference() {
 /// binds r as the output and turns on its kernel's accumulate.
 #[test]
 fn linear_add_accumulates_into_the_residual_on_every_kernel() {
-    use wgpu_llm::kernels::{matmul, Arg, ArgInfo};
+    use wgpu_llm::kernels::{matmul, Arg};
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(31);
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for (m, k, n) in [(1, 64, 70), (1, 576, 4100), (2, 36, 9), (5, 64, 33), (40, 72, 65), (1, 35, 13), (3, 37, 5)] {
         for (dt, tol) in dtypes() {
             let case = format!("linear_add [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}");
@@ -380,10 +376,9 @@ fn linear_add_accumulates_into_the_residual_on_every_kernel() {
 /// weight as a param and as an input. f16 outputs are compared with an f32 bound: nothing rounds them.
 #[test]
 fn linear_f32_stores_unrounded_products() {
-    use wgpu_llm::kernels::{matmul, ArgInfo};
+    use wgpu_llm::kernels::matmul;
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut r = Rng::new(32);
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for (m, k, n) in [(1, 576, 700), (1, 36, 9), (2, 64, 129), (5, 64, 33), (40, 72, 65), (3, 37, 5)] {
         for (dt, _) in dtypes() {
             let case = format!("linear_f32 [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}");

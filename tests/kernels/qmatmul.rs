@@ -12,7 +12,7 @@ use wgpu_llm::quant::{QTensor, BLOCK};
 use wgpu_llm::reference;
 use wgpu_llm::tensor::{DType, HostTensor};
 
-use crate::common::{self, check_op, Rng, Tol, F16, F32_REDUCE};
+use crate::common::{self, check_op, info, Rng, Tol, F16, F32_REDUCE};
 
 /// W8A8 on f32 activations: a value whose x/s lies within rounding error of a half-step may round either way
 /// on the GPU and on the CPU (1/s is not correctly rounded in WGSL), moving one product by one activation
@@ -154,8 +154,6 @@ fn texture_and_storage_products_match_the_reference() {
                 let want = reference::run_graph(&b.finish(), &mut env, &HashMap::new(), &[y]).unwrap().remove(0);
                 let case = format!("{} [{m}, {k}]·[{n}, {k}]ᵀ {dt:?}", act.name());
                 // The texture device does lower to the texture kernel.
-                let info =
-                    |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
                 let infos: Vec<ArgInfo> = ins.iter().map(|t| info(&t.shape, t.dtype)).collect();
                 let lowered = lower(&Op::QMatMul { act }, &infos, &info(&[m, n], dt), &tex.caps()).unwrap();
                 let kernel = match (m <= 8, act) {
@@ -252,7 +250,6 @@ fn qlinear_add_accumulates_into_the_residual() {
     use wgpu_llm::kernels::Arg;
     let mut r = Rng::new(45);
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for dt in common::dtypes() {
         for (m, k, n) in [(1, 576, 130), (3, 96, 70), (37, 96, 70)] {
             let (ins, _) = operands(&mut r, m, k, n, dt);
@@ -303,7 +300,6 @@ fn qlinear_add_accumulates_into_the_residual() {
 fn qglu_fuses_the_gated_feed_forward() {
     let mut r = Rng::new(46);
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
-    let info = |shape: &[usize], dtype| ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] };
     for dt in common::dtypes() {
         for (m, k, n, act) in
             [(1, 576, 130, Act::Silu), (2, 96, 70, Act::Silu), (37, 96, 70, Act::Silu), (1, 64, 37, Act::GeluTanh)]

@@ -7,13 +7,11 @@ use wgpu_llm::kernels::matmul::{self, Kernel};
 use wgpu_llm::kernels::{ArgInfo, BindKind, Caps};
 use wgpu_llm::tensor::DType;
 
+use crate::common::info as arg;
+
 /// A discrete GPU's strategy (storage buffers) and a CPU adapter's (textures), with lavapipe's limits.
 fn caps(texture_reads: bool) -> Caps {
     Caps { f16: true, int8dot: true, texture_reads, max_texture_rows: 16_384, max_uniform: 65_536, ..Caps::default() }
-}
-
-fn arg(shape: &[usize], dtype: DType) -> ArgInfo {
-    ArgInfo { shape: shape.to_vec(), dtype, shards: vec![(0, shape[0])] }
 }
 
 use BindKind::*;
