@@ -221,6 +221,7 @@ impl Gpu {
             texture_reads: self.texture_reads,
             max_texture_rows: self.limits.max_texture_dimension_2d,
             max_uniform: self.limits.max_uniform_buffer_binding_size,
+            max_storage_buffers: self.limits.max_storage_buffers_per_shader_stage,
             matmul: self.matmul,
             gemv_vec4: self.gemv_vec4,
         }

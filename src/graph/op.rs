@@ -224,14 +224,16 @@ pub enum Op {
     /// (cache [B, H, Smax, D] state, src [B, H, T, D], pos [B] u32) → the cache, with rows pos[b]..pos[b]+T of
     /// sequence b replaced by src (rows past Smax are dropped).
     CacheWriteAt,
-    /// (param, grad, m, v) → the param, updated in place with AdamW (decoupled weight decay):
+    /// (param, grad, m, v) for each parameter of a group (one or more, as torch's param groups: one spec) →
+    /// the first param; every param is updated in place with AdamW (decoupled weight decay):
     /// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; m̂ = m/(1−β1^t); v̂ = v/(1−β2^t);
     /// p = p − lr·(m̂/(√v̂ + eps) + wd·p), t = step (≥ 1). m and v are updated in place too.
-    /// With `max_grad_norm`, a fifth input is the squared global norm [1] of every gradient of the step
-    /// (a sum of `SumSquares`) and g is first scaled by min(1, max_grad_norm/(‖g‖ + 1e-6)), as torch's
+    /// With `max_grad_norm`, a last input is the squared global norm [1] of every gradient of the step
+    /// (`SumSquares` over them) and g is first scaled by min(1, max_grad_norm/(‖g‖ + 1e-6)), as torch's
     /// `clip_grad_norm_`.
     AdamW(AdamWSpec),
-    /// (x [...] f32) → [1] = Σ x², summed in a fixed order (gradient clipping's global norm).
+    /// (x0, x1, … [...] f32) → [1] = Σ over every input of Σ x², summed in a fixed order (gradient
+    /// clipping's global norm).
     SumSquares,
 }
 

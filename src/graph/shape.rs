@@ -443,22 +443,39 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             out(c, dt)
         }
         Op::AdamW(spec) => {
-            let n = if spec.max_grad_norm.is_some() { 5 } else { 4 };
-            want_inputs(op, ins, n)?;
-            for i in 0..n {
+            let clip = spec.max_grad_norm.is_some() as usize;
+            if ins.len() < 4 + clip || !(ins.len() - clip).is_multiple_of(4) {
+                return Err(err(
+                    op,
+                    ins,
+                    format!(
+                        "expected (param, grad, m, v) for each parameter{}, got {} inputs",
+                        if clip == 1 { " then the squared gradient norm" } else { "" },
+                        ins.len()
+                    ),
+                ));
+            }
+            for i in 0..ins.len() {
                 want_dtype(op, ins, i, DType::F32)?;
             }
-            for i in 1..4 {
-                same(op, ins, 0, i)?;
+            let count = (ins.len() - clip) / 4;
+            for k in 0..count {
+                for i in 1..4 {
+                    same(op, ins, 4 * k, 4 * k + i)?;
+                }
             }
-            if n == 5 && crate::tensor::numel(ins[4].0) != 1 {
-                return Err(err(op, ins, "the squared gradient norm (input 4) must hold one value"));
+            if clip == 1 && crate::tensor::numel(ins[4 * count].0) != 1 {
+                return Err(err(op, ins, "the squared gradient norm (the last input) must hold one value"));
             }
             out(ins[0].0, DType::F32)
         }
         Op::SumSquares => {
-            want_inputs(op, ins, 1)?;
-            want_dtype(op, ins, 0, DType::F32)?;
+            if ins.is_empty() {
+                return Err(err(op, ins, "expected at least one tensor"));
+            }
+            for i in 0..ins.len() {
+                want_dtype(op, ins, i, DType::F32)?;
+            }
             out(&[1], DType::F32)
         }
     }

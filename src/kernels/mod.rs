@@ -199,7 +199,8 @@ pub fn all_sources() -> Vec<(&'static str, &'static str)> {
         ("matmul_tex", matmul::tex_source()),
         ("matmul_tex_ux", matmul::uniform_row_source()),
         ("norm", norm::SOURCE),
-        ("optim", optim::SOURCE),
+        ("optim", optim::source(1)),
+        ("optim_16", optim::source(optim::MAX_GROUP)),
         ("position", position::SOURCE),
         ("qdot", qmatmul::DOT_SOURCE),
         ("qmatmul", qmatmul::source()),
@@ -251,11 +252,25 @@ pub struct Caps {
     pub max_texture_rows: u32,
     /// The most bytes a uniform binding may hold.
     pub max_uniform: u64,
+    /// Storage buffers one dispatch may bind (`max_storage_buffers_per_shader_stage`; 0: WebGPU's
+    /// guaranteed 8, see `storage_bindings`).
+    pub max_storage_buffers: u32,
     /// A matmul kernel forced for every product (`Kernel::Auto`: the table's choice; `GpuOptions::matmul`).
     pub matmul: matmul::Kernel,
     /// Storage GEMVs keep gemv_vec4 where gemv_rows4 would serve (`GpuOptions::gemv_vec4`; a benchmark
     /// comparison).
     pub gemv_vec4: bool,
+}
+
+impl Caps {
+    /// Storage buffers one dispatch may bind: the adapter's limit, or WebGPU's guaranteed 8 when unknown.
+    pub fn storage_bindings(&self) -> u32 {
+        if self.max_storage_buffers == 0 {
+            8
+        } else {
+            self.max_storage_buffers
+        }
+    }
 }
 
 pub mod attention;

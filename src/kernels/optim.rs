@@ -1,99 +1,197 @@
-//! Lowering of the optimizer family (shaders/optim.wgsl): AdamW, in place on param, m and v (optionally
-//! clipping the gradient by a global norm), and the sum of squares that norm is made of.
+//! Lowering of the optimizer family (shaders/optim.wgsl): AdamW over a group of parameters, in place on each
+//! param, m and v (optionally clipping the gradients by a global norm), and the sum of squares of many
+//! tensors that norm is made of. A dispatch covers up to `group_size` tensors (as many as the adapter's
+//! storage bindings allow, at most `MAX_GROUP`), so a model's whole update is a few dispatches instead of one
+//! (or, with clipping, four) per parameter.
 
-use super::{bind, ceil_div, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
+use super::{bind, grid_1d, no_shards, Arg, ArgInfo, Caps, Dispatch, Lowered, Word};
 use crate::error::{Error, Result};
 use crate::graph::{Op, Scalar};
 use crate::tensor::{numel, DType};
 
-pub const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
+const FILE: &str = include_str!("../../shaders/optim.wgsl");
 
-/// Partial sums of `sum_squares`: a fixed count for a given n (so the order of the sum, and the result, is
-/// the same every run), each workgroup striding over at least 4096 elements.
+/// The most tensors one dispatch covers (its text has a branch per tensor).
+pub const MAX_GROUP: usize = 16;
+
+/// The family's text for groups of `n` tensors (1..=MAX_GROUP), composed once.
+pub fn source(n: usize) -> &'static str {
+    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (1..=MAX_GROUP).map(|n| super::wgsl::compose_sized("optim", FILE, &[], &[("N", n)])).collect()
+    });
+    assert!((1..=MAX_GROUP).contains(&n), "optim: a group of {n} tensors");
+    TEXTS[n - 1].as_str()
+}
+
+/// Tensors one dispatch of `op` covers (the family's kernel table): as many as the adapter's storage bindings
+/// allow (4 a parameter and the norm for AdamW, 1 a tensor and the partial sums for the sum of squares), at
+/// most `MAX_GROUP`. AdamW on adapters that read through textures (CPU adapters) takes one parameter a
+/// dispatch: llvmpipe runs a workgroup's invocations as SIMD lanes under masks, so every tensor's branch costs
+/// every workgroup its masked loads and stores, and groups of 8 measured 8–11× the per-parameter kernels' time
+/// (README, "Measurements behind the design"), far more than the dispatches they save.
+pub fn group_size(op: &Op, caps: &Caps) -> usize {
+    let slots = caps.storage_bindings() as usize;
+    let fit = |per: usize, extra: usize| (slots.saturating_sub(extra) / per).clamp(1, MAX_GROUP);
+    match op {
+        Op::AdamW(_) if caps.texture_reads => 1,
+        Op::AdamW(spec) => fit(4, spec.max_grad_norm.is_some() as usize),
+        _ => fit(1, 1),
+    }
+}
+
+/// Partial sums of `sum_squares` for one tensor: a fixed count for a given n (so the order of the sum, and the
+/// result, is the same every run), each workgroup striding over at least 4096 elements.
 fn sum_squares_groups(n: usize) -> usize {
     n.div_ceil(4096).clamp(1, 256)
 }
 
-pub fn lower(op: &Op, ins: &[ArgInfo], _out: &ArgInfo, _caps: &Caps) -> Result<Lowered> {
+const N: [&str; MAX_GROUP] =
+    ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11", "n12", "n13", "n14", "n15"];
+const START: [&str; MAX_GROUP] = [
+    "start0", "start1", "start2", "start3", "start4", "start5", "start6", "start7", "start8", "start9", "start10",
+    "start11", "start12", "start13", "start14", "start15",
+];
+const GROUPS: [&str; MAX_GROUP] = [
+    "groups0", "groups1", "groups2", "groups3", "groups4", "groups5", "groups6", "groups7", "groups8", "groups9",
+    "groups10", "groups11", "groups12", "groups13", "groups14", "groups15",
+];
+
+/// The Params words: the eight scalars, then (n, first workgroup, workgroups) of each tensor.
+fn params(head: [Word; 8], tensors: &[(usize, usize, usize)]) -> Vec<(&'static str, Word)> {
+    let names = ["step", "lr", "beta1", "beta2", "eps", "weight_decay", "max_norm", "base"];
+    let mut words: Vec<(&'static str, Word)> = names.into_iter().zip(head).collect();
+    for (k, &(n, start, groups)) in tensors.iter().enumerate() {
+        words.push((N[k], Word::U32(n as u32)));
+        words.push((START[k], Word::U32(start as u32)));
+        words.push((GROUPS[k], Word::U32(groups as u32)));
+    }
+    words
+}
+
+/// Each tensor's (n, first workgroup, workgroups) in a dispatch over `sizes`, and the dispatch's workgroups.
+fn layout(sizes: &[usize], groups: fn(usize) -> usize) -> (Vec<(usize, usize, usize)>, usize) {
+    let mut start = 0;
+    let tensors = sizes
+        .iter()
+        .map(|&n| {
+            let g = groups(n);
+            start += g;
+            (n, start - g, g)
+        })
+        .collect();
+    (tensors, start)
+}
+
+pub fn lower(op: &Op, ins: &[ArgInfo], _out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
+    no_shards(op, ins)?;
     if let Op::SumSquares = op {
-        no_shards(op, ins)?;
-        let n = numel(&ins[0].shape);
-        let groups = sum_squares_groups(n);
-        let d = |entry: &'static str, bindings, grid| Dispatch {
-            family: "optim",
-            source: SOURCE,
-            entry,
-            dtype: DType::F32,
-            overrides: vec![],
-            params: vec![
-                ("n", Word::U32(n as u32)),
-                ("step", Word::U32(groups as u32)),
-                ("lr", Word::F32(0.0)),
-                ("beta1", Word::F32(0.0)),
-                ("beta2", Word::F32(0.0)),
-                ("eps", Word::F32(0.0)),
-                ("weight_decay", Word::F32(0.0)),
-                ("max_norm", Word::F32(0.0)),
-            ],
-            bindings,
-            grid,
-        };
-        // Stage 1: `groups` partial sums into scratch; stage 2: one workgroup adds them in order.
-        let partial = d(
-            "sum_squares_partial",
-            vec![bind(Arg::Input(0), false), bind(Arg::Scratch(0), true)],
-            [groups as u32, 1, 1],
-        );
-        let total = d("sum_squares_total", vec![bind(Arg::Scratch(0), false), bind(Arg::Output, true)], [1, 1, 1]);
-        return Ok(Lowered { scratch: vec![(groups * 4) as u64], dispatches: vec![partial, total] });
+        return Ok(sum_squares(ins, caps));
     }
     let Op::AdamW(spec) = op else {
         return Err(Error::Unsupported { op: op.name().into(), detail: "not an optimizer op".into() });
     };
-    no_shards(op, ins)?;
     if ins.iter().any(|a| a.dtype != DType::F32) {
         return Err(Error::DType { op: op.name().into(), detail: "AdamW runs on f32 param, grad, m and v".into() });
     }
-    let n = numel(&ins[0].shape);
+    let clip = spec.max_grad_norm.is_some();
+    let count = (ins.len() - clip as usize) / 4;
     let step = match &spec.step {
         Scalar::Const(s) => Word::U32(*s),
         var => Word::Var(var.clone(), 0),
     };
-    let mut bindings = vec![
-        bind(Arg::Input(0), true),
-        bind(Arg::Input(1), false),
-        bind(Arg::Input(2), true),
-        bind(Arg::Input(3), true),
+    let lr = match &spec.lr_var {
+        // The run's scalar holds the f32's bits, written into the word as they are.
+        Some(name) => Word::Var(Scalar::var(name), 0),
+        None => Word::F32(spec.lr),
+    };
+    let head = [
+        step,
+        lr,
+        Word::F32(spec.beta1),
+        Word::F32(spec.beta2),
+        Word::F32(spec.eps),
+        Word::F32(spec.weight_decay),
+        Word::F32(spec.max_grad_norm.unwrap_or(0.0)),
+        Word::U32(0),
     ];
-    if spec.max_grad_norm.is_some() {
-        bindings.push(bind(Arg::Input(4), false));
+    let per = group_size(op, caps);
+    let mut dispatches = vec![];
+    for first in (0..count).step_by(per) {
+        let group: Vec<usize> = (first..(first + per).min(count)).collect();
+        let sizes: Vec<usize> = group.iter().map(|&k| numel(&ins[4 * k].shape)).collect();
+        let (tensors, workgroups) = layout(&sizes, |n| n.div_ceil(256));
+        // In place: param, m and v are bound read_write; the op's output aliases the first param.
+        let mut bindings = vec![];
+        for &k in &group {
+            bindings.extend([
+                bind(Arg::Input(4 * k), true),
+                bind(Arg::Input(4 * k + 1), false),
+                bind(Arg::Input(4 * k + 2), true),
+                bind(Arg::Input(4 * k + 3), true),
+            ]);
+        }
+        if clip {
+            bindings.push(bind(Arg::Input(4 * count), false));
+        }
+        dispatches.push(Dispatch {
+            family: "optim",
+            source: source(group.len()),
+            entry: if clip { "adamw_clip" } else { "adamw" },
+            dtype: DType::F32,
+            overrides: vec![],
+            params: params(head.clone(), &tensors),
+            bindings,
+            grid: grid_1d(workgroups as u32),
+        });
     }
-    let d = Dispatch {
+    Ok(Lowered { scratch: vec![], dispatches })
+}
+
+/// Stage 1: each group of tensors writes its partial sums into scratch, after the previous group's; stage 2:
+/// one workgroup adds them all in order.
+fn sum_squares(ins: &[ArgInfo], caps: &Caps) -> Lowered {
+    let per = group_size(&Op::SumSquares, caps);
+    let sizes: Vec<usize> = ins.iter().map(|a| numel(&a.shape)).collect();
+    let zero = |base: usize, step: usize| {
+        [
+            Word::U32(step as u32),
+            Word::F32(0.0),
+            Word::F32(0.0),
+            Word::F32(0.0),
+            Word::F32(0.0),
+            Word::F32(0.0),
+            Word::F32(0.0),
+            Word::U32(base as u32),
+        ]
+    };
+    let mut dispatches = vec![];
+    let mut base = 0;
+    for first in (0..ins.len()).step_by(per) {
+        let group = first..(first + per).min(ins.len());
+        let (tensors, workgroups) = layout(&sizes[group.clone()], sum_squares_groups);
+        let mut bindings: Vec<_> = group.map(|k| bind(Arg::Input(k), false)).collect();
+        bindings.push(bind(Arg::Scratch(0), true));
+        dispatches.push(Dispatch {
+            family: "optim",
+            source: source(tensors.len()),
+            entry: "sum_squares_partial",
+            dtype: DType::F32,
+            overrides: vec![],
+            params: params(zero(base, 0), &tensors),
+            bindings,
+            grid: [workgroups as u32, 1, 1],
+        });
+        base += workgroups;
+    }
+    dispatches.push(Dispatch {
         family: "optim",
-        source: SOURCE,
-        entry: if spec.max_grad_norm.is_some() { "adamw_clip" } else { "adamw" },
+        source: source(1),
+        entry: "sum_squares_total",
         dtype: DType::F32,
         overrides: vec![],
-        params: vec![
-            ("n", Word::U32(n as u32)),
-            ("step", step),
-            (
-                "lr",
-                match &spec.lr_var {
-                    // The run's scalar holds the f32's bits, written into the word as they are.
-                    Some(name) => Word::Var(Scalar::var(name), 0),
-                    None => Word::F32(spec.lr),
-                },
-            ),
-            ("beta1", Word::F32(spec.beta1)),
-            ("beta2", Word::F32(spec.beta2)),
-            ("eps", Word::F32(spec.eps)),
-            ("weight_decay", Word::F32(spec.weight_decay)),
-            ("max_norm", Word::F32(spec.max_grad_norm.unwrap_or(0.0))),
-        ],
-        // In place: param, m and v are bound read_write; the output aliases the param.
-        bindings,
-        grid: grid_1d(ceil_div(n, 256)),
-    };
-    Ok(Lowered { scratch: vec![], dispatches: vec![d] })
+        params: params(zero(0, base), &[(0, 0, 0)]),
+        bindings: vec![bind(Arg::Scratch(0), false), bind(Arg::Output, true)],
+        grid: [1, 1, 1],
+    });
+    Lowered { scratch: vec![(base * 4) as u64], dispatches }
 }

@@ -10,6 +10,8 @@
 //!   r = 0..7, then 8..15 under `if (ROWS > 8u)` (the override picking 8- or 16-row tiles).
 //! - `//#generate NAME` — text written by a Rust generator here (`matmul_tiles`: the storage GEMM's unrolled
 //!   register tiles, which must stay unrolled for llvmpipe to keep them in registers).
+//! - `{N}`, `{CN+K}` of a size named in upper case (`compose_sized`): the variant's size, substituted on every
+//!   line first, directives included (`//#unroll k 0..{N}`), for kernels whose binding count is the size.
 //! - `//#hooks NAME` — starts a section of the file that is kept only in the variants naming it (until the
 //!   next `//#hooks` line or the end): the storage and texture variants of a kernel supply their loads as
 //!   functions of the same name in two sections, and the kernel body calls them.
@@ -38,6 +40,22 @@ const SNIPPETS: &[(&str, &str)] = &[
 /// `file` (of `family`) composed for a variant: its common text plus the `//#hooks` sections named in
 /// `hooks`, with every directive expanded.
 pub fn compose(family: &str, file: &str, hooks: &[&str]) -> String {
+    compose_sized(family, file, hooks, &[])
+}
+
+/// `compose` for a variant of a given size: every `{N}`, `{CN+K}` of each (NAME, value) in `sizes` (names in
+/// upper case, so they never meet an unroll variable) is replaced first, on every line.
+pub fn compose_sized(family: &str, file: &str, hooks: &[&str], sizes: &[(&str, usize)]) -> String {
+    assert!(
+        sizes.iter().all(|(n, _)| n.chars().all(|c| c.is_ascii_uppercase())),
+        "{family}: size names are upper case"
+    );
+    let sized: String = if sizes.is_empty() {
+        file.to_string()
+    } else {
+        file.lines().map(|l| sizes.iter().fold(l.to_string(), |l, (n, v)| substitute(&l, n, *v)) + "\n").collect()
+    };
+    let file = sized.as_str();
     let mut kept: Vec<&str> = Vec::new();
     let mut keep = true;
     let mut seen: Vec<&str> = Vec::new();
@@ -388,6 +406,15 @@ mod tests {
         assert_eq!(substitute("{e} {d}", "d", 2), "{e} 2");
         let file = "a\n  //#unroll i 1..3\n  f({i}, {4i+2});\n  //#end\nb\n";
         assert_eq!(compose("x", file, &[]), "a\n  f(1, 6);\n  f(2, 10);\nb\n");
+    }
+
+    #[test]
+    fn sizes_substitute_before_unrolling() {
+        let file = "struct P {\n//#unroll k 0..{N}\n  n{k}: u32,\n//#end\n}\n@binding({4N+1}) var x;\n";
+        assert_eq!(
+            compose_sized("x", file, &[], &[("N", 2)]),
+            "struct P {\n  n0: u32,\n  n1: u32,\n}\n@binding(9) var x;\n"
+        );
     }
 
     #[test]

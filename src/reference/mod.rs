@@ -157,12 +157,20 @@ pub fn run_graph(
                         let spec = &spec.resolved(&|n| vars.get(n).copied()).ok_or_else(|| {
                             Error::Run(format!("adamw needs the runtime learning rate {:?}", spec.lr_var))
                         })?;
-                        let g = optim::clipped(spec, &ins);
-                        let (p, m, v) = optim::adamw(spec, step, &ins[0].data, &g, &ins[2].data, &ins[3].data);
-                        for (k, d) in [(2, m), (3, v)] {
-                            write_back(graph, node.inputs[k], &d, leaves);
+                        // Each (param, grad, m, v): m, v and params after the first written back here, the
+                        // first param as the op's output (below).
+                        let mut first = None;
+                        for (k, [p, g, m, v]) in optim::groups(spec, &ins).into_iter().enumerate() {
+                            let (p, m, v) = optim::adamw(spec, step, &p, &g, &m, &v);
+                            for (j, d) in [(4 * k + 2, m), (4 * k + 3, v)] {
+                                write_back(graph, node.inputs[j], &d, leaves);
+                            }
+                            match k {
+                                0 => first = Some(p),
+                                _ => write_back(graph, node.inputs[4 * k], &p, leaves),
+                            }
                         }
-                        p
+                        first.expect("AdamW has a parameter")
                     }
                     Op::RopeQkvCache { .. } => {
                         // The caches' values are updated too: their readers hold the state leaves themselves.

@@ -39,28 +39,45 @@ pub fn adamw(
     (po, mo, vo)
 }
 
-/// AdamW's gradient after clipping (input 1, scaled when the spec clips by the norm of input 4).
-pub fn clipped(spec: &AdamWSpec, ins: &[&Val]) -> Vec<f64> {
-    match (spec.max_grad_norm, ins.get(4)) {
-        (Some(max), Some(n2)) => {
-            let c = clip_coef(max, n2.data[0]);
-            ins[1].data.iter().map(|g| g * c).collect()
-        }
-        _ => ins[1].data.clone(),
-    }
+/// Each parameter's (param, clipped grad, m, v) of an AdamW op's inputs: the gradients scaled when the spec
+/// clips by the squared norm of the last input.
+pub fn groups<'a>(spec: &AdamWSpec, ins: &[&'a Val]) -> Vec<[std::borrow::Cow<'a, [f64]>; 4]> {
+    use std::borrow::Cow;
+    let clip = spec.max_grad_norm.is_some() as usize;
+    let count = (ins.len() - clip) / 4;
+    let coef = match spec.max_grad_norm {
+        Some(max) => clip_coef(max, ins[4 * count].data[0]),
+        None => 1.0,
+    };
+    (0..count)
+        .map(|k| {
+            let g: Cow<[f64]> = if clip == 1 {
+                Cow::Owned(ins[4 * k + 1].data.iter().map(|g| g * coef).collect())
+            } else {
+                Cow::Borrowed(&ins[4 * k + 1].data)
+            };
+            [
+                Cow::Borrowed(&ins[4 * k].data[..]),
+                g,
+                Cow::Borrowed(&ins[4 * k + 2].data[..]),
+                Cow::Borrowed(&ins[4 * k + 3].data[..]),
+            ]
+        })
+        .collect()
 }
 
-/// AdamW is evaluated by the interpreter (`run_graph`), which writes m and v back; this only computes p.
+/// AdamW is evaluated by the interpreter (`run_graph`), which writes params, m and v back; this only computes
+/// the first param.
 pub fn eval(op: &Op, ins: &[&Val], _out_shape: &[usize], vars: &Vars) -> Result<Vec<f64>> {
     match op {
-        Op::SumSquares => Ok(vec![sum_squares(&ins[0].data)]),
+        Op::SumSquares => Ok(vec![ins.iter().map(|x| sum_squares(&x.data)).sum()]),
         Op::AdamW(spec) => {
             let step = super::scalar(&spec.step, vars, op)?;
             let spec = &spec
                 .resolved(&|n| vars.get(n).copied())
                 .ok_or_else(|| Error::Run(format!("adamw needs the runtime learning rate {:?}", spec.lr_var)))?;
-            let g = clipped(spec, ins);
-            Ok(adamw(spec, step, &ins[0].data, &g, &ins[2].data, &ins[3].data).0)
+            let [p, g, m, v] = &groups(spec, ins)[0];
+            Ok(adamw(spec, step, p, g, m, v).0)
         }
         _ => Err(Error::Run(format!("op {} is not in the optim family", op.name()))),
     }

@@ -181,17 +181,12 @@ pub fn step_graph(
     Ok(StepGraph { graph: g.finish(), logits, loss, params, grads })
 }
 
-/// The squared global norm [1] of `grads`: their sums of squares added in order.
+/// The squared global norm [1] of `grads`: one `SumSquares` over all of them (a few dispatches).
 pub fn global_norm2(g: &mut GraphBuilder, grads: &[ValueId]) -> Result<ValueId> {
-    let mut total: Option<ValueId> = None;
-    for &gr in grads {
-        let s = g.op(Op::SumSquares, &[gr])?;
-        total = Some(match total {
-            Some(t) => g.add(t, s)?,
-            None => s,
-        });
+    if grads.is_empty() {
+        return Err(Error::Graph("clipping needs at least one gradient".into()));
     }
-    total.ok_or_else(|| Error::Graph("clipping needs at least one gradient".into()))
+    g.op(Op::SumSquares, grads)
 }
 
 /// A batch as the step graph's inputs: ids padded to `t`, pooling rows for `head`, labels (-100 for the

@@ -110,9 +110,20 @@ impl Optimizer {
             Some(_) => Some(classifier::global_norm2(g, &grads)?),
             None => None,
         };
+        // Two param groups, as torch's: the weights that decay and the rest, each one AdamW op.
         let mut params = vec![];
+        let mut groups: [(Vec<_>, Vec<_>); 2] = Default::default();
         for (&p, &gr) in ids.iter().zip(&grads) {
             let name = crate::graph::leaf_name(&g.graph.node(p).op).unwrap_or_default().to_string();
+            let group = &mut groups[(self.no_decay)(&name) as usize];
+            group.0.push(p);
+            group.1.push(gr);
+            params.push((name, p));
+        }
+        for ((ps, gs), weight_decay) in groups.iter().zip([self.weight_decay, 0.0]) {
+            if ps.is_empty() {
+                continue;
+            }
             let spec = crate::graph::AdamWSpec {
                 lr: 0.0,
                 lr_var: Some("lr".into()),
@@ -120,11 +131,10 @@ impl Optimizer {
                 beta1: self.betas.0,
                 beta2: self.betas.1,
                 eps: self.eps,
-                weight_decay: if (self.no_decay)(&name) { 0.0 } else { self.weight_decay },
+                weight_decay,
                 step: crate::graph::Scalar::var("step"),
             };
-            crate::optim::adamw(g, &[p], &[gr], &spec, norm2)?;
-            params.push((name, p));
+            crate::optim::adamw(g, ps, gs, &spec, norm2)?;
         }
         Ok((params, grads))
     }

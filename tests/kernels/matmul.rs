@@ -265,7 +265,7 @@ fn a_twin_follows_in_place_updates_from_another_plan() {
     let upd = wgpu_llm::optim::adamw(&mut gb, &[wb], &[g], &spec, None).unwrap();
     let gb = gb.finish();
     let mut pa = Plan::compile_shared(gpu, &ga, &[y], Some(&shared)).unwrap();
-    let mut pb = Plan::compile_shared(gpu, &gb, &upd, Some(&shared)).unwrap();
+    let mut pb = Plan::compile_shared(gpu, &gb, &[upd], Some(&shared)).unwrap();
     let (xv, wv) = (r.tensor(&[1, k], DType::F32), r.tensor(&[n, k], DType::F32));
     pa.set("w", &wv).unwrap();
     for name in ["w.adam_m", "w.adam_v"] {
