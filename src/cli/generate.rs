@@ -35,6 +35,10 @@ pub struct ModelArgs {
     /// A LoRA adapter folder (PEFT's format, as `finetune --task lm` writes it), merged into the weights on load.
     #[arg(long)]
     pub lora: Option<PathBuf>,
+    /// generate and chat: skip the warm-up at load (a throwaway 16-token prefill and decode step that makes
+    /// the driver compile its pipelines before the first prompt, so that its first token comes sooner).
+    #[arg(long)]
+    pub no_warmup: bool,
 }
 
 impl ModelArgs {
@@ -107,11 +111,13 @@ impl SampleArgs {
     }
 }
 
-fn open<'g>(gpu: &'g Gpu, m: &ModelArgs) -> Result<(Session<'g>, Tokenizer, PathBuf)> {
+/// The model, its tokenizer and path, warmed up unless `--no-warmup`; the warm-up's seconds (0 without).
+fn open<'g>(gpu: &'g Gpu, m: &ModelArgs) -> Result<(Session<'g>, Tokenizer, PathBuf, f64)> {
     let path = m.path()?;
     let tok = Tokenizer::from_path(&path)?;
-    let s = m.session(gpu, &path, 1)?;
-    Ok((s, tok, path))
+    let mut s = m.session(gpu, &path, 1)?;
+    let warmup = if m.no_warmup { 0.0 } else { s.warm_up()? };
+    Ok((s, tok, path, warmup))
 }
 
 /// Several prompts as one batch (`session::batch`): each prompt's text (cut at a stop string) in order, or
@@ -184,7 +190,7 @@ pub fn run_generate(
     stops: &[String],
 ) -> Result<()> {
     let mut sampler = sa.sampler()?;
-    let (mut s, tok, _) = open(gpu, m)?;
+    let (mut s, tok, _, warmup) = open(gpu, m)?;
     let ids = tok.encode(prompt, true)?;
     if ids.is_empty() {
         return Err(Error::Other(
@@ -236,6 +242,7 @@ pub fn run_generate(
             "prompt_tokens": ids, "tokens": g.tokens, "text": text, "logprobs": logprobs,
             "timings": g.timings, "dtype": s.prec.name(), "adapter": gpu.info.name,
             "decode_dispatches_per_token": s.decode_dispatches(),
+            "load_secs": s.load_secs, "warmup_secs": warmup,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
@@ -263,7 +270,7 @@ pub fn run_chat(
     history_turns: Option<usize>,
 ) -> Result<()> {
     let mut sampler = sa.sampler()?;
-    let (mut s, tok, path) = open(gpu, m)?;
+    let (mut s, tok, path, _) = open(gpu, m)?;
     eprintln!(
         "chatting with {} ({}, {}). /reset clears the history, /exit quits.",
         path.display(),

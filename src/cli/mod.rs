@@ -542,7 +542,7 @@ pub fn main() -> Result<()> {
             quantize::run(&|| cli.gpu.open(), args)
         }
         Cmd::Perplexity { model, file, ctx, stride, max_tokens, dtype, keep, lora, json } => {
-            let model = ModelArgs { model, dtype, keep, ctx, lora };
+            let model = ModelArgs { model, dtype, keep, ctx, lora, no_warmup: true };
             let args = perplexity::Args { model, file: &file, stride, max_tokens, json };
             perplexity::run(&|| cli.gpu.open(), args)
         }

@@ -110,6 +110,9 @@ fn load<'g>(gpu: &'g Gpu, l: &Load) -> Result<(Models<'g>, Loaded)> {
     let tok = Tokenizer::from_path(&l.chat)?;
     let mut session = Session::load_adapted(gpu, &l.chat, prec, l.ctx, 1, l.lora.as_ref())?;
     session.open_slots(l.max_batch)?;
+    // The first request's time to first token should not include the driver compiling pipelines.
+    let warmup = session.warm_up()?;
+    log::info!("warmed up in {warmup:.2} s");
     let mut loaded =
         Loaded { chat: name_of(&l.chat), classifier: None, embedder: None, adapter: gpu.info.name.clone() };
     let classifier = match &l.classifier {
