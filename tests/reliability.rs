@@ -162,3 +162,41 @@ fn inputs_beyond_the_context_or_vocabulary_are_clear_errors_or_documented_trunca
     assert!(e.contains("context is full") && e.contains("--ctx"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The pipeline cache persists where the backend has one (Vulkan): a run that creates pipelines writes its
+/// file, the next run starts from it and gives the same logits, and a damaged file is ignored, not handed to
+/// the driver: the model still loads and runs.
+#[test]
+fn the_pipeline_cache_is_written_reread_and_a_damaged_one_ignored() {
+    let dir = std::env::temp_dir().join(format!("wgpu-llm-pipelines-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = GpuOptions { pipeline_cache: Some(dir.clone()), ..GpuOptions::default() };
+    let run = || {
+        let gpu = Gpu::new(&opts).unwrap();
+        let has = gpu.has_pipeline_cache();
+        let mut s = Session::load(&gpu, &fixtures().join("tiny-llama"), DType::F32, 16).unwrap();
+        let logits = s.forward(&[1, 2, 3]).unwrap();
+        drop(s);
+        drop(gpu); // saves the cache
+        (has, logits)
+    };
+    let (has, first) = run();
+    let files = || -> Vec<PathBuf> {
+        std::fs::read_dir(&dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
+    };
+    let vulkan = Gpu::new(&GpuOptions::default()).unwrap().info.backend == wgpu::Backend::Vulkan;
+    assert_eq!(has, vulkan, "a pipeline cache exactly where the backend offers one");
+    if !has {
+        assert!(files().is_empty());
+        return;
+    }
+    let written = files();
+    assert_eq!(written.len(), 1, "one file for this adapter and driver: {written:?}");
+    let bytes = std::fs::read(&written[0]).unwrap();
+    assert!(wgpu_llm::gpu::disk_cache::unwrap_blob(&bytes).is_some(), "the file holds a whole blob");
+    assert_eq!(run().1, first, "a run from the cache");
+    std::fs::write(&written[0], &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(run().1, first, "a run from a damaged file");
+    assert_eq!(files().len(), 1, "no temporary file left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

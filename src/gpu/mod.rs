@@ -3,6 +3,7 @@
 //! `kernels` and `exec` name wgpu types.
 
 mod adapter;
+pub mod disk_cache;
 mod pipeline;
 
 pub use adapter::{list_adapters, AdapterReport};
@@ -71,6 +72,9 @@ pub struct GpuOptions {
     /// Allocate at most this many bytes of GPU buffers (env `WGPU_LLM_MEMORY_BUDGET`, bytes or with a K/M/G
     /// suffix): beyond it an allocation is an error naming what asked, as a device out of memory would be.
     pub memory_budget: Option<u64>,
+    /// A folder for wgpu's pipeline cache, read at open and written when pipelines were created (env
+    /// `WGPU_LLM_PIPELINE_CACHE`; the CLI's default is `pipelines` in the model cache, `off` for none).
+    pub pipeline_cache: Option<std::path::PathBuf>,
 }
 
 /// `WGPU_LLM_MEMORY_BUDGET`'s format: bytes, or a number with a K, M or G suffix (powers of 1024).
@@ -111,6 +115,7 @@ impl Default for GpuOptions {
             matmul: env("WGPU_LLM_MATMUL").and_then(|k| Kernel::parse(&k).ok()).unwrap_or_default(),
             gemv_vec4: env("WGPU_LLM_GEMV").as_deref() == Some("vec4"),
             memory_budget: env("WGPU_LLM_MEMORY_BUDGET").and_then(|b| parse_bytes(&b).ok()),
+            pipeline_cache: env("WGPU_LLM_PIPELINE_CACHE").filter(|d| d != "off").map(Into::into),
         }
     }
 }
@@ -138,6 +143,14 @@ pub struct Gpu {
     memory_budget: Option<u64>,
     allocated: std::sync::atomic::AtomicU64,
     submissions: std::sync::atomic::AtomicU64,
+    /// wgpu's pipeline cache and its file (`GpuOptions::pipeline_cache`), where the backend has one.
+    disk_cache: Option<disk_cache::DiskCache>,
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        self.save_pipeline_cache();
+    }
 }
 
 #[derive(Default)]
@@ -189,6 +202,8 @@ impl Gpu {
         let max_binding = opts.max_binding.map_or(hw_max, |m| m.min(hw_max)) & !3;
         log::info!("adapter {} ({:?}), tier {}", info.name, info.backend, tier.name());
         let texture_reads = opts.texture_reads_on(info.device_type);
+        let disk_cache =
+            opts.pipeline_cache.as_deref().and_then(|dir| disk_cache::DiskCache::open(&device, &info, features, dir));
         Ok(Gpu {
             adapter,
             device,
@@ -207,7 +222,21 @@ impl Gpu {
             memory_budget: opts.memory_budget,
             submissions: Default::default(),
             allocated: Default::default(),
+            disk_cache,
         })
+    }
+
+    /// Write the pipeline cache's file now if pipelines were created since it was read (also done on drop).
+    pub fn save_pipeline_cache(&self) {
+        if let Some(c) = &self.disk_cache {
+            c.save();
+        }
+    }
+
+    /// Whether this device persists a pipeline cache (the backend offers one and `GpuOptions::pipeline_cache`
+    /// names a folder).
+    pub fn has_pipeline_cache(&self) -> bool {
+        self.disk_cache.is_some()
     }
 
     /// What the kernels may use at this tier.

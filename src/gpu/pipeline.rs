@@ -84,8 +84,11 @@ impl Gpu {
                 constants: &d.overrides.iter().map(|(n, v)| (*n, *v)).collect::<Vec<_>>(),
                 zero_initialize_workgroup_memory: true,
             },
-            cache: None,
+            cache: self.disk_cache.as_ref().map(|c| &c.cache),
         });
+        if let Some(c) = &self.disk_cache {
+            c.created();
+        }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(compile_err(e.to_string()));
         }
