@@ -216,7 +216,11 @@ impl<'g> Plan<'g> {
         // Scratch buffers by slot, shared by every op of the plan: an op writes its scratch before reading it
         // and the ops run in order, so one buffer per slot (the largest any op asks for so far) serves all.
         let mut scratch_pool: Vec<wgpu::Buffer> = vec![];
-        for i in mem.order.clone() {
+        // Every op lowered first, so that the plan's new pipelines are created together, on every core: a
+        // driver that compiles at creation spends a cold start's time there (llvmpipe compiles later, at the
+        // first dispatch).
+        let mut lowerings: HashMap<usize, kernels::Lowered> = HashMap::new();
+        for &i in &mem.order {
             let node = &graph.nodes[i];
             if node.op.is_leaf() {
                 continue;
@@ -227,7 +231,12 @@ impl<'g> Plan<'g> {
                 dtype: node.dtype,
                 shards: vec![(0, node.shape.first().copied().unwrap_or(1))],
             };
-            let lowered = kernels::lower(&node.op, &ins, &out, &caps)?;
+            lowerings.insert(i, kernels::lower(&node.op, &ins, &out, &caps)?);
+        }
+        gpu.create_pipelines(lowerings.values().flat_map(|l| &l.dispatches))?;
+        for i in mem.order.clone() {
+            let Some(lowered) = lowerings.remove(&i) else { continue };
+            let node = &graph.nodes[i];
             let mut scratch: Vec<wgpu::Buffer> = vec![];
             for (k, &b) in lowered.scratch.iter().enumerate() {
                 match scratch_pool.get(k) {

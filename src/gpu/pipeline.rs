@@ -41,6 +41,44 @@ impl Gpu {
         k + ":" + &kinds
     }
 
+    /// Create the pipelines of `dispatches` not made yet, each once, on up to as many threads as the machine
+    /// has cores (wgpu's devices are shared between threads and its error scopes are per thread); the first
+    /// error is returned.
+    pub fn create_pipelines<'d>(&self, dispatches: impl Iterator<Item = &'d Dispatch>) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        let todo: Vec<&Dispatch> = {
+            let made = self.pipelines.lock().unwrap();
+            dispatches
+                .filter(|d| {
+                    let key = Self::pipeline_key(d);
+                    !made.contains_key(&key) && seen.insert(key)
+                })
+                .collect()
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(todo.len()).min(8);
+        if threads < 2 {
+            return todo.iter().try_for_each(|d| self.pipeline(d).map(drop));
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| -> Result<()> {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            match todo.get(i) {
+                                Some(d) => self.pipeline(d).map(drop)?,
+                                None => return Ok(()),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
+    }
+
     /// The pipeline for a dispatch, compiling it on first use.
     pub fn pipeline(&self, d: &Dispatch) -> Result<Arc<Pipeline>> {
         let key = Self::pipeline_key(d);
