@@ -52,11 +52,7 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
             backend: self.backend.clone(),
             tier: self.tier.as_deref().map(Tier::parse).transpose()?,
-            pipeline_cache: match std::env::var("WGPU_LLM_PIPELINE_CACHE").ok().filter(|d| !d.is_empty()) {
-                Some(d) if d == "off" => None,
-                Some(d) => Some(d.into()),
-                None => Some(model_path::cache_dir().join("pipelines")),
-            },
+            pipeline_cache: crate::gpu::pipeline_cache_from_env(Some(model_path::cache_dir().join("pipelines"))),
             ..GpuOptions::default()
         })
     }

@@ -219,7 +219,7 @@ impl<'g> Plan<'g> {
         // Every op lowered first, so that the plan's new pipelines are created together, on every core: a
         // driver that compiles at creation spends a cold start's time there (llvmpipe compiles later, at the
         // first dispatch).
-        let mut lowerings: HashMap<usize, kernels::Lowered> = HashMap::new();
+        let mut lowerings: Vec<(usize, kernels::Lowered)> = vec![];
         for &i in &mem.order {
             let node = &graph.nodes[i];
             if node.op.is_leaf() {
@@ -231,11 +231,10 @@ impl<'g> Plan<'g> {
                 dtype: node.dtype,
                 shards: vec![(0, node.shape.first().copied().unwrap_or(1))],
             };
-            lowerings.insert(i, kernels::lower(&node.op, &ins, &out, &caps)?);
+            lowerings.push((i, kernels::lower(&node.op, &ins, &out, &caps)?));
         }
-        gpu.create_pipelines(lowerings.values().flat_map(|l| &l.dispatches))?;
-        for i in mem.order.clone() {
-            let Some(lowered) = lowerings.remove(&i) else { continue };
+        gpu.create_pipelines(lowerings.iter().flat_map(|(_, l)| &l.dispatches))?;
+        for (i, lowered) in lowerings {
             let node = &graph.nodes[i];
             let mut scratch: Vec<wgpu::Buffer> = vec![];
             for (k, &b) in lowered.scratch.iter().enumerate() {

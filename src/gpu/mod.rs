@@ -77,6 +77,15 @@ pub struct GpuOptions {
     pub pipeline_cache: Option<std::path::PathBuf>,
 }
 
+/// `WGPU_LLM_PIPELINE_CACHE`: a folder, `off` for none, or `unset` when it is unset or empty.
+pub fn pipeline_cache_from_env(unset: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    match std::env::var_os("WGPU_LLM_PIPELINE_CACHE").filter(|d| !d.is_empty()) {
+        Some(d) if d == "off" => None,
+        Some(d) => Some(d.into()),
+        None => unset,
+    }
+}
+
 /// `WGPU_LLM_MEMORY_BUDGET`'s format: bytes, or a number with a K, M or G suffix (powers of 1024).
 pub fn parse_bytes(s: &str) -> Result<u64> {
     let t = s.trim();
@@ -115,7 +124,7 @@ impl Default for GpuOptions {
             matmul: env("WGPU_LLM_MATMUL").and_then(|k| Kernel::parse(&k).ok()).unwrap_or_default(),
             gemv_vec4: env("WGPU_LLM_GEMV").as_deref() == Some("vec4"),
             memory_budget: env("WGPU_LLM_MEMORY_BUDGET").and_then(|b| parse_bytes(&b).ok()),
-            pipeline_cache: env("WGPU_LLM_PIPELINE_CACHE").filter(|d| d != "off").map(Into::into),
+            pipeline_cache: pipeline_cache_from_env(None),
         }
     }
 }

@@ -4,7 +4,7 @@
 mod op;
 mod shape;
 
-pub use op::{qglu_parts, qlinear_add_parts, Act, ActQuant, AdamWSpec, AttnSpec, Op, Scalar};
+pub use op::{adamw_parts, qglu_parts, qlinear_add_parts, Act, ActQuant, AdamWSpec, AttnSpec, Op, Scalar};
 pub use shape::infer as infer_shape;
 
 use crate::error::{Error, Result};

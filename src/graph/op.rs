@@ -374,6 +374,14 @@ impl Op {
     }
 }
 
+/// AdamW's inputs, (param, grad, m, v) for each parameter (, the squared gradient norm when `spec` clips):
+/// each parameter's four and the norm, so the shape rule, the reference and the lowering read one layout.
+pub fn adamw_parts<'a, T>(spec: &AdamWSpec, ins: &'a [T]) -> (std::slice::ChunksExact<'a, T>, Option<&'a T>) {
+    let clip = spec.max_grad_norm.is_some() as usize;
+    let (params, norm) = ins.split_at(ins.len().saturating_sub(clip));
+    (params.chunks_exact(4), norm.first())
+}
+
 /// The int8 fused ops' inputs as the QMatMul products they stand for (`T`: whatever describes an input —
 /// shapes, values, bindings), so the shape rule, the reference and the lowering read one layout.
 /// QLinearAdd (x, wq, ws, r (, xs)): the product's (x, wq, ws (, xs)) and r.

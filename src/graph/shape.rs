@@ -443,14 +443,14 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             out(c, dt)
         }
         Op::AdamW(spec) => {
-            let clip = spec.max_grad_norm.is_some() as usize;
-            if ins.len() < 4 + clip || !(ins.len() - clip).is_multiple_of(4) {
+            let (params, norm) = super::adamw_parts(spec, ins);
+            if params.len() == 0 || !params.remainder().is_empty() || spec.max_grad_norm.is_some() != norm.is_some() {
                 return Err(err(
                     op,
                     ins,
                     format!(
                         "expected (param, grad, m, v) for each parameter{}, got {} inputs",
-                        if clip == 1 { " then the squared gradient norm" } else { "" },
+                        if spec.max_grad_norm.is_some() { " then the squared gradient norm" } else { "" },
                         ins.len()
                     ),
                 ));
@@ -458,13 +458,12 @@ pub fn infer(op: &Op, ins: &[In]) -> Result<(Vec<usize>, DType)> {
             for i in 0..ins.len() {
                 want_dtype(op, ins, i, DType::F32)?;
             }
-            let count = (ins.len() - clip) / 4;
-            for k in 0..count {
+            for k in 0..params.len() {
                 for i in 1..4 {
                     same(op, ins, 4 * k, 4 * k + i)?;
                 }
             }
-            if clip == 1 && crate::tensor::numel(ins[4 * count].0) != 1 {
+            if norm.is_some_and(|n| crate::tensor::numel(n.0) != 1) {
                 return Err(err(op, ins, "the squared gradient norm (the last input) must hold one value"));
             }
             out(ins[0].0, DType::F32)

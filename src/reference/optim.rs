@@ -43,25 +43,15 @@ pub fn adamw(
 /// clips by the squared norm of the last input.
 pub fn groups<'a>(spec: &AdamWSpec, ins: &[&'a Val]) -> Vec<[std::borrow::Cow<'a, [f64]>; 4]> {
     use std::borrow::Cow;
-    let clip = spec.max_grad_norm.is_some() as usize;
-    let count = (ins.len() - clip) / 4;
-    let coef = match spec.max_grad_norm {
-        Some(max) => clip_coef(max, ins[4 * count].data[0]),
-        None => 1.0,
-    };
-    (0..count)
-        .map(|k| {
-            let g: Cow<[f64]> = if clip == 1 {
-                Cow::Owned(ins[4 * k + 1].data.iter().map(|g| g * coef).collect())
-            } else {
-                Cow::Borrowed(&ins[4 * k + 1].data)
+    let (params, norm) = crate::graph::adamw_parts(spec, ins);
+    let coef = spec.max_grad_norm.zip(norm).map(|(max, n2)| clip_coef(max, n2.data[0]));
+    params
+        .map(|q| {
+            let g: Cow<[f64]> = match coef {
+                Some(c) => Cow::Owned(q[1].data.iter().map(|g| g * c).collect()),
+                None => Cow::Borrowed(&q[1].data),
             };
-            [
-                Cow::Borrowed(&ins[4 * k].data[..]),
-                g,
-                Cow::Borrowed(&ins[4 * k + 2].data[..]),
-                Cow::Borrowed(&ins[4 * k + 3].data[..]),
-            ]
+            [Cow::Borrowed(&q[0].data[..]), g, Cow::Borrowed(&q[2].data[..]), Cow::Borrowed(&q[3].data[..])]
         })
         .collect()
 }

@@ -262,25 +262,28 @@ impl<'g> Session<'g> {
     /// driver that compiles a pipeline at its first dispatch (llvmpipe) compiles the ones a short prompt and
     /// its decode need here, at load, instead of inside the first request's time to first token (llama.cpp
     /// warms up the same way). A prompt in a longer bucket compiles that bucket's plan, whose kernels are the
-    /// same pipelines (cached by `Gpu`), so it pays little more. With slots open (a server), a slot's prefill
-    /// and decode step run too, and the slot is released.
+    /// same pipelines (cached by `Gpu`), so it pays little more. With slots open (a server, which decodes
+    /// through them only), the prefill goes into a slot and the decode step is the slots'; the slot is
+    /// released.
     pub fn warm_up(&mut self) -> Result<f64> {
         self.single("warm_up")?;
         let t0 = Instant::now();
         self.reset();
         let t = 16.min(self.max_seq.saturating_sub(1)).max(1);
-        self.forward(&vec![0; t])?;
-        if self.pos < self.max_seq {
-            self.forward(&[0])?;
+        match self.free_slot() {
+            Some(slot) if t < self.max_seq => {
+                self.prefill_slot(slot, &vec![0; t])?;
+                self.step_slots(&[(slot, 0)])?;
+                self.release_slot(slot);
+            }
+            _ => {
+                self.forward(&vec![0; t])?;
+                if self.pos < self.max_seq {
+                    self.forward(&[0])?;
+                }
+            }
         }
         self.reset();
-        // A server's slots: their decode plan too (the prefill above is the one `prefill_slot` runs).
-        if let Some(slot) = self.free_slot() {
-            self.prefill_slot(slot, &vec![0; t.min(self.max_seq - 1)])?;
-            self.step_slots(&[(slot, 0)])?;
-            self.release_slot(slot);
-            self.reset();
-        }
         Ok(t0.elapsed().as_secs_f64())
     }
 
