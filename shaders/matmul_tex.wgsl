@@ -6,7 +6,8 @@
 // examples/gemm_tex_bench measured 7–9× the storage kernel's GFLOP/s at SmolLM2's prefill shapes.
 // Accumulation is in f32.
 //
-// Bindings: 0 params; 1 a (texture) [m, k]; 2 b (texture) [n, k]; 3 y (read_write) [m, n]; with the override
+// Bindings: 0 params; 1 a (texture) [m, k] ([k, m] for gemm_tex_tn); 2 b (texture) [n, k] ([k, n] for
+// gemm_tex_tn); 3 y (read_write) [m, n]; with the override
 // ACC (LinearAdd) y += the product instead of y = it.
 // Needs k % 4 == 0 (whole texels per row; the lowering checks).
 //   gemv_tex  decode (m ≤ 8, one row per z): b is a leaf's texture twin (exec::twins, same layout), a the
@@ -86,6 +87,48 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             texel_b(min(j0 + 4u, nl) * k4 + kk), texel_b(min(j0 + 5u, nl) * k4 + kk),
             texel_b(min(j0 + 6u, nl) * k4 + kk), texel_b(min(j0 + 7u, nl) * k4 + kk));
         //#rows row_step(&acc, {r}u, texel_a(min(i0 + {r}u, ml) * k4 + kk), &b);
+    }
+    store_tile(i0, j0, &acc);
+}
+
+// ---- gemm_tex_tn: y[i, j] = Σ_k a[k, i] · b[k, j] (aᵀ·b) ----------------------------------------------------
+// A weight's gradient from a layer's output gradient and input (dW = dYᵀ·X, Conv1D's Xᵀ·dY), which the
+// storage kernel runs at a third of gemm_tex's rate on llvmpipe. a [k, m] and b [k, n] staged, m % 4 == 0
+// and n % 4 == 0: a step of one k fetches the tile's ROWS values of a (ROWS/4 texels) and its 8 of b (2
+// texels) and adds their outer product, ROWS·8 FMAs for ROWS/4 + 2 texels (gemm_tex's ratio). Geometry,
+// clamping and store as gemm_tex.
+
+// Row r of the tile: acc[2r] += a[r]·b[0..4], acc[2r + 1] += a[r]·b[4..8] (r constant after inlining).
+fn tn_row(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, a: ptr<function, array<vec4<f32>, 4>>, b0: vec4<f32>,
+          b1: vec4<f32>) {
+    let s = (*a)[r / 4u][r % 4u];
+    (*acc)[2u * r] += s * b0;
+    (*acc)[2u * r + 1u] += s * b1;
+}
+
+@compute @workgroup_size(8, 8)
+fn gemm_tex_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m4 = p.m / 4u;
+    let n4 = p.n / 4u;
+    let j0 = (wid.x * 8u + lid.x) * 8u;
+    let i0 = (wid.y * 8u + lid.y) * ROWS;
+    if (i0 >= p.m) { return; } // as gemm_tex
+    let q0 = i0 / 4u;
+    let ql = m4 - 1u;
+    let c0 = min(j0 / 4u, n4 - 1u);
+    let c1 = min(j0 / 4u + 1u, n4 - 1u);
+    var acc: array<vec4<f32>, 32>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        let ra = kk * m4;
+        let b0 = texel_b(kk * n4 + c0);
+        let b1 = texel_b(kk * n4 + c1);
+        var a = array<vec4<f32>, 4>(texel_a(ra + min(q0, ql)), texel_a(ra + min(q0 + 1u, ql)), vec4<f32>(0.0),
+                                    vec4<f32>(0.0));
+        if (ROWS > 8u) {
+            a[2] = texel_a(ra + min(q0 + 2u, ql));
+            a[3] = texel_a(ra + min(q0 + 3u, ql));
+        }
+        //#rows tn_row(&acc, {r}u, &a, b0, b1);
     }
     store_tile(i0, j0, &acc);
 }

@@ -237,19 +237,22 @@ fn finetune_evaluate_classify() {
     assert!((ev["loss"].as_f64().unwrap() - best["val_loss"].as_f64().unwrap()).abs() < 1e-5, "{ev} vs {best}");
     assert_eq!(ev["confusion"].as_array().unwrap().len(), 3);
 
-    let cl = json_lines(&cli(&["classify", "-m", &o, "--json", "a good day", "this is bad"]));
-    assert_eq!(cl.len(), 2);
+    // Batched by length, answered in the texts' order.
+    let texts = ["a good day, a very good day indeed, all of it", "this is bad", "fine"];
+    let cl = json_lines(&cli(&["classify", "-m", &o, "--json", texts[0], texts[1], texts[2]]));
+    assert_eq!(cl.iter().map(|r| r["text"].as_str().unwrap()).collect::<Vec<_>>(), texts);
     for r in &cl {
         let p: f64 = r["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-9, "{r}");
         assert!(["negative", "neutral", "positive"].contains(&r["label"].as_str().unwrap()), "{r}");
     }
 
-    // Same seed, same losses (dropout on: the mask comes from the seed and the step).
-    let twice: Vec<Vec<f64>> = (0..2)
+    // Same seed, same losses (dropout on: the mask comes from the seed and the step), with and without
+    // --group-by-length.
+    let twice: Vec<Vec<f64>> = (0..4)
         .map(|k| {
             let o = tmp.join(format!("again{k}")).display().to_string();
-            let a = [
+            let mut a = vec![
                 "finetune",
                 "-m",
                 &m,
@@ -269,10 +272,15 @@ fn finetune_evaluate_classify() {
                 &o,
                 "--json",
             ];
+            if k >= 2 {
+                a.push("--group-by-length");
+            }
             json_lines(&cli(&a)).iter().map(loss).collect()
         })
         .collect();
     assert_eq!(twice[0], twice[1]);
+    assert_eq!(twice[2], twice[3]);
+    assert!(twice[2][0].is_finite() && twice[2][0] > 0.0, "{twice:?}");
     std::fs::remove_dir_all(&tmp).ok();
 }
 

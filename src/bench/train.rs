@@ -1,5 +1,5 @@
 //! `wgpu-llm bench train`: training throughput on the GPU at hand for the two recipes, with the
-//! dispatches and GPU memory of a step and (for the character GPT) one step's GPU time by op:
+//! dispatches and GPU memory of a step and one step's GPU time by op:
 //! - a character-level GPT-2 (vocab 84, 4 pre-LN layers, d 128, 4 heads, MLP 512, tied head), batch
 //!   12 × 64, AdamW: training tokens/s;
 //! - all-MiniLM-L6-v2 with mean pooling + Linear (3 labels), batch 32, AdamW, dropout 0.1: training
@@ -131,16 +131,20 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
     let vocab = clf.encoder.vocab() as u64;
     let mut rng = SplitMix(3);
     let mut times = vec![];
+    let mut batch_of = || -> (Vec<Vec<u32>>, Vec<usize>) {
+        let seqs = (0..batch).map(|_| (0..len).map(|_| (1000 + rng.next_u64() % (vocab - 1000)) as u32).collect());
+        (seqs.collect(), (0..batch).map(|_| (rng.next_u64() % 3) as usize).collect())
+    };
     for step in 1..=steps + 2 {
-        let seqs: Vec<Vec<u32>> =
-            (0..batch).map(|_| (0..len).map(|_| (1000 + rng.next_u64() % (vocab - 1000)) as u32).collect()).collect();
-        let labels: Vec<usize> = (0..batch).map(|_| (rng.next_u64() % 3) as usize).collect();
+        let (seqs, labels) = batch_of();
         let t0 = Instant::now();
         clf.train_step(&seqs, &labels, 5e-5, step as u32)?;
         if step > 2 {
             times.push(t0.elapsed().as_secs_f64());
         }
     }
+    let (seqs, labels) = batch_of();
+    let timings = clf.profile_step(&seqs, &labels, 5e-5, (steps + 3) as u32)?;
     let step_secs = super::report::median(&times);
     Ok(TrainBench {
         recipe: format!("all-MiniLM-L6-v2 mean head, batch 32x{len}"),
@@ -153,7 +157,7 @@ pub fn minilm(gpu: &Gpu, model: &Path, steps: usize, len: usize) -> Result<Train
             .step_dispatches(crate::train::classifier::bucket(len, clf.encoder.max_pos()))
             .unwrap_or(0),
         gpu_memory_bytes: clf.gpu_bytes(),
-        profile: vec![],
+        profile: by_op(timings),
     })
 }
 

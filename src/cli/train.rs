@@ -94,6 +94,11 @@ pub struct FinetuneArgs {
     /// Clip the gradients by this global norm before each update (as torch's clip_grad_norm_).
     #[arg(long)]
     pub grad_clip: Option<f32>,
+    /// Batch sentences of similar lengths together (as transformers' group_by_length: sorted within
+    /// megabatches of 50 batches, the batches shuffled), so that most batches pad to a short bucket
+    /// (--task classify).
+    #[arg(long)]
+    pub group_by_length: bool,
     /// The output folder (classify: a transformers BertForSequenceClassification checkpoint; lm: a PEFT
     /// adapter, or a model folder with --full).
     #[arg(short, long)]
@@ -157,6 +162,7 @@ pub(super) fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
 pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<()> {
     match a.task.as_str() {
         "classify" => {}
+        "lm" if a.group_by_length => return Err(Error::Other("--group-by-length: only with --task classify".into())),
         "lm" => return super::lora::run_finetune_lm(gpu, a),
         other => return Err(Error::Other(format!("--task {other:?}: classify or lm"))),
     }
@@ -213,6 +219,7 @@ pub fn run_finetune(gpu: &dyn Fn() -> Result<Gpu>, a: &FinetuneArgs) -> Result<(
             }),
             None => None,
         },
+        group_by_length: a.group_by_length,
     };
     let gpu = gpu()?;
     eprintln!(

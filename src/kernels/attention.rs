@@ -52,8 +52,11 @@ pub struct Choice {
 ///   (decode with ≤ 4 heads a group: half the registers, a third of llvmpipe's compile time); on a
 ///   texture-weights adapter with T > 8, K and V staged as textures (`attention_tex`). Other head dims:
 ///   `attention_forward`.
-/// - AttentionWeights: `attention_weights`; the gradients: `attention_grad_q`, or `attention_grad_kv` for K
-///   and V (each after `attention_row_stats`).
+/// - AttentionWeights: on a texture-weights adapter with as many kv heads as query heads (f32), the scores
+///   Q·Kᵀ as a batched MatMul into scratch and `attention_probs_rows` (masks and softmax, a row an
+///   invocation); otherwise `attention_weights`.
+/// - The gradients: `attention_grad_q`, or `attention_grad_kv` for K and V (each after
+///   `attention_row_stats`).
 pub fn select(op: &Op, ins: &[ArgInfo], caps: &Caps) -> Result<Choice> {
     let plain = |entry| Choice { family: "attention", entry, rq: 0, kv: BindKind::Read };
     Ok(match op {
@@ -76,6 +79,13 @@ pub fn select(op: &Op, ins: &[ArgInfo], caps: &Caps) -> Result<Choice> {
                 Some(kind) => Choice { family: "attention_tex", entry: "attention_forward_rows", rq, kv: kind },
                 None => Choice { rq, ..plain("attention_forward_rows") },
             }
+        }
+        Op::AttentionWeights(_)
+            if caps.texture_reads
+                && ins[0].shape[1] == ins[1].shape[1]
+                && ins[..2].iter().all(|i| i.dtype == DType::F32) =>
+        {
+            plain("attention_probs_rows")
         }
         Op::AttentionWeights(_) => plain("attention_weights"),
         Op::AttentionGradQ(_) => plain("attention_grad_q"),
@@ -169,6 +179,19 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
             rows.bindings[2] = bind_as(Arg::Input(2), c.kv);
         }
         return Ok(Lowered { scratch: vec![], dispatches: vec![rows] });
+    }
+    if c.entry == "attention_probs_rows" {
+        // The raw scores q·k as a batched matmul (whatever MatMul's table picks) into scratch 0.
+        let scores = ArgInfo { shape: vec![b, hq, t, s], dtype: dt, shards: vec![] };
+        let mut l = super::matmul::lower(&Op::MatMul { ta: false, tb: true }, &ins[..2], &scores, caps)?;
+        debug_assert!(l.scratch.is_empty(), "a matmul lowering with scratch");
+        for x in l.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()).filter(|x| x.arg == Arg::Output) {
+            x.arg = Arg::Scratch(0);
+        }
+        let bindings = vec![bind(Arg::Scratch(0), false), r(1), r(2), r(mask), bind(Arg::Output, true)];
+        l.dispatches.push(mk(c.entry, None, bindings, grid_1d(ceil_div(q_rows as usize, WG))));
+        l.scratch.push((q_rows as u64 * s as u64).max(1) * dt.size() as u64);
+        return Ok(l);
     }
     if matches!(op, Op::Attention(_) | Op::AttentionWeights(_)) {
         return Ok(fwd(c.entry));

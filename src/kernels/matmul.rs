@@ -1,7 +1,7 @@
 //! Lowering of MatMul (shaders/matmul.wgsl): the tiled GEMM, the decode GEMV (m = 1) and the plain 4×4
 //! baseline the benchmark compares against; batching, transposes and row-sharded weights. On CPU adapters
-//! (`Caps::texture_reads`) x·Wᵀ with more than 8 rows runs shaders/matmul_tex.wgsl's `gemm_tex` on staged
-//! textures instead.
+//! (`Caps::texture_reads`) x·Wᵀ with more than 2 rows runs shaders/matmul_tex.wgsl's `gemm_tex` on staged
+//! textures instead, and a weight's gradient aᵀ·b its `gemm_tex_tn`.
 //!
 //! A weight b (2-D) stored in several shards (split by rows of its first dim) runs as one dispatch per shard:
 //! with `tb` (W [N, K]) a shard's rows are output columns, so each dispatch writes its own column range of c;
@@ -70,7 +70,7 @@ pub enum Kernel {
     Tiled,
     Gemv,
     Baseline,
-    /// `gemm_tex` on staged textures (x·Wᵀ only).
+    /// The texture kernels (x·Wᵀ, and aᵀ·b of 2-D operands).
     Texture,
 }
 
@@ -398,6 +398,8 @@ fn geometry(op: &Op, ins: &[ArgInfo]) -> Result<(Geom, bool, bool, usize)> {
 /// - x·Wᵀ (one 2-D weight in one buffer, whole texels a row, within the texture height) on a
 ///   texture-weights adapter: `gemv_tex`/`gemv_tex_h8` up to `TEX_GEMV_MAX_ROWS` rows (the weight's twin, the
 ///   row as a uniform array where it fits, else staged), else `gemm_tex`/`gemm_tex_h8` (both staged);
+/// - aᵀ·b of 2-D operands with m and n multiples of 4 (a weight's gradient) there: `gemm_tex_tn` (both
+///   staged);
 /// - otherwise storage buffers: one row (not transposed) `gemv`, `gemv_vec4` or `gemv_rows4`; else
 ///   `matmul_tiled` (vec4 loads where aligned) or `matmul_tiled_scalar`.
 pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, caps: &Caps) -> Result<Choice> {
@@ -408,15 +410,15 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
     // texture height limit.
     let texture_fits =
         |bytes: usize| staged_kind(dtype).is_some_and(|kind| super::texture_fits(caps, kind, bytes as u64));
-    let texture = !ta
-        && tb
-        && rb == 2
+    let operands_fit = rb == 2
         && ins[1].shards.len() <= 1
-        && k.is_multiple_of(4)
         && ins[0].dtype == dtype
         && ins[1].dtype == dtype
         && texture_fits(g.m * k * dtype.size())
         && texture_fits(n * k * dtype.size());
+    // gemm_tex_tn: aᵀ·b of two 2-D operands (a weight's gradient), whole texels per row of both.
+    let tn = ta && !tb && g.batch == 1 && g.m.is_multiple_of(4) && n.is_multiple_of(4) && operands_fit;
+    let texture = tn || (!ta && tb && k.is_multiple_of(4) && operands_fit);
     let kernel = match kernel {
         Kernel::Auto if texture && caps.texture_reads => Kernel::Texture,
         Kernel::Auto if g.m == 1 && !ta => Kernel::Gemv,
@@ -434,6 +436,10 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
     // much as reading it), the row staged, or through the uniform path where it fits (every plan buffer on a
     // texture-weights adapter is at least UNIFORM_ROW_BYTES).
     // f16 with k % 8 == 0: eight values a texel (the f16 bytes as rgba32uint), twice rgba16float's.
+    if tn {
+        let staged = staged_kind(dtype).expect("checked by `texture`");
+        return Ok(Choice { kernel, family: "matmul_tex", entry: "gemm_tex_tn", a: staged, b: staged });
+    }
     let h8 = dtype == DType::F16 && k.is_multiple_of(8);
     let staged = if h8 { BindKind::StagedU32x4 } else { staged_kind(dtype).expect("checked by `texture`") };
     let gemv = g.m <= TEX_GEMV_MAX_ROWS;

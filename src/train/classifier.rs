@@ -427,6 +427,21 @@ impl<'g> Classifier<'g> {
         Ok(out[0].to_f32()[0])
     }
 
+    /// One training step's GPU time by dispatch (`Plan::profile`; the step's update is applied).
+    pub fn profile_step(
+        &mut self,
+        seqs: &[Vec<u32>],
+        labels: &[usize],
+        lr: f32,
+        step: u32,
+    ) -> Result<Vec<crate::exec::OpTiming>> {
+        let t = self.padded(seqs)?;
+        let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
+        let plan = self.plan(t, true, super::Accum::Off)?;
+        let feeds = plan.takes(&feeds);
+        plan.profile(&feeds, &[("lr", lr.to_bits()), ("step", step)])
+    }
+
     /// Logits (and the mean loss, if `labels` are given) of a batch, without dropout or updates.
     pub fn eval_batch(&mut self, seqs: &[Vec<u32>], labels: &[usize]) -> Result<BatchOut> {
         let t = self.padded(seqs)?;

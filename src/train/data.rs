@@ -141,6 +141,27 @@ pub fn split(examples: Vec<Example>, fraction: f64, seed: u64) -> Result<(Vec<Ex
     Ok((ex, val))
 }
 
+/// How many batches a megabatch of `length_grouped` holds (transformers' `LengthGroupedSampler` default).
+pub const MEGABATCH: usize = 50;
+
+/// The batches of an epoch with similar lengths together (`--group-by-length`, as transformers'
+/// `group_by_length`): `order` (already shuffled) cut into megabatches of `MEGABATCH` batches, each sorted
+/// by `len` (longest first; ties keep their shuffled order) and cut into batches of `batch`, then the
+/// batches shuffled with `seed`. Every index appears once; only the last megabatch may leave a short batch.
+/// A batch pads to the bucket of its longest sequence, so random batches of short texts almost all pad to
+/// the longest bucket; grouped, most pad to a shorter one.
+pub fn length_grouped(order: &[usize], len: impl Fn(usize) -> usize, batch: usize, seed: u64) -> Vec<Vec<usize>> {
+    let batch = batch.max(1);
+    let mut batches = vec![];
+    for mega in order.chunks(batch * MEGABATCH) {
+        let mut m = mega.to_vec();
+        m.sort_by_key(|&i| std::cmp::Reverse(len(i)));
+        batches.extend(m.chunks(batch).map(<[usize]>::to_vec));
+    }
+    shuffle(&mut batches, seed);
+    batches
+}
+
 /// A seeded Fisher–Yates shuffle, the same on every platform.
 pub fn shuffle<T>(v: &mut [T], seed: u64) {
     let mut rng = super::SplitMix(seed);
@@ -210,5 +231,29 @@ mod tests {
         let (tr, va) = split(ex.clone(), 0.2, 1).unwrap();
         assert_eq!((tr.len(), va.len()), (8, 2));
         assert_eq!(split(ex, 0.2, 1).unwrap().1, va, "same seed, same split");
+    }
+
+    #[test]
+    fn length_grouped_batches_cover_every_index_once_with_similar_lengths() {
+        let n = 1000;
+        let len = |i: usize| (i * 7919) % 61 + 3;
+        let mut order: Vec<usize> = (0..n).collect();
+        shuffle(&mut order, 5);
+        let batches = length_grouped(&order, len, 8, 9);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..n).collect::<Vec<_>>(), "every index once");
+        assert_eq!(batches.iter().filter(|b| b.len() != 8).count(), 0, "1000 = 125 batches of 8");
+        // Within a megabatch the spread of a batch is small; random batches of 8 span most of 3..64.
+        let spread =
+            |b: &Vec<usize>| b.iter().map(|&i| len(i)).max().unwrap() - b.iter().map(|&i| len(i)).min().unwrap();
+        let grouped: usize = batches.iter().map(spread).sum();
+        let random: usize = order.chunks(8).map(|c| spread(&c.to_vec())).sum();
+        assert!(grouped * 4 < random, "grouped spread {grouped} vs random {random}");
+        assert_eq!(length_grouped(&order, len, 8, 9), batches, "same seed, same batches");
+        assert_ne!(length_grouped(&order, len, 8, 10), batches, "the batch order follows the seed");
+        // A last short megabatch leaves one short batch.
+        let b = length_grouped(&order[..405], len, 8, 1);
+        assert_eq!((b.len(), b.iter().filter(|b| b.len() != 8).count()), (51, 1));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::classifier::{Classifier, HeadKind, Setup, TrainSpec};
-use super::data::{shuffle, Example};
+use super::data::{length_grouped, shuffle, Example};
 use super::metrics::{report, Report};
 use super::schedule::Schedule;
 use super::Accum;
@@ -41,6 +41,8 @@ pub struct Options {
     pub grad_accum: usize,
     /// Train the textbook Transformer from scratch instead of finetuning `model` (`--from-scratch`).
     pub from_scratch: Option<FromScratch>,
+    /// Batch sentences of similar lengths together (`--group-by-length`, `data::length_grouped`).
+    pub group_by_length: bool,
 }
 
 /// `finetune --from-scratch CONFIG`: the textbook encoder's sizes (config.json fields of
@@ -115,15 +117,25 @@ pub fn encode(tok: &Tokenizer, text: &str, max: usize) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// Mean loss and metrics of `clf` on `data` (already tokenized), without dropout.
+/// Indices of `n` items by length (stable): batches of neighbours pad to the shortest buckets they can.
+pub fn by_length(n: usize, len: impl Fn(usize) -> usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by_key(|&i| len(i));
+    idx
+}
+
+/// Mean loss and metrics of `clf` on `data` (already tokenized), without dropout. Batched in order of
+/// length (the metrics do not depend on the order).
 pub fn evaluate(clf: &mut Classifier, data: &[(Vec<u32>, usize)]) -> Result<(f64, Report)> {
-    let (mut loss, mut pred) = (0.0f64, vec![]);
-    for chunk in data.chunks(clf.batch) {
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|e| e.0.clone()).collect();
-        let labels: Vec<usize> = chunk.iter().map(|e| e.1).collect();
+    let (mut loss, mut pred) = (0.0f64, vec![0; data.len()]);
+    for chunk in by_length(data.len(), |i| data[i].0.len()).chunks(clf.batch) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| data[i].0.clone()).collect();
+        let labels: Vec<usize> = chunk.iter().map(|&i| data[i].1).collect();
         let out = clf.eval_batch(&seqs, &labels)?;
         loss += out.loss as f64 * chunk.len() as f64;
-        pred.extend(out.logits.iter().map(|l| argmax(l)));
+        for (&i, l) in chunk.iter().zip(&out.logits) {
+            pred[i] = argmax(l);
+        }
     }
     let truth: Vec<usize> = data.iter().map(|e| e.1).collect();
     Ok((loss / data.len().max(1) as f64, report(&clf.labels, &truth, &pred)))
@@ -228,7 +240,11 @@ fn run(
         shuffle(&mut order, opts.seed.wrapping_add(epoch as u64));
         let t0 = Instant::now();
         let mut sum = 0.0f64;
-        let batches: Vec<&[usize]> = order.chunks(opts.batch).collect();
+        let batches: Vec<Vec<usize>> = if opts.group_by_length {
+            length_grouped(&order, |i| train[i].0.len(), opts.batch, opts.seed.wrapping_add(epoch as u64))
+        } else {
+            order.chunks(opts.batch).map(<[usize]>::to_vec).collect()
+        };
         for (k, group) in batches.chunks(accum).enumerate() {
             step += 1;
             let (mut step_sum, mut step_n) = (0.0f64, 0usize);

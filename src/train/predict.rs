@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::classifier::{Classifier, HeadKind, Setup};
-use super::finetune::{argmax, encode};
+use super::finetune::{argmax, by_length, encode};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::ConfigSource;
@@ -49,16 +49,18 @@ pub fn predict(
     texts: &[String],
 ) -> Result<Vec<serde_json::Value>> {
     let max = clf.encoder.max_pos();
-    let mut out = vec![];
-    for chunk in texts.chunks(clf.batch) {
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|t| encode(tok, t, max)).collect::<Result<_>>()?;
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| encode(tok, t, max)).collect::<Result<_>>()?;
+    // Batched in order of length, answered in the texts' order.
+    let mut out = vec![serde_json::Value::Null; texts.len()];
+    for chunk in by_length(ids.len(), |i| ids[i].len()).chunks(clf.batch) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
         let logits = clf.eval_batch(&seqs, &[])?.logits;
-        for (t, l) in chunk.iter().zip(logits) {
+        for (&i, l) in chunk.iter().zip(logits) {
             let p = softmax(&l);
             let best = argmax(&l);
             let probs: serde_json::Map<String, serde_json::Value> =
                 clf.labels.iter().zip(&p).map(|(k, v)| (k.clone(), (*v).into())).collect();
-            out.push(serde_json::json!({"text": t, "label": clf.labels[best], "confidence": p[best], "probabilities": probs, "logits": l}));
+            out[i] = serde_json::json!({"text": texts[i], "label": clf.labels[best], "confidence": p[best], "probabilities": probs, "logits": l});
         }
     }
     Ok(out)

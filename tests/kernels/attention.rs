@@ -214,3 +214,49 @@ fn prefill_reads_k_and_v_through_textures_on_cpu_adapters() {
         }
     }
 }
+
+#[test]
+fn weights_run_as_scores_and_row_softmax_on_cpu_adapters() {
+    // AttentionWeights on a texture-weights adapter (as many kv heads as query heads, f32): the scores as a
+    // batched matmul, then attention_probs_rows; elsewhere attention_weights. Both match the reference:
+    // causal and not, f32 and f16 masks (a first row that sees no key), a cache with runtime scalars.
+    use wgpu_llm::kernels::{attention, ArgInfo};
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
+    let mut rng = Rng::new(37);
+    let c = Scalar::Const;
+    let dt = DType::F32;
+    let cases = [
+        case(&mut rng, dt, (3, 4, 4, 32, 32, 32), false, Some(DType::F32), c(0), c(32), vec![]),
+        case(&mut rng, dt, (2, 2, 2, 7, 7, 13), true, Some(DType::F16), c(0), c(7), vec![]),
+        case(&mut rng, dt, (1, 3, 3, 70, 70, 8), true, None, c(0), c(70), vec![]),
+        case(
+            &mut rng,
+            dt,
+            (2, 2, 2, 3, 37, 8),
+            true,
+            Some(dt),
+            Scalar::var("pos"),
+            Scalar::var("kv"),
+            vec![("pos", 10), ("kv", 13)],
+        ),
+    ];
+    let info = |t: &HostTensor| ArgInfo { shape: t.shape.clone(), dtype: t.dtype, shards: vec![(0, t.shape[0])] };
+    for cs in cases {
+        let infos: Vec<ArgInfo> = cs.ins.iter().map(info).collect();
+        let op = Op::AttentionWeights(cs.spec.clone());
+        let out = ArgInfo { shape: vec![1], dtype: dt, shards: vec![] };
+        let entries = |gpu: &wgpu_llm::gpu::Gpu| -> Vec<&'static str> {
+            attention::lower(&op, &infos, &out, &gpu.caps()).unwrap().dispatches.iter().map(|d| d.entry).collect()
+        };
+        assert_eq!(entries(tex).last(), Some(&"attention_probs_rows"), "{}", cs.name);
+        assert_eq!(entries(tex).len(), 2, "{}", cs.name);
+        assert_eq!(entries(storage), ["attention_weights"], "{}", cs.name);
+        check_op_on(tex, &format!("texture weights {}", cs.name), op.clone(), &cs.ins, &cs.vars, tol(dt));
+        check_op_on(storage, &format!("storage weights {}", cs.name), op, &cs.ins, &cs.vars, tol(dt));
+    }
+    // Grouped-query heads keep attention_weights.
+    let cs = case(&mut rng, dt, (1, 4, 2, 3, 70, 96), false, None, c(0), c(70), vec![]);
+    let infos: Vec<ArgInfo> = cs.ins.iter().map(info).collect();
+    let l = attention::lower(&Op::AttentionWeights(cs.spec.clone()), &infos, &info(&cs.ins[0]), &tex.caps()).unwrap();
+    assert_eq!(l.dispatches[0].entry, "attention_weights");
+}

@@ -189,6 +189,32 @@ fn texture_gemm_matches_the_reference() {
 }
 
 #[test]
+fn texture_tn_gemm_matches_the_reference() {
+    use wgpu_llm::kernels::matmul;
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
+    let mut r = Rng::new(23);
+    // aᵀ·b (a weight's gradient: a [k, m], b [k, n]) with m and n multiples of 4 but not of the 16 × 8
+    // invocation tile or the 128 × 64 workgroup tile, k of one and odd, an 8-row tile (m ≤ 64), and a
+    // gradient's shape (the char GPT's head: 768 rows, 84 × 128).
+    for (m, k, n) in [(4, 1, 4), (20, 33, 12), (132, 7, 68), (36, 70, 388), (84, 768, 128)] {
+        for (dt, tol) in dtypes() {
+            let (sa, sb) = shapes(&[], m, k, n, true, false, true);
+            let case = format!("texture tn gemm {sa:?}ᵀ·{sb:?} {dt:?}");
+            let op = Op::MatMul { ta: true, tb: false };
+            let lowered = |gpu: &wgpu_llm::gpu::Gpu| {
+                matmul::lower(&op, &[info(&sa, dt), info(&sb, dt)], &info(&[m, n], dt), &gpu.caps()).unwrap()
+            };
+            assert_eq!(lowered(tex).dispatches[0].entry, "gemm_tex_tn", "{case}");
+            assert_ne!(lowered(storage).dispatches[0].family, "matmul_tex", "{case}");
+            for gpu in [tex, storage] {
+                let (a, b) = (r.tensor(&sa, dt), r.tensor(&sb, dt));
+                check_op_on(gpu, &case, op.clone(), &[a, b], &[], tol);
+            }
+        }
+    }
+}
+
+#[test]
 fn texture_gemm_sees_a_weight_set_again() {
     // A staged texture is refilled before every run, and a twin (up to TEX_TWIN_GEMM_MAX_ROWS rows: 9 here)
     // rewritten on every upload, so a weight changed between runs of one plan (training, LoRA merges) is

@@ -61,6 +61,28 @@ fn matmul_table() {
     }
 }
 
+/// aᵀ·b (a weight's gradient) through textures on CPU adapters where both operands are 2-D with whole
+/// texels a row; storage otherwise.
+#[test]
+fn transposed_a_table() {
+    let (gpu, cpu) = (caps(false), caps(true));
+    let tn = |a: &[usize], b: &[usize], caps: &Caps| {
+        let c = matmul::select(
+            &Op::MatMul { ta: true, tb: false },
+            &[arg(a, DType::F32), arg(b, DType::F32)],
+            DType::F32,
+            caps,
+        )
+        .unwrap();
+        (c.family, c.entry, c.a, c.b)
+    };
+    assert_eq!(tn(&[1024, 384], &[1024, 1536], &cpu), ("matmul_tex", "gemm_tex_tn", StagedF32x4, StagedF32x4));
+    assert_eq!(tn(&[1024, 384], &[1024, 1536], &gpu), ("matmul", "matmul_tiled", Read, Read));
+    assert_eq!(tn(&[1024, 382], &[1024, 1536], &cpu).1, "matmul_tiled_scalar", "m % 4 != 0");
+    assert_eq!(tn(&[64, 384], &[64, 6], &cpu).1, "matmul_tiled_scalar", "n % 4 != 0");
+    assert_eq!(tn(&[2, 64, 32], &[2, 64, 32], &cpu).1, "matmul_tiled", "batched");
+}
+
 #[test]
 fn glu_table() {
     let (gpu, cpu) = (caps(false), caps(true));
@@ -104,7 +126,9 @@ fn attention_table() {
         ("CPU prefill of 8 rows",     cpu, attn.clone(), [1, 9, 8, 64], 3, 2048, DType::F32, "attention", "attention_forward_rows", 8, Read),
         ("GPU prefill",               gpu, attn.clone(), [1, 9, 64, 64], 3, 2048, DType::F16, "attention", "attention_forward_rows", 8, Read),
         ("head dim 80",               cpu, attn.clone(), [1, 8, 16, 80], 8, 512, DType::F32, "attention", "attention_forward", 0, Read),
-        ("probabilities",             cpu, Op::AttentionWeights(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_weights", 0, Read),
+        ("CPU probabilities",         cpu, Op::AttentionWeights(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_probs_rows", 0, Read),
+        ("CPU probabilities, GQA",    cpu, Op::AttentionWeights(spec.clone()), [1, 4, 16, 64], 2, 16, DType::F32, "attention", "attention_weights", 0, Read),
+        ("GPU probabilities",         gpu, Op::AttentionWeights(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_weights", 0, Read),
         ("dQ",                        cpu, Op::AttentionGradQ(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_grad_q", 0, Read),
         ("dV",                        gpu, Op::AttentionGradV(spec.clone()), [1, 4, 16, 64], 4, 16, DType::F32, "attention", "attention_grad_kv", 0, Read),
     ];
