@@ -19,6 +19,8 @@
 //   rmsnorm_rows, layernorm_rows (CPU adapters, c % 4 == 0): x, gamma and beta as textures (exec::twins
 //                         layout, texel t = elements 4t..4t+3: x staged, gamma/beta twins or staged),
 //                         y as vec4 stores; same slots as the forward entries above.
+//   *_backward_rows, norm_row_stats_rows (CPU adapters, c % 4 == 0): the same with dy staged (slot 3) and
+//                         dx as vec4 stores (slot 4); stats_w (slot 2).
 //
 // Overrides: WG (workgroup size, a power of two ≤ 256, default 64); RMS (norm_row_stats: RMSNorm stats).
 // Dispatch: one workgroup per row (grid_1d(rows), row = wid.x + wid.y·nwg.x) for every entry except
@@ -225,6 +227,7 @@ fn norm_grad_gamma(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(2) var gt: texture_2d<f32>;
 @group(0) @binding(3) var bt: texture_2d<f32>;
+@group(0) @binding(3) var dyt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read_write> y34: array<vec4<T>>;
 @group(0) @binding(4) var<storage, read_write> y4: array<vec4<T>>;
 
@@ -279,4 +282,90 @@ fn layernorm_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     for (var j = 0u; j < c4; j++) {
         y4[base + j] = vec4<T>((texel4(xt, base + j) - mean) * rstd * texel4(gt, j) + texel4(bt, j));
     }
+}
+
+// ---- layernorm_backward_rows, rmsnorm_backward_rows, norm_row_stats_rows ----------------------------------
+// The backward entries the same way (CPU adapters, c % 4 == 0): x (binding 1) and dy (binding 3) staged,
+// gamma (binding 2) its twin, dx (binding 4) as vec4 stores; norm_row_stats_rows: x staged, stats_w
+// (binding 2). A row an invocation, as the forward *_rows: the workgroup-per-row entries spend most of their
+// time on per-lane storage loads and barriers under llvmpipe (MiniLM's training step: 1.0 s in
+// layernorm_backward_x and 0.5 s in norm_row_stats for 13 norms, bench train).
+
+// (mean, rstd) of row `base` (texels base..base + c/4) of the staged x; mean 0 for RMSNorm.
+fn rows_stats(base: u32, rms: bool) -> vec2<f32> {
+    let c4 = p.c / 4u;
+    let cf = f32(p.c);
+    if (rms) {
+        var ss = vec4<f32>(0.0);
+        for (var j = 0u; j < c4; j++) {
+            let v = texel4(xt, base + j);
+            ss += v * v;
+        }
+        return vec2<f32>(0.0, inverseSqrt(hsum(ss) / cf + p.eps));
+    }
+    var s = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        s += texel4(xt, base + j);
+    }
+    let mean = hsum(s) / cf;
+    var sq = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        let d = texel4(xt, base + j) - mean;
+        sq += d * d;
+    }
+    return vec2<f32>(mean, inverseSqrt(hsum(sq) / cf + p.eps));
+}
+
+// dx of one row: g = dy·gamma, x̂ = (x − mean)·rstd, dx = rstd·(g − mean(g)·[layernorm] − x̂·mean(g·x̂)).
+fn backward_row(row: u32, rms: bool) {
+    let c4 = p.c / 4u;
+    let base = row * c4;
+    let st = rows_stats(base, rms);
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        let g = texel4(dyt, base + j) * texel4(gt, j);
+        sg += g;
+        sgx += g * (texel4(xt, base + j) - st.x) * st.y;
+    }
+    var mg = hsum(sg) / f32(p.c);
+    if (rms) {
+        mg = 0.0;
+    }
+    let mgx = hsum(sgx) / f32(p.c);
+    for (var j = 0u; j < c4; j++) {
+        let g = texel4(dyt, base + j) * texel4(gt, j);
+        let xh = (texel4(xt, base + j) - st.x) * st.y;
+        y4[base + j] = vec4<T>(st.y * (g - mg - xh * mgx));
+    }
+}
+
+@compute @workgroup_size(16)
+fn layernorm_backward_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = rows_row(wid, nwg, lid);
+    if (row < p.rows) {
+        backward_row(row, false);
+    }
+}
+
+@compute @workgroup_size(16)
+fn rmsnorm_backward_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = rows_row(wid, nwg, lid);
+    if (row < p.rows) {
+        backward_row(row, true);
+    }
+}
+
+@compute @workgroup_size(16)
+fn norm_row_stats_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = rows_row(wid, nwg, lid);
+    if (row >= p.rows) {
+        return;
+    }
+    let st = rows_stats(row * (p.c / 4u), RMS);
+    stats_w[2u * row] = st.x;
+    stats_w[2u * row + 1u] = st.y;
 }

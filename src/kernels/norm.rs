@@ -40,8 +40,9 @@ fn dispatch(
 }
 
 /// What serves a norm op: the entry of its (first) dispatch and how x and the norm's weights are bound. The
-/// family's kernel table: on CPU adapters the forward norms walk one row per invocation through a staged x
-/// and the weights' twins (see the shader); everything else, and every GPU, reads storage.
+/// family's kernel table: on CPU adapters the norms, their dx and dgamma's row statistics walk one row per
+/// invocation through a staged x (and dy) and the weights' twins (see the shader); dgamma's column sums,
+/// and everything on a GPU, read storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Choice {
     pub entry: &'static str,
@@ -66,6 +67,15 @@ pub fn select(op: &Op, ins: &[ArgInfo], dtype: DType, caps: &Caps) -> Result<Cho
         }
         (Op::RmsNorm { .. }, Some(kind)) => {
             Choice { entry: "rmsnorm_rows", x: kind, weights: twin_kind(dtype).expect("a float dtype") }
+        }
+        (Op::LayerNormGradX { .. }, Some(kind)) => {
+            Choice { entry: "layernorm_backward_rows", x: kind, weights: twin_kind(dtype).expect("a float dtype") }
+        }
+        (Op::RmsNormGradX { .. }, Some(kind)) => {
+            Choice { entry: "rmsnorm_backward_rows", x: kind, weights: twin_kind(dtype).expect("a float dtype") }
+        }
+        (Op::NormGradGamma { .. }, Some(kind)) => {
+            Choice { entry: "norm_row_stats_rows", x: kind, weights: BindKind::Read }
         }
         (Op::LayerNorm { .. }, None) => plain("layernorm_forward"),
         (Op::RmsNorm { .. }, None) => plain("rmsnorm_forward"),
@@ -101,26 +111,36 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         Op::RmsNorm { eps } if choice.x.is_staged() => {
             single(eps, vec![r(0), g(1), w], vec![], grid_1d(ceil_div(rows, 16)))
         }
+        Op::LayerNormGradX { eps } | Op::RmsNormGradX { eps } if choice.x.is_staged() => {
+            single(eps, vec![r(0), g(1), r(2), w], vec![], grid_1d(ceil_div(rows, 16)))
+        }
         Op::LayerNorm { eps } | Op::LayerNormGradX { eps } | Op::RmsNormGradX { eps } => {
             single(eps, vec![r(0), r(1), r(2), w], ov, row_grid)
         }
         Op::RmsNorm { eps } => single(eps, vec![r(0), r(1), w], ov, row_grid),
         Op::NormGradGamma { eps, rms } => {
             // Per-row (mean, rstd) into scratch, then one invocation per column sums its rows in order.
+            // On CPU adapters the stats walk a row an invocation through the staged x.
+            let (stats_wg, stats_grid) = if choice.x.is_staged() {
+                (vec![], grid_1d(ceil_div(rows, 16)))
+            } else {
+                (vec![("WG", wg as f64)], row_grid)
+            };
             let stats = dispatch(
-                "norm_row_stats",
+                choice.entry,
                 dt,
-                vec![("WG", wg as f64), ("RMS", rms as u32 as f64)],
+                [stats_wg, vec![("RMS", rms as u32 as f64)]].concat(),
                 (rows, c, eps),
                 vec![r(0), bind(Arg::Scratch(0), true)],
-                row_grid,
+                stats_grid,
             );
+            let plain = |i| bind(Arg::Input(i), false);
             let cols = dispatch(
                 "norm_grad_gamma",
                 dt,
                 vec![("WG", 64.0)],
                 (rows, c, eps),
-                vec![r(0), r(1), bind(Arg::Scratch(0), false), w],
+                vec![plain(0), plain(1), bind(Arg::Scratch(0), false), w],
                 grid_1d(c.div_ceil(64) as u32),
             );
             Lowered { scratch: vec![(rows.max(1) * 2 * 4) as u64], dispatches: vec![stats, cols] }

@@ -145,8 +145,8 @@ fn wrong_gamma_shape_is_a_shape_error() {
 #[test]
 fn row_kernels_on_textures_match_the_reference() {
     // CPU adapters: one invocation per row through textures (c % 4 == 0); storage devices: a workgroup per
-    // row. Partial workgroups of 16 rows, a row spanning texture rows, large activations, gamma as a param
-    // (its twin) and as an input (staged).
+    // row. The norms, their dx, and dgamma (its row statistics). Partial workgroups of 16 rows, a row
+    // spanning texture rows, large activations, gamma as a param (its twin) and as an input (staged).
     use wgpu_llm::kernels::{norm, ArgInfo};
     let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
     let mut rng = Rng::new(3);
@@ -159,9 +159,14 @@ fn row_kernels_on_textures_match_the_reference() {
             let v: Vec<f32> = rng.vec(shape.iter().product(), -scale, scale);
             let x = if dt == DType::F16 { HostTensor::f16(&shape, v) } else { HostTensor::f32(&shape, v) }.unwrap();
             let (g, b) = (rng.tensor(&[c], dt), rng.tensor(&[c], dt));
+            let dy = rng.tensor(&shape, dt);
             for (op, ins, entry) in [
                 (Op::RmsNorm { eps: EPS }, vec![x.clone(), g.clone()], "rmsnorm_rows"),
                 (Op::LayerNorm { eps: EPS }, vec![x.clone(), g.clone(), b.clone()], "layernorm_rows"),
+                (Op::LayerNormGradX { eps: EPS }, vec![x.clone(), g.clone(), dy.clone()], "layernorm_backward_rows"),
+                (Op::RmsNormGradX { eps: EPS }, vec![x.clone(), g.clone(), dy.clone()], "rmsnorm_backward_rows"),
+                (Op::NormGradGamma { eps: EPS, rms: false }, vec![x.clone(), dy.clone()], "norm_row_stats_rows"),
+                (Op::NormGradGamma { eps: EPS, rms: true }, vec![x.clone(), dy.clone()], "norm_row_stats_rows"),
             ] {
                 let case = format!("{entry} {shape:?} ×{scale} {dt:?}");
                 let infos: Vec<ArgInfo> = ins.iter().map(info).collect();

@@ -197,8 +197,11 @@ fn norm_table() {
         ("CPU layernorm",                cpu, &ln, 64, 384, f32_, "layernorm_rows", StagedF32x4, TextureF32x4),
         ("CPU row not whole texels",     cpu, &rms, 64, 575, f32_, "rmsnorm_forward", Read, Read),
         ("CPU x past the texture",       tiny_textures, &rms, 8192, 576, f32_, "rmsnorm_forward", Read, Read),
-        ("CPU rmsnorm dx",               cpu, &Op::RmsNormGradX { eps: 1e-5 }, 64, 576, f32_, "rmsnorm_backward_x", Read, Read),
-        ("CPU layernorm dx",             cpu, &Op::LayerNormGradX { eps: 1e-5 }, 64, 576, f32_, "layernorm_backward_x", Read, Read),
+        ("CPU rmsnorm dx",               cpu, &Op::RmsNormGradX { eps: 1e-5 }, 64, 576, f32_, "rmsnorm_backward_rows", StagedF32x4, TextureF32x4),
+        ("CPU layernorm dx",             cpu, &Op::LayerNormGradX { eps: 1e-5 }, 64, 384, f32_, "layernorm_backward_rows", StagedF32x4, TextureF32x4),
+        ("CPU dx, row not whole texels", cpu, &Op::LayerNormGradX { eps: 1e-5 }, 64, 575, f32_, "layernorm_backward_x", Read, Read),
+        ("GPU layernorm dx",             gpu, &Op::LayerNormGradX { eps: 1e-5 }, 64, 384, f32_, "layernorm_backward_x", Read, Read),
+        ("CPU dgamma",                   cpu, &Op::NormGradGamma { eps: 1e-5, rms: false }, 64, 384, f32_, "norm_row_stats_rows", StagedF32x4, Read),
         ("GPU dgamma",                   gpu, &Op::NormGradGamma { eps: 1e-5, rms: true }, 64, 576, f32_, "norm_row_stats", Read, Read),
     ];
     for &(what, caps, op, rows, c, dt, entry, x, w) in table {
