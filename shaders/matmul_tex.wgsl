@@ -7,7 +7,7 @@
 // Accumulation is in f32.
 //
 // Bindings: 0 params; 1 a (texture) [m, k] ([k, m] for gemm_tex_tn); 2 b (texture) [n, k] ([k, n] for
-// gemm_tex_tn); 3 y (read_write) [m, n]; with the override
+// gemm_tex_tn and gemm_tex_nn); 3 y (read_write) [m, n]; with the override
 // ACC (LinearAdd) y += the product instead of y = it.
 // Needs k % 4 == 0 (whole texels per row; the lowering checks).
 //   gemv_tex  decode (m ≤ 8, one row per z): b is a leaf's texture twin (exec::twins, same layout), a the
@@ -129,6 +129,38 @@ fn gemm_tex_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             a[3] = texel_a(ra + min(q0 + 3u, ql));
         }
         //#rows tn_row(&acc, {r}u, &a, b0, b1);
+    }
+    store_tile(i0, j0, &acc);
+}
+
+// ---- gemm_tex_nn: y[i, j] = Σ_k a[i, k] · b[k, j] (a·b, b [k, n] not transposed: GPT-2's Conv1D x·W) ------
+// a [m, k] and b [k, n] textures, k % 4 == 0 and n % 4 == 0: a step of 4 k fetches the tile's ROWS texels of a
+// (4 values of a row each) and 8 of b (4 rows of b × the tile's 8 columns), ROWS·32 FMAs for ROWS + 8 texels
+// (gemm_tex's ratio). Geometry, clamping and store as gemm_tex.
+
+// Row r of the tile: a's 4 values of the step against b's 4 rows (b[2c], b[2c + 1]: row c, columns j0..j0+7).
+fn nn_row(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, a: vec4<f32>, b: ptr<function, array<vec4<f32>, 8>>) {
+    (*acc)[2u * r] += a.x * (*b)[0] + a.y * (*b)[2] + a.z * (*b)[4] + a.w * (*b)[6];
+    (*acc)[2u * r + 1u] += a.x * (*b)[1] + a.y * (*b)[3] + a.z * (*b)[5] + a.w * (*b)[7];
+}
+
+@compute @workgroup_size(8, 8)
+fn gemm_tex_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k4 = p.k / 4u;
+    let n4 = p.n / 4u;
+    let j0 = (wid.x * 8u + lid.x) * 8u;
+    let i0 = (wid.y * 8u + lid.y) * ROWS;
+    if (i0 >= p.m) { return; } // as gemm_tex
+    let ml = p.m - 1u;
+    let c0 = min(j0 / 4u, n4 - 1u);
+    let c1 = min(j0 / 4u + 1u, n4 - 1u);
+    var acc: array<vec4<f32>, 32>;
+    for (var kk = 0u; kk < k4; kk++) {
+        let t = kk * 4u * n4;
+        var b = array<vec4<f32>, 8>(
+            texel_b(t + c0), texel_b(t + c1), texel_b(t + n4 + c0), texel_b(t + n4 + c1),
+            texel_b(t + 2u * n4 + c0), texel_b(t + 2u * n4 + c1), texel_b(t + 3u * n4 + c0), texel_b(t + 3u * n4 + c1));
+        //#rows nn_row(&acc, {r}u, texel_a(min(i0 + {r}u, ml) * k4 + kk), &b);
     }
     store_tile(i0, j0, &acc);
 }

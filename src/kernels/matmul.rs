@@ -1,7 +1,7 @@
 //! Lowering of MatMul (shaders/matmul.wgsl): the tiled GEMM, the decode GEMV (m = 1) and the plain 4×4
 //! baseline the benchmark compares against; batching, transposes and row-sharded weights. On CPU adapters
 //! (`Caps::texture_reads`) x·Wᵀ with more than 2 rows runs shaders/matmul_tex.wgsl's `gemm_tex` on staged
-//! textures instead, and a weight's gradient aᵀ·b its `gemm_tex_tn`.
+//! textures instead, a weight's gradient aᵀ·b its `gemm_tex_tn` and x·W (GPT-2's Conv1D) its `gemm_tex_nn`.
 //!
 //! A weight b (2-D) stored in several shards (split by rows of its first dim) runs as one dispatch per shard:
 //! with `tb` (W [N, K]) a shard's rows are output columns, so each dispatch writes its own column range of c;
@@ -399,7 +399,8 @@ fn geometry(op: &Op, ins: &[ArgInfo]) -> Result<(Geom, bool, bool, usize)> {
 ///   texture-weights adapter: `gemv_tex`/`gemv_tex_h8` up to `TEX_GEMV_MAX_ROWS` rows (the weight's twin, the
 ///   row as a uniform array where it fits, else staged), else `gemm_tex`/`gemm_tex_h8` (both staged);
 /// - aᵀ·b of 2-D operands with m and n multiples of 4 (a weight's gradient) there: `gemm_tex_tn` (both
-///   staged);
+///   staged); x·W (one 2-D W [k, n], k and n multiples of 4, more than `TEX_GEMV_MAX_ROWS` rows):
+///   `gemm_tex_nn` (x staged, W staged or, up to `TEX_TWIN_GEMM_MAX_ROWS` rows, its twin);
 /// - otherwise storage buffers: one row (not transposed) `gemv`, `gemv_vec4` or `gemv_rows4`; else
 ///   `matmul_tiled` (vec4 loads where aligned) or `matmul_tiled_scalar`.
 pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, caps: &Caps) -> Result<Choice> {
@@ -418,7 +419,9 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
         && texture_fits(n * k * dtype.size());
     // gemm_tex_tn: aᵀ·b of two 2-D operands (a weight's gradient), whole texels per row of both.
     let tn = ta && !tb && g.batch == 1 && g.m.is_multiple_of(4) && n.is_multiple_of(4) && operands_fit;
-    let texture = tn || (!ta && tb && k.is_multiple_of(4) && operands_fit);
+    // gemm_tex_nn: x·W with W [k, n] (GPT-2's Conv1D), beyond the GEMV's rows.
+    let nn = !ta && !tb && g.m > TEX_GEMV_MAX_ROWS && k.is_multiple_of(4) && n.is_multiple_of(4) && operands_fit;
+    let texture = tn || nn || (!ta && tb && k.is_multiple_of(4) && operands_fit);
     let kernel = match kernel {
         Kernel::Auto if texture && caps.texture_reads => Kernel::Texture,
         Kernel::Auto if g.m == 1 && !ta => Kernel::Gemv,
@@ -436,9 +439,12 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
     // much as reading it), the row staged, or through the uniform path where it fits (every plan buffer on a
     // texture-weights adapter is at least UNIFORM_ROW_BYTES).
     // f16 with k % 8 == 0: eight values a texel (the f16 bytes as rgba32uint), twice rgba16float's.
-    if tn {
+    if tn || nn {
         let staged = staged_kind(dtype).expect("checked by `texture`");
-        return Ok(Choice { kernel, family: "matmul_tex", entry: "gemm_tex_tn", a: staged, b: staged });
+        // x·W's weight through its twin up to TEX_TWIN_GEMM_MAX_ROWS rows, as x·Wᵀ's (below).
+        let b = if nn && g.m <= TEX_TWIN_GEMM_MAX_ROWS { twin_kind(dtype).expect("float") } else { staged };
+        let entry = if tn { "gemm_tex_tn" } else { "gemm_tex_nn" };
+        return Ok(Choice { kernel, family: "matmul_tex", entry, a: staged, b });
     }
     let h8 = dtype == DType::F16 && k.is_multiple_of(8);
     let staged = if h8 { BindKind::StagedU32x4 } else { staged_kind(dtype).expect("checked by `texture`") };

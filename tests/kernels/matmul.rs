@@ -215,6 +215,41 @@ fn texture_tn_gemm_matches_the_reference() {
 }
 
 #[test]
+fn texture_nn_gemm_matches_the_reference() {
+    use wgpu_llm::kernels::matmul;
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
+    let mut r = Rng::new(29);
+    // x·W with W [k, n] (GPT-2's Conv1D): k and n multiples of 4 off the tiles, 3 rows (the first past the
+    // GEMV's), a batch folded into the rows, W as an input (staged) and as a param (its twin up to 32 rows),
+    // the char GPT's c_attn (768 rows, 128 → 384).
+    for (batch, m, k, n) in [
+        (vec![], 3, 4, 4),
+        (vec![], 20, 36, 12),
+        (vec![], 130, 8, 68),
+        (vec![2], 21, 40, 12),
+        (vec![], 37, 132, 388),
+        (vec![], 768, 128, 384),
+    ] {
+        for (dt, tol) in dtypes() {
+            let (sa, sb) = shapes(&batch, m, k, n, false, false, true);
+            let case = format!("texture nn gemm {sa:?}·{sb:?} {dt:?}");
+            let op = Op::MatMul { ta: false, tb: false };
+            let mut so = sa.clone();
+            *so.last_mut().unwrap() = n;
+            let lowered = |gpu: &wgpu_llm::gpu::Gpu| {
+                matmul::lower(&op, &[info(&sa, dt), info(&sb, dt)], &info(&so, dt), &gpu.caps()).unwrap()
+            };
+            assert_eq!(lowered(tex).dispatches[0].entry, "gemm_tex_nn", "{case}");
+            assert_ne!(lowered(storage).dispatches[0].family, "matmul_tex", "{case}");
+            let (a, b) = (r.tensor(&sa, dt), r.tensor(&sb, dt));
+            check_with_param(tex, &format!("{case}, W a param"), op.clone(), &[a.clone(), b.clone()], 1, tol);
+            check_op_on(tex, &case, op.clone(), &[a.clone(), b.clone()], &[], tol);
+            check_op_on(storage, &case, op.clone(), &[a, b], &[], tol);
+        }
+    }
+}
+
+#[test]
 fn texture_gemm_sees_a_weight_set_again() {
     // A staged texture is refilled before every run, and a twin (up to TEX_TWIN_GEMM_MAX_ROWS rows: 9 here)
     // rewritten on every upload, so a weight changed between runs of one plan (training, LoRA merges) is

@@ -47,6 +47,10 @@ fn matmul_table() {
         ("CPU decode, odd k",            cpu, true, &[1, 575], &[36, 575], f32_, "matmul", "gemv", Read, Read),
         ("CPU x·W (no transpose)",       cpu, false, &[1, 576], &[576, 64], f32_, "matmul", "gemv_vec4", Read, Read),
         ("CPU batched 3-D weights",      cpu, false, &[2, 16, 8], &[2, 8, 16], f32_, "matmul", "matmul_tiled", Read, Read),
+        ("CPU x·W, 3 rows: W's twin",     cpu, false, &[3, 576], &[576, 64], f32_, "matmul_tex", "gemm_tex_nn", StagedF32x4, TextureF32x4),
+        ("CPU x·W, 768 rows",            cpu, false, &[12, 64, 128], &[128, 384], f32_, "matmul_tex", "gemm_tex_nn", StagedF32x4, StagedF32x4),
+        ("CPU x·W, n % 4 != 0",          cpu, false, &[64, 128], &[128, 6], f32_, "matmul", "matmul_tiled_scalar", Read, Read),
+        ("GPU x·W",                      gpu, false, &[64, 128], &[128, 384], f32_, "matmul", "matmul_tiled", Read, Read),
         ("CPU forced tiled",             forced_tiled, true, &[1, 576], &[1536, 576], f32_, "matmul", "matmul_tiled", Read, Read),
     ];
     for &(what, caps, tb, a, b, dtype, family, entry, ka, kb) in table {
