@@ -17,7 +17,8 @@
 //             j0..j0+7): a step of 4 k fetches ROWS + 8 texels for ROWS·32 FMAs. 16 × 8 was the fastest of
 //             4×4 … 32×8 in the experiment; ROWS = 8 (override) wastes less of the tile on short prompts.
 //             Rows past m and columns past n are clamped to the last one and never stored.
-//             grid (⌈n/64⌉, ⌈m/(8·ROWS)⌉, 1).
+//             grid (⌈n/64⌉, ⌈m/(8·ROWS)⌉, batch): a batched product (b with a's batch; f32) takes its
+//             batch from z (gemm_tex, gemm_tex_tn and gemm_tex_nn alike), otherwise z = 0.
 //   gemm_tex_h8, gemv_tex_h8  the same for f16 operands with k % 8 == 0, read eight to a texel: the f16
 //             bytes copied into rgba32uint textures (staged, or the weight's twin; bindings 1 and 2 as
 //             texture_2d<u32>) and unpacked with unpack2x16float. llvmpipe spends ~90 cycles on a texel fetch
@@ -79,16 +80,19 @@ fn gemm_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     if (i0 >= p.m) { return; }
     let ml = p.m - 1u;
     let nl = p.n - 1u;
+    // A batched product's batch (grid z): its a, b (texels) and y (elements) start here.
+    let a0 = wid.z * p.m * k4;
+    let b0 = wid.z * p.n * k4;
     var acc: array<vec4<f32>, 32>;
     for (var kk = 0u; kk < k4; kk++) {
         var b = array<vec4<f32>, 8>(
-            texel_b(min(j0, nl) * k4 + kk), texel_b(min(j0 + 1u, nl) * k4 + kk),
-            texel_b(min(j0 + 2u, nl) * k4 + kk), texel_b(min(j0 + 3u, nl) * k4 + kk),
-            texel_b(min(j0 + 4u, nl) * k4 + kk), texel_b(min(j0 + 5u, nl) * k4 + kk),
-            texel_b(min(j0 + 6u, nl) * k4 + kk), texel_b(min(j0 + 7u, nl) * k4 + kk));
-        //#rows row_step(&acc, {r}u, texel_a(min(i0 + {r}u, ml) * k4 + kk), &b);
+            texel_b(b0 + min(j0, nl) * k4 + kk), texel_b(b0 + min(j0 + 1u, nl) * k4 + kk),
+            texel_b(b0 + min(j0 + 2u, nl) * k4 + kk), texel_b(b0 + min(j0 + 3u, nl) * k4 + kk),
+            texel_b(b0 + min(j0 + 4u, nl) * k4 + kk), texel_b(b0 + min(j0 + 5u, nl) * k4 + kk),
+            texel_b(b0 + min(j0 + 6u, nl) * k4 + kk), texel_b(b0 + min(j0 + 7u, nl) * k4 + kk));
+        //#rows row_step(&acc, {r}u, texel_a(a0 + min(i0 + {r}u, ml) * k4 + kk), &b);
     }
-    store_tile(i0, j0, &acc);
+    store_tile_at(wid.z * p.m * p.n, i0, j0, &acc);
 }
 
 // ---- gemm_tex_tn: y[i, j] = Σ_k a[k, i] · b[k, j] (aᵀ·b) ----------------------------------------------------
@@ -117,11 +121,13 @@ fn gemm_tex_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ql = m4 - 1u;
     let c0 = min(j0 / 4u, n4 - 1u);
     let c1 = min(j0 / 4u + 1u, n4 - 1u);
+    let a0 = wid.z * p.k * m4; // a batched product's batch (grid z), as gemm_tex
+    let bz = wid.z * p.k * n4;
     var acc: array<vec4<f32>, 32>;
     for (var kk = 0u; kk < p.k; kk++) {
-        let ra = kk * m4;
-        let b0 = texel_b(kk * n4 + c0);
-        let b1 = texel_b(kk * n4 + c1);
+        let ra = a0 + kk * m4;
+        let b0 = texel_b(bz + kk * n4 + c0);
+        let b1 = texel_b(bz + kk * n4 + c1);
         var a = array<vec4<f32>, 4>(texel_a(ra + min(q0, ql)), texel_a(ra + min(q0 + 1u, ql)), vec4<f32>(0.0),
                                     vec4<f32>(0.0));
         if (ROWS > 8u) {
@@ -130,7 +136,7 @@ fn gemm_tex_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
         //#rows tn_row(&acc, {r}u, &a, b0, b1);
     }
-    store_tile(i0, j0, &acc);
+    store_tile_at(wid.z * p.m * p.n, i0, j0, &acc);
 }
 
 // ---- gemm_tex_nn: y[i, j] = Σ_k a[i, k] · b[k, j] (a·b, b [k, n] not transposed: GPT-2's Conv1D x·W) ------
@@ -154,15 +160,17 @@ fn gemm_tex_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ml = p.m - 1u;
     let c0 = min(j0 / 4u, n4 - 1u);
     let c1 = min(j0 / 4u + 1u, n4 - 1u);
+    let a0 = wid.z * p.m * k4; // a batched product's batch (grid z), as gemm_tex
+    let bz = wid.z * p.k * n4;
     var acc: array<vec4<f32>, 32>;
     for (var kk = 0u; kk < k4; kk++) {
-        let t = kk * 4u * n4;
+        let t = bz + kk * 4u * n4;
         var b = array<vec4<f32>, 8>(
             texel_b(t + c0), texel_b(t + c1), texel_b(t + n4 + c0), texel_b(t + n4 + c1),
             texel_b(t + 2u * n4 + c0), texel_b(t + 2u * n4 + c1), texel_b(t + 3u * n4 + c0), texel_b(t + 3u * n4 + c1));
-        //#rows nn_row(&acc, {r}u, texel_a(min(i0 + {r}u, ml) * k4 + kk), &b);
+        //#rows nn_row(&acc, {r}u, texel_a(a0 + min(i0 + {r}u, ml) * k4 + kk), &b);
     }
-    store_tile(i0, j0, &acc);
+    store_tile_at(wid.z * p.m * p.n, i0, j0, &acc);
 }
 
 //#include gemv_cols

@@ -15,14 +15,19 @@ fn store_y(idx: u32, v: f32) {
 // Rows of the register tile: 16, or 8 (the upper half of the tile is then neither computed nor stored).
 override ROWS: u32 = 16u;
 
-fn store_row(i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// y0: the first element of this product's y (a batched product's batch · m · n; 0 otherwise).
+fn store_row(y0: u32, i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (i >= p.m) { return; }
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var c = 0u; c < 8u; c++) {
-        if (j0 + c < p.n) { store_y(i * p.n + j0 + c, v[c]); }
+        if (j0 + c < p.n) { store_y(y0 + i * p.n + j0 + c, v[c]); }
     }
 }
 
+fn store_tile_at(y0: u32, i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
+    //#rows store_row(y0, i0 + {r}u, j0, (*acc)[{2r}], (*acc)[{2r+1}]);
+}
+
 fn store_tile(i0: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 32>>) {
-    //#rows store_row(i0 + {r}u, j0, (*acc)[{2r}], (*acc)[{2r+1}]);
+    store_tile_at(0u, i0, j0, acc);
 }

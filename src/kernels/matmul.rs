@@ -398,8 +398,9 @@ fn geometry(op: &Op, ins: &[ArgInfo]) -> Result<(Geom, bool, bool, usize)> {
 /// - x·Wᵀ (one 2-D weight in one buffer, whole texels a row, within the texture height) on a
 ///   texture-weights adapter: `gemv_tex`/`gemv_tex_h8` up to `TEX_GEMV_MAX_ROWS` rows (the weight's twin, the
 ///   row as a uniform array where it fits, else staged), else `gemm_tex`/`gemm_tex_h8` (both staged);
-/// - aᵀ·b of 2-D operands with m and n multiples of 4 (a weight's gradient) there: `gemm_tex_tn` (both
-///   staged); x·W (one 2-D W [k, n], k and n multiples of 4, more than `TEX_GEMV_MAX_ROWS` rows):
+/// - aᵀ·b with m and n multiples of 4 (a weight's gradient) there: `gemm_tex_tn` (both staged);
+/// - batched products (b with a's batch, f32, more than `TEX_GEMV_MAX_ROWS` rows) there: the same texture
+///   GEMMs with the batch as grid z; x·W (one 2-D W [k, n], k and n multiples of 4, more than `TEX_GEMV_MAX_ROWS` rows):
 ///   `gemm_tex_nn` (x staged, W staged or, up to `TEX_TWIN_GEMM_MAX_ROWS` rows, its twin);
 /// - otherwise storage buffers: one row (not transposed) `gemv`, `gemv_vec4` or `gemv_rows4`; else
 ///   `matmul_tiled` (vec4 loads where aligned) or `matmul_tiled_scalar`.
@@ -411,14 +412,18 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
     // texture height limit.
     let texture_fits =
         |bytes: usize| staged_kind(dtype).is_some_and(|kind| super::texture_fits(caps, kind, bytes as u64));
-    let operands_fit = rb == 2
+    // A batched product (b with a's batch; attention's products in training) runs the texture GEMMs with
+    // its batch as grid z: f32, more rows than the GEMVs take (they use z for rows).
+    let batched = g.batch > 1;
+    let b_copies = if rb == 2 { 1 } else { g.batch };
+    let operands_fit = (rb == 2 && !batched || rb > 2 && dtype == DType::F32 && g.m > TEX_GEMV_MAX_ROWS)
         && ins[1].shards.len() <= 1
         && ins[0].dtype == dtype
         && ins[1].dtype == dtype
-        && texture_fits(g.m * k * dtype.size())
-        && texture_fits(n * k * dtype.size());
-    // gemm_tex_tn: aᵀ·b of two 2-D operands (a weight's gradient), whole texels per row of both.
-    let tn = ta && !tb && g.batch == 1 && g.m.is_multiple_of(4) && n.is_multiple_of(4) && operands_fit;
+        && texture_fits(g.batch * g.m * k * dtype.size())
+        && texture_fits(b_copies * n * k * dtype.size());
+    // gemm_tex_tn: aᵀ·b (a weight's gradient), whole texels per row of both.
+    let tn = ta && !tb && g.m.is_multiple_of(4) && n.is_multiple_of(4) && operands_fit;
     // gemm_tex_nn: x·W with W [k, n] (GPT-2's Conv1D), beyond the GEMV's rows.
     let nn = !ta && !tb && g.m > TEX_GEMV_MAX_ROWS && k.is_multiple_of(4) && n.is_multiple_of(4) && operands_fit;
     let texture = tn || nn || (!ta && tb && k.is_multiple_of(4) && operands_fit);
@@ -442,7 +447,7 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
     if tn || nn {
         let staged = staged_kind(dtype).expect("checked by `texture`");
         // x·W's weight through its twin up to TEX_TWIN_GEMM_MAX_ROWS rows, as x·Wᵀ's (below).
-        let b = if nn && g.m <= TEX_TWIN_GEMM_MAX_ROWS { twin_kind(dtype).expect("float") } else { staged };
+        let b = if nn && !batched && g.m <= TEX_TWIN_GEMM_MAX_ROWS { twin_kind(dtype).expect("float") } else { staged };
         let entry = if tn { "gemm_tex_tn" } else { "gemm_tex_nn" };
         return Ok(Choice { kernel, family: "matmul_tex", entry, a: staged, b });
     }
@@ -455,7 +460,7 @@ pub fn select_kernel(op: &Op, ins: &[ArgInfo], dtype: DType, kernel: Kernel, cap
         // A decode-sized GEMM (continuous batching, short prefills) reads the weight's twin, which the
         // session's decode GEMVs made already, instead of copying the weight into a staged texture every run.
         (false, true) if g.m <= TEX_TWIN_GEMM_MAX_ROWS => ("gemm_tex_h8", BindKind::TextureU32x4),
-        (false, false) if g.m <= TEX_TWIN_GEMM_MAX_ROWS => ("gemm_tex", twin_kind(dtype).expect("float")),
+        (false, false) if g.m <= TEX_TWIN_GEMM_MAX_ROWS && !batched => ("gemm_tex", twin_kind(dtype).expect("float")),
         (false, true) => ("gemm_tex_h8", staged),
         (false, false) => ("gemm_tex", staged),
     };
@@ -495,7 +500,7 @@ pub fn lower_kernel(op: &Op, ins: &[ArgInfo], out: &ArgInfo, kernel: Kernel, cap
             (grid, vec![])
         } else {
             let rows = tex_gemm_rows(g.m);
-            ([ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), 1], vec![("ROWS", rows as f64)])
+            ([ceil_div(n, 64).max(1), ceil_div(g.m, 8 * rows).max(1), g.batch as u32], vec![("ROWS", rows as f64)])
         };
         let source = if c.family == "matmul_tex_ux" { uniform_row_source() } else { tex_source() };
         let d = Dispatch {

@@ -250,6 +250,44 @@ fn texture_nn_gemm_matches_the_reference() {
 }
 
 #[test]
+fn texture_gemms_take_a_batch_from_z() {
+    // Batched products (b with a's batch: attention's in training) on a texture-weights adapter: gemm_tex,
+    // gemm_tex_tn and gemm_tex_nn with the batch as grid z, against the reference and the storage kernels;
+    // 2 rows (the GEMVs' use z for rows) and f16 stay on storage.
+    use wgpu_llm::kernels::matmul;
+    let (tex, storage) = (common::gpu_texture_reads(), common::gpu_storage_weights());
+    let mut r = Rng::new(41);
+    for (batch, m, k, n, ta, tb, entry) in [
+        (3, 20, 36, 9, false, true, "gemm_tex"),
+        (24, 32, 32, 32, false, true, "gemm_tex"),
+        (2, 20, 36, 12, true, false, "gemm_tex_tn"),
+        (5, 32, 17, 8, true, false, "gemm_tex_tn"),
+        (4, 17, 32, 8, false, false, "gemm_tex_nn"),
+        (3, 2, 32, 8, false, false, "gemm_tex_nn"), // 2 rows: storage
+    ] {
+        let (sa, sb) = shapes(&[batch], m, k, n, ta, tb, false);
+        let case = format!("batched texture gemm {sa:?}·{sb:?} ta={ta} tb={tb}");
+        let op = Op::MatMul { ta, tb };
+        for dt in [DType::F32, DType::F16] {
+            if dt == DType::F16 && !common::has_f16() {
+                continue;
+            }
+            let l =
+                matmul::lower(&op, &[info(&sa, dt), info(&sb, dt)], &info(&[batch, m, n], dt), &tex.caps()).unwrap();
+            let want = if m > 2 && dt == DType::F32 { entry } else { "(storage)" };
+            let got = if l.dispatches[0].family == "matmul_tex" { l.dispatches[0].entry } else { "(storage)" };
+            assert_eq!(got, want, "{case} {dt:?}");
+            if got != "(storage)" {
+                assert_eq!(l.dispatches[0].grid[2], batch as u32, "{case}");
+            }
+        }
+        let (a, b) = (r.tensor(&sa, DType::F32), r.tensor(&sb, DType::F32));
+        check_op_on(tex, &case, op.clone(), &[a.clone(), b.clone()], &[], F32_REDUCE);
+        check_op_on(storage, &case, op, &[a, b], &[], F32_REDUCE);
+    }
+}
+
+#[test]
 fn texture_gemm_sees_a_weight_set_again() {
     // A staged texture is refilled before every run, and a twin (up to TEX_TWIN_GEMM_MAX_ROWS rows: 9 here)
     // rewritten on every upload, so a weight changed between runs of one plan (training, LoRA merges) is

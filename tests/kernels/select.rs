@@ -46,7 +46,9 @@ fn matmul_table() {
         ("CPU batch folded into rows",   cpu, true, &[2, 5, 576], &[64, 576], f32_, "matmul_tex", "gemm_tex", StagedF32x4, TextureF32x4),
         ("CPU decode, odd k",            cpu, true, &[1, 575], &[36, 575], f32_, "matmul", "gemv", Read, Read),
         ("CPU x·W (no transpose)",       cpu, false, &[1, 576], &[576, 64], f32_, "matmul", "gemv_vec4", Read, Read),
-        ("CPU batched 3-D weights",      cpu, false, &[2, 16, 8], &[2, 8, 16], f32_, "matmul", "matmul_tiled", Read, Read),
+        ("CPU batched (z)",              cpu, false, &[2, 16, 8], &[2, 8, 16], f32_, "matmul_tex", "gemm_tex_nn", StagedF32x4, StagedF32x4),
+        ("CPU batched x·Wᵀ (z)",         cpu, true, &[24, 32, 32], &[24, 32, 32], f32_, "matmul_tex", "gemm_tex", StagedF32x4, StagedF32x4),
+        ("CPU batched f16",              cpu, false, &[2, 16, 8], &[2, 8, 16], f16_, "matmul", "matmul_tiled", Read, Read),
         ("CPU x·W, 3 rows: W's twin",     cpu, false, &[3, 576], &[576, 64], f32_, "matmul_tex", "gemm_tex_nn", StagedF32x4, TextureF32x4),
         ("CPU x·W, 768 rows",            cpu, false, &[12, 64, 128], &[128, 384], f32_, "matmul_tex", "gemm_tex_nn", StagedF32x4, StagedF32x4),
         ("CPU x·W, n % 4 != 0",          cpu, false, &[64, 128], &[128, 6], f32_, "matmul", "matmul_tiled_scalar", Read, Read),
@@ -84,7 +86,8 @@ fn transposed_a_table() {
     assert_eq!(tn(&[1024, 384], &[1024, 1536], &gpu), ("matmul", "matmul_tiled", Read, Read));
     assert_eq!(tn(&[1024, 382], &[1024, 1536], &cpu).1, "matmul_tiled_scalar", "m % 4 != 0");
     assert_eq!(tn(&[64, 384], &[64, 6], &cpu).1, "matmul_tiled_scalar", "n % 4 != 0");
-    assert_eq!(tn(&[2, 64, 32], &[2, 64, 32], &cpu).1, "matmul_tiled", "batched");
+    assert_eq!(tn(&[2, 64, 32], &[2, 64, 32], &cpu).1, "gemm_tex_tn", "batched: z");
+    assert_eq!(tn(&[2, 64, 32], &[64, 32], &cpu).1, "matmul_tiled", "a batched, b shared");
 }
 
 #[test]
