@@ -185,9 +185,7 @@ pub fn lower(op: &Op, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Low
         let scores = ArgInfo { shape: vec![b, hq, t, s], dtype: dt, shards: vec![] };
         let mut l = super::matmul::lower(&Op::MatMul { ta: false, tb: true }, &ins[..2], &scores, caps)?;
         debug_assert!(l.scratch.is_empty(), "a matmul lowering with scratch");
-        for x in l.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()).filter(|x| x.arg == Arg::Output) {
-            x.arg = Arg::Scratch(0);
-        }
+        l.remap(|a| if a == Arg::Output { Arg::Scratch(0) } else { a });
         let bindings = vec![bind(Arg::Scratch(0), false), r(1), r(2), r(mask), bind(Arg::Output, true)];
         l.dispatches.push(mk(c.entry, None, bindings, grid_1d(ceil_div(q_rows as usize, WG))));
         l.scratch.push((q_rows as u64 * s as u64).max(1) * dt.size() as u64);

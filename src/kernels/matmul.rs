@@ -70,7 +70,7 @@ pub enum Kernel {
     Tiled,
     Gemv,
     Baseline,
-    /// The texture kernels (x·Wᵀ, and aᵀ·b of 2-D operands).
+    /// The texture kernels (matmul_tex: x·Wᵀ, aᵀ·b, x·W, batched or not; see `select_kernel`).
     Texture,
 }
 
@@ -246,16 +246,10 @@ fn lower_f32(ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lowered> {
         return Ok(l);
     }
     debug_assert!(l.scratch.is_empty(), "a matmul lowering with scratch");
-    for b in l.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()).filter(|b| b.arg == Arg::Output) {
-        b.arg = Arg::Scratch(0);
-    }
-    let cast = super::elementwise::lower(&Op::Cast { to: DType::F32 }, &[narrow], out, caps)?;
-    for mut d in cast.dispatches {
-        for b in d.bindings.iter_mut().filter(|b| b.arg == Arg::Input(0)) {
-            b.arg = Arg::Scratch(0);
-        }
-        l.dispatches.push(d);
-    }
+    l.remap(|a| if a == Arg::Output { Arg::Scratch(0) } else { a });
+    let mut cast = super::elementwise::lower(&Op::Cast { to: DType::F32 }, &[narrow], out, caps)?;
+    cast.remap(|a| if a == Arg::Input(0) { Arg::Scratch(0) } else { a });
+    l.dispatches.extend(cast.dispatches);
     l.scratch.push((numel(&out.shape) * dt.size()) as u64);
     Ok(l)
 }
@@ -340,18 +334,15 @@ fn lower_glu(act: Act, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Result<Lo
         return Ok(Lowered { scratch: vec![], dispatches: vec![d] });
     }
     let product = |w: usize, scratch: usize| -> Result<Vec<Dispatch>> {
-        let l = lower(&Op::MatMul { ta: false, tb: true }, &[ins[0].clone(), ins[w].clone()], out, caps)?;
+        let mut l = lower(&Op::MatMul { ta: false, tb: true }, &[ins[0].clone(), ins[w].clone()], out, caps)?;
         debug_assert!(l.scratch.is_empty(), "a matmul lowering with scratch");
-        let mut ds = l.dispatches;
-        for b in ds.iter_mut().flat_map(|d| d.bindings.iter_mut()) {
-            b.arg = match b.arg {
-                Arg::Output => Arg::Scratch(scratch),
-                Arg::Input(1) => Arg::Input(w),
-                Arg::InputShard(1, s) => Arg::InputShard(w, s),
-                other => other,
-            };
-        }
-        Ok(ds)
+        l.remap(|a| match a {
+            Arg::Output => Arg::Scratch(scratch),
+            Arg::Input(1) => Arg::Input(w),
+            Arg::InputShard(1, s) => Arg::InputShard(w, s),
+            other => other,
+        });
+        Ok(l.dispatches)
     };
     let mut dispatches = product(1, 0)?;
     dispatches.extend(product(2, 1)?);

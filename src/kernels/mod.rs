@@ -105,6 +105,16 @@ pub struct Lowered {
     pub dispatches: Vec<Dispatch>,
 }
 
+impl Lowered {
+    /// Every binding's argument through `f`: an op lowered as another (a product into scratch, the residual
+    /// as the output) rebinds its arguments this way.
+    pub(crate) fn remap(&mut self, f: impl Fn(Arg) -> Arg) {
+        for b in self.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()) {
+            b.arg = f(b.arg);
+        }
+    }
+}
+
 /// What lowering knows about an input: shape, dtype, and the row ranges of its shards (one range when the
 /// tensor fits one binding).
 #[derive(Clone, Debug)]

@@ -151,19 +151,12 @@ fn lower_add(act: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &Caps) -> Resu
     for d in l.dispatches.iter_mut().filter(|d| d.bindings.iter().any(|b| b.arg == Arg::Output)) {
         d.overrides.push(("ACC", 1.0));
     }
-    remap(&mut l, |a| match a {
+    l.remap(|a| match a {
         Arg::Input(3) => Arg::Input(4),
         Arg::Output => Arg::Input(3),
         a => a,
     });
     Ok(l)
-}
-
-/// Every binding's argument of `l` through `f`.
-fn remap(l: &mut Lowered, f: impl Fn(Arg) -> Arg) {
-    for b in l.dispatches.iter_mut().flat_map(|d| d.bindings.iter_mut()) {
-        b.arg = f(b.arg);
-    }
 }
 
 /// QGlu (inputs x, wgq, wgs, wuq, wus (, xs)): up to `GEMV_MAX_ROWS` rows with Silu, one GEMV over both
@@ -178,7 +171,7 @@ fn lower_glu(act: Act, quant: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &C
     let c = select(quant, &gate, out.dtype, caps);
     if act == Act::Silu && matches!(c.entry, "gemv_w8" | "gemv_w8_fq") {
         let mut l = lower(&product, &gate, out, caps)?;
-        remap(&mut l, xs);
+        l.remap(xs);
         let d = &mut l.dispatches[0];
         d.entry = if c.entry == "gemv_w8" { "gemv_glu_w8" } else { "gemv_glu_w8_fq" };
         let (w, s) = (d.bindings[1].kind, d.bindings[2].kind);
@@ -191,13 +184,13 @@ fn lower_glu(act: Act, quant: ActQuant, ins: &[ArgInfo], out: &ArgInfo, caps: &C
     let bytes = (crate::tensor::numel(&out.shape) * out.dtype.size()) as u64;
     let mut lg = lower(&product, &gate, out, caps)?;
     let ng = lg.scratch.len();
-    remap(&mut lg, |a| match xs(a) {
+    lg.remap(|a| match xs(a) {
         Arg::Output => Arg::Scratch(0),
         Arg::Scratch(i) => Arg::Scratch(2 + i),
         a => a,
     });
     let mut lu = lower(&product, &up, out, caps)?;
-    remap(&mut lu, |a| match a {
+    lu.remap(|a| match a {
         Arg::Output => Arg::Scratch(1),
         Arg::Scratch(i) => Arg::Scratch(2 + ng + i),
         Arg::Input(i) if i > 0 => Arg::Input(i + 2),

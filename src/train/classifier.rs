@@ -416,14 +416,8 @@ impl<'g> Classifier<'g> {
         step: u32,
         accum: super::Accum,
     ) -> Result<f32> {
-        if self.train.is_none() {
-            return Err(Error::Run("this classifier was opened for evaluation only".into()));
-        }
-        let t = self.padded(seqs)?;
-        let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
-        let plan = self.plan(t, true, accum)?;
-        let feeds = plan.takes(&feeds);
-        let out = plan.run(&feeds, &[("lr", lr.to_bits()), ("step", step)])?;
+        let vars = [("lr", lr.to_bits()), ("step", step)];
+        let out = self.with_batch(seqs, labels, Some(accum), |plan, feeds| plan.run(feeds, &vars))?;
         Ok(out[0].to_f32()[0])
     }
 
@@ -435,26 +429,38 @@ impl<'g> Classifier<'g> {
         lr: f32,
         step: u32,
     ) -> Result<Vec<crate::exec::OpTiming>> {
-        let t = self.padded(seqs)?;
-        let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
-        let plan = self.plan(t, true, super::Accum::Off)?;
-        let feeds = plan.takes(&feeds);
-        plan.profile(&feeds, &[("lr", lr.to_bits()), ("step", step)])
+        let vars = [("lr", lr.to_bits()), ("step", step)];
+        self.with_batch(seqs, labels, Some(super::Accum::Off), |plan, feeds| plan.profile(feeds, &vars))
     }
 
     /// Logits (and the mean loss, if `labels` are given) of a batch, without dropout or updates.
     pub fn eval_batch(&mut self, seqs: &[Vec<u32>], labels: &[usize]) -> Result<BatchOut> {
-        let t = self.padded(seqs)?;
-        let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
         let n = self.labels.len();
-        let plan = self.plan(t, false, super::Accum::Off)?;
-        let feeds = plan.takes(&feeds);
-        let out = plan.run(&feeds, &[])?;
+        let out = self.with_batch(seqs, labels, None, |plan, feeds| plan.run(feeds, &[]))?;
         let l = out[0].to_f32();
         Ok(BatchOut {
             loss: out[1].to_f32()[0],
             logits: (0..seqs.len()).map(|i| l[i * n..(i + 1) * n].to_vec()).collect(),
         })
+    }
+
+    /// `f` on the plan of a batch's bucket — a training step's (`train`: Some(accum)) or evaluation's — and the
+    /// batch's feeds that plan takes.
+    fn with_batch<R>(
+        &mut self,
+        seqs: &[Vec<u32>],
+        labels: &[usize],
+        train: Option<super::Accum>,
+        f: impl FnOnce(&mut Plan<'g>, &[(&'static str, &HostTensor)]) -> Result<R>,
+    ) -> Result<R> {
+        if train.is_some() && self.train.is_none() {
+            return Err(Error::Run("this classifier was opened for evaluation only".into()));
+        }
+        let t = self.padded(seqs)?;
+        let feeds = batch_feeds(seqs, labels, self.batch, t, self.head)?;
+        let plan = self.plan(t, train.is_some(), train.unwrap_or(super::Accum::Off))?;
+        let feeds = plan.takes(&feeds);
+        f(plan, &feeds)
     }
 
     fn padded(&self, seqs: &[Vec<u32>]) -> Result<usize> {

@@ -162,6 +162,14 @@ pub fn length_grouped(order: &[usize], len: impl Fn(usize) -> usize, batch: usiz
     batches
 }
 
+/// Indices of `n` items by length (stable): batches of neighbours pad to the shortest buckets they can
+/// (evaluation and prediction, whose results do not depend on the order).
+pub fn by_length(n: usize, len: impl Fn(usize) -> usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by_key(|&i| len(i));
+    idx
+}
+
 /// A seeded Fisher–Yates shuffle, the same on every platform.
 pub fn shuffle<T>(v: &mut [T], seed: u64) {
     let mut rng = super::SplitMix(seed);

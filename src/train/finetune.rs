@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::classifier::{Classifier, HeadKind, Setup, TrainSpec};
-use super::data::{length_grouped, shuffle, Example};
+use super::data::{by_length, length_grouped, shuffle, Example};
 use super::metrics::{report, Report};
 use super::schedule::Schedule;
 use super::Accum;
@@ -115,13 +115,6 @@ pub fn encode(tok: &Tokenizer, text: &str, max: usize) -> Result<Vec<u32>> {
         return Err(Error::Run(format!("{text:?} has no tokens")));
     }
     Ok(ids)
-}
-
-/// Indices of `n` items by length (stable): batches of neighbours pad to the shortest buckets they can.
-pub fn by_length(n: usize, len: impl Fn(usize) -> usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by_key(|&i| len(i));
-    idx
 }
 
 /// Mean loss and metrics of `clf` on `data` (already tokenized), without dropout. Batched in order of

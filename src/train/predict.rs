@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use super::classifier::{Classifier, HeadKind, Setup};
-use super::finetune::{argmax, by_length, encode};
+use super::data::by_length;
+use super::finetune::{argmax, encode};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::ConfigSource;
